@@ -1,0 +1,130 @@
+// thinkingvit infer: weights + a safetensors batch in, per-stage logits and entropies out.
+// The interop path with Python users and the parity check against the released code.
+
+#include <spdlog/spdlog.h>
+#include <torch/torch.h>
+
+#include "common.h"
+#include "thinkingvit/io/checkpoint.h"
+#include "thinkingvit/io/safetensors.h"
+#include "thinkingvit/models/thinking_vit.h"
+#include "thinkingvit/util/error.h"
+
+namespace thinkingvit::apps {
+
+namespace {
+
+struct InferArgs {
+  std::string weights, input, output, entropy_rule = "top10";
+  std::optional<double> threshold;
+  ModelChoice model;
+  bool strict = false;
+  int64_t batch_size = 256;
+  int threads = 0;
+};
+
+at::Tensor read_images(const std::string& path, const models::ThinkingViTOptions& o) {
+  auto file = io::read_safetensors(path);
+  auto it = file.tensors.find("images");
+  TVIT_CHECK(it != file.tensors.end(), "input '", path,
+             "': expected a tensor named 'images' (float32 B x C x H x W), found none");
+  const auto& images = it->second;
+  const std::vector<int64_t> want = {-1, o.in_channels(), o.image_size(), o.image_size()};
+  TVIT_CHECK(images.scalar_type() == at::kFloat, "input '", path,
+             "': tensor 'images' must be float32, found ", c10::toString(images.scalar_type()));
+  TVIT_CHECK(images.dim() == 4 && images.size(1) == want[1] && images.size(2) == want[2] &&
+                 images.size(3) == want[3],
+             "input '", path, "': tensor 'images' has shape ", shape_str(images.sizes().vec()),
+             ", the model expects [B, ", want[1], ", ", want[2], ", ", want[3], "]");
+  return images;
+}
+
+void run_infer(const InferArgs& args) {
+  set_threads(args.threads);
+  const auto rule = models::parse_entropy_rule(args.entropy_rule, "--entropy");
+  const auto weights = io::read_weights(args.weights);
+  const auto options = resolve_model(args.model, &weights);
+  spdlog::info("model: {}", options.describe());
+
+  models::ThinkingViT model(options);
+  io::LoadOptions load;
+  load.strict = args.strict;
+  const auto report = io::load_state_dict(model, weights.tensors, weights.path, load);
+  spdlog::info("weights '{}': {}", weights.path, report.summary());
+  for (const auto& t : report.tensors) {
+    if (t.status != io::TensorStatus::kLoaded) {
+      spdlog::warn("  {} {} (file {}, model {})", io::to_string(t.status), t.name,
+                   shape_str(t.file_shape), shape_str(t.model_shape));
+    }
+  }
+  model->eval();
+  torch::NoGradGuard no_grad;
+
+  const auto images = read_images(args.input, options);
+  const int64_t batch = images.size(0), num_stages = options.num_stages();
+  TVIT_CHECK(args.batch_size > 0, "--batch-size: expected > 0, found ", args.batch_size);
+  std::vector<std::vector<at::Tensor>> logits(num_stages), entropies(num_stages);
+  std::vector<at::Tensor> selected, exit_stage;
+  for (int64_t start = 0; start < batch; start += args.batch_size) {
+    auto chunk = images.slice(0, start, std::min(batch, start + args.batch_size));
+    auto outputs = model->forward_all(chunk);
+    for (int64_t s = 0; s < num_stages; ++s) {
+      logits[s].push_back(outputs[s].logits);
+      entropies[s].push_back(models::entropy(outputs[s].logits, rule));
+    }
+    if (args.threshold) {
+      auto elastic = model->forward_elastic(chunk, *args.threshold, rule);
+      selected.push_back(elastic.logits);
+      exit_stage.push_back(elastic.exit_stage);
+    }
+  }
+
+  io::TensorMap out;
+  for (int64_t s = 0; s < num_stages; ++s) {
+    out["logits." + std::to_string(s)] = at::cat(logits[s]);
+    out["entropy." + std::to_string(s)] = at::cat(entropies[s]);
+  }
+  std::map<std::string, std::string> metadata = {{"entropy_rule", args.entropy_rule},
+                                                 {"stages", shape_str(options.stages())}};
+  if (args.threshold) {
+    out["logits"] = at::cat(selected);
+    out["exit_stage"] = at::cat(exit_stage);
+    metadata["threshold"] = std::to_string(*args.threshold);
+    auto counts = at::bincount(out["exit_stage"], {}, num_stages);
+    spdlog::info("tau {}: samples stopping per stage {}", *args.threshold,
+                 shape_str(std::vector<int64_t>(counts.data_ptr<int64_t>(),
+                                                counts.data_ptr<int64_t>() + num_stages)));
+  }
+  io::write_safetensors(args.output, out, metadata);
+  spdlog::info("wrote {} ({} images, {} stages)", args.output, batch, num_stages);
+}
+
+}  // namespace
+
+void add_infer_command(CLI::App& root) {
+  auto args = std::make_shared<InferArgs>();
+  auto* cmd = root.add_subcommand(
+      "infer", "Run every stage (and optionally elastic inference) on a safetensors batch");
+  cmd->add_option("--weights", args->weights,
+                  "weights: a safetensors file or a Hugging Face style folder")
+      ->required();
+  cmd->add_option("--input", args->input,
+                  "safetensors file with 'images', float32 B x C x H x W, already normalised")
+      ->required();
+  cmd->add_option("--output", args->output,
+                  "safetensors file to write: logits.{i}, entropy.{i} per stage; with "
+                  "--threshold also exit_stage and logits")
+      ->required();
+  cmd->add_option("--threshold", args->threshold,
+                  "entropy threshold tau: a sample stops at the first stage with H < tau");
+  cmd->add_option("--entropy", args->entropy_rule, "entropy rule: top10 (released) or full (paper)")
+      ->capture_default_str();
+  args->model.add_flags(*cmd, /*with_head_dim=*/true);
+  cmd->add_flag("--strict", args->strict, "fail unless every tensor loads exactly");
+  cmd->add_option("--batch-size", args->batch_size, "images per forward pass")->capture_default_str();
+  cmd->add_option("--threads", args->threads, "intra-op threads (0: one per core)")
+      ->capture_default_str();
+  cmd->callback([args] { run_infer(*args); });
+}
+
+}  // namespace thinkingvit::apps

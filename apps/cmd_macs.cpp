@@ -1,0 +1,105 @@
+// thinkingvit macs: exact per-stage MACs with a breakdown, and parameter counts.
+
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+
+#include "common.h"
+#include "thinkingvit/models/macs.h"
+#include "thinkingvit/models/thinking_vit.h"
+#include "thinkingvit/util/error.h"
+
+namespace thinkingvit::apps {
+
+namespace {
+
+struct MacsArgs {
+  ModelChoice model;
+  std::string reach;
+  bool list = false;
+};
+
+std::string gmacs(double macs) {
+  std::ostringstream out;
+  out << std::fixed << std::setprecision(4) << macs / 1e9;
+  return out.str();
+}
+
+void run_macs(const MacsArgs& args) {
+  if (args.list) {
+    for (const auto& name : models::preset_names()) std::cout << name << "\n";
+    return;
+  }
+  const auto o = resolve_model(args.model, nullptr);
+  const int64_t n = o.num_stages();
+  std::vector<models::StageMacs> stages;
+  for (int64_t s = 0; s < n; ++s) stages.push_back(models::stage_macs(o, s));
+
+  std::cout << "model: " << o.describe() << "\n\n| MACs per image |";
+  for (int64_t s = 0; s < n; ++s) std::cout << " stage " << s << " (" << o.stages()[s] << " heads) |";
+  std::cout << "\n|---|";
+  for (int64_t s = 0; s < n; ++s) std::cout << "---:|";
+  std::cout << "\n";
+  auto row = [&](const std::string& label, auto value) {
+    std::cout << "| " << label << " |";
+    for (int64_t s = 0; s < n; ++s) std::cout << " " << value(s) << " |";
+    std::cout << "\n";
+  };
+  using models::MacConvention;
+  row("patch embed", [&](int64_t s) { return with_commas(stages[s].patch_embed); });
+  row("qkv", [&](int64_t s) { return with_commas(stages[s].qkv); });
+  row("attention matmuls (q·kᵀ, attn·v)", [&](int64_t s) { return with_commas(stages[s].attention); });
+  row("attention proj", [&](int64_t s) { return with_commas(stages[s].proj); });
+  row("MLP", [&](int64_t s) { return with_commas(stages[s].mlp); });
+  row("head", [&](int64_t s) { return with_commas(stages[s].head); });
+  row("LayerNorm (fvcore only)", [&](int64_t s) { return with_commas(stages[s].layer_norm); });
+  row("recycling projection (in no total)", [&](int64_t s) { return with_commas(stages[s].recycle); });
+  row("**total, released convention**",
+      [&](int64_t s) { return with_commas(stages[s].total(MacConvention::kReleased)); });
+  row("**total, fvcore convention**",
+      [&](int64_t s) { return with_commas(stages[s].total(MacConvention::kFvcore)); });
+  row("GMACs released / fvcore", [&](int64_t s) {
+    return gmacs(stages[s].total(MacConvention::kReleased)) + " / " +
+           gmacs(stages[s].total(MacConvention::kFvcore));
+  });
+  row("parameters used", [&](int64_t s) { return with_commas(models::stage_parameter_count(o, s)); });
+
+  std::cout << "\nparameters: " << with_commas(models::total_parameter_count(o)) << "\n";
+  std::vector<double> all(n, 1.0);
+  std::cout << "every stage (tau = 0): " << gmacs(models::expected_macs(o, all, MacConvention::kReleased))
+            << " GMACs released, " << gmacs(models::expected_macs(o, all, MacConvention::kFvcore))
+            << " fvcore, " << gmacs(models::expected_macs(o, all, MacConvention::kReleased, true))
+            << " released + recycling\n";
+  if (!args.reach.empty()) {
+    std::vector<double> reach;
+    std::stringstream in(args.reach);
+    std::string item;
+    while (std::getline(in, item, ',')) {
+      try {
+        reach.push_back(std::stod(item));
+      } catch (const std::exception&) {
+        fail("--reach: expected comma-separated shares such as 1,0.36; found '", args.reach, "'");
+      }
+    }
+    TVIT_CHECK(static_cast<int64_t>(reach.size()) == n, "--reach: expected ", n,
+               " shares (one per stage), found ", reach.size());
+    std::cout << "reach " << args.reach << ": "
+              << gmacs(models::expected_macs(o, reach, MacConvention::kReleased))
+              << " GMACs released, " << gmacs(models::expected_macs(o, reach, MacConvention::kFvcore))
+              << " fvcore\n";
+  }
+}
+
+}  // namespace
+
+void add_macs_command(CLI::App& root) {
+  auto args = std::make_shared<MacsArgs>();
+  auto* cmd = root.add_subcommand("macs", "Per-stage MACs (two conventions) and parameter counts");
+  args->model.add_flags(*cmd, /*with_head_dim=*/false);
+  cmd->add_option("--reach", args->reach,
+                  "shares of images reaching each stage, e.g. 1,0.36: prints the expected GMACs");
+  cmd->add_flag("--list", args->list, "list the preset names");
+  cmd->callback([args] { run_macs(*args); });
+}
+
+}  // namespace thinkingvit::apps

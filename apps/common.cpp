@@ -1,0 +1,47 @@
+#include "common.h"
+
+#include <ATen/Parallel.h>
+
+#include <thread>
+
+#include "thinkingvit/io/model_config.h"
+#include "thinkingvit/util/error.h"
+
+namespace thinkingvit::apps {
+
+void ModelChoice::add_flags(CLI::App& app, bool with_head_dim) {
+  auto* p = app.add_option("--preset", preset, "architecture by name (see `thinkingvit macs --list`)");
+  auto* c = app.add_option("--config", config, "YAML file whose `model:` section sets the architecture");
+  p->excludes(c);
+  if (with_head_dim) {
+    app.add_option("--head-dim", head_dim,
+                   "head width assumed when the architecture is deduced from the weights")
+        ->capture_default_str();
+  }
+}
+
+models::ThinkingViTOptions resolve_model(const ModelChoice& choice,
+                                         const io::WeightsSource* weights) {
+  if (!choice.preset.empty()) return models::preset(choice.preset);
+  if (!choice.config.empty()) return io::model_options_from_yaml(choice.config);
+  TVIT_CHECK(weights != nullptr, "no architecture given: pass --preset NAME or --config FILE");
+  if (weights->options) return *weights->options;
+  return io::options_from_state(weights->tensors, weights->path, choice.head_dim);
+}
+
+void set_threads(int threads) {
+  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  at::set_num_threads(threads);
+}
+
+std::string with_commas(int64_t value) {
+  std::string digits = std::to_string(value < 0 ? -value : value);
+  std::string out;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return value < 0 ? "-" + out : out;
+}
+
+}  // namespace thinkingvit::apps

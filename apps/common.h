@@ -1,0 +1,32 @@
+#pragma once
+// Pieces every subcommand shares: runtime set-up, model resolution, number formatting.
+
+#include <CLI/CLI.hpp>
+
+#include <optional>
+#include <string>
+
+#include "thinkingvit/io/checkpoint.h"
+#include "thinkingvit/models/vit_options.h"
+
+namespace thinkingvit::apps {
+
+// Where the architecture comes from: --preset, --config, or the weights themselves.
+struct ModelChoice {
+  std::string preset;
+  std::string config;
+  int64_t head_dim = 64;  // used only when deducing the architecture from tensor shapes
+  void add_flags(CLI::App& app, bool with_head_dim);
+};
+
+// --preset / --config win; else the folder's config.json; else deduced from the tensors.
+models::ThinkingViTOptions resolve_model(const ModelChoice& choice,
+                                         const io::WeightsSource* weights);
+
+// Intra-op threads (LibTorch defaults to 1 here); 0 means one per core.
+void set_threads(int threads);
+
+// 1253683200 -> "1,253,683,200"
+std::string with_commas(int64_t value);
+
+}  // namespace thinkingvit::apps

@@ -1,0 +1,38 @@
+// thinkingvit: the command-line front end. Each subcommand lives in cmd_<name>.cpp.
+
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include <c10/util/Exception.h>
+
+#include <iostream>
+
+#include "thinkingvit/util/error.h"
+
+namespace thinkingvit::apps {
+void add_infer_command(CLI::App& root);
+void add_macs_command(CLI::App& root);
+}  // namespace thinkingvit::apps
+
+int main(int argc, char** argv) {
+  CLI::App app{"thinkingvit: train, evaluate and run ThinkingViT nested vision transformers"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "thinkingvit 0.1.0");
+  thinkingvit::apps::add_infer_command(app);
+  thinkingvit::apps::add_macs_command(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const thinkingvit::Error& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 1;
+  } catch (const c10::Error& e) {
+    std::cerr << "error: " << e.what_without_backtrace() << "\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}

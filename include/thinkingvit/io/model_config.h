@@ -1,0 +1,16 @@
+#pragma once
+// The `model` section of a YAML configuration file.
+
+#include <string>
+
+#include "thinkingvit/models/vit_options.h"
+
+namespace thinkingvit::io {
+
+// Reads the top-level `model:` map of a YAML file: an optional `preset` as the base, then any of
+// image_size, patch_size, in_channels, num_classes, head_dim, depth, mlp_ratio, qkv_bias,
+// norm_eps, drop_path_rate, stages, attention (fused | explicit). Unknown keys and wrong types
+// are errors naming the file, line and key.
+models::ThinkingViTOptions model_options_from_yaml(const std::string& path);
+
+}  // namespace thinkingvit::io

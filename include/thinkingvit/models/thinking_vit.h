@@ -1,0 +1,157 @@
+#pragma once
+// ThinkingViT: one ViT holding nested sub-networks (stage i = the leading
+// head_dim * stages[i] channels of every layer), run progressively with Token Recycling.
+// Parameter names are timm's plus `alpha.{i}` and `proj_layer`, `proj_layer2`, ... so that
+// state dicts match the released checkpoints.
+
+#include <torch/nn/cloneable.h>
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/container/parameterlist.h>
+#include <torch/nn/modules/conv.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/modules/normalization.h>
+
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "thinkingvit/models/entropy.h"
+#include "thinkingvit/models/vit_options.h"
+
+namespace thinkingvit::models {
+
+// What a stage produces: B x K logits and the B x N x k tokens after the final LayerNorm
+// (CLS included), which the next stage recycles.
+struct StageOutput {
+  at::Tensor logits;
+  at::Tensor tokens;
+};
+
+// Result of elastic inference over a batch of B samples and S stages.
+struct ElasticOutput {
+  at::Tensor logits;         // B x K, from the stage each sample stopped at
+  at::Tensor exit_stage;     // B, int64, 0-based
+  at::Tensor entropy;        // B, float32, entropy at the exit stage
+  at::Tensor stage_entropy;  // S x B, float32, NaN where a stage did not run on a sample
+  std::vector<int64_t> samples_per_stage;  // how many samples each stage processed
+};
+
+// The sliced weights one stage uses in one block, in the shapes at::linear wants.
+struct BlockWeights {
+  at::Tensor norm1_w, norm1_b, qkv_w, qkv_b, proj_w, proj_b;
+  at::Tensor norm2_w, norm2_b, fc1_w, fc1_b, fc2_w, fc2_b;
+};
+struct StageWeights {
+  int64_t width = 0;
+  int64_t heads = 0;
+  at::Tensor patch_w, patch_b, cls_token, pos_embed;
+  std::vector<BlockWeights> blocks;
+  at::Tensor norm_w, norm_b, head_w, head_b;
+  at::Tensor recycle_w, recycle_b, alpha;  // undefined for stage 0
+};
+
+class AttentionImpl : public torch::nn::Cloneable<AttentionImpl> {
+ public:
+  AttentionImpl(int64_t dim, bool qkv_bias);
+  void reset() override;
+  void reset_parameters();
+  torch::nn::Linear qkv{nullptr}, proj{nullptr};
+
+ private:
+  int64_t dim_;
+  bool qkv_bias_;
+};
+TORCH_MODULE(Attention);
+
+class MlpImpl : public torch::nn::Cloneable<MlpImpl> {
+ public:
+  MlpImpl(int64_t dim, int64_t hidden);
+  void reset() override;
+  void reset_parameters();
+  torch::nn::Linear fc1{nullptr}, fc2{nullptr};
+
+ private:
+  int64_t dim_, hidden_;
+};
+TORCH_MODULE(Mlp);
+
+class BlockImpl : public torch::nn::Cloneable<BlockImpl> {
+ public:
+  BlockImpl(int64_t dim, int64_t hidden, bool qkv_bias, double eps);
+  void reset() override;
+  torch::nn::LayerNorm norm1{nullptr}, norm2{nullptr};
+  Attention attn{nullptr};
+  Mlp mlp{nullptr};
+
+ private:
+  int64_t dim_, hidden_;
+  bool qkv_bias_;
+  double eps_;
+};
+TORCH_MODULE(Block);
+
+class PatchEmbedImpl : public torch::nn::Cloneable<PatchEmbedImpl> {
+ public:
+  PatchEmbedImpl(int64_t in_channels, int64_t dim, int64_t patch_size);
+  void reset() override;
+  torch::nn::Conv2d proj{nullptr};
+
+ private:
+  int64_t in_channels_, dim_, patch_size_;
+};
+TORCH_MODULE(PatchEmbed);
+
+class ThinkingViTImpl : public torch::nn::Cloneable<ThinkingViTImpl> {
+ public:
+  explicit ThinkingViTImpl(ThinkingViTOptions options);
+  void reset() override;
+  // timm 0.3.2 init (what DeiT trained with): trunc-normal(0.02) for cls/pos/Linear weights,
+  // zero biases, LayerNorm 1/0, default init for the patch conv and the recycling projections.
+  void reset_parameters();
+  void pretty_print(std::ostream& stream) const override;
+
+  // Runs stage `stage` on B x C x H x W images; `prev_tokens` (B x N x k_{stage-1}) are the
+  // previous stage's tokens and are required for stage > 0.
+  StageOutput forward_stage(int64_t stage, const at::Tensor& images,
+                            const at::Tensor& prev_tokens = {});
+  // Every stage on every sample, each recycling the previous one (training, evaluation).
+  std::vector<StageOutput> forward_all(const at::Tensor& images);
+  // Progressive inference: stage 0 on the batch, each later stage only on the samples whose
+  // entropy is not below tau (gather, run, scatter back). A sample stops when H < tau.
+  ElasticOutput forward_elastic(const at::Tensor& images, double tau,
+                                EntropyRule rule = EntropyRule::kTop10);
+
+  // Gathers the weights stage `stage` uses: views that carry gradients when grad mode is on;
+  // in no-grad mode contiguous copies, cached and refreshed when any parameter changes
+  // (in-place version or storage), so eval forwards do not re-gather qkv rows.
+  StageWeights stage_weights(int64_t stage);
+
+  const ThinkingViTOptions& options() const { return options_; }
+
+  PatchEmbed patch_embed{nullptr};
+  at::Tensor cls_token, pos_embed;
+  torch::nn::ModuleList blocks{nullptr};
+  torch::nn::LayerNorm norm{nullptr};
+  torch::nn::Linear head{nullptr};
+  torch::nn::ParameterList alpha{nullptr};    // one scalar per stage transition
+  std::vector<torch::nn::Linear> proj_layers;  // "proj_layer", "proj_layer2", ...
+
+ private:
+  StageWeights gather_stage_weights(int64_t stage, bool contiguous) const;
+  std::vector<int64_t> parameter_signature() const;
+
+  ThinkingViTOptions options_;
+  std::vector<Block> block_list_;
+  std::vector<StageWeights> cached_weights_;  // per stage, for no-grad forwards
+  std::vector<int64_t> cache_signature_;
+};
+TORCH_MODULE(ThinkingViT);
+
+// Name of the recycling projection feeding stage `transition + 1` ("proj_layer", "proj_layer2").
+std::string recycle_projection_name(int64_t transition);
+
+// Number of parameters a stage uses (the leading slices plus its recycling projection).
+int64_t stage_parameter_count(const ThinkingViTOptions& options, int64_t stage);
+int64_t total_parameter_count(const ThinkingViTOptions& options);
+
+}  // namespace thinkingvit::models

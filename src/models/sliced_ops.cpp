@@ -1,0 +1,61 @@
+#include "thinkingvit/models/sliced_ops.h"
+
+#include <ATen/ATen.h>
+
+#include "thinkingvit/util/compat.h"
+
+namespace thinkingvit::models {
+
+at::Tensor qkv_leading_rows(const at::Tensor& qkv, int64_t dim, int64_t width) {
+  if (width == dim) return qkv;
+  auto blocks = qkv.view({3, dim, -1}).slice(/*dim=*/1, 0, width);  // 3 x k x in
+  return qkv.dim() == 1 ? blocks.reshape({3 * width}) : blocks.reshape({3 * width, qkv.size(1)});
+}
+
+at::Tensor embed_tokens(const StageWeights& w, const at::Tensor& images, int64_t patch_size) {
+  const int64_t batch = images.size(0);
+  auto x = at::conv2d(images, w.patch_w, w.patch_b, /*stride=*/{patch_size, patch_size});
+  x = x.flatten(/*start_dim=*/2).transpose(1, 2);             // B x k x h x w -> B x P x k
+  auto cls = w.cls_token.expand({batch, -1, -1});            // B x 1 x k
+  return at::cat({cls, x}, /*dim=*/1) + w.pos_embed;         // B x N x k
+}
+
+at::Tensor drop_path(const at::Tensor& x, double p, bool training) {
+  if (!training || p <= 0.0) return x;
+  const double keep = 1.0 - p;
+  std::vector<int64_t> mask_shape(x.dim(), 1);
+  mask_shape[0] = x.size(0);  // B x 1 x 1
+  auto mask = at::empty(mask_shape, x.options()).bernoulli_(keep);
+  return x * mask / keep;
+}
+
+namespace {
+
+at::Tensor attention(const at::Tensor& x, const BlockWeights& w, int64_t heads,
+                     AttentionBackend backend) {
+  const int64_t batch = x.size(0), tokens = x.size(1), width = x.size(2);
+  auto qkv = at::linear(x, w.qkv_w, w.qkv_b);                             // B x N x 3k
+  qkv = qkv.reshape({batch, tokens, 3, heads, width / heads}).permute({2, 0, 3, 1, 4});
+  auto q = qkv[0], k = qkv[1], v = qkv[2];                                 // B x H x N x Dh
+  auto out = backend == AttentionBackend::kFused ? compat::fused_attention(q, k, v)
+                                                 : compat::explicit_attention(q, k, v);
+  out = out.transpose(1, 2).reshape({batch, tokens, width});  // B x H x N x Dh -> B x N x k
+  return at::linear(out, w.proj_w, w.proj_b);
+}
+
+at::Tensor mlp(const at::Tensor& x, const BlockWeights& w) {
+  return at::linear(at::gelu(at::linear(x, w.fc1_w, w.fc1_b)), w.fc2_w, w.fc2_b);
+}
+
+}  // namespace
+
+at::Tensor block_forward(const at::Tensor& x, const BlockWeights& w, int64_t heads, double eps,
+                         AttentionBackend backend, double drop_prob, bool training) {
+  const int64_t width = x.size(-1);
+  auto h = at::layer_norm(x, {width}, w.norm1_w, w.norm1_b, eps);
+  auto y = x + drop_path(attention(h, w, heads, backend), drop_prob, training);
+  h = at::layer_norm(y, {width}, w.norm2_w, w.norm2_b, eps);
+  return y + drop_path(mlp(h, w), drop_prob, training);
+}
+
+}  // namespace thinkingvit::models

@@ -1,0 +1,129 @@
+#include "thinkingvit/models/vit_options.h"
+
+#include <map>
+#include <sstream>
+
+#include "thinkingvit/util/error.h"
+
+namespace thinkingvit::models {
+
+void ThinkingViTOptions::validate() const {
+  TVIT_CHECK(!stages_.empty(), "model option 'stages': expected at least one head count, found none");
+  for (size_t i = 0; i < stages_.size(); ++i) {
+    TVIT_CHECK(stages_[i] > 0, "model option 'stages': expected positive head counts, found ",
+               shape_str(stages_));
+    TVIT_CHECK(i == 0 || stages_[i] > stages_[i - 1],
+               "model option 'stages': expected strictly increasing head counts, found ",
+               shape_str(stages_));
+  }
+  TVIT_CHECK(patch_size_ > 0 && image_size_ > 0,
+             "model options 'image_size'/'patch_size': expected positive values, found ",
+             image_size_, "/", patch_size_);
+  TVIT_CHECK(image_size_ % patch_size_ == 0, "model option 'image_size': ", image_size_,
+             " is not divisible by 'patch_size' ", patch_size_);
+  TVIT_CHECK(in_channels_ > 0, "model option 'in_channels': expected > 0, found ", in_channels_);
+  TVIT_CHECK(num_classes_ > 0, "model option 'num_classes': expected > 0, found ", num_classes_);
+  TVIT_CHECK(head_dim_ > 0, "model option 'head_dim': expected > 0, found ", head_dim_);
+  TVIT_CHECK(depth_ > 0, "model option 'depth': expected > 0, found ", depth_);
+  TVIT_CHECK(mlp_ratio_ > 0, "model option 'mlp_ratio': expected > 0, found ", mlp_ratio_);
+  TVIT_CHECK(norm_eps_ > 0, "model option 'norm_eps': expected > 0, found ", norm_eps_);
+  TVIT_CHECK(drop_path_rate_ >= 0 && drop_path_rate_ < 1,
+             "model option 'drop_path_rate': expected a value in [0, 1), found ", drop_path_rate_);
+}
+
+std::string ThinkingViTOptions::describe() const {
+  std::ostringstream out;
+  out << "stages=" << shape_str(stages_) << " image_size=" << image_size_
+      << " patch_size=" << patch_size_ << " in_channels=" << in_channels_
+      << " num_classes=" << num_classes_ << " head_dim=" << head_dim_ << " depth=" << depth_
+      << " mlp_ratio=" << mlp_ratio_ << " qkv_bias=" << (qkv_bias_ ? "true" : "false")
+      << " norm_eps=" << norm_eps_ << " drop_path_rate=" << drop_path_rate_;
+  return out.str();
+}
+
+namespace {
+
+ThinkingViTOptions imagenet(std::vector<int64_t> stages) {
+  return ThinkingViTOptions().stages(std::move(stages));
+}
+
+// Small models for 28-32 pixel inputs (Fashion-MNIST, CIFAR): patch 4, head_dim 32, depth 6.
+ThinkingViTOptions small(int64_t image_size, int64_t channels, std::vector<int64_t> stages) {
+  return ThinkingViTOptions()
+      .image_size(image_size)
+      .patch_size(4)
+      .in_channels(channels)
+      .num_classes(10)
+      .head_dim(32)
+      .depth(6)
+      .stages(std::move(stages));
+}
+
+const std::map<std::string, ThinkingViTOptions>& presets() {
+  static const std::map<std::string, ThinkingViTOptions> table = {
+      {"deit_tiny_patch16_224", imagenet({3})},
+      {"deit_small_patch16_224", imagenet({6})},
+      {"deit_base_patch16_224", imagenet({12})},
+      {"thinkingvit_2h_3h", imagenet({2, 3})},
+      {"thinkingvit_3h_6h", imagenet({3, 6})},
+      {"thinkingvit_3h_9h", imagenet({3, 9})},
+      {"thinkingvit_3h_12h", imagenet({3, 12})},
+      {"thinkingvit_2h_3h_6h", imagenet({2, 3, 6})},
+      {"thinkingvit_3h_6h_12h", imagenet({3, 6, 12})},
+      {"thinkingvit_mnist_2h_4h", small(28, 1, {2, 4})},
+      {"thinkingvit_cifar_2h_4h", small(32, 3, {2, 4})},
+      {"vit_mnist_4h", small(28, 1, {4})},
+  };
+  return table;
+}
+
+}  // namespace
+
+ThinkingViTOptions preset(const std::string& name) {
+  const auto& table = presets();
+  auto it = table.find(name);
+  if (it == table.end()) {
+    std::string known;
+    for (const auto& [key, unused] : table) known += (known.empty() ? "" : ", ") + key;
+    fail("unknown preset '", name, "'; expected one of: ", known);
+  }
+  return it->second;
+}
+
+std::vector<std::string> preset_names() {
+  std::vector<std::string> names;
+  for (const auto& [key, unused] : presets()) names.push_back(key);
+  return names;
+}
+
+std::vector<int64_t> parse_stages(const std::string& text, const std::string& what) {
+  std::vector<int64_t> stages;
+  std::string token;
+  auto flush = [&] {
+    if (token.empty()) return;
+    size_t used = 0;
+    int64_t value = 0;
+    try {
+      value = std::stoll(token, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    TVIT_CHECK(used == token.size(), what, ": expected a list of head counts such as 3,6; found '",
+               text, "'");
+    stages.push_back(value);
+    token.clear();
+  };
+  for (char c : text) {
+    if (c == ',' || c == ' ' || c == '[' || c == ']' || c == '-') {
+      flush();
+    } else {
+      token += c;
+    }
+  }
+  flush();
+  TVIT_CHECK(!stages.empty(), what, ": expected a list of head counts such as 3,6; found '", text,
+             "'");
+  return stages;
+}
+
+}  // namespace thinkingvit::models

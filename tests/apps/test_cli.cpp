@@ -1,0 +1,122 @@
+// The `thinkingvit` program as a user runs it: exit codes, one-line errors, no partial outputs.
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "../test_util.h"
+#include "thinkingvit/io/checkpoint.h"
+
+namespace thinkingvit::testing {
+
+namespace {
+
+struct RunResult {
+  int code;
+  std::string out, err;
+};
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+RunResult run(const TempDir& dir, const std::string& args) {
+  const auto out = dir.file("stdout.txt"), err = dir.file("stderr.txt");
+  const std::string cmd = std::string(THINKINGVIT_BIN) + " " + args + " >" + out + " 2>" + err;
+  const int status = std::system(cmd.c_str());
+  return {WEXITSTATUS(status), slurp(out), slurp(err)};
+}
+
+int64_t count_lines(const std::string& text) {
+  return std::count(text.begin(), text.end(), '\n');
+}
+
+}  // namespace
+
+TEST(Cli, MacsPrintsTheExactFigures) {
+  TempDir dir;
+  auto r = run(dir, "macs --preset deit_tiny_patch16_224");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("1,253,683,200"), std::string::npos);
+  EXPECT_NE(r.out.find("1,258,411,200"), std::string::npos);
+  EXPECT_NE(r.out.find("parameters: 5,717,416"), std::string::npos);
+  r = run(dir, "macs --preset thinkingvit_3h_6h --reach 1,0.5");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("every stage (tau = 0): 5.8526 GMACs"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("14,524,416"), std::string::npos);
+  EXPECT_NE(r.out.find("parameters: 22,124,777"), std::string::npos);
+  EXPECT_NE(r.out.find("reach 1,0.5: 3.5531 GMACs"), std::string::npos) << r.out;
+}
+
+TEST(Cli, InferMatchesTheGoldenReference) {
+  TempDir dir;
+  // The golden fixture holds more than images; infer reads only the 'images' tensor.
+  const auto out = dir.file("out.safetensors");
+  auto r = run(dir, "infer --weights " + fixture("tiny_weights.safetensors") + " --head-dim 4 --input " +
+                        fixture("tiny_golden.safetensors") + " --output " + out +
+                        " --threshold 1.3 --threads 1");
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto result = io::read_safetensors(out).tensors;
+  auto golden = io::read_safetensors(fixture("tiny_golden.safetensors")).tensors;
+  for (int s = 0; s < 3; ++s) {
+    const auto i = std::to_string(s);
+    EXPECT_TRUE(torch::allclose(result.at("logits." + i), golden.at("logits." + i), 1e-4, 1e-5));
+    EXPECT_TRUE(torch::allclose(result.at("entropy." + i), golden.at("entropy_top10." + i), 1e-5, 1e-5));
+  }
+  EXPECT_TRUE(torch::equal(result.at("exit_stage"), torch::tensor({2, 1, 2, 0, 2, 1}, torch::kLong)));
+  EXPECT_TRUE(torch::allclose(result.at("logits")[3], golden.at("logits.0")[3], 1e-4, 1e-5));
+  EXPECT_TRUE(torch::allclose(result.at("logits")[1], golden.at("logits.1")[1], 1e-4, 1e-5));
+
+  // A Hugging Face style folder configures the model from config.json.
+  std::filesystem::create_directories(dir.path() / "hf");
+  std::filesystem::copy_file(fixture("tiny_weights.safetensors"), dir.path() / "hf" / "model.safetensors");
+  std::ofstream(dir.file("hf/config.json")) << R"({"num_classes": 12, "model_args": {"thinking_stages": [1, 2, 3]}})";
+  r = run(dir, "infer --weights " + dir.file("hf") + " --input " + fixture("tiny_golden.safetensors") +
+                   " --output " + dir.file("hf.safetensors") + " --entropy full");
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto hf = io::read_safetensors(dir.file("hf.safetensors")).tensors;
+  EXPECT_TRUE(torch::allclose(hf.at("entropy.2"), golden.at("entropy_full.2"), 1e-5, 1e-5));
+  EXPECT_EQ(hf.count("exit_stage"), 0u);
+}
+
+TEST(Cli, BadInputGivesOneLineAndNoOutputFile) {
+  TempDir dir;
+  const auto out = dir.file("out.safetensors");
+  const std::string weights = fixture("tiny_weights.safetensors");
+  const std::string input = fixture("tiny_golden.safetensors");
+  auto expect_failure = [&](const std::string& args, const std::vector<std::string>& fragments) {
+    auto r = run(dir, args);
+    EXPECT_NE(r.code, 0) << args;
+    EXPECT_EQ(count_lines(r.err), 1) << r.err;
+    for (const auto& f : fragments) EXPECT_NE(r.err.find(f), std::string::npos) << r.err;
+    EXPECT_FALSE(std::filesystem::exists(out)) << args;
+  };
+  expect_failure("infer --weights " + weights + " --input " + input + " --output " + out + " --preset nope",
+                 {"unknown preset 'nope'"});
+  expect_failure("infer --weights " + weights + " --input " + input + " --output " + out +
+                     " --preset deit_tiny_patch16_224",
+                 {"tiny_weights.safetensors", "model expects"});
+  expect_failure("infer --weights " + weights + " --input " + weights + " --output " + out + " --head-dim 4",
+                 {"'images'"});
+  {
+    auto bytes = slurp(weights);
+    std::ofstream(dir.file("cut.safetensors"), std::ios::binary) << bytes.substr(0, bytes.size() / 2);
+  }
+  expect_failure("infer --weights " + dir.file("cut.safetensors") + " --input " + input + " --output " + out,
+                 {"cut.safetensors", "outside the data section"});
+  expect_failure("infer --weights " + weights + " --input " + input + " --output " + out +
+                     " --head-dim 4 --entropy top5",
+                 {"--entropy", "'top5'"});
+  expect_failure("infer --weights " + weights + " --input " + input + " --output " + out +
+                     " --head-dim 4 --strict --preset thinkingvit_mnist_2h_4h",
+                 {"tiny_weights.safetensors"});
+}
+
+}  // namespace thinkingvit::testing
