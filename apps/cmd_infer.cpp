@@ -121,7 +121,8 @@ void add_infer_command(CLI::App& root) {
       ->capture_default_str();
   args->model.add_flags(*cmd, /*with_head_dim=*/true);
   cmd->add_flag("--strict", args->strict, "fail unless every tensor loads exactly");
-  cmd->add_option("--batch-size", args->batch_size, "images per forward pass")->capture_default_str();
+  cmd->add_option("--batch-size", args->batch_size, "images per forward pass")
+      ->capture_default_str();
   cmd->add_option("--threads", args->threads, "intra-op threads (0: one per core)")
       ->capture_default_str();
   cmd->callback([args] { run_infer(*args); });

@@ -36,7 +36,8 @@ void run_macs(const MacsArgs& args) {
   for (int64_t s = 0; s < n; ++s) stages.push_back(models::stage_macs(o, s));
 
   std::cout << "model: " << o.describe() << "\n\n| MACs per image |";
-  for (int64_t s = 0; s < n; ++s) std::cout << " stage " << s << " (" << o.stages()[s] << " heads) |";
+  for (int64_t s = 0; s < n; ++s)
+    std::cout << " stage " << s << " (" << o.stages()[s] << " heads) |";
   std::cout << "\n|---|";
   for (int64_t s = 0; s < n; ++s) std::cout << "---:|";
   std::cout << "\n";
@@ -48,12 +49,14 @@ void run_macs(const MacsArgs& args) {
   using models::MacConvention;
   row("patch embed", [&](int64_t s) { return with_commas(stages[s].patch_embed); });
   row("qkv", [&](int64_t s) { return with_commas(stages[s].qkv); });
-  row("attention matmuls (q·kᵀ, attn·v)", [&](int64_t s) { return with_commas(stages[s].attention); });
+  row("attention matmuls (q·kᵀ, attn·v)",
+      [&](int64_t s) { return with_commas(stages[s].attention); });
   row("attention proj", [&](int64_t s) { return with_commas(stages[s].proj); });
   row("MLP", [&](int64_t s) { return with_commas(stages[s].mlp); });
   row("head", [&](int64_t s) { return with_commas(stages[s].head); });
   row("LayerNorm (fvcore only)", [&](int64_t s) { return with_commas(stages[s].layer_norm); });
-  row("recycling projection (in no total)", [&](int64_t s) { return with_commas(stages[s].recycle); });
+  row("recycling projection (in no total)",
+      [&](int64_t s) { return with_commas(stages[s].recycle); });
   row("**total, released convention**",
       [&](int64_t s) { return with_commas(stages[s].total(MacConvention::kReleased)); });
   row("**total, fvcore convention**",
@@ -62,13 +65,15 @@ void run_macs(const MacsArgs& args) {
     return gmacs(stages[s].total(MacConvention::kReleased)) + " / " +
            gmacs(stages[s].total(MacConvention::kFvcore));
   });
-  row("parameters used", [&](int64_t s) { return with_commas(models::stage_parameter_count(o, s)); });
+  row("parameters used",
+      [&](int64_t s) { return with_commas(models::stage_parameter_count(o, s)); });
 
   std::cout << "\nparameters: " << with_commas(models::total_parameter_count(o)) << "\n";
   std::vector<double> all(n, 1.0);
-  std::cout << "every stage (tau = 0): " << gmacs(models::expected_macs(o, all, MacConvention::kReleased))
-            << " GMACs released, " << gmacs(models::expected_macs(o, all, MacConvention::kFvcore))
-            << " fvcore, " << gmacs(models::expected_macs(o, all, MacConvention::kReleased, true))
+  std::cout << "every stage (tau = 0): "
+            << gmacs(models::expected_macs(o, all, MacConvention::kReleased)) << " GMACs released, "
+            << gmacs(models::expected_macs(o, all, MacConvention::kFvcore)) << " fvcore, "
+            << gmacs(models::expected_macs(o, all, MacConvention::kReleased, true))
             << " released + recycling\n";
   if (!args.reach.empty()) {
     std::vector<double> reach;
@@ -85,8 +90,8 @@ void run_macs(const MacsArgs& args) {
                " shares (one per stage), found ", reach.size());
     std::cout << "reach " << args.reach << ": "
               << gmacs(models::expected_macs(o, reach, MacConvention::kReleased))
-              << " GMACs released, " << gmacs(models::expected_macs(o, reach, MacConvention::kFvcore))
-              << " fvcore\n";
+              << " GMACs released, "
+              << gmacs(models::expected_macs(o, reach, MacConvention::kFvcore)) << " fvcore\n";
   }
 }
 

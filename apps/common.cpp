@@ -10,8 +10,10 @@
 namespace thinkingvit::apps {
 
 void ModelChoice::add_flags(CLI::App& app, bool with_head_dim) {
-  auto* p = app.add_option("--preset", preset, "architecture by name (see `thinkingvit macs --list`)");
-  auto* c = app.add_option("--config", config, "YAML file whose `model:` section sets the architecture");
+  auto* p =
+      app.add_option("--preset", preset, "architecture by name (see `thinkingvit macs --list`)");
+  auto* c =
+      app.add_option("--config", config, "YAML file whose `model:` section sets the architecture");
   p->excludes(c);
   if (with_head_dim) {
     app.add_option("--head-dim", head_dim,

@@ -1,7 +1,8 @@
 // thinkingvit: the command-line front end. Each subcommand lives in cmd_<name>.cpp.
 
-#include <CLI/CLI.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
 
 #include <c10/util/Exception.h>
 
@@ -12,14 +13,18 @@
 namespace thinkingvit::apps {
 void add_infer_command(CLI::App& root);
 void add_macs_command(CLI::App& root);
+void add_bench_command(CLI::App& root);
 }  // namespace thinkingvit::apps
 
 int main(int argc, char** argv) {
+  // Logs go to stderr so that stdout carries only results (tables, JSON) for pipes.
+  spdlog::set_default_logger(spdlog::stderr_color_mt("thinkingvit"));
   CLI::App app{"thinkingvit: train, evaluate and run ThinkingViT nested vision transformers"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "thinkingvit 0.1.0");
   thinkingvit::apps::add_infer_command(app);
   thinkingvit::apps::add_macs_command(app);
+  thinkingvit::apps::add_bench_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

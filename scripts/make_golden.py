@@ -16,10 +16,11 @@ import argparse
 import json
 import math
 import os
-import struct
 
 import torch
 import torch.nn.functional as F
+
+from safetensors_io import write_safetensors
 
 IMG, PATCH, C, K_CLS, HD, DEPTH = 8, 4, 3, 12, 4, 2
 STAGES, MLP_RATIO, EPS = [1, 2, 3], 4, 1e-6
@@ -61,42 +62,54 @@ def make_weights():
     return {k: v.float().contiguous() for k, v in w.items()}
 
 
+# The forward maths below takes the architecture from the weights' shapes (so
+# scripts/check_interop.py can reuse it for any size); only the head width and
+# the stages' head counts are parameters.
+
 def layer_norm(x, w, name, k):
     return F.layer_norm(x, (k,), w[name + ".weight"][:k], w[name + ".bias"][:k], EPS)
 
 
-def attention(x, w, p, k, heads):
-    B = x.shape[0]
-    rows = torch.cat([torch.arange(k) + j * D for j in range(3)])
+def attention(x, w, p, k, heads, hd):
+    B, n, _ = x.shape
+    d = w[p + "qkv.weight"].shape[1]
+    rows = torch.cat([torch.arange(k) + j * d for j in range(3)])
     qkv = x @ w[p + "qkv.weight"][rows, :k].T + w[p + "qkv.bias"][rows]
-    q, kk, v = qkv.reshape(B, N, 3, heads, HD).permute(2, 0, 3, 1, 4)
-    a = torch.softmax(q @ kk.transpose(-2, -1) * HD ** -0.5, dim=-1)
-    o = (a @ v).transpose(1, 2).reshape(B, N, k)
+    q, kk, v = qkv.reshape(B, n, 3, heads, hd).permute(2, 0, 3, 1, 4)
+    a = torch.softmax(q @ kk.transpose(-2, -1) * hd ** -0.5, dim=-1)
+    o = (a @ v).transpose(1, 2).reshape(B, n, k)
     return o @ w[p + "proj.weight"][:k, :k].T + w[p + "proj.bias"][:k]
 
 
 def mlp(x, w, p, k):
-    h = MLP_RATIO * k
+    hidden, d = w[p + "fc1.weight"].shape
+    h = hidden * k // d
     x = F.gelu(x @ w[p + "fc1.weight"][:h, :k].T + w[p + "fc1.bias"][:h])
     return x @ w[p + "fc2.weight"][:k, :h].T + w[p + "fc2.bias"][:k]
 
 
-def stage_forward(images, w, s, z_prev):
-    heads = STAGES[s]
-    k = HD * heads
+def stage_forward(images, w, s, z_prev, stages=STAGES, hd=HD):
+    """Stage s (0-based) of a ThinkingViT whose stage i uses stages[i] heads of width hd.
+
+    z_prev: the previous stage's normed tokens (None for s = 0). Returns (tokens, logits).
+    """
+    heads = stages[s]
+    k = hd * heads
     B = images.shape[0]
+    patch = w["patch_embed.proj.weight"].shape[-1]
+    depth = sum(1 for name in w if name.startswith("blocks.") and name.endswith(".norm1.weight"))
     x = F.conv2d(images, w["patch_embed.proj.weight"][:k],
-                 w["patch_embed.proj.bias"][:k], stride=PATCH)
+                 w["patch_embed.proj.bias"][:k], stride=patch)
     x = x.flatten(2).transpose(1, 2)
     x = torch.cat([w["cls_token"][:, :, :k].expand(B, -1, -1), x], dim=1)
     x = x + w["pos_embed"][:, :, :k]
     if s > 0:  # Token Recycling from the previous stage's normed tokens
-        name = "proj_layer" if s == 1 else "proj_layer2"
+        name = "proj_layer" if s == 1 else f"proj_layer{s}"
         rec = z_prev @ w[name + ".weight"].T + w[name + ".bias"]
         x = x + w[f"alpha.{s - 1}"] * rec[..., :k]
-    for i in range(DEPTH):
+    for i in range(depth):
         p = f"blocks.{i}."
-        x = x + attention(layer_norm(x, w, p + "norm1", k), w, p + "attn.", k, heads)
+        x = x + attention(layer_norm(x, w, p + "norm1", k), w, p + "attn.", k, heads, hd)
         x = x + mlp(layer_norm(x, w, p + "norm2", k), w, p + "mlp.", k)
     tokens = layer_norm(x, w, "norm", k)
     logits = tokens[:, 0] @ w["head.weight"][:, :k].T + w["head.bias"]
@@ -115,25 +128,6 @@ def entropy_top10(logits):
 
 def entropy_full(logits):
     return -(torch.softmax(logits, -1) * torch.log_softmax(logits, -1)).sum(-1)
-
-
-def write_safetensors(path, tensors, metadata):
-    header, blobs, off = {}, [], 0
-    for name, t in tensors.items():
-        t = t.contiguous()
-        dtype = {torch.float32: "F32", torch.int64: "I64"}[t.dtype]
-        raw = t.numpy().astype(t.numpy().dtype.newbyteorder("<")).tobytes()
-        header[name] = {"dtype": dtype, "shape": list(t.shape),
-                        "data_offsets": [off, off + len(raw)]}
-        blobs.append(raw)
-        off += len(raw)
-    header["__metadata__"] = metadata
-    js = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    js += b" " * ((-(8 + len(js))) % 8)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(struct.pack("<Q", len(js)) + js + b"".join(blobs))
-    os.replace(tmp, path)
 
 
 def main():

@@ -12,7 +12,7 @@ PACKAGES=(
   build-essential cmake ccache
   libtorch-dev libopenblas0-openmp libgloo-dev
   libopencv-dev libyaml-cpp-dev libspdlog-dev libcli11-dev libgtest-dev nlohmann-json3-dev
-  dataset-fashion-mnist
+  python3-torch dataset-fashion-mnist
 )
 
 missing=()

@@ -8,8 +8,8 @@
 #include <string>
 
 #include "test_paths.h"
-#include "thinkingvit/util/error.h"
 #include "thinkingvit/models/thinking_vit.h"
+#include "thinkingvit/util/error.h"
 
 namespace thinkingvit::testing {
 
@@ -33,7 +33,8 @@ inline void randomize(models::ThinkingViT& model, uint64_t seed, double alpha = 
     auto& p = item.value();
     if (item.key().rfind("alpha.", 0) == 0) {
       p.fill_(alpha);
-    } else if (item.key().find("norm") != std::string::npos && item.key().find("weight") != std::string::npos) {
+    } else if (item.key().find("norm") != std::string::npos &&
+               item.key().find("weight") != std::string::npos) {
       p.normal_(1.0, 0.1);
     } else {
       p.normal_(0.0, 0.3);

@@ -16,11 +16,16 @@ namespace fs = std::filesystem;
 
 std::string to_string(TensorStatus status) {
   switch (status) {
-    case TensorStatus::kLoaded: return "loaded";
-    case TensorStatus::kCropped: return "cropped";
-    case TensorStatus::kEmbedded: return "embedded";
-    case TensorStatus::kMissing: return "missing";
-    case TensorStatus::kUnexpected: return "unexpected";
+    case TensorStatus::kLoaded:
+      return "loaded";
+    case TensorStatus::kCropped:
+      return "cropped";
+    case TensorStatus::kEmbedded:
+      return "embedded";
+    case TensorStatus::kMissing:
+      return "missing";
+    case TensorStatus::kUnexpected:
+      return "unexpected";
   }
   return "?";
 }
@@ -46,7 +51,8 @@ std::string LoadReport::summary() const {
 namespace {
 
 bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 bool starts_with(const std::string& s, const std::string& prefix) {
   return s.compare(0, prefix.size(), prefix) == 0;
@@ -229,7 +235,8 @@ models::ThinkingViTOptions options_from_config_json(const TensorMap& tensors,
   };
   // The width comes from the tensors; head_dim from the stated heads (64 when unstated).
   int64_t head_dim = 64;
-  const auto& args_or_empty = config.contains("model_args") ? config["model_args"] : nlohmann::json::object();
+  const auto& args_or_empty =
+      config.contains("model_args") ? config["model_args"] : nlohmann::json::object();
   const auto cls = tensors.find("cls_token");
   if (cls != tensors.end() && cls->second.dim() == 3) {
     const int64_t width = cls->second.size(2);
@@ -238,7 +245,8 @@ models::ThinkingViTOptions options_from_config_json(const TensorMap& tensors,
         !args_or_empty["thinking_stages"].empty() &&
         args_or_empty["thinking_stages"].back().is_number_integer()) {
       heads = args_or_empty["thinking_stages"].back().get<int64_t>();
-    } else if (args_or_empty.contains("num_heads") && args_or_empty["num_heads"].is_number_integer()) {
+    } else if (args_or_empty.contains("num_heads") &&
+               args_or_empty["num_heads"].is_number_integer()) {
       heads = args_or_empty["num_heads"].get<int64_t>();
     }
     if (heads > 0 && width % heads == 0) head_dim = width / heads;

@@ -45,16 +45,26 @@ models::ThinkingViTOptions model_options_from_yaml(const std::string& path) {
     const auto key = item.first.as<std::string>();
     const auto& v = item.second;
     if (key == "preset") continue;
-    if (key == "image_size") options.image_size(as<int64_t>(v, path, key, "an integer"));
-    else if (key == "patch_size") options.patch_size(as<int64_t>(v, path, key, "an integer"));
-    else if (key == "in_channels") options.in_channels(as<int64_t>(v, path, key, "an integer"));
-    else if (key == "num_classes") options.num_classes(as<int64_t>(v, path, key, "an integer"));
-    else if (key == "head_dim") options.head_dim(as<int64_t>(v, path, key, "an integer"));
-    else if (key == "depth") options.depth(as<int64_t>(v, path, key, "an integer"));
-    else if (key == "mlp_ratio") options.mlp_ratio(as<double>(v, path, key, "a number"));
-    else if (key == "qkv_bias") options.qkv_bias(as<bool>(v, path, key, "true or false"));
-    else if (key == "norm_eps") options.norm_eps(as<double>(v, path, key, "a number"));
-    else if (key == "drop_path_rate") options.drop_path_rate(as<double>(v, path, key, "a number"));
+    if (key == "image_size")
+      options.image_size(as<int64_t>(v, path, key, "an integer"));
+    else if (key == "patch_size")
+      options.patch_size(as<int64_t>(v, path, key, "an integer"));
+    else if (key == "in_channels")
+      options.in_channels(as<int64_t>(v, path, key, "an integer"));
+    else if (key == "num_classes")
+      options.num_classes(as<int64_t>(v, path, key, "an integer"));
+    else if (key == "head_dim")
+      options.head_dim(as<int64_t>(v, path, key, "an integer"));
+    else if (key == "depth")
+      options.depth(as<int64_t>(v, path, key, "an integer"));
+    else if (key == "mlp_ratio")
+      options.mlp_ratio(as<double>(v, path, key, "a number"));
+    else if (key == "qkv_bias")
+      options.qkv_bias(as<bool>(v, path, key, "true or false"));
+    else if (key == "norm_eps")
+      options.norm_eps(as<double>(v, path, key, "a number"));
+    else if (key == "drop_path_rate")
+      options.drop_path_rate(as<double>(v, path, key, "a number"));
     else if (key == "stages") {
       options.stages(as<std::vector<int64_t>>(v, path, key, "a list of head counts"));
     } else if (key == "attention") {

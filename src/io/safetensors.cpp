@@ -132,9 +132,10 @@ void write_safetensors(const std::string& path, const TensorMap& tensors,
     TVIT_CHECK(value.defined(), "writing '", path, "': tensor '", key, "' is undefined");
     auto t = value.detach().to(at::kCPU).contiguous();
     const uint64_t bytes = t.numel() * t.element_size();
-    header[key] = {{"dtype", dtype_name(t.scalar_type(), "writing '" + path + "', tensor '" + key + "'")},
-                   {"shape", t.sizes().vec()},
-                   {"data_offsets", {offset, offset + bytes}}};
+    header[key] = {
+        {"dtype", dtype_name(t.scalar_type(), "writing '" + path + "', tensor '" + key + "'")},
+        {"shape", t.sizes().vec()},
+        {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;
     ordered.push_back(std::move(t));
   }

@@ -15,9 +15,9 @@ at::Tensor qkv_leading_rows(const at::Tensor& qkv, int64_t dim, int64_t width) {
 at::Tensor embed_tokens(const StageWeights& w, const at::Tensor& images, int64_t patch_size) {
   const int64_t batch = images.size(0);
   auto x = at::conv2d(images, w.patch_w, w.patch_b, /*stride=*/{patch_size, patch_size});
-  x = x.flatten(/*start_dim=*/2).transpose(1, 2);             // B x k x h x w -> B x P x k
-  auto cls = w.cls_token.expand({batch, -1, -1});            // B x 1 x k
-  return at::cat({cls, x}, /*dim=*/1) + w.pos_embed;         // B x N x k
+  x = x.flatten(/*start_dim=*/2).transpose(1, 2);     // B x k x h x w -> B x P x k
+  auto cls = w.cls_token.expand({batch, -1, -1});     // B x 1 x k
+  return at::cat({cls, x}, /*dim=*/1) + w.pos_embed;  // B x N x k
 }
 
 at::Tensor drop_path(const at::Tensor& x, double p, bool training) {
@@ -34,9 +34,9 @@ namespace {
 at::Tensor attention(const at::Tensor& x, const BlockWeights& w, int64_t heads,
                      AttentionBackend backend) {
   const int64_t batch = x.size(0), tokens = x.size(1), width = x.size(2);
-  auto qkv = at::linear(x, w.qkv_w, w.qkv_b);                             // B x N x 3k
+  auto qkv = at::linear(x, w.qkv_w, w.qkv_b);  // B x N x 3k
   qkv = qkv.reshape({batch, tokens, 3, heads, width / heads}).permute({2, 0, 3, 1, 4});
-  auto q = qkv[0], k = qkv[1], v = qkv[2];                                 // B x H x N x Dh
+  auto q = qkv[0], k = qkv[1], v = qkv[2];  // B x H x N x Dh
   auto out = backend == AttentionBackend::kFused ? compat::fused_attention(q, k, v)
                                                  : compat::explicit_attention(q, k, v);
   out = out.transpose(1, 2).reshape({batch, tokens, width});  // B x H x N x Dh -> B x N x k

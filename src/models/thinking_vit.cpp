@@ -41,7 +41,8 @@ AttentionImpl::AttentionImpl(int64_t dim, bool qkv_bias) : dim_(dim), qkv_bias_(
   reset();
 }
 void AttentionImpl::reset() {
-  qkv = register_module("qkv", torch::nn::Linear(torch::nn::LinearOptions(dim_, 3 * dim_).bias(qkv_bias_)));
+  qkv = register_module(
+      "qkv", torch::nn::Linear(torch::nn::LinearOptions(dim_, 3 * dim_).bias(qkv_bias_)));
   proj = register_module("proj", torch::nn::Linear(dim_, dim_));
   reset_parameters();
 }
@@ -78,8 +79,8 @@ PatchEmbedImpl::PatchEmbedImpl(int64_t in_channels, int64_t dim, int64_t patch_s
 }
 void PatchEmbedImpl::reset() {
   proj = register_module(
-      "proj", torch::nn::Conv2d(torch::nn::Conv2dOptions(in_channels_, dim_, patch_size_)
-                                    .stride(patch_size_)));
+      "proj", torch::nn::Conv2d(
+                  torch::nn::Conv2dOptions(in_channels_, dim_, patch_size_).stride(patch_size_)));
 }
 
 // ---- the model ----
@@ -91,8 +92,8 @@ ThinkingViTImpl::ThinkingViTImpl(ThinkingViTOptions options) : options_(std::mov
 
 void ThinkingViTImpl::reset() {
   const int64_t dim = options_.embed_dim();
-  patch_embed = register_module(
-      "patch_embed", PatchEmbed(options_.in_channels(), dim, options_.patch_size()));
+  patch_embed = register_module("patch_embed",
+                                PatchEmbed(options_.in_channels(), dim, options_.patch_size()));
   cls_token = register_parameter("cls_token", torch::zeros({1, 1, dim}));
   pos_embed = register_parameter("pos_embed", torch::zeros({1, options_.num_tokens(), dim}));
   blocks = register_module("blocks", torch::nn::ModuleList());
@@ -195,7 +196,9 @@ std::vector<int64_t> ThinkingViTImpl::parameter_signature() const {
 StageWeights ThinkingViTImpl::stage_weights(int64_t stage) {
   TVIT_CHECK(stage >= 0 && stage < options_.num_stages(), "stage ", stage,
              " out of range: the model has ", options_.num_stages(), " stage(s)");
-  if (at::GradMode::is_enabled()) return gather_stage_weights(stage, /*contiguous=*/false);
+  if (at::GradMode::is_enabled() || !weight_cache_) {
+    return gather_stage_weights(stage, /*contiguous=*/false);
+  }
   auto signature = parameter_signature();
   if (signature != cache_signature_) {
     cached_weights_.clear();
@@ -287,15 +290,15 @@ ElasticOutput ThinkingViTImpl::forward_elastic(const at::Tensor& images, double 
 int64_t stage_parameter_count(const ThinkingViTOptions& o, int64_t stage) {
   const int64_t k = o.stage_width(stage), hidden = o.hidden_width(k);
   const int64_t c = o.in_channels(), p = o.patch_size();
-  int64_t n = k * c * p * p + k;          // patch embed
-  n += k + o.num_tokens() * k;            // cls + pos
-  const int64_t per_block = 2 * 2 * k     // norm1, norm2
+  int64_t n = k * c * p * p + k;                                      // patch embed
+  n += k + o.num_tokens() * k;                                        // cls + pos
+  const int64_t per_block = 2 * 2 * k                                 // norm1, norm2
                             + 3 * k * k + (o.qkv_bias() ? 3 * k : 0)  // qkv
-                            + k * k + k   // proj
+                            + k * k + k                               // proj
                             + hidden * k + hidden + k * hidden + k;   // mlp
   n += o.depth() * per_block;
-  n += 2 * k;                                             // final norm
-  n += o.num_classes() * k + o.num_classes();             // head
+  n += 2 * k;                                                // final norm
+  n += o.num_classes() * k + o.num_classes();                // head
   if (stage > 0) n += o.stage_width(stage - 1) * k + k + 1;  // recycling proj (sliced) + alpha
   return n;
 }

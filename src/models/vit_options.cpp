@@ -8,7 +8,8 @@
 namespace thinkingvit::models {
 
 void ThinkingViTOptions::validate() const {
-  TVIT_CHECK(!stages_.empty(), "model option 'stages': expected at least one head count, found none");
+  TVIT_CHECK(!stages_.empty(),
+             "model option 'stages': expected at least one head count, found none");
   for (size_t i = 0; i < stages_.size(); ++i) {
     TVIT_CHECK(stages_[i] > 0, "model option 'stages': expected positive head counts, found ",
                shape_str(stages_));

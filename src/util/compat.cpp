@@ -31,6 +31,10 @@ at::Tensor explicit_attention(const at::Tensor& q, const at::Tensor& k, const at
 
 bool cuda_available() { return torch::cuda::is_available(); }
 
+void synchronize(const c10::Device& device) {
+  if (device.is_cuda()) torch::cuda::synchronize(device.has_index() ? device.index() : -1);
+}
+
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
 #define TVIT_AUTOCAST_BY_DEVICE 1
 #endif

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
+#include <nlohmann/json.hpp>
 
 #include <cstdlib>
 #include <filesystem>
@@ -34,9 +35,7 @@ RunResult run(const TempDir& dir, const std::string& args) {
   return {WEXITSTATUS(status), slurp(out), slurp(err)};
 }
 
-int64_t count_lines(const std::string& text) {
-  return std::count(text.begin(), text.end(), '\n');
-}
+int64_t count_lines(const std::string& text) { return std::count(text.begin(), text.end(), '\n'); }
 
 }  // namespace
 
@@ -59,31 +58,60 @@ TEST(Cli, InferMatchesTheGoldenReference) {
   TempDir dir;
   // The golden fixture holds more than images; infer reads only the 'images' tensor.
   const auto out = dir.file("out.safetensors");
-  auto r = run(dir, "infer --weights " + fixture("tiny_weights.safetensors") + " --head-dim 4 --input " +
-                        fixture("tiny_golden.safetensors") + " --output " + out +
-                        " --threshold 1.3 --threads 1");
+  auto r = run(dir, "infer --weights " + fixture("tiny_weights.safetensors") +
+                        " --head-dim 4 --input " + fixture("tiny_golden.safetensors") +
+                        " --output " + out + " --threshold 1.3 --threads 1");
   ASSERT_EQ(r.code, 0) << r.err;
   auto result = io::read_safetensors(out).tensors;
   auto golden = io::read_safetensors(fixture("tiny_golden.safetensors")).tensors;
   for (int s = 0; s < 3; ++s) {
     const auto i = std::to_string(s);
     EXPECT_TRUE(torch::allclose(result.at("logits." + i), golden.at("logits." + i), 1e-4, 1e-5));
-    EXPECT_TRUE(torch::allclose(result.at("entropy." + i), golden.at("entropy_top10." + i), 1e-5, 1e-5));
+    EXPECT_TRUE(
+        torch::allclose(result.at("entropy." + i), golden.at("entropy_top10." + i), 1e-5, 1e-5));
   }
-  EXPECT_TRUE(torch::equal(result.at("exit_stage"), torch::tensor({2, 1, 2, 0, 2, 1}, torch::kLong)));
+  EXPECT_TRUE(
+      torch::equal(result.at("exit_stage"), torch::tensor({2, 1, 2, 0, 2, 1}, torch::kLong)));
   EXPECT_TRUE(torch::allclose(result.at("logits")[3], golden.at("logits.0")[3], 1e-4, 1e-5));
   EXPECT_TRUE(torch::allclose(result.at("logits")[1], golden.at("logits.1")[1], 1e-4, 1e-5));
 
   // A Hugging Face style folder configures the model from config.json.
   std::filesystem::create_directories(dir.path() / "hf");
-  std::filesystem::copy_file(fixture("tiny_weights.safetensors"), dir.path() / "hf" / "model.safetensors");
-  std::ofstream(dir.file("hf/config.json")) << R"({"num_classes": 12, "model_args": {"thinking_stages": [1, 2, 3]}})";
-  r = run(dir, "infer --weights " + dir.file("hf") + " --input " + fixture("tiny_golden.safetensors") +
-                   " --output " + dir.file("hf.safetensors") + " --entropy full");
+  std::filesystem::copy_file(fixture("tiny_weights.safetensors"),
+                             dir.path() / "hf" / "model.safetensors");
+  std::ofstream(dir.file("hf/config.json"))
+      << R"({"num_classes": 12, "model_args": {"thinking_stages": [1, 2, 3]}})";
+  r = run(dir, "infer --weights " + dir.file("hf") + " --input " +
+                   fixture("tiny_golden.safetensors") + " --output " + dir.file("hf.safetensors") +
+                   " --entropy full");
   ASSERT_EQ(r.code, 0) << r.err;
   auto hf = io::read_safetensors(dir.file("hf.safetensors")).tensors;
   EXPECT_TRUE(torch::allclose(hf.at("entropy.2"), golden.at("entropy_full.2"), 1e-5, 1e-5));
   EXPECT_EQ(hf.count("exit_stage"), 0u);
+}
+
+TEST(Cli, BenchWritesEveryFormat) {
+  TempDir dir;
+  std::ofstream(dir.file("tiny.yaml"))
+      << "model:\n  image_size: 8\n  patch_size: 4\n  num_classes: 12\n"
+         "  head_dim: 4\n  depth: 2\n  stages: [1, 2, 3]\n";
+  auto r = run(dir, "bench --config " + dir.file("tiny.yaml") +
+                        " --batch-sizes 2,3 --taus 0,9 --reps 1 --warmup 0 --threads 1 --format csv"
+                        " --output " +
+                        dir.file("b.json"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(count_lines(r.out), 1 + 2 * (3 + 2)) << r.out;  // header + rows
+  EXPECT_EQ(r.out.rfind("mode,stage,tau,reach,batch,precision,img_per_s", 0), 0u) << r.out;
+  const auto json = nlohmann::json::parse(slurp(dir.file("b.json")));
+  ASSERT_EQ(json.size(), 10u);
+  EXPECT_EQ(json[4]["reach"], "1.000/0.000/0.000");  // tau 9 > ln 10: all stop at stage 0
+  EXPECT_EQ(json[9]["batch"].get<int64_t>(), 3);
+  r = run(dir, "bench --config " + dir.file("tiny.yaml") + " --precision fp8 --output " +
+                   dir.file("c.json"));
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("--precision: expected fp32 or bf16, found 'fp8'"), std::string::npos)
+      << r.err;
+  EXPECT_FALSE(std::filesystem::exists(dir.file("c.json")));
 }
 
 TEST(Cli, BadInputGivesOneLineAndNoOutputFile) {
@@ -94,23 +122,31 @@ TEST(Cli, BadInputGivesOneLineAndNoOutputFile) {
   auto expect_failure = [&](const std::string& args, const std::vector<std::string>& fragments) {
     auto r = run(dir, args);
     EXPECT_NE(r.code, 0) << args;
-    EXPECT_EQ(count_lines(r.err), 1) << r.err;
+    // Log lines may precede it; the error itself is one line, the last one.
+    const auto last = r.err.rfind("error: ");
+    ASSERT_NE(last, std::string::npos) << r.err;
+    EXPECT_EQ(count_lines(r.err.substr(last)), 1) << r.err;
+    EXPECT_EQ(r.err.find("error: "), last) << "more than one error line: " << r.err;
     for (const auto& f : fragments) EXPECT_NE(r.err.find(f), std::string::npos) << r.err;
     EXPECT_FALSE(std::filesystem::exists(out)) << args;
   };
-  expect_failure("infer --weights " + weights + " --input " + input + " --output " + out + " --preset nope",
-                 {"unknown preset 'nope'"});
+  expect_failure(
+      "infer --weights " + weights + " --input " + input + " --output " + out + " --preset nope",
+      {"unknown preset 'nope'"});
   expect_failure("infer --weights " + weights + " --input " + input + " --output " + out +
                      " --preset deit_tiny_patch16_224",
                  {"tiny_weights.safetensors", "model expects"});
-  expect_failure("infer --weights " + weights + " --input " + weights + " --output " + out + " --head-dim 4",
-                 {"'images'"});
+  expect_failure(
+      "infer --weights " + weights + " --input " + weights + " --output " + out + " --head-dim 4",
+      {"'images'"});
   {
     auto bytes = slurp(weights);
-    std::ofstream(dir.file("cut.safetensors"), std::ios::binary) << bytes.substr(0, bytes.size() / 2);
+    std::ofstream(dir.file("cut.safetensors"), std::ios::binary)
+        << bytes.substr(0, bytes.size() / 2);
   }
-  expect_failure("infer --weights " + dir.file("cut.safetensors") + " --input " + input + " --output " + out,
-                 {"cut.safetensors", "outside the data section"});
+  expect_failure(
+      "infer --weights " + dir.file("cut.safetensors") + " --input " + input + " --output " + out,
+      {"cut.safetensors", "outside the data section"});
   expect_failure("infer --weights " + weights + " --input " + input + " --output " + out +
                      " --head-dim 4 --entropy top5",
                  {"--entropy", "'top5'"});

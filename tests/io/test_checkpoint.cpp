@@ -58,7 +58,8 @@ TEST(Checkpoint, EmbedsASmallerModelIntoTheLeadingSlices) {
   const auto tiny_qkv = tiny->named_parameters()["blocks.0.attn.qkv.weight"];
   EXPECT_TRUE(torch::equal(qkv.slice(0, 16, 20).slice(1, 0, 4), tiny_qkv.slice(0, 8, 12)));
   EXPECT_TRUE(torch::equal(qkv.slice(0, 4, 8), untouched.slice(0, 4, 8)));
-  EXPECT_TRUE(torch::equal(qkv.slice(0, 0, 4).slice(1, 4, 8), untouched.slice(0, 0, 4).slice(1, 4, 8)));
+  EXPECT_TRUE(
+      torch::equal(qkv.slice(0, 0, 4).slice(1, 4, 8), untouched.slice(0, 0, 4).slice(1, 4, 8)));
   auto images = tiny_images(2);
   torch::NoGradGuard no_grad;
   EXPECT_TRUE(torch::allclose(model->forward_stage(0, images).logits,
@@ -97,7 +98,8 @@ TEST(Checkpoint, RejectsWhatCannotBeLoaded) {
   expect_error([&] { io::load_state_dict(model, bigger, "big.safetensors", strict); },
                {"cropped", "--strict"});
   // Failed loads leave the model as it was.
-  for (const auto& [name, t] : io::state_dict(model)) EXPECT_TRUE(torch::equal(t, before.at(name))) << name;
+  for (const auto& [name, t] : io::state_dict(model))
+    EXPECT_TRUE(torch::equal(t, before.at(name))) << name;
 }
 
 TEST(Checkpoint, DeducesTheArchitectureFromTensorsAndConfigJson) {
@@ -116,21 +118,25 @@ TEST(Checkpoint, DeducesTheArchitectureFromTensorsAndConfigJson) {
   const auto folder = io::read_weights(dir.path().string());
   ASSERT_TRUE(folder.options.has_value());
   EXPECT_EQ(folder.options->describe(), tiny_options().describe());
-  expect_error([&] { io::read_weights(dir.file("nothing-here")); }, {"nothing-here", "no such file"});
+  expect_error([&] { io::read_weights(dir.file("nothing-here")); },
+               {"nothing-here", "no such file"});
 }
 
 TEST(Checkpoint, ModelSectionOfAYamlConfig) {
   TempDir dir;
   const auto path = dir.file("c.yaml");
-  std::ofstream(path) << "model:\n  preset: thinkingvit_mnist_2h_4h\n  depth: 3\n  stages: [1, 4]\n";
+  std::ofstream(path)
+      << "model:\n  preset: thinkingvit_mnist_2h_4h\n  depth: 3\n  stages: [1, 4]\n";
   const auto o = io::model_options_from_yaml(path);
   EXPECT_EQ(o.depth(), 3);
   EXPECT_EQ(o.stages(), (std::vector<int64_t>{1, 4}));
   EXPECT_EQ(o.image_size(), 28);
   std::ofstream(path) << "model:\n  depth: 3\n  widht: 4\n";
-  expect_error([&] { io::model_options_from_yaml(path); }, {path, "line 3", "unknown key 'model.widht'"});
+  expect_error([&] { io::model_options_from_yaml(path); },
+               {path, "line 3", "unknown key 'model.widht'"});
   std::ofstream(path) << "model:\n  depth: three\n";
-  expect_error([&] { io::model_options_from_yaml(path); }, {"line 2", "'model.depth'", "an integer", "three"});
+  expect_error([&] { io::model_options_from_yaml(path); },
+               {"line 2", "'model.depth'", "an integer", "three"});
   std::ofstream(path) << "model:\n  stages: [4, 2]\n";
   expect_error([&] { io::model_options_from_yaml(path); }, {path, "strictly increasing"});
 }
@@ -140,7 +146,8 @@ TEST(Checkpoint, ModelSectionOfAYamlConfig) {
 namespace thinkingvit::testing {
 
 TEST(Checkpoint, ShippedModelConfigsParse) {
-  const auto dir = std::filesystem::path(THINKINGVIT_FIXTURES).parent_path().parent_path() / "configs";
+  const auto dir =
+      std::filesystem::path(THINKINGVIT_FIXTURES).parent_path().parent_path() / "configs";
   int parsed = 0;
   for (const auto& entry : std::filesystem::directory_iterator(dir)) {
     if (entry.path().extension() != ".yaml") continue;

@@ -40,9 +40,11 @@ TEST_F(Golden, EveryStageMatchesTheReference) {
       EXPECT_TRUE(torch::allclose(outputs[s].tokens, golden_.at("tokens." + i), 1e-4, 1e-5)) << s;
       EXPECT_TRUE(torch::allclose(outputs[s].logits, golden_.at("logits." + i), 1e-4, 1e-5)) << s;
       EXPECT_TRUE(torch::allclose(models::entropy(outputs[s].logits),
-                                  golden_.at("entropy_top10." + i), 1e-5, 1e-5)) << s;
+                                  golden_.at("entropy_top10." + i), 1e-5, 1e-5))
+          << s;
       EXPECT_TRUE(torch::allclose(models::entropy(outputs[s].logits, models::EntropyRule::kFull),
-                                  golden_.at("entropy_full." + i), 1e-5, 1e-5)) << s;
+                                  golden_.at("entropy_full." + i), 1e-5, 1e-5))
+          << s;
     }
   }
 }
@@ -54,9 +56,12 @@ TEST_F(Golden, ElasticInferenceSelectsTheReferenceLogits) {
   auto out = model->forward_elastic(golden_.at("images"), tau);
   for (int64_t b = 0; b < 6; ++b) {
     int64_t stage = 0;
-    while (stage < 2 && !(golden_.at("entropy_top10." + std::to_string(stage))[b].item<float>() < tau)) ++stage;
+    while (stage < 2 &&
+           !(golden_.at("entropy_top10." + std::to_string(stage))[b].item<float>() < tau))
+      ++stage;
     EXPECT_EQ(out.exit_stage[b].item<int64_t>(), stage) << b;
-    EXPECT_TRUE(torch::allclose(out.logits[b], golden_.at("logits." + std::to_string(stage))[b], 1e-4, 1e-5));
+    EXPECT_TRUE(torch::allclose(out.logits[b], golden_.at("logits." + std::to_string(stage))[b],
+                                1e-4, 1e-5));
   }
   EXPECT_GT(out.samples_per_stage[2], 0);
   EXPECT_LT(out.samples_per_stage[1], 6);

@@ -109,14 +109,19 @@ TEST(Safetensors, RejectsMalformedFiles) {
 TEST(Safetensors, FailedWritesLeaveNoFile) {
   TempDir dir;
   const auto path = dir.file("missing-dir/out.safetensors");
-  expect_error([&] { io::write_safetensors(path, {{"x", torch::ones({2})}}); }, {"out.safetensors"});
+  expect_error(
+      [&] {
+        io::write_safetensors(path, {{"x", torch::ones({2})}});
+      },
+      {"out.safetensors"});
   EXPECT_FALSE(std::filesystem::exists(dir.path() / "missing-dir"));
   // A writer that throws midway removes its temp file and leaves no target.
   const auto target = dir.file("t.bin");
-  EXPECT_THROW(util::write_file_atomic(target, [](std::ostream& out) {
-                 out << "partial";
-                 throw Error("boom");
-               }),
+  EXPECT_THROW(util::write_file_atomic(target,
+                                       [](std::ostream& out) {
+                                         out << "partial";
+                                         throw Error("boom");
+                                       }),
                Error);
   EXPECT_TRUE(std::filesystem::is_empty(dir.path()));
 }

@@ -27,7 +27,11 @@ TEST(Options, UnknownPresetNamesTheChoices) {
 }
 
 TEST(Options, RejectsBadArchitectures) {
-  expect_error([] { tiny_options({2, 2}).validate(); }, {"'stages'", "strictly increasing", "[2, 2]"});
+  expect_error(
+      [] {
+        tiny_options({2, 2}).validate();
+      },
+      {"'stages'", "strictly increasing", "[2, 2]"});
   expect_error([] { tiny_options({3, 1}).validate(); }, {"strictly increasing", "[3, 1]"});
   expect_error([] { tiny_options().image_size(10).validate(); },
                {"'image_size'", "10", "not divisible", "4"});

@@ -24,7 +24,8 @@ void copy_leading_slices(models::ThinkingViT& big, models::ThinkingViT& small) {
     auto src = big_params[name];
     if (name.find("attn.qkv") != std::string::npos) {
       const int64_t k = dst.size(0) / 3;
-      src = torch::cat({src.slice(0, 0, k), src.slice(0, dim, dim + k), src.slice(0, 2 * dim, 2 * dim + k)});
+      src = torch::cat(
+          {src.slice(0, 0, k), src.slice(0, dim, dim + k), src.slice(0, 2 * dim, 2 * dim + k)});
     }
     if (name == "head.weight") {
       src = src.slice(1, 0, dst.size(1));
@@ -99,7 +100,8 @@ TEST(ThinkingViT, TokenRecyclingMatchesAHandComputation) {
   auto mean = x.mean(-1, true), var = x.var(-1, /*unbiased=*/false, true);
   auto tokens = (x - mean) / torch::sqrt(var + 1e-6) * p["norm.weight"].slice(0, 0, k) +
                 p["norm.bias"].slice(0, 0, k);
-  auto logits = torch::matmul(tokens.select(1, 0), p["head.weight"].slice(1, 0, k).t()) + p["head.bias"];
+  auto logits =
+      torch::matmul(tokens.select(1, 0), p["head.weight"].slice(1, 0, k).t()) + p["head.bias"];
   EXPECT_TRUE(torch::allclose(out.tokens, tokens, 1e-4, 1e-5));
   EXPECT_TRUE(torch::allclose(out.logits, logits, 1e-4, 1e-5));
   (void)k0;
@@ -107,7 +109,8 @@ TEST(ThinkingViT, TokenRecyclingMatchesAHandComputation) {
 
 TEST(ThinkingViT, FusedAndExplicitAttentionAgree) {
   torch::manual_seed(5);
-  auto q = torch::randn({2, 3, 5, 4}), k = torch::randn({2, 3, 5, 4}), v = torch::randn({2, 3, 5, 4});
+  auto q = torch::randn({2, 3, 5, 4}), k = torch::randn({2, 3, 5, 4}),
+       v = torch::randn({2, 3, 5, 4});
   EXPECT_TRUE(torch::allclose(compat::fused_attention(q, k, v), compat::explicit_attention(q, k, v),
                               1e-5, 1e-6));
   auto fused = tiny_model();
@@ -136,7 +139,8 @@ TEST(ThinkingViT, EveryParameterReceivesAGradient) {
   model->train();
   auto outputs = model->forward_all(tiny_images(4));
   auto loss = torch::zeros({});
-  for (const auto& o : outputs) loss = loss + o.logits.logsumexp(1).mean() - o.logits.select(1, 0).mean();
+  for (const auto& o : outputs)
+    loss = loss + o.logits.logsumexp(1).mean() - o.logits.select(1, 0).mean();
   loss.backward();
   for (const auto& item : model->named_parameters()) {
     ASSERT_TRUE(item.value().grad().defined()) << item.key();
@@ -150,7 +154,7 @@ TEST(ThinkingViT, SaveThenLoadGivesIdenticalLogits) {
   io::save_weights(model, dir.file("w.safetensors"));
   auto other = tiny_model({1, 2, 3}, /*seed=*/99);
   auto report = io::load_state_dict(other, io::read_safetensors(dir.file("w.safetensors")).tensors,
-                                     "w.safetensors", io::LoadOptions{/*strict=*/true});
+                                    "w.safetensors", io::LoadOptions{/*strict=*/true});
   EXPECT_TRUE(report.exact());
   auto images = tiny_images(3);
   torch::NoGradGuard no_grad;
@@ -182,8 +186,10 @@ TEST(ThinkingViT, ElasticInferenceEqualsComputeAllThenSelect) {
     EXPECT_EQ(out.samples_per_stage, reached) << "tau " << tau;
   }
   // tau = 0 sends everything to the last stage; tau above ln 10 stops everything at stage 0.
-  EXPECT_EQ(model->forward_elastic(images, 0.0).samples_per_stage, (std::vector<int64_t>{24, 24, 24}));
-  EXPECT_EQ(model->forward_elastic(images, 2.31).samples_per_stage, (std::vector<int64_t>{24, 0, 0}));
+  EXPECT_EQ(model->forward_elastic(images, 0.0).samples_per_stage,
+            (std::vector<int64_t>{24, 24, 24}));
+  EXPECT_EQ(model->forward_elastic(images, 2.31).samples_per_stage,
+            (std::vector<int64_t>{24, 0, 0}));
 }
 
 TEST(ThinkingViT, EvalCacheFollowsWeightChanges) {
@@ -227,14 +233,18 @@ TEST(ThinkingViT, StateDictNamesMatchTheReleasedCheckpoint) {
   auto s3 = io::state_dict(three);
   EXPECT_EQ(s3.at("proj_layer2.weight").sizes().vec(), (std::vector<int64_t>{768, 384}));
   EXPECT_TRUE(s3.count("alpha.1"));
-  EXPECT_EQ(io::state_dict(models::ThinkingViT(models::preset("deit_tiny_patch16_224"))).size(), 152u);
+  EXPECT_EQ(io::state_dict(models::ThinkingViT(models::preset("deit_tiny_patch16_224"))).size(),
+            152u);
 }
 
 TEST(ThinkingViT, RejectsWrongImageShapes) {
   auto model = tiny_model();
   torch::NoGradGuard no_grad;
-  expect_error([&] { model->forward_stage(0, torch::randn({2, 3, 16, 16})); },
-               {"images", "B x 3 x 8 x 8", "[2, 3, 16, 16]"});
+  expect_error(
+      [&] {
+        model->forward_stage(0, torch::randn({2, 3, 16, 16}));
+      },
+      {"images", "B x 3 x 8 x 8", "[2, 3, 16, 16]"});
   expect_error([&] { model->forward_stage(1, tiny_images(2)); }, {"stage 1 needs the tokens"});
 }
 

@@ -16,8 +16,8 @@ at::Tensor qkv_leading_rows(const at::Tensor& qkv, int64_t dim, int64_t width);
 at::Tensor embed_tokens(const StageWeights& w, const at::Tensor& images, int64_t patch_size);
 
 // B x N x k -> B x N x k: x + drop_path(attn(norm1(x))), then x + drop_path(mlp(norm2(x))).
-at::Tensor block_forward(const at::Tensor& x, const BlockWeights& w, int64_t heads,
-                         double eps, AttentionBackend backend, double drop_path, bool training);
+at::Tensor block_forward(const at::Tensor& x, const BlockWeights& w, int64_t heads, double eps,
+                         AttentionBackend backend, double drop_path, bool training);
 
 // Per-sample stochastic depth: B x ... -> B x ..., kept samples scaled by 1/(1-p).
 at::Tensor drop_path(const at::Tensor& x, double p, bool training);

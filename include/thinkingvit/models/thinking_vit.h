@@ -125,6 +125,8 @@ class ThinkingViTImpl : public torch::nn::Cloneable<ThinkingViTImpl> {
   // in no-grad mode contiguous copies, cached and refreshed when any parameter changes
   // (in-place version or storage), so eval forwards do not re-gather qkv rows.
   StageWeights stage_weights(int64_t stage);
+  // Switches the no-grad cache above off (re-gather on every forward), for measurements.
+  void set_weight_cache(bool enabled) { weight_cache_ = enabled; }
 
   const ThinkingViTOptions& options() const { return options_; }
 
@@ -133,7 +135,7 @@ class ThinkingViTImpl : public torch::nn::Cloneable<ThinkingViTImpl> {
   torch::nn::ModuleList blocks{nullptr};
   torch::nn::LayerNorm norm{nullptr};
   torch::nn::Linear head{nullptr};
-  torch::nn::ParameterList alpha{nullptr};    // one scalar per stage transition
+  torch::nn::ParameterList alpha{nullptr};     // one scalar per stage transition
   std::vector<torch::nn::Linear> proj_layers;  // "proj_layer", "proj_layer2", ...
 
  private:
@@ -144,6 +146,7 @@ class ThinkingViTImpl : public torch::nn::Cloneable<ThinkingViTImpl> {
   std::vector<Block> block_list_;
   std::vector<StageWeights> cached_weights_;  // per stage, for no-grad forwards
   std::vector<int64_t> cache_signature_;
+  bool weight_cache_ = true;
 };
 TORCH_MODULE(ThinkingViT);
 

@@ -29,7 +29,6 @@ struct ThinkingViTOptions {
   TORCH_ARG(AttentionBackend, attention) = AttentionBackend::kFused;
 
  public:
-
   int64_t num_stages() const { return static_cast<int64_t>(stages_.size()); }
   int64_t embed_dim() const { return head_dim_ * stages_.back(); }
   int64_t num_heads() const { return stages_.back(); }

@@ -24,6 +24,9 @@ at::Tensor explicit_attention(const at::Tensor& q, const at::Tensor& k, const at
 
 bool cuda_available();
 
+// Waits for queued kernels on `device` (no-op on CPU): call before reading a clock.
+void synchronize(const c10::Device& device);
+
 // RAII: enables autocast to `dtype` for `device_type` (kCPU: bf16 only; kCUDA: bf16/fp16),
 // restores the previous state on destruction. A disabled guard does nothing.
 class AutocastGuard {

@@ -36,7 +36,7 @@ std::string shape_str(const std::vector<int64_t>& shape);
 }  // namespace thinkingvit
 
 // Checks a condition on user input; on failure throws thinkingvit::Error with the message.
-#define TVIT_CHECK(cond, ...)              \
-  do {                                     \
+#define TVIT_CHECK(cond, ...)                      \
+  do {                                             \
     if (!(cond)) ::thinkingvit::fail(__VA_ARGS__); \
   } while (false)

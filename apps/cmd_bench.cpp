@@ -1,0 +1,112 @@
+// thinkingvit bench: standalone throughput of every stage and elastic throughput at given
+// thresholds, on synthetic input.
+
+#include <spdlog/spdlog.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <iostream>
+
+#include "common.h"
+#include "thinkingvit/eval/benchmark.h"
+#include "thinkingvit/util/compat.h"
+#include "thinkingvit/util/error.h"
+
+namespace thinkingvit::apps {
+
+namespace {
+
+struct BenchArgs {
+  ModelChoice model;
+  std::string weights;
+  std::vector<int64_t> batch_sizes = {64};
+  std::vector<std::string> precisions = {"fp32"};
+  std::vector<double> taus;
+  std::string entropy_rule = "top10";
+  std::string device = "cpu";
+  int warmup = 2, reps = 10, threads = 0;
+  std::string format = "md", output;
+  bool no_weight_cache = false;
+};
+
+eval::TableFormat format_from_extension(const std::string& path) {
+  const auto ext = std::filesystem::path(path).extension().string();
+  if (ext == ".csv") return eval::TableFormat::kCsv;
+  if (ext == ".json") return eval::TableFormat::kJson;
+  if (ext == ".md") return eval::TableFormat::kMarkdown;
+  fail("--output '", path, "': expected a .md, .csv or .json file name");
+}
+
+void run_bench(const BenchArgs& args) {
+  set_threads(args.threads);
+  const auto format = eval::parse_table_format(args.format, "--format");
+  const auto output_format = args.output.empty() ? format : format_from_extension(args.output);
+  eval::BenchOptions options;
+  options.batch_sizes = args.batch_sizes;
+  options.precisions.clear();
+  for (const auto& p : args.precisions)
+    options.precisions.push_back(eval::parse_precision(p, "--precision"));
+  options.taus = args.taus;
+  options.rule = models::parse_entropy_rule(args.entropy_rule, "--entropy");
+  options.warmup = args.warmup;
+  options.reps = args.reps;
+  TVIT_CHECK(args.device == "cpu" || args.device.rfind("cuda", 0) == 0,
+             "--device: expected cpu or cuda[:N], found '", args.device, "'");
+  options.device = c10::Device(args.device);
+  TVIT_CHECK(!options.device.is_cuda() || compat::cuda_available(), "--device ", args.device,
+             ": CUDA is not available in this build or machine");
+
+  std::optional<io::WeightsSource> weights;
+  if (!args.weights.empty()) weights = io::read_weights(args.weights);
+  const auto model_options = resolve_model(args.model, weights ? &*weights : nullptr);
+  models::ThinkingViT model(model_options);
+  if (weights) {
+    const auto report = io::load_state_dict(model, weights->tensors, weights->path);
+    spdlog::info("weights '{}': {}", weights->path, report.summary());
+  }
+  model->set_weight_cache(!args.no_weight_cache);
+  spdlog::info("model: {}", model_options.describe());
+  const auto rows = eval::run_benchmark(model, options,
+                                        [](const std::string& line) { spdlog::info("{}", line); });
+  const auto table = eval::bench_table(rows, eval::describe_run(options.device));
+  table.write(std::cout, format);
+  if (!args.output.empty()) {
+    table.save(args.output, output_format);
+    spdlog::info("wrote {}", args.output);
+  }
+}
+
+}  // namespace
+
+void add_bench_command(CLI::App& root) {
+  auto args = std::make_shared<BenchArgs>();
+  auto* cmd = root.add_subcommand(
+      "bench", "Throughput of every stage alone and of elastic inference, on synthetic input");
+  args->model.add_flags(*cmd, /*with_head_dim=*/true);
+  cmd->add_option("--weights", args->weights,
+                  "weights to load (file or folder); random weights when absent");
+  cmd->add_option("--batch-sizes", args->batch_sizes, "comma-separated batch sizes")
+      ->delimiter(',')
+      ->capture_default_str();
+  cmd->add_option("--precision", args->precisions, "comma-separated: fp32, bf16 (autocast)")
+      ->delimiter(',')
+      ->capture_default_str();
+  cmd->add_option("--taus", args->taus, "comma-separated thresholds for elastic rows")
+      ->delimiter(',');
+  cmd->add_option("--entropy", args->entropy_rule, "entropy rule: top10 or full")
+      ->capture_default_str();
+  cmd->add_option("--device", args->device, "cpu or cuda[:N]")->capture_default_str();
+  cmd->add_option("--warmup", args->warmup, "untimed calls first")->capture_default_str();
+  cmd->add_option("--reps", args->reps, "timed calls; the median is reported")
+      ->capture_default_str();
+  cmd->add_option("--threads", args->threads, "intra-op threads (0: one per core)")
+      ->capture_default_str();
+  cmd->add_option("--format", args->format, "stdout format: md, csv or json")
+      ->capture_default_str();
+  cmd->add_option("--output", args->output, "also write the table to a .md, .csv or .json file");
+  cmd->add_flag("--no-weight-cache", args->no_weight_cache,
+                "re-gather the sliced weights on every forward (to measure the cache)");
+  cmd->callback([args] { run_bench(*args); });
+}
+
+}  // namespace thinkingvit::apps

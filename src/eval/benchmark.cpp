@@ -1,0 +1,154 @@
+#include "thinkingvit/eval/benchmark.h"
+
+#include <ATen/Parallel.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <iomanip>
+#include <sstream>
+#include <thread>
+
+#include "thinkingvit/util/compat.h"
+#include "thinkingvit/util/error.h"
+
+namespace thinkingvit::eval {
+
+Precision parse_precision(const std::string& text, const std::string& what) {
+  if (text == "fp32") return Precision::kFp32;
+  if (text == "bf16") return Precision::kBf16;
+  fail(what, ": expected fp32 or bf16, found '", text, "'");
+}
+
+std::string to_string(Precision precision) {
+  return precision == Precision::kFp32 ? "fp32" : "bf16";
+}
+
+Timing time_calls(const std::function<void()>& fn, int warmup, int reps,
+                  const c10::Device& device) {
+  TVIT_CHECK(reps > 0, "benchmark: repetitions must be > 0, found ", reps);
+  for (int i = 0; i < warmup; ++i) fn();
+  std::vector<double> ms;
+  for (int i = 0; i < reps; ++i) {
+    compat::synchronize(device);
+    const auto start = std::chrono::steady_clock::now();
+    fn();
+    compat::synchronize(device);
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+                     .count());
+  }
+  std::sort(ms.begin(), ms.end());
+  const size_t n = ms.size();
+  const double median = n % 2 ? ms[n / 2] : 0.5 * (ms[n / 2 - 1] + ms[n / 2]);
+  return {median, ms.front(), ms.back()};
+}
+
+std::vector<BenchRow> run_benchmark(models::ThinkingViT& model, const BenchOptions& options,
+                                    const std::function<void(const std::string&)>& progress) {
+  model->eval();
+  model->to(options.device);
+  torch::NoGradGuard no_grad;
+  const auto& o = model->options();
+  std::vector<BenchRow> rows;
+  auto report = [&](const BenchRow& row) {
+    rows.push_back(row);
+    if (!progress) return;
+    std::ostringstream line;
+    line << row.mode << (row.mode == "stage" ? " " + std::to_string(row.stage) : "")
+         << (row.mode == "elastic" ? " tau " + std::to_string(row.tau) : "") << ", batch "
+         << row.batch << ", " << to_string(row.precision) << ": " << row.images_per_s << " img/s";
+    progress(line.str());
+  };
+  for (const auto precision : options.precisions) {
+    compat::AutocastGuard autocast(options.device.type(), at::kBFloat16,
+                                   precision == Precision::kBf16);
+    for (const int64_t batch : options.batch_sizes) {
+      TVIT_CHECK(batch > 0, "benchmark: batch sizes must be > 0, found ", batch);
+      torch::manual_seed(options.seed);
+      auto images = torch::randn({batch, o.in_channels(), o.image_size(), o.image_size()},
+                                 torch::TensorOptions().device(options.device));
+      at::Tensor tokens;  // the previous stage's output, computed outside the timed region
+      for (int64_t s = 0; s < o.num_stages(); ++s) {
+        BenchRow row;
+        row.mode = "stage";
+        row.stage = s;
+        row.batch = batch;
+        row.precision = precision;
+        row.timing = time_calls([&] { model->forward_stage(s, images, tokens); }, options.warmup,
+                                options.reps, options.device);
+        row.images_per_s = 1000.0 * batch / row.timing.median_ms;
+        row.reach.assign(o.num_stages(), 0.0);
+        row.reach[s] = 1.0;
+        report(row);
+        tokens = model->forward_stage(s, images, tokens).tokens;
+      }
+      for (const double tau : options.taus) {
+        BenchRow row;
+        row.mode = "elastic";
+        row.tau = tau;
+        row.batch = batch;
+        row.precision = precision;
+        models::ElasticOutput last;
+        row.timing = time_calls([&] { last = model->forward_elastic(images, tau, options.rule); },
+                                options.warmup, options.reps, options.device);
+        row.images_per_s = 1000.0 * batch / row.timing.median_ms;
+        for (const auto n : last.samples_per_stage)
+          row.reach.push_back(static_cast<double>(n) / batch);
+        report(row);
+      }
+    }
+  }
+  return rows;
+}
+
+namespace {
+
+std::string cpu_name() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("model name", 0) == 0) {
+      const auto colon = line.find(':');
+      if (colon != std::string::npos) return line.substr(colon + 2);
+    }
+  }
+  return "unknown CPU";
+}
+
+}  // namespace
+
+RunInfo describe_run(const c10::Device& device) {
+  RunInfo info;
+  info.threads = at::get_num_threads();
+  if (device.is_cuda()) {
+    info.device = "cuda:" + std::to_string(device.has_index() ? device.index() : 0);
+  } else {
+    info.device = "cpu: " + cpu_name() + " (" +
+                  std::to_string(std::thread::hardware_concurrency()) + " cores)";
+  }
+  info.build = "thinkingvit 0.1.0, LibTorch " + compat::torch_version();
+  return info;
+}
+
+Table bench_table(const std::vector<BenchRow>& rows, const RunInfo& info) {
+  Table table({"mode", "stage", "tau", "reach", "batch", "precision", "img_per_s", "median_ms",
+               "min_ms", "max_ms", "device", "threads", "build"});
+  for (const auto& r : rows) {
+    std::string reach;
+    for (size_t i = 0; i < r.reach.size(); ++i) {
+      std::ostringstream s;
+      s << std::fixed << std::setprecision(3) << r.reach[i];
+      reach += (i ? "/" : "") + s.str();
+    }
+    table.add_row({r.mode, r.mode == "stage" ? Table::Cell(r.stage) : Table::Cell(std::string("-")),
+                   r.mode == "elastic" ? Table::Cell(r.tau) : Table::Cell(std::string("-")), reach,
+                   r.batch, to_string(r.precision), r.images_per_s, r.timing.median_ms,
+                   r.timing.min_ms, r.timing.max_ms, info.device,
+                   static_cast<int64_t>(info.threads), info.build});
+  }
+  table.set_precision(3);
+  return table;
+}
+
+}  // namespace thinkingvit::eval

@@ -1,0 +1,40 @@
+#include <gtest/gtest.h>
+
+#include "../test_util.h"
+#include "thinkingvit/eval/benchmark.h"
+
+namespace thinkingvit::testing {
+
+TEST(Benchmark, TimesWarmupAndRepetitions) {
+  int calls = 0;
+  auto timing =
+      eval::time_calls([&] { ++calls; }, /*warmup=*/3, /*reps=*/5, c10::Device(c10::kCPU));
+  EXPECT_EQ(calls, 8);
+  EXPECT_LE(timing.min_ms, timing.median_ms);
+  EXPECT_LE(timing.median_ms, timing.max_ms);
+  expect_error([] { eval::time_calls([] {}, 0, 0, c10::Device(c10::kCPU)); }, {"repetitions"});
+}
+
+TEST(Benchmark, RowsForEveryStageAndThreshold) {
+  auto model = tiny_model();
+  eval::BenchOptions options;
+  options.batch_sizes = {2, 5};
+  options.taus = {0.0, 5.0};
+  options.warmup = 0;
+  options.reps = 1;
+  const auto rows = eval::run_benchmark(model, options);
+  ASSERT_EQ(rows.size(), 2u * (3 + 2));
+  EXPECT_EQ(rows[0].mode, "stage");
+  EXPECT_EQ(rows[2].stage, 2);
+  EXPECT_EQ(rows[2].reach, (std::vector<double>{0, 0, 1}));
+  // tau = 0: every image runs every stage; tau = 5 > ln 10: every image stops at stage 0.
+  EXPECT_EQ(rows[3].reach, (std::vector<double>{1, 1, 1}));
+  EXPECT_EQ(rows[4].reach, (std::vector<double>{1, 0, 0}));
+  EXPECT_EQ(rows[9].batch, 5);
+  for (const auto& r : rows) EXPECT_GT(r.images_per_s, 0.0);
+  const auto table = eval::bench_table(rows, eval::describe_run(c10::Device(c10::kCPU)));
+  EXPECT_EQ(table.rows().size(), rows.size());
+  EXPECT_EQ(table.columns().back(), "build");
+}
+
+}  // namespace thinkingvit::testing
