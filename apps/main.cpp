@@ -14,6 +14,9 @@ namespace thinkingvit::apps {
 void add_infer_command(CLI::App& root);
 void add_macs_command(CLI::App& root);
 void add_bench_command(CLI::App& root);
+void add_train_command(CLI::App& root);
+void add_eval_command(CLI::App& root);
+void add_sweep_command(CLI::App& root);
 }  // namespace thinkingvit::apps
 
 int main(int argc, char** argv) {
@@ -24,6 +27,9 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "thinkingvit 0.1.0");
   thinkingvit::apps::add_infer_command(app);
   thinkingvit::apps::add_macs_command(app);
+  thinkingvit::apps::add_train_command(app);
+  thinkingvit::apps::add_eval_command(app);
+  thinkingvit::apps::add_sweep_command(app);
   thinkingvit::apps::add_bench_command(app);
   try {
     app.parse(argc, argv);

@@ -9,10 +9,10 @@ cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build}
 JOBS=${JOBS:-$(nproc)}
 PACKAGES=(
-  build-essential cmake ccache
+  build-essential cmake ccache zlib1g-dev
   libtorch-dev libopenblas0-openmp libgloo-dev
   libopencv-dev libyaml-cpp-dev libspdlog-dev libcli11-dev libgtest-dev nlohmann-json3-dev
-  python3-torch dataset-fashion-mnist
+  python3-torch gnuplot-nox dataset-fashion-mnist
 )
 
 missing=()

@@ -2,29 +2,216 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
+#include <set>
 
 #include "thinkingvit/util/error.h"
+#include "yaml_model.h"
 
 namespace thinkingvit::io {
 
-namespace {
-
-std::string location(const std::string& path, const YAML::Node& node) {
-  return "'" + path + "' line " + std::to_string(node.Mark().line + 1);
+std::string yaml_show(const YAML::Node& node) {
+  if (!node || node.IsNull()) return "";
+  if (node.IsScalar()) return node.Scalar();
+  YAML::Emitter out;
+  out << YAML::Flow << node;
+  return out.c_str();
 }
 
-template <typename T>
-T as(const YAML::Node& node, const std::string& path, const std::string& key, const char* type) {
-  try {
-    return node.as<T>();
-  } catch (const YAML::Exception&) {
-    fail(location(path, node), ": key 'model.", key, "' expects ", type, ", found '",
-         YAML::Dump(node), "'");
+std::string format_number(double value) {
+  if (std::isnan(value)) return ".nan";
+  if (std::isinf(value)) return value > 0 ? ".inf" : "-.inf";
+  char text[40];
+  for (int digits = 1; digits <= 17; ++digits) {
+    std::snprintf(text, sizeof(text), "%.*g", digits, value);
+    if (std::strtod(text, nullptr) == value) break;
   }
+  return text;
+}
+
+std::string format_number(float value) {
+  if (std::isnan(value)) return ".nan";
+  if (std::isinf(value)) return value > 0 ? ".inf" : "-.inf";
+  char text[40];
+  for (int digits = 1; digits <= 9; ++digits) {
+    std::snprintf(text, sizeof(text), "%.*g", digits, static_cast<double>(value));
+    if (std::strtof(text, nullptr) == value) break;
+  }
+  return text;
+}
+
+void fail_type(const std::string& where, const YAML::Node& node, const std::string& key,
+               const std::string& expects) {
+  fail(where, ": key '", key, "' expects ", expects, ", found '", yaml_show(node), "'");
+}
+
+std::string yaml_read_string(const YAML::Node& node, const std::string& where,
+                             const std::string& key) {
+  if (node.IsNull()) return "";
+  if (!node.IsScalar()) fail_type(where, node, key, "a string");
+  return node.Scalar();
+}
+
+std::vector<YamlEntry> yaml_entries(const YAML::Node& map, const YamlWhere& where,
+                                    const std::string& section) {
+  std::vector<YamlEntry> entries;
+  std::set<std::string> seen;
+  for (const auto& item : map) {
+    const auto path = [&](const std::string& name) {
+      return section.empty() ? name : section + "." + name;
+    };
+    TVIT_CHECK(item.first.IsScalar() && !item.first.Scalar().empty(), where(item.first),
+               ": expected a key name in ", section.empty() ? "the top level" : "'" + section + "'",
+               ", found '", yaml_show(item.first), "'");
+    const auto& name = item.first.Scalar();
+    TVIT_CHECK(seen.insert(name).second, where(item.first), ": duplicate key '", path(name), "'");
+    entries.push_back({name, item.first, item.second});
+  }
+  return entries;
+}
+
+namespace {
+
+using OptionSetter = std::function<void(models::ThinkingViTOptions&)>;
+
+const std::vector<std::string> kOptionKeys = {
+    "image_size", "patch_size", "in_channels", "num_classes",    "head_dim", "depth",
+    "mlp_ratio",  "qkv_bias",   "norm_eps",    "drop_path_rate", "stages",   "attention"};
+
+// Reads `value` as the option `key`; throws on a wrong type, returns null for an unknown key.
+OptionSetter read_option(const std::string& key, const YAML::Node& value,
+                         const std::string& where) {
+  const auto path = "model." + key;
+  const auto integer = [&] { return yaml_read<int64_t>(value, where, path, "an integer"); };
+  const auto number = [&] { return yaml_read<double>(value, where, path, "a number"); };
+  using Options = models::ThinkingViTOptions;
+  if (key == "image_size") return [v = integer()](Options& o) { o.image_size(v); };
+  if (key == "patch_size") return [v = integer()](Options& o) { o.patch_size(v); };
+  if (key == "in_channels") return [v = integer()](Options& o) { o.in_channels(v); };
+  if (key == "num_classes") return [v = integer()](Options& o) { o.num_classes(v); };
+  if (key == "head_dim") return [v = integer()](Options& o) { o.head_dim(v); };
+  if (key == "depth") return [v = integer()](Options& o) { o.depth(v); };
+  if (key == "mlp_ratio") return [v = number()](Options& o) { o.mlp_ratio(v); };
+  if (key == "norm_eps") return [v = number()](Options& o) { o.norm_eps(v); };
+  if (key == "drop_path_rate") return [v = number()](Options& o) { o.drop_path_rate(v); };
+  if (key == "qkv_bias") {
+    return
+        [v = yaml_read<bool>(value, where, path, "true or false")](Options& o) { o.qkv_bias(v); };
+  }
+  if (key == "stages") {
+    return [v = yaml_read<std::vector<int64_t>>(value, where, path, "a list of head counts")](
+               Options& o) { o.stages(v); };
+  }
+  if (key == "attention") {
+    const auto text = value.IsScalar() ? value.Scalar() : "";
+    if (text != "fused" && text != "explicit")
+      fail_type(where, value, path, "'fused' or 'explicit'");
+    const auto backend =
+        text == "fused" ? models::AttentionBackend::kFused : models::AttentionBackend::kExplicit;
+    return [backend](Options& o) { o.attention(backend); };
+  }
+  return nullptr;
+}
+
+std::string joined(const std::vector<std::string>& names) {
+  std::string out;
+  for (const auto& name : names) out += (out.empty() ? "" : ", ") + name;
+  return out;
 }
 
 }  // namespace
+
+const std::vector<std::string>& YamlModelSection::keys() {
+  static const std::vector<std::string> all = [] {
+    std::vector<std::string> k = {"preset"};
+    k.insert(k.end(), kOptionKeys.begin(), kOptionKeys.end());
+    k.push_back("init_from");
+    k.push_back("init_strict");
+    return k;
+  }();
+  return all;
+}
+
+void YamlModelSection::read_map(const YAML::Node& model, const YamlWhere& where) {
+  const auto entries = yaml_entries(model, where, "model");
+  const auto known = [](const std::string& name) {
+    const auto& k = keys();
+    return std::find(k.begin(), k.end(), name) != k.end();
+  };
+  for (const auto& e : entries) {
+    TVIT_CHECK(known(e.name), where(e.key), ": unknown key 'model.", e.name,
+               "' (model keys: ", joined(keys()), ")");
+  }
+  // The preset is the base, wherever it stands in the map.
+  for (const auto& e : entries) {
+    if (e.name == "preset") read_key(e.name, e.value, where(e.key));
+  }
+  for (const auto& e : entries) {
+    if (e.name != "preset") read_key(e.name, e.value, where(e.key));
+  }
+}
+
+void YamlModelSection::read_key(const std::string& key, const YAML::Node& value,
+                                const std::string& where) {
+  if (key == "preset") {
+    const auto name = yaml_read_string(value, where, "model.preset");
+    if (!name.empty()) {
+      try {
+        models::preset(name);
+      } catch (const Error& e) {
+        fail(where, ": key 'model.preset': ", e.what());
+      }
+    }
+    preset_ = name;
+  } else if (key == "init_from") {
+    init_from_ = yaml_read_string(value, where, "model.init_from");
+  } else if (key == "init_strict") {
+    init_strict_ = yaml_read<bool>(value, where, "model.init_strict", "true or false");
+  } else if (auto setter = read_option(key, value, where)) {
+    explicit_[key] = std::move(setter);
+  } else {
+    fail(where, ": unknown key 'model.", key, "' (model keys: ", joined(keys()), ")");
+  }
+  origins_[key] = where;
+}
+
+models::ThinkingViTOptions YamlModelSection::options() const {
+  auto options = preset_.empty() ? models::ThinkingViTOptions() : models::preset(preset_);
+  for (const auto& [key, assign] : explicit_) assign(options);
+  return options;
+}
+
+std::string YamlModelSection::origin(const std::string& key) const {
+  auto it = origins_.find(key);
+  return it == origins_.end() ? "" : it->second;
+}
+
+void YamlModelSection::emit(YAML::Emitter& out, const std::string& preset,
+                            const models::ThinkingViTOptions& o, const std::string& init_from,
+                            bool init_strict) {
+  const auto key = [&](const char* name) -> YAML::Emitter& {
+    return out << YAML::Key << name << YAML::Value;
+  };
+  key("preset") << YAML::DoubleQuoted << preset;
+  key("image_size") << o.image_size();
+  key("patch_size") << o.patch_size();
+  key("in_channels") << o.in_channels();
+  key("num_classes") << o.num_classes();
+  key("head_dim") << o.head_dim();
+  key("depth") << o.depth();
+  key("mlp_ratio") << format_number(o.mlp_ratio());
+  key("qkv_bias") << o.qkv_bias();
+  key("norm_eps") << format_number(o.norm_eps());
+  key("drop_path_rate") << format_number(o.drop_path_rate());
+  key("stages") << YAML::Flow << o.stages();
+  key("attention") << (o.attention() == models::AttentionBackend::kFused ? "fused" : "explicit");
+  key("init_from") << YAML::DoubleQuoted << init_from;
+  key("init_strict") << init_strict;
+}
 
 models::ThinkingViTOptions model_options_from_yaml(const std::string& path) {
   TVIT_CHECK(std::filesystem::exists(path), "config '", path, "': no such file");
@@ -36,47 +223,11 @@ models::ThinkingViTOptions model_options_from_yaml(const std::string& path) {
   }
   TVIT_CHECK(root.IsMap() && root["model"] && root["model"].IsMap(), "config '", path,
              "': expected a top-level 'model' section (a map)");
-  const auto model = root["model"];
-  models::ThinkingViTOptions options;
-  if (model["preset"]) {
-    options = models::preset(as<std::string>(model["preset"], path, "preset", "a preset name"));
-  }
-  for (const auto& item : model) {
-    const auto key = item.first.as<std::string>();
-    const auto& v = item.second;
-    if (key == "preset") continue;
-    if (key == "image_size")
-      options.image_size(as<int64_t>(v, path, key, "an integer"));
-    else if (key == "patch_size")
-      options.patch_size(as<int64_t>(v, path, key, "an integer"));
-    else if (key == "in_channels")
-      options.in_channels(as<int64_t>(v, path, key, "an integer"));
-    else if (key == "num_classes")
-      options.num_classes(as<int64_t>(v, path, key, "an integer"));
-    else if (key == "head_dim")
-      options.head_dim(as<int64_t>(v, path, key, "an integer"));
-    else if (key == "depth")
-      options.depth(as<int64_t>(v, path, key, "an integer"));
-    else if (key == "mlp_ratio")
-      options.mlp_ratio(as<double>(v, path, key, "a number"));
-    else if (key == "qkv_bias")
-      options.qkv_bias(as<bool>(v, path, key, "true or false"));
-    else if (key == "norm_eps")
-      options.norm_eps(as<double>(v, path, key, "a number"));
-    else if (key == "drop_path_rate")
-      options.drop_path_rate(as<double>(v, path, key, "a number"));
-    else if (key == "stages") {
-      options.stages(as<std::vector<int64_t>>(v, path, key, "a list of head counts"));
-    } else if (key == "attention") {
-      const auto text = as<std::string>(v, path, key, "'fused' or 'explicit'");
-      TVIT_CHECK(text == "fused" || text == "explicit", location(path, v),
-                 ": key 'model.attention' expects 'fused' or 'explicit', found '", text, "'");
-      options.attention(text == "fused" ? models::AttentionBackend::kFused
-                                        : models::AttentionBackend::kExplicit);
-    } else {
-      fail(location(path, item.first), ": unknown key 'model.", key, "'");
-    }
-  }
+  YamlModelSection section;
+  section.read_map(root["model"], [&](const YAML::Node& key) {
+    return "'" + path + "' line " + std::to_string(key.Mark().line + 1);
+  });
+  auto options = section.options();
   try {
     options.validate();
   } catch (const Error& e) {

@@ -218,7 +218,7 @@ StageOutput ThinkingViTImpl::forward_stage(int64_t stage, const at::Tensor& imag
              "images: expected B x ", options_.in_channels(), " x ", options_.image_size(), " x ",
              options_.image_size(), ", found ", shape_str(images.sizes().vec()));
   auto x = embed_tokens(w, images, options_.patch_size());  // B x N x k
-  if (stage > 0) {
+  if (stage > 0 && options_.recycling()) {
     TVIT_CHECK(prev_tokens.defined(), "stage ", stage, " needs the tokens of stage ", stage - 1);
     // Token Recycling: E_fused = alpha * Proj(z_prev) + E(x), on every token including CLS.
     x = x + w.alpha * at::linear(prev_tokens, w.recycle_w, w.recycle_b);

@@ -38,7 +38,8 @@ std::string ThinkingViTOptions::describe() const {
       << " patch_size=" << patch_size_ << " in_channels=" << in_channels_
       << " num_classes=" << num_classes_ << " head_dim=" << head_dim_ << " depth=" << depth_
       << " mlp_ratio=" << mlp_ratio_ << " qkv_bias=" << (qkv_bias_ ? "true" : "false")
-      << " norm_eps=" << norm_eps_ << " drop_path_rate=" << drop_path_rate_;
+      << " norm_eps=" << norm_eps_ << " drop_path_rate=" << drop_path_rate_
+      << (recycling_ ? "" : " recycling=false");
   return out.str();
 }
 

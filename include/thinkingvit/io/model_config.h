@@ -9,8 +9,10 @@ namespace thinkingvit::io {
 
 // Reads the top-level `model:` map of a YAML file: an optional `preset` as the base, then any of
 // image_size, patch_size, in_channels, num_classes, head_dim, depth, mlp_ratio, qkv_bias,
-// norm_eps, drop_path_rate, stages, attention (fused | explicit). Unknown keys and wrong types
-// are errors naming the file, line and key.
+// norm_eps, drop_path_rate, stages, attention (fused | explicit). The training keys init_from and
+// init_strict are accepted and ignored here, so a training configuration is also a model file;
+// train::load_config reads the section with the same parser. Unknown keys and wrong types are
+// errors naming the file, line and key.
 models::ThinkingViTOptions model_options_from_yaml(const std::string& path);
 
 }  // namespace thinkingvit::io

@@ -27,6 +27,9 @@ struct ThinkingViTOptions {
   // Heads per stage, strictly increasing; the model is head_dim * stages.back() wide.
   TORCH_ARG(std::vector<int64_t>, stages) = std::vector<int64_t>{3, 6};
   TORCH_ARG(AttentionBackend, attention) = AttentionBackend::kFused;
+  // Token Recycling between stages; off, every stage runs from the embeddings alone
+  // (with stochastic stage sampling this trains the HydraViT baseline).
+  TORCH_ARG(bool, recycling) = true;
 
  public:
   int64_t num_stages() const { return static_cast<int64_t>(stages_.size()); }

@@ -1,0 +1,56 @@
+// thinkingvit eval: top-1 / top-5 of every stage alone on the whole validation set.
+
+#include <spdlog/spdlog.h>
+
+#include <iostream>
+
+#include "common.h"
+#include "eval_setup.h"
+#include "thinkingvit/data/sampler.h"
+#include "thinkingvit/eval/evaluate.h"
+#include "thinkingvit/eval/table.h"
+#include "thinkingvit/util/progress.h"
+
+namespace thinkingvit::apps {
+
+namespace {
+
+struct EvalArgs {
+  EvalSource source;
+  std::string format = "md", output;
+};
+
+void run_eval(const EvalArgs& args) {
+  auto setup = make_eval_setup(args.source);
+  setup.loader->start_epoch(0, data::epoch_indices(setup.val->size(), 0, {false}));
+  util::Progress progress("eval", setup.loader->num_batches(), "batch");
+  const auto records = eval::evaluate(setup.model, *setup.loader, models::EntropyRule::kTop10,
+                                      setup.device, [&](int64_t done, int64_t) { progress.update(done); });
+  progress.finish();
+  eval::Table table({"stage", "heads", "top1", "top5", "images", "weights"});
+  for (size_t s = 0; s < records.top1.size(); ++s) {
+    table.add_row({static_cast<int64_t>(s), setup.config.model.options.stages()[s], records.top1[s],
+                   records.top5[s], records.num_samples, setup.weights_path});
+  }
+  table.set_precision(2);
+  std::cout << "preprocessing: " << setup.preprocessing << "\n";
+  table.write(std::cout, eval::parse_table_format(args.format, "--format"));
+  if (!args.output.empty()) {
+    table.save(args.output, args.output.size() > 4 && args.output.substr(args.output.size() - 4) == ".csv"
+                                ? eval::TableFormat::kCsv
+                                : eval::TableFormat::kJson);
+  }
+}
+
+}  // namespace
+
+void add_eval_command(CLI::App& root) {
+  auto args = std::make_shared<EvalArgs>();
+  auto* cmd = root.add_subcommand("eval", "Top-1 / top-5 of every stage alone on the validation set");
+  args->source.add_flags(*cmd);
+  cmd->add_option("--format", args->format, "stdout format: md, csv or json")->capture_default_str();
+  cmd->add_option("--output", args->output, "also write the table (.csv or .json)");
+  cmd->callback([args] { run_eval(*args); });
+}
+
+}  // namespace thinkingvit::apps

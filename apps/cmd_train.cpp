@@ -1,0 +1,46 @@
+// thinkingvit train: joint multi-stage training from a YAML configuration.
+
+#include <spdlog/spdlog.h>
+
+#include "common.h"
+#include "thinkingvit/train/config.h"
+#include "thinkingvit/train/trainer.h"
+
+namespace thinkingvit::apps {
+
+namespace {
+
+struct TrainArgs {
+  std::string config;
+  std::vector<std::string> overrides;
+  std::string output_dir;
+  bool resume = false;
+};
+
+void run_train(const TrainArgs& args) {
+  auto overrides = args.overrides;
+  if (!args.output_dir.empty()) overrides.push_back("run.output_dir=" + args.output_dir);
+  const auto config = train::load_config(args.config, overrides);
+  set_threads(config.run.threads);
+  train::TrainOptions options;
+  options.resume = args.resume;
+  const auto history = train::train(config, options);
+  if (!history.empty()) {
+    spdlog::info("done: {} epochs, run folder {}", history.size(), config.run.output_dir);
+  }
+}
+
+}  // namespace
+
+void add_train_command(CLI::App& root) {
+  auto args = std::make_shared<TrainArgs>();
+  auto* cmd = root.add_subcommand("train", "Train a ThinkingViT from a YAML configuration");
+  cmd->add_option("--config", args->config, "YAML configuration (see configs/)")->required();
+  cmd->add_option("--set", args->overrides,
+                  "override a key, e.g. --set optimizer.lr=1e-3 (repeatable; wins over the YAML)");
+  cmd->add_option("--output-dir", args->output_dir, "run folder (same as --set run.output_dir=DIR)");
+  cmd->add_flag("--resume", args->resume, "continue from the run folder's last checkpoint");
+  cmd->callback([args] { run_train(*args); });
+}
+
+}  // namespace thinkingvit::apps

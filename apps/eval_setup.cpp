@@ -1,0 +1,69 @@
+#include "eval_setup.h"
+
+#include <spdlog/spdlog.h>
+
+#include <filesystem>
+#include <sstream>
+
+#include "common.h"
+#include "thinkingvit/data/sampler.h"
+#include "thinkingvit/io/checkpoint.h"
+#include "thinkingvit/train/trainer.h"
+#include "thinkingvit/util/compat.h"
+#include "thinkingvit/util/error.h"
+
+namespace thinkingvit::apps {
+
+namespace fs = std::filesystem;
+
+void EvalSource::add_flags(CLI::App& app) {
+  app.add_option("--run", run, "run folder of `thinkingvit train` (uses its config.yaml and best/)");
+  app.add_option("--config", config, "YAML configuration (data and model sections)");
+  app.add_option("--weights", weights, "weights file or folder (default with --run: RUN/best)");
+  app.add_option("--set", overrides, "override a configuration key, e.g. --set data.num_workers=4");
+  app.add_flag("--ema", ema, "use the EMA weights (ema.safetensors beside the model)");
+  app.add_option("--threads", threads, "intra-op threads (0: one per core)")->capture_default_str();
+}
+
+EvalSetup make_eval_setup(const EvalSource& s) {
+  TVIT_CHECK(!s.run.empty() || !s.config.empty(), "pass --run RUN_FOLDER or --config FILE");
+  EvalSetup setup;
+  const std::string config_path = s.config.empty() ? (fs::path(s.run) / "config.yaml").string() : s.config;
+  setup.config = train::load_config(config_path, s.overrides);
+  set_threads(s.threads > 0 ? s.threads : setup.config.run.threads);
+  std::string weights = s.weights;
+  if (weights.empty()) {
+    TVIT_CHECK(!s.run.empty(), "pass --weights PATH (or --run RUN_FOLDER to use its best/ weights)");
+    weights = (fs::path(s.run) / "best").string();
+  }
+  if (s.ema) {
+    const fs::path dir = fs::is_directory(weights) ? fs::path(weights) : fs::path(weights).parent_path();
+    weights = (dir / "ema.safetensors").string();
+  }
+  setup.weights_path = weights;
+  const auto source = io::read_weights(weights);
+  setup.model = models::ThinkingViT(setup.config.model.options);
+  const auto report = io::load_state_dict(setup.model, source.tensors, source.path);
+  spdlog::info("weights '{}': {}", source.path, report.summary());
+  setup.device = compat::cuda_available() && setup.config.run.device != "cpu" ? c10::Device(c10::kCUDA)
+                                                                              : c10::Device(c10::kCPU);
+  setup.model->to(setup.device);
+  setup.model->eval();
+
+  setup.val = train::open_datasets(setup.config).val;
+  const auto& e = setup.config.augment.eval;
+  data::LoaderOptions lo;
+  lo.batch_size = setup.config.data.eval_batch_size;
+  lo.num_workers = setup.config.data.num_workers;
+  lo.skip_corrupt = setup.config.data.skip_corrupt;
+  setup.loader = std::make_unique<data::DataLoader>(
+      setup.val, data::make_eval_transform(e, static_cast<int>(setup.config.model.options.in_channels())), lo);
+  std::ostringstream pre;
+  pre << "resize shorter side to floor(" << e.size << " / " << e.crop_pct << "), centre crop " << e.size
+      << ", normalise";
+  setup.preprocessing = pre.str();
+  spdlog::info("val: {}; {}", setup.val->describe(), setup.preprocessing);
+  return setup;
+}
+
+}  // namespace thinkingvit::apps

@@ -1,0 +1,84 @@
+#pragma once
+// A multi-threaded batch loader: worker threads decode and transform samples straight into
+// the batch tensor, a bounded queue holds finished batches, batches come out in order.
+// Each sample's randomness derives from (seed, epoch, position in the epoch), so batches are
+// identical for any number of workers.
+
+#include <ATen/core/Tensor.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <exception>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "thinkingvit/data/dataset.h"
+#include "thinkingvit/data/transforms.h"
+
+namespace thinkingvit::data {
+
+struct LoaderOptions {
+  int64_t batch_size = 64;
+  int num_workers = 2;        // 0: build batches on the calling thread
+  int prefetch_batches = 4;   // finished or in-flight batches ahead of the consumer
+  bool drop_last = false;
+  bool pin_memory = false;    // page-locked batches for asynchronous host-to-GPU copies
+  bool skip_corrupt = true;   // false: an unreadable sample is an error
+  uint64_t seed = 0;
+};
+
+struct Batch {
+  at::Tensor images;             // B x C x S x S float32
+  at::Tensor labels;             // B int64
+  std::vector<int64_t> indices;  // dataset index of each row (after replacements)
+  int64_t number = 0;            // position in the epoch
+};
+
+class DataLoader {
+ public:
+  DataLoader(std::shared_ptr<const Dataset> dataset, SampleTransform transform,
+             LoaderOptions options);
+  ~DataLoader();
+  DataLoader(const DataLoader&) = delete;
+  DataLoader& operator=(const DataLoader&) = delete;
+
+  // Starts an epoch over `indices` (from a sampler); batches of a previous epoch not yet
+  // taken are dropped.
+  void start_epoch(int64_t epoch, std::vector<int64_t> indices);
+  // The next batch in order, or nullopt at the end of the epoch. Rethrows worker errors.
+  std::optional<Batch> next();
+  int64_t num_batches() const;
+  // Unreadable samples met so far (each replaced by the next readable one in the epoch).
+  int64_t skipped() const { return skipped_.load(); }
+
+ private:
+  struct Epoch {
+    int64_t id = 0;
+    int64_t epoch = 0;
+    std::vector<int64_t> indices;
+    int64_t num_batches = 0;
+  };
+  Batch build(const Epoch& epoch, int64_t number);
+  void worker_loop();
+
+  std::shared_ptr<const Dataset> dataset_;
+  SampleTransform transform_;
+  LoaderOptions options_;
+  std::atomic<int64_t> skipped_{0};
+
+  mutable std::mutex mutex_;
+  std::condition_variable work_cv_, ready_cv_;
+  std::shared_ptr<const Epoch> epoch_;
+  int64_t next_build_ = 0, next_return_ = 0;
+  std::map<int64_t, Batch> ready_;
+  std::exception_ptr error_;
+  bool stop_ = false;
+  std::vector<std::thread> workers_;
+};
+
+}  // namespace thinkingvit::data

@@ -1,0 +1,36 @@
+#pragma once
+// One pass over a dataset that records, for every sample and stage, what a threshold sweep
+// needs: the prediction, whether it is right (top-1, top-5) and the entropy. Per-stage accuracy
+// (each stage alone, as the nested baselines are reported) follows from the same records.
+
+#include <ATen/core/Tensor.h>
+
+#include <functional>
+#include <vector>
+
+#include "thinkingvit/data/loader.h"
+#include "thinkingvit/models/thinking_vit.h"
+
+namespace thinkingvit::eval {
+
+struct StageRecords {
+  int64_t num_samples = 0;
+  at::Tensor correct1;  // S x N bool
+  at::Tensor correct5;  // S x N bool
+  at::Tensor entropy;   // S x N float32
+  at::Tensor labels;    // N int64
+  std::vector<double> top1, top5;  // per stage, percent
+};
+
+// Runs every stage on every batch of `loader` (an epoch must have been started) in eval mode.
+// `progress(done, total)` is called after each batch.
+StageRecords evaluate(models::ThinkingViT& model, data::DataLoader& loader,
+                      models::EntropyRule rule, const c10::Device& device,
+                      const std::function<void(int64_t, int64_t)>& progress = {});
+
+// Builds records from per-stage logits (S tensors of N x K) and labels; used by evaluate and
+// by tests that feed generated logits.
+StageRecords records_from_logits(const std::vector<at::Tensor>& logits, const at::Tensor& labels,
+                                 models::EntropyRule rule);
+
+}  // namespace thinkingvit::eval

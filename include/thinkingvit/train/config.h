@@ -1,0 +1,124 @@
+#pragma once
+// The training configuration: one settings struct per concern, defaults inline. Precedence:
+// these defaults < the YAML file < `--set section.key=value` on the command line. Derived
+// values (the scaled learning rate) get their own names and never overwrite inputs.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "thinkingvit/data/mixing.h"
+#include "thinkingvit/data/transforms.h"
+#include "thinkingvit/models/vit_options.h"
+
+namespace thinkingvit::train {
+
+struct ModelSection {
+  std::string preset;  // base architecture; the fields below override it when set in YAML
+  models::ThinkingViTOptions options;
+  std::string init_from;      // checkpoint to initialise from (crop / embed into leading slices)
+  bool init_strict = false;   // anything but an exact load is an error
+};
+
+struct DataSection {
+  // fashion-mnist | mnist | cifar10 | cifar100 | image-folder | synthetic
+  std::string dataset = "fashion-mnist";
+  std::string root;           // folder; fashion-mnist defaults to Debian's location
+  std::string train_dir = "train", val_dir = "val";  // image-folder sub-folders
+  std::string class_list;     // image-folder: one class folder per line
+  int64_t synthetic_size = 1024;  // synthetic: images per split
+  int64_t batch_size = 128;   // per process
+  int64_t eval_batch_size = 256;
+  int num_workers = 2;
+  int prefetch_batches = 4;
+  bool skip_corrupt = true;
+  bool pin_memory = true;
+  int repeated_aug = 1;       // DeiT's repeated augmentation copies (3 in the ImageNet recipe)
+};
+
+struct AugmentSection {
+  data::TrainTransformOptions train;
+  data::EvalTransformOptions eval;
+  data::MixOptions mix;
+};
+
+struct LossSection {
+  std::vector<double> stage_weights;  // lambda_i; empty: 1 / n each
+};
+
+struct OptimizerSection {
+  double lr = 5e-4;            // base lr for a global batch of lr_base_batch
+  double lr_base_batch = 512;  // lr_effective = lr * global_batch / lr_base_batch
+  double weight_decay = 0.05;
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  double clip_grad = 0.0;      // 0: off
+  int accum_steps = 1;
+};
+
+struct ScheduleSection {
+  int64_t epochs = 300;
+  int64_t warmup_epochs = 5;
+  double warmup_lr = 1e-6;
+  double min_lr = 1e-5;
+  int64_t cooldown_epochs = 10;
+  bool per_step = false;       // false: stepped per epoch, as released
+};
+
+struct EmaSection {
+  bool enabled = true;
+  double decay = 0.99996;
+};
+
+struct SamplingSection {
+  // all: every stage every step (released); sandwich: smallest + largest + k random;
+  // stochastic: one stage per step (HydraViT style), uniform or by `weights`.
+  std::string mode = "all";
+  int sandwich_k = 0;
+  std::vector<double> weights;
+  bool recycling = true;  // false with stochastic sampling trains the HydraViT baseline
+};
+
+struct PrecisionSection {
+  std::string dtype = "fp32";  // fp32 | bf16 (autocast)
+  bool tf32 = true;
+};
+
+struct CheckpointSection {
+  int64_t every_epochs = 1;
+  int keep_last = 3;
+};
+
+struct RunSection {
+  std::string output_dir = "runs/default";
+  uint64_t seed = 42;
+  int threads = 0;             // intra-op threads per process; 0: cores / processes
+  int64_t log_every_steps = 50;
+  std::string device = "auto";  // auto | cpu | cuda
+};
+
+struct TrainConfig {
+  ModelSection model;
+  DataSection data;
+  AugmentSection augment;
+  LossSection loss;
+  OptimizerSection optimizer;
+  ScheduleSection schedule;
+  EmaSection ema;
+  SamplingSection sampling;
+  PrecisionSection precision;
+  CheckpointSection checkpoint;
+  RunSection run;
+};
+
+// Reads a YAML file over the defaults, then applies `overrides` ("section.key=value", value in
+// YAML syntax: `--set optimizer.lr=1e-3`, `--set model.stages=[2,4]`). Unknown sections or
+// keys and wrong types are thinkingvit::Error naming the file, line and key (or the --set).
+TrainConfig load_config(const std::string& path, const std::vector<std::string>& overrides = {});
+TrainConfig config_from_yaml_text(const std::string& text, const std::string& name,
+                                  const std::vector<std::string>& overrides = {});
+
+// The resolved configuration as YAML (printed at start, saved in the run folder); loading it
+// again gives the same configuration.
+std::string to_yaml(const TrainConfig& config);
+
+}  // namespace thinkingvit::train

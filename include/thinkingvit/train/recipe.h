@@ -1,0 +1,60 @@
+#pragma once
+// The pieces of the DeiT recipe a training step uses: learning-rate schedule, AdamW parameter
+// groups chosen by name, the weighted multi-stage soft-target loss and the weight EMA.
+
+#include <ATen/core/Tensor.h>
+#include <torch/optim/adamw.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "thinkingvit/models/thinking_vit.h"
+#include "thinkingvit/train/config.h"
+
+namespace thinkingvit::train {
+
+// lr_effective = lr * global_batch / lr_base_batch (the base value is kept as given).
+double effective_lr(const OptimizerSection& optimizer, int64_t global_batch);
+
+// Learning rate at (fractional) epoch t: linear warm-up from warmup_lr over warmup_epochs,
+// then min_lr + (lr - min_lr)(1 + cos(pi t / epochs)) / 2, then min_lr in the cool-down.
+double learning_rate(const ScheduleSection& schedule, double lr, double t);
+
+// No weight decay for 1-D parameters, biases, pos_embed, cls_token and alpha (by name).
+bool uses_weight_decay(const std::string& name, const at::Tensor& param);
+
+struct ParamGroups {
+  std::vector<std::string> decay, no_decay;  // parameter names
+};
+ParamGroups split_param_groups(const models::ThinkingViT& model);
+
+std::unique_ptr<torch::optim::AdamW> make_optimizer(models::ThinkingViT& model,
+                                                    const OptimizerSection& options, double lr);
+void set_learning_rate(torch::optim::Optimizer& optimizer, double lr);
+
+// Mean over the batch of sum_c -target_c * log_softmax(logits)_c.
+at::Tensor soft_target_cross_entropy(const at::Tensor& logits, const at::Tensor& targets);
+
+// lambda_i: the configured weights, or 1/n each.
+std::vector<double> stage_loss_weights(const LossSection& loss, int64_t num_stages);
+
+// Which stages a step trains: all, sandwich (smallest + largest + k random others) or
+// stochastic (one, uniform or weighted). Sorted ascending.
+std::vector<int64_t> sample_stages(const SamplingSection& sampling, int64_t num_stages,
+                                   std::mt19937_64& rng);
+
+// ema = decay * ema + (1 - decay) * model, over every floating parameter and buffer.
+class ModelEma {
+ public:
+  ModelEma(const models::ThinkingViT& model, double decay);
+  void update(const models::ThinkingViT& model);
+  models::ThinkingViT& module() { return ema_; }
+  double decay() const { return decay_; }
+
+ private:
+  models::ThinkingViT ema_{nullptr};
+  double decay_;
+};
+
+}  // namespace thinkingvit::train

@@ -1,0 +1,41 @@
+#pragma once
+// Joint multi-stage training with the DeiT recipe: one epoch loop readable top to bottom,
+// per-stage losses and accuracies, EMA, atomic checkpoints and exact resume.
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "thinkingvit/data/dataset.h"
+#include "thinkingvit/train/config.h"
+
+namespace thinkingvit::train {
+
+struct Datasets {
+  std::shared_ptr<const data::Dataset> train, val;
+};
+
+// Opens the configured train and validation sets and checks them against the model
+// (channels, classes); errors name the config key.
+Datasets open_datasets(const TrainConfig& config);
+
+struct EpochSummary {
+  int64_t epoch = 0;
+  double lr = 0;
+  double loss = 0;
+  std::vector<double> stage_loss;
+  double images_per_s = 0;
+  double data_wait_share = 0;  // share of the epoch spent waiting for batches
+  std::vector<double> val_top1, val_top5, ema_top1;
+};
+
+struct TrainOptions {
+  bool resume = false;     // continue from the run folder's last checkpoint
+  int64_t stop_after_epochs = -1;  // for tests: stop early as if killed (-1: run to the end)
+};
+
+// Runs the whole schedule; returns one summary per epoch run in this call. Writes into
+// config.run.output_dir: config.yaml, train.log, metrics.jsonl, checkpoints/, best/.
+std::vector<EpochSummary> train(const TrainConfig& config, const TrainOptions& options = {});
+
+}  // namespace thinkingvit::train

@@ -1,0 +1,60 @@
+#include "thinkingvit/eval/evaluate.h"
+
+#include <torch/torch.h>
+
+#include "thinkingvit/util/error.h"
+
+namespace thinkingvit::eval {
+
+StageRecords records_from_logits(const std::vector<at::Tensor>& logits, const at::Tensor& labels,
+                                 models::EntropyRule rule) {
+  TVIT_CHECK(!logits.empty(), "evaluation: no stage logits");
+  StageRecords r;
+  r.num_samples = labels.size(0);
+  r.labels = labels.to(at::kLong).cpu();
+  std::vector<at::Tensor> c1, c5, h;
+  for (const auto& l : logits) {
+    auto cpu = l.to(at::kFloat).cpu();
+    const int64_t k = std::min<int64_t>(5, cpu.size(1));
+    auto top = std::get<1>(cpu.topk(k, /*dim=*/1));             // N x 5
+    auto hit = top.eq(r.labels.view({-1, 1}));                   // N x 5
+    c1.push_back(hit.select(1, 0));
+    c5.push_back(hit.any(1));
+    h.push_back(models::entropy(cpu, rule));
+  }
+  r.correct1 = at::stack(c1);
+  r.correct5 = at::stack(c5);
+  r.entropy = at::stack(h);
+  for (size_t s = 0; s < logits.size(); ++s) {
+    const double n = std::max<int64_t>(1, r.num_samples);
+    r.top1.push_back(100.0 * r.correct1[s].sum().item<double>() / n);
+    r.top5.push_back(100.0 * r.correct5[s].sum().item<double>() / n);
+  }
+  return r;
+}
+
+StageRecords evaluate(models::ThinkingViT& model, data::DataLoader& loader,
+                      models::EntropyRule rule, const c10::Device& device,
+                      const std::function<void(int64_t, int64_t)>& progress) {
+  const bool was_training = model->is_training();
+  model->eval();
+  torch::NoGradGuard no_grad;
+  const int64_t num_stages = model->options().num_stages();
+  std::vector<std::vector<at::Tensor>> logits(num_stages);
+  std::vector<at::Tensor> labels;
+  const int64_t total = loader.num_batches();
+  int64_t done = 0;
+  while (auto batch = loader.next()) {
+    auto outputs = model->forward_all(batch->images.to(device, /*non_blocking=*/true));
+    for (int64_t s = 0; s < num_stages; ++s) logits[s].push_back(outputs[s].logits.to(at::kFloat).cpu());
+    labels.push_back(batch->labels);
+    if (progress) progress(++done, total);
+  }
+  if (was_training) model->train();
+  TVIT_CHECK(!labels.empty(), "evaluation: the loader produced no batches");
+  std::vector<at::Tensor> stacked;
+  for (auto& l : logits) stacked.push_back(at::cat(l));
+  return records_from_logits(stacked, at::cat(labels), rule);
+}
+
+}  // namespace thinkingvit::eval

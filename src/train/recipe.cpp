@@ -1,0 +1,125 @@
+#include "thinkingvit/train/recipe.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "thinkingvit/util/error.h"
+
+namespace thinkingvit::train {
+
+double effective_lr(const OptimizerSection& o, int64_t global_batch) {
+  return o.lr * static_cast<double>(global_batch) / o.lr_base_batch;
+}
+
+double learning_rate(const ScheduleSection& s, double lr, double t) {
+  if (t < static_cast<double>(s.warmup_epochs)) {
+    return s.warmup_lr + t * (lr - s.warmup_lr) / static_cast<double>(s.warmup_epochs);
+  }
+  if (t >= static_cast<double>(s.epochs)) return s.min_lr;  // cool-down
+  return s.min_lr + 0.5 * (lr - s.min_lr) * (1.0 + std::cos(M_PI * t / static_cast<double>(s.epochs)));
+}
+
+bool uses_weight_decay(const std::string& name, const at::Tensor& param) {
+  auto ends_with = [&](const std::string& suffix) {
+    return name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+  };
+  return !(param.dim() <= 1 || ends_with(".bias") || name == "pos_embed" || name == "cls_token" ||
+           name.rfind("alpha.", 0) == 0);
+}
+
+ParamGroups split_param_groups(const models::ThinkingViT& model) {
+  ParamGroups groups;
+  for (const auto& item : model->named_parameters()) {
+    (uses_weight_decay(item.key(), item.value()) ? groups.decay : groups.no_decay).push_back(item.key());
+  }
+  return groups;
+}
+
+std::unique_ptr<torch::optim::AdamW> make_optimizer(models::ThinkingViT& model,
+                                                    const OptimizerSection& o, double lr) {
+  std::vector<at::Tensor> decay, no_decay;
+  for (auto& item : model->named_parameters()) {
+    (uses_weight_decay(item.key(), item.value()) ? decay : no_decay).push_back(item.value());
+  }
+  auto options = [&](double wd) {
+    return std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(lr)
+                                                            .betas({o.beta1, o.beta2})
+                                                            .eps(o.eps)
+                                                            .weight_decay(wd));
+  };
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.emplace_back(decay, options(o.weight_decay));
+  groups.emplace_back(no_decay, options(0.0));
+  return std::make_unique<torch::optim::AdamW>(groups, torch::optim::AdamWOptions(lr));
+}
+
+void set_learning_rate(torch::optim::Optimizer& optimizer, double lr) {
+  for (auto& group : optimizer.param_groups()) {
+    static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
+  }
+}
+
+at::Tensor soft_target_cross_entropy(const at::Tensor& logits, const at::Tensor& targets) {
+  return (-targets * at::log_softmax(logits.to(at::kFloat), /*dim=*/-1)).sum(/*dim=*/-1).mean();
+}
+
+std::vector<double> stage_loss_weights(const LossSection& loss, int64_t num_stages) {
+  if (loss.stage_weights.empty()) return std::vector<double>(num_stages, 1.0 / num_stages);
+  TVIT_CHECK(static_cast<int64_t>(loss.stage_weights.size()) == num_stages, "loss.stage_weights: expected ",
+             num_stages, " weights (one per stage), found ", loss.stage_weights.size());
+  return loss.stage_weights;
+}
+
+std::vector<int64_t> sample_stages(const SamplingSection& s, int64_t n, std::mt19937_64& rng) {
+  std::vector<int64_t> all(n);
+  std::iota(all.begin(), all.end(), 0);
+  if (s.mode == "all" || n == 1) return all;
+  if (s.mode == "stochastic") {
+    if (s.weights.empty()) return {std::uniform_int_distribution<int64_t>(0, n - 1)(rng)};
+    std::discrete_distribution<int64_t> pick(s.weights.begin(), s.weights.end());
+    return {pick(rng)};
+  }
+  TVIT_CHECK(s.mode == "sandwich", "sampling.mode: expected all, sandwich or stochastic, found '", s.mode, "'");
+  std::vector<int64_t> middle(all.begin() + 1, all.end() - 1);
+  std::shuffle(middle.begin(), middle.end(), rng);
+  std::vector<int64_t> chosen = {0, n - 1};
+  for (int i = 0; i < s.sandwich_k && i < static_cast<int>(middle.size()); ++i) chosen.push_back(middle[i]);
+  std::sort(chosen.begin(), chosen.end());
+  return chosen;
+}
+
+ModelEma::ModelEma(const models::ThinkingViT& model, double decay) : decay_(decay) {
+  TVIT_CHECK(decay > 0 && decay < 1, "ema.decay: expected a value in (0, 1), found ", decay);
+  // A fresh model and a copy of the weights: LibTorch cannot clone() a ParameterList.
+  ema_ = models::ThinkingViT(model->options());
+  torch::NoGradGuard no_grad;
+  auto src = model->named_parameters();
+  for (auto& item : ema_->named_parameters()) item.value().copy_(src[item.key()]);
+  auto src_buffers = model->named_buffers();
+  for (auto& item : ema_->named_buffers()) item.value().copy_(src_buffers[item.key()]);
+  const auto device = src.size() > 0 ? src.begin()->value().device() : c10::Device(c10::kCPU);
+  ema_->to(device);
+  for (auto& p : ema_->parameters()) p.set_requires_grad(false);
+  ema_->eval();
+}
+
+void ModelEma::update(const models::ThinkingViT& model) {
+  torch::NoGradGuard no_grad;
+  auto src = model->named_parameters();
+  for (auto& item : ema_->named_parameters()) {
+    item.value().mul_(decay_).add_(src[item.key()].detach(), 1.0 - decay_);
+  }
+  auto src_buffers = model->named_buffers();
+  for (auto& item : ema_->named_buffers()) {
+    if (at::isFloatingType(item.value().scalar_type())) {
+      item.value().mul_(decay_).add_(src_buffers[item.key()], 1.0 - decay_);
+    } else {
+      item.value().copy_(src_buffers[item.key()]);
+    }
+  }
+}
+
+}  // namespace thinkingvit::train

@@ -1,0 +1,376 @@
+#include "thinkingvit/train/trainer.h"
+
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/spdlog.h>
+#include <torch/torch.h>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include "thinkingvit/data/loader.h"
+#include "thinkingvit/data/mixing.h"
+#include "thinkingvit/data/sampler.h"
+#include "thinkingvit/eval/evaluate.h"
+#include "thinkingvit/io/checkpoint.h"
+#include "thinkingvit/train/recipe.h"
+#include "thinkingvit/util/compat.h"
+#include "thinkingvit/util/error.h"
+#include "thinkingvit/util/fs.h"
+#include "thinkingvit/util/progress.h"
+
+namespace thinkingvit::train {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+Datasets open_datasets(const TrainConfig& c) {
+  const auto& d = c.data;
+  const auto& m = c.model.options;
+  Datasets out;
+  if (d.dataset == "fashion-mnist" || d.dataset == "mnist") {
+    const std::string root = d.root.empty() ? data::kFashionMnistDir : d.root;
+    out.train = data::open_mnist_folder(root, /*train=*/true, d.dataset);
+    out.val = data::open_mnist_folder(root, /*train=*/false, d.dataset);
+  } else if (d.dataset == "cifar10") {
+    std::vector<std::string> train;
+    for (int i = 1; i <= 5; ++i) train.push_back((fs::path(d.root) / ("data_batch_" + std::to_string(i) + ".bin")).string());
+    out.train = data::open_cifar(train, 10);
+    out.val = data::open_cifar({(fs::path(d.root) / "test_batch.bin").string()}, 10);
+  } else if (d.dataset == "cifar100") {
+    out.train = data::open_cifar({(fs::path(d.root) / "train.bin").string()}, 100);
+    out.val = data::open_cifar({(fs::path(d.root) / "test.bin").string()}, 100);
+  } else if (d.dataset == "image-folder") {
+    out.train = data::open_image_folder((fs::path(d.root) / d.train_dir).string(), d.class_list);
+    out.val = data::open_image_folder((fs::path(d.root) / d.val_dir).string(), d.class_list);
+  } else if (d.dataset == "synthetic") {
+    const int size = static_cast<int>(m.image_size()), ch = static_cast<int>(m.in_channels());
+    out.train = data::make_synthetic(d.synthetic_size, size, size, ch, m.num_classes(), c.run.seed);
+    out.val = data::make_synthetic(d.synthetic_size, size, size, ch, m.num_classes(), c.run.seed + 1);
+  } else {
+    fail("data.dataset: unknown dataset '", d.dataset, "'");
+  }
+  for (const auto* set : {out.train.get(), out.val.get()}) {
+    TVIT_CHECK(set->channels() == m.in_channels() || (set->channels() == 1 && m.in_channels() == 3),
+               "data.dataset '", d.dataset, "' has ", set->channels(),
+               "-channel images, model.in_channels is ", m.in_channels());
+    TVIT_CHECK(set->num_classes() <= m.num_classes(), "data.dataset '", d.dataset, "' has ",
+               set->num_classes(), " classes, model.num_classes is ", m.num_classes());
+  }
+  TVIT_CHECK(c.augment.train.size == m.image_size() && c.augment.eval.size == m.image_size(),
+             "augment.train.size / augment.eval.size (", c.augment.train.size, " / ",
+             c.augment.eval.size, ") must equal model.image_size ", m.image_size());
+  return out;
+}
+
+namespace {
+
+struct RunPaths {
+  fs::path root, checkpoints, best, metrics, log, config;
+  explicit RunPaths(const std::string& dir)
+      : root(dir), checkpoints(root / "checkpoints"), best(root / "best"),
+        metrics(root / "metrics.jsonl"), log(root / "train.log"), config(root / "config.yaml") {}
+};
+
+void write_text_atomic(const fs::path& path, const std::string& text) {
+  util::write_file_atomic(path.string(), [&](std::ostream& out) { out << text; });
+}
+
+// A timm-style config.json so that `thinkingvit infer --weights <folder>` configures itself.
+std::string hf_config_json(const models::ThinkingViTOptions& o) {
+  nlohmann::json j = {{"architecture", "thinkingvit"},
+                      {"num_classes", o.num_classes()},
+                      {"model_args",
+                       {{"thinking_stages", o.stages()},
+                        {"img_size", o.image_size()},
+                        {"patch_size", o.patch_size()},
+                        {"in_chans", o.in_channels()},
+                        {"depth", o.depth()},
+                        {"mlp_ratio", o.mlp_ratio()},
+                        {"qkv_bias", o.qkv_bias()}}}};
+  return j.dump(2) + "\n";
+}
+
+struct TrainState {
+  int64_t epoch = -1;  // last finished epoch
+  int64_t step = 0;    // optimizer steps so far
+  double best_top1 = -1;
+};
+
+// Writes a folder atomically: fill a temp folder, then rename it into place.
+void write_folder_atomic(const fs::path& target, const std::function<void(const fs::path&)>& fill) {
+  const fs::path tmp = target.parent_path() / (".tmp-" + target.filename().string());
+  fs::remove_all(tmp);
+  fs::create_directories(tmp);
+  fill(tmp);
+  const fs::path old = target.parent_path() / (".old-" + target.filename().string());
+  fs::remove_all(old);
+  if (fs::exists(target)) fs::rename(target, old);
+  fs::rename(tmp, target);
+  fs::remove_all(old);
+}
+
+void save_checkpoint(const RunPaths& paths, const TrainConfig& config, models::ThinkingViT& model,
+                     ModelEma* ema, torch::optim::Optimizer& optimizer, const TrainState& state,
+                     int keep_last) {
+  char name[32];
+  std::snprintf(name, sizeof name, "epoch_%04lld", static_cast<long long>(state.epoch));
+  fs::create_directories(paths.checkpoints);
+  write_folder_atomic(paths.checkpoints / name, [&](const fs::path& dir) {
+    io::save_weights(model, (dir / "model.safetensors").string());
+    if (ema) io::save_weights(ema->module(), (dir / "ema.safetensors").string());
+    torch::save(optimizer, (dir / "optimizer.pt").string());
+    nlohmann::json j = {{"epoch", state.epoch}, {"step", state.step}, {"best_top1", state.best_top1}};
+    write_text_atomic(dir / "state.json", j.dump(2) + "\n");
+    write_text_atomic(dir / "config.yaml", to_yaml(config));
+    write_text_atomic(dir / "config.json", hf_config_json(config.model.options));
+  });
+  write_text_atomic(paths.checkpoints / "LAST", std::string(name) + "\n");
+  // keep-last-k: remove the oldest epoch folders.
+  std::vector<fs::path> folders;
+  for (const auto& e : fs::directory_iterator(paths.checkpoints)) {
+    if (e.is_directory() && e.path().filename().string().rfind("epoch_", 0) == 0) folders.push_back(e.path());
+  }
+  std::sort(folders.begin(), folders.end());
+  for (size_t i = 0; keep_last > 0 && i + keep_last < folders.size(); ++i) fs::remove_all(folders[i]);
+}
+
+TrainState load_checkpoint(const RunPaths& paths, models::ThinkingViT& model, ModelEma* ema,
+                           torch::optim::Optimizer& optimizer) {
+  std::ifstream last(paths.checkpoints / "LAST");
+  std::string name;
+  TVIT_CHECK(last && (last >> name), "--resume: no checkpoint in '", paths.checkpoints.string(),
+             "' (expected a LAST file written by an earlier run)");
+  const fs::path dir = paths.checkpoints / name;
+  io::LoadOptions strict;
+  strict.strict = true;
+  io::load_state_dict(model, io::read_safetensors((dir / "model.safetensors").string()).tensors,
+                      (dir / "model.safetensors").string(), strict);
+  if (ema && fs::exists(dir / "ema.safetensors")) {
+    io::load_state_dict(ema->module(), io::read_safetensors((dir / "ema.safetensors").string()).tensors,
+                        (dir / "ema.safetensors").string(), strict);
+  }
+  torch::load(optimizer, (dir / "optimizer.pt").string());
+  std::ifstream in(dir / "state.json");
+  const auto j = nlohmann::json::parse(in);
+  TrainState state;
+  state.epoch = j.at("epoch").get<int64_t>();
+  state.step = j.at("step").get<int64_t>();
+  state.best_top1 = j.at("best_top1").get<double>();
+  spdlog::info("resumed from {} (epoch {}, step {})", dir.string(), state.epoch, state.step);
+  return state;
+}
+
+std::string join(const std::vector<double>& v, int digits) {
+  std::string out;
+  for (size_t i = 0; i < v.size(); ++i) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.*f", digits, v[i]);
+    out += (i ? "/" : "") + std::string(buf);
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<EpochSummary> train(const TrainConfig& config_in, const TrainOptions& train_options) {
+  TrainConfig config = config_in;
+  config.model.options.recycling(config.sampling.recycling);
+  const RunPaths paths(config.run.output_dir);
+  fs::create_directories(paths.root);
+  auto file_sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(paths.log.string());
+  spdlog::default_logger()->sinks().push_back(file_sink);
+  struct SinkGuard {
+    std::shared_ptr<spdlog::sinks::sink> sink;
+    ~SinkGuard() {
+      auto& sinks = spdlog::default_logger()->sinks();
+      sinks.erase(std::remove(sinks.begin(), sinks.end(), sink), sinks.end());
+    }
+  } sink_guard{file_sink};
+
+  const std::string resolved = to_yaml(config);
+  write_text_atomic(paths.config, resolved);
+  spdlog::info("resolved configuration (saved to {}):\n{}", paths.config.string(), resolved);
+
+  const bool cuda = config.run.device == "cuda" || (config.run.device == "auto" && compat::cuda_available());
+  const c10::Device device(cuda ? c10::kCUDA : c10::kCPU);
+  if (config.run.threads > 0) at::set_num_threads(config.run.threads);
+  const auto& mo = config.model.options;
+
+  // ---- data ----
+  const auto sets = open_datasets(config);
+  spdlog::info("train: {}", sets.train->describe());
+  spdlog::info("val: {}", sets.val->describe());
+  data::LoaderOptions lo;
+  lo.batch_size = config.data.batch_size;
+  lo.num_workers = config.data.num_workers;
+  lo.prefetch_batches = config.data.prefetch_batches;
+  lo.drop_last = true;
+  lo.pin_memory = cuda && config.data.pin_memory;
+  lo.skip_corrupt = config.data.skip_corrupt;
+  lo.seed = config.run.seed;
+  const int channels = static_cast<int>(mo.in_channels());
+  data::DataLoader train_loader(sets.train, data::make_train_transform(config.augment.train, channels), lo);
+  auto eval_lo = lo;
+  eval_lo.batch_size = config.data.eval_batch_size;
+  eval_lo.drop_last = false;
+  data::DataLoader val_loader(sets.val, data::make_eval_transform(config.augment.eval, channels), eval_lo);
+  data::SamplerOptions so;
+  so.seed = config.run.seed;
+  so.repeats = config.data.repeated_aug;
+
+  // ---- model, optimiser, EMA ----
+  torch::manual_seed(config.run.seed);
+  models::ThinkingViT model(mo);
+  if (!config.model.init_from.empty()) {
+    const auto weights = io::read_weights(config.model.init_from);
+    io::LoadOptions init;
+    init.strict = config.model.init_strict;
+    init.allow_missing = true;
+    const auto report = io::load_state_dict(model, weights.tensors, weights.path, init);
+    spdlog::info("initialised from '{}': {}", weights.path, report.summary());
+  }
+  model->to(device);
+  const int64_t global_batch = config.data.batch_size * config.optimizer.accum_steps;
+  const double lr = effective_lr(config.optimizer, global_batch);
+  spdlog::info("lr: base {} for batch {}, effective {} for global batch {}", config.optimizer.lr,
+               config.optimizer.lr_base_batch, lr, global_batch);
+  auto optimizer = make_optimizer(model, config.optimizer, lr);
+  std::unique_ptr<ModelEma> ema;
+  if (config.ema.enabled) ema = std::make_unique<ModelEma>(model, config.ema.decay);
+  const auto loss_weights = stage_loss_weights(config.loss, mo.num_stages());
+
+  TrainState state;
+  if (train_options.resume) state = load_checkpoint(paths, model, ema.get(), *optimizer);
+  std::ofstream metrics(paths.metrics, std::ios::app);
+
+  const int64_t total_epochs = config.schedule.epochs + config.schedule.cooldown_epochs;
+  const bool bf16 = config.precision.dtype == "bf16";
+  std::vector<EpochSummary> history;
+  int64_t epochs_run = 0;
+  for (int64_t epoch = state.epoch + 1; epoch < total_epochs; ++epoch) {
+    if (train_options.stop_after_epochs >= 0 && epochs_run >= train_options.stop_after_epochs) break;
+    // Every source of randomness is a function of (seed, epoch): resuming repeats it exactly.
+    torch::manual_seed(config.run.seed * 1000003 + epoch);
+    auto step_rng = data::sample_rng(config.run.seed, epoch, /*index=*/-7);
+    train_loader.start_epoch(epoch, data::epoch_indices(sets.train->size(), epoch, so));
+    const int64_t steps = train_loader.num_batches();
+    TVIT_CHECK(steps > 0, "data.batch_size ", config.data.batch_size, " exceeds the training set (",
+               sets.train->size(), " images)");
+    model->train();
+    EpochSummary summary;
+    summary.epoch = epoch;
+    summary.stage_loss.assign(mo.num_stages(), 0.0);
+    double wait_s = 0.0;
+    int64_t images = 0;
+    const auto epoch_start = Clock::now();
+    util::Progress progress("epoch " + std::to_string(epoch), steps, "step");
+    for (int64_t i = 0; i < steps; ++i) {
+      const double t = config.schedule.per_step ? epoch + static_cast<double>(i) / steps : epoch;
+      const double lr_now = learning_rate(config.schedule, lr, t);
+      set_learning_rate(*optimizer, lr_now);
+      summary.lr = lr_now;
+      const auto wait_start = Clock::now();
+      auto batch = train_loader.next();
+      wait_s += std::chrono::duration<double>(Clock::now() - wait_start).count();
+      auto x = batch->images.to(device, /*non_blocking=*/true);
+      auto mix = data::mix_batch(x, batch->labels, mo.num_classes(), config.augment.mix, step_rng);
+      auto targets = mix.targets.to(device);
+      const auto stages = sample_stages(config.sampling, mo.num_stages(), step_rng);
+
+      at::Tensor loss = torch::zeros({}, torch::TensorOptions().device(device));
+      {
+        compat::AutocastGuard autocast(device.type(), at::kBFloat16, bf16);
+        at::Tensor tokens;
+        size_t next = 0;
+        for (int64_t s = 0; s <= stages.back(); ++s) {
+          const bool chosen = stages[next] == s;
+          if (!chosen && !mo.recycling()) continue;
+          auto out = model->forward_stage(s, x, tokens);
+          tokens = out.tokens;
+          if (!chosen) continue;
+          ++next;
+          auto stage_loss = soft_target_cross_entropy(out.logits, targets);
+          const double value = stage_loss.item<double>();
+          TVIT_CHECK(std::isfinite(value), "non-finite loss ", value, " at epoch ", epoch, " step ", i,
+                     " stage ", s, "; stopping (the last checkpoint is kept)");
+          summary.stage_loss[s] += value;
+          loss = loss + loss_weights[s] * stage_loss;
+        }
+      }
+      (loss / config.optimizer.accum_steps).backward();
+      if ((i + 1) % config.optimizer.accum_steps == 0 || i + 1 == steps) {
+        if (config.optimizer.clip_grad > 0) {
+          torch::nn::utils::clip_grad_norm_(model->parameters(), config.optimizer.clip_grad);
+        }
+        optimizer->step();
+        optimizer->zero_grad();
+        ++state.step;
+        if (ema) ema->update(model);
+      }
+      const double loss_value = loss.item<double>();
+      summary.loss += loss_value;
+      images += batch->images.size(0);
+      if (config.run.log_every_steps > 0 && (i + 1) % config.run.log_every_steps == 0) {
+        const double elapsed = std::chrono::duration<double>(Clock::now() - epoch_start).count();
+        nlohmann::json j = {{"type", "step"}, {"epoch", epoch}, {"step", state.step}, {"lr", lr_now},
+                            {"loss", loss_value}, {"images_per_s", images / elapsed},
+                            {"data_wait_share", wait_s / elapsed}};
+        metrics << j.dump() << "\n" << std::flush;
+      }
+      char extra[96];
+      std::snprintf(extra, sizeof extra, "loss %.4f lr %.2e", loss_value, lr_now);
+      progress.update(i + 1, extra);
+    }
+    progress.finish();
+    const double elapsed = std::chrono::duration<double>(Clock::now() - epoch_start).count();
+    summary.loss /= steps;
+    for (auto& l : summary.stage_loss) l /= steps;
+    summary.images_per_s = images / elapsed;
+    summary.data_wait_share = wait_s / elapsed;
+
+    // ---- validation: every stage alone, model and EMA ----
+    val_loader.start_epoch(0, data::epoch_indices(sets.val->size(), 0, {false}));
+    const auto val = eval::evaluate(model, val_loader, models::EntropyRule::kTop10, device);
+    summary.val_top1 = val.top1;
+    summary.val_top5 = val.top5;
+    if (ema) {
+      val_loader.start_epoch(0, data::epoch_indices(sets.val->size(), 0, {false}));
+      summary.ema_top1 = eval::evaluate(ema->module(), val_loader, models::EntropyRule::kTop10, device).top1;
+    }
+    spdlog::info("epoch {}/{}: loss {:.4f} (stages {}), lr {:.3e}, {:.1f} img/s, data wait {:.0f}%, "
+                 "val top-1 {}{}",
+                 epoch + 1, total_epochs, summary.loss, join(summary.stage_loss, 4), summary.lr,
+                 summary.images_per_s, 100 * summary.data_wait_share, join(summary.val_top1, 2),
+                 ema ? ", EMA " + join(summary.ema_top1, 2) : "");
+    nlohmann::json j = {{"type", "epoch"}, {"epoch", epoch}, {"step", state.step}, {"lr", summary.lr},
+                        {"loss", summary.loss}, {"stage_loss", summary.stage_loss},
+                        {"images_per_s", summary.images_per_s}, {"data_wait_share", summary.data_wait_share},
+                        {"val_top1", summary.val_top1}, {"val_top5", summary.val_top5},
+                        {"ema_top1", summary.ema_top1}, {"skipped_images", train_loader.skipped()}};
+    metrics << j.dump() << "\n" << std::flush;
+
+    // ---- checkpoints ----
+    state.epoch = epoch;
+    const bool last_epoch = epoch + 1 == total_epochs;
+    if (last_epoch || (epoch + 1) % std::max<int64_t>(1, config.checkpoint.every_epochs) == 0) {
+      save_checkpoint(paths, config, model, ema.get(), *optimizer, state, config.checkpoint.keep_last);
+    }
+    const double top1 = summary.val_top1.back();
+    if (top1 > state.best_top1) {
+      state.best_top1 = top1;
+      write_folder_atomic(paths.best, [&](const fs::path& dir) {
+        io::save_weights(model, (dir / "model.safetensors").string(), {{"epoch", std::to_string(epoch)}});
+        if (ema) io::save_weights(ema->module(), (dir / "ema.safetensors").string());
+        write_text_atomic(dir / "config.json", hf_config_json(mo));
+      });
+    }
+    history.push_back(summary);
+    ++epochs_run;
+  }
+  return history;
+}
+
+}  // namespace thinkingvit::train

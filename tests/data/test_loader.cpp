@@ -1,0 +1,122 @@
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "../test_util.h"
+#include "thinkingvit/data/loader.h"
+
+#include <numeric>
+#include <set>
+
+namespace thinkingvit::testing {
+
+namespace {
+
+// Sample i is a 4x4 gray image filled with i, label i % 3; listed indices are unreadable.
+class CountingDataset : public data::Dataset {
+ public:
+  CountingDataset(int64_t n, std::set<int64_t> corrupt) : n_(n), corrupt_(std::move(corrupt)) {}
+  int64_t size() const override { return n_; }
+  int64_t num_classes() const override { return 3; }
+  int channels() const override { return 1; }
+  std::optional<data::Sample> get(int64_t i) const override {
+    if (corrupt_.count(i)) return std::nullopt;
+    return data::Sample{data::Image(4, 4, 1, static_cast<uint8_t>(i)), i % 3};
+  }
+  std::vector<int64_t> labels() const override {
+    std::vector<int64_t> l;
+    for (int64_t i = 0; i < n_; ++i) l.push_back(i % 3);
+    return l;
+  }
+  std::vector<std::string> class_names() const override { return {"0", "1", "2"}; }
+  std::string describe() const override { return "counting"; }
+
+ private:
+  int64_t n_;
+  std::set<int64_t> corrupt_;
+};
+
+// Pixel value / 255 plus noise drawn from the sample's generator, and a random flip.
+data::SampleTransform noisy_transform() {
+  data::SampleTransform t;
+  t.channels = 1;
+  t.size = 4;
+  t.apply = [](const data::Image& img, data::Rng& rng, float* dst) {
+    std::normal_distribution<float> noise(0.0f, 1.0f);
+    auto x = std::uniform_int_distribution<int>(0, 1)(rng) ? data::hflip(img) : img;
+    for (size_t i = 0; i < x.pixels.size(); ++i) dst[i] = x.pixels[i] / 255.0f + noise(rng);
+  };
+  return t;
+}
+
+std::vector<data::Batch> epoch(data::DataLoader& loader, int64_t e, std::vector<int64_t> indices) {
+  loader.start_epoch(e, std::move(indices));
+  std::vector<data::Batch> out;
+  while (auto b = loader.next()) out.push_back(std::move(*b));
+  return out;
+}
+
+std::vector<int64_t> range(int64_t n) {
+  std::vector<int64_t> v(n);
+  std::iota(v.begin(), v.end(), 0);
+  return v;
+}
+
+}  // namespace
+
+TEST(Loader, SameBatchesForAnyNumberOfWorkers) {
+  auto dataset = std::make_shared<CountingDataset>(23, std::set<int64_t>{});
+  std::vector<std::vector<data::Batch>> runs;
+  for (int workers : {0, 1, 4}) {
+    data::LoaderOptions o;
+    o.batch_size = 5;
+    o.num_workers = workers;
+    o.seed = 9;
+    data::DataLoader loader(dataset, noisy_transform(), o);
+    runs.push_back(epoch(loader, 3, range(23)));
+  }
+  ASSERT_EQ(runs[0].size(), 5u);  // 23 / 5 rounded up
+  EXPECT_EQ(runs[0].back().images.size(0), 3);
+  for (size_t r = 1; r < runs.size(); ++r) {
+    for (size_t b = 0; b < runs[0].size(); ++b) {
+      EXPECT_TRUE(torch::equal(runs[0][b].images, runs[r][b].images)) << "run " << r << " batch " << b;
+      EXPECT_TRUE(torch::equal(runs[0][b].labels, runs[r][b].labels));
+    }
+  }
+  EXPECT_EQ(runs[0][1].indices, (std::vector<int64_t>{5, 6, 7, 8, 9}));
+  EXPECT_EQ(runs[0][1].labels[2].item<int64_t>(), 7 % 3);
+}
+
+TEST(Loader, EpochsDifferAndDropLast) {
+  auto dataset = std::make_shared<CountingDataset>(10, std::set<int64_t>{});
+  data::LoaderOptions o;
+  o.batch_size = 4;
+  o.drop_last = true;
+  data::DataLoader loader(dataset, noisy_transform(), o);
+  auto e0 = epoch(loader, 0, range(10));
+  auto e1 = epoch(loader, 1, range(10));
+  ASSERT_EQ(e0.size(), 2u);
+  EXPECT_FALSE(torch::equal(e0[0].images, e1[0].images));  // fresh randomness per epoch
+  // A new epoch started mid-way drops the old one's batches.
+  loader.start_epoch(0, range(10));
+  ASSERT_TRUE(loader.next().has_value());
+  auto again = epoch(loader, 0, range(10));
+  ASSERT_EQ(again.size(), 2u);
+  EXPECT_TRUE(torch::equal(again[0].images, e0[0].images));
+}
+
+TEST(Loader, CorruptSamplesAreSkippedAndCounted) {
+  auto dataset = std::make_shared<CountingDataset>(8, std::set<int64_t>{2, 3});
+  data::LoaderOptions o;
+  o.batch_size = 4;
+  o.num_workers = 2;
+  data::DataLoader loader(dataset, noisy_transform(), o);
+  auto batches = epoch(loader, 0, range(8));
+  EXPECT_EQ(batches[0].indices, (std::vector<int64_t>{0, 1, 4, 4}));  // 2 and 3 -> next readable
+  EXPECT_EQ(loader.skipped(), 3);  // position 2 met 2 and 3, position 3 met 3
+  o.skip_corrupt = false;
+  data::DataLoader strict(dataset, noisy_transform(), o);
+  strict.start_epoch(0, range(8));
+  expect_error([&] { strict.next(); }, {"sample 2 is unreadable", "skip_corrupt"});
+}
+
+}  // namespace thinkingvit::testing

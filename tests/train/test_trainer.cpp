@@ -1,0 +1,103 @@
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+
+#include "../test_util.h"
+#include "thinkingvit/io/safetensors.h"
+#include "thinkingvit/train/trainer.h"
+
+namespace thinkingvit::testing {
+
+namespace {
+
+// A tiny model on a tiny synthetic set, augmentation and mixing off.
+train::TrainConfig tiny_config(const std::string& dir) {
+  train::TrainConfig c;
+  c.model.options = tiny_options({1, 2});
+  c.model.options.drop_path_rate(0.1);
+  c.data.dataset = "synthetic";
+  c.data.synthetic_size = 32;
+  c.data.batch_size = 8;
+  c.data.eval_batch_size = 16;
+  c.data.num_workers = 2;
+  c.augment.train.size = c.augment.eval.size = 8;
+  c.augment.train.small_image = true;
+  c.augment.train.padding = 0;
+  c.augment.train.hflip = 0.0;
+  c.augment.train.auto_augment = "";
+  c.augment.train.random_erasing = 0.0;
+  c.augment.eval.crop_pct = 1.0;
+  c.augment.mix.mixup_alpha = c.augment.mix.cutmix_alpha = 0.0;
+  c.augment.mix.label_smoothing = 0.0;
+  c.optimizer.lr = 2e-3;
+  c.optimizer.lr_base_batch = 8;
+  c.optimizer.weight_decay = 0.0;
+  c.schedule.epochs = 3;
+  c.schedule.warmup_epochs = 1;
+  c.schedule.cooldown_epochs = 0;
+  c.schedule.per_step = true;
+  c.ema.decay = 0.9;
+  c.run.output_dir = dir;
+  c.run.threads = 1;
+  c.run.log_every_steps = 1;
+  return c;
+}
+
+}  // namespace
+
+TEST(Trainer, TinyModelOverfitsATinyDataset) {
+  TempDir dir;
+  auto c = tiny_config(dir.file("run"));
+  c.schedule.epochs = 60;
+  c.model.options.drop_path_rate(0.0).head_dim(16);  // widths 16 / 32: room to memorise
+  c.optimizer.lr = 5e-3;
+  c.ema.enabled = false;
+  c.checkpoint.every_epochs = 100;
+  const auto history = train::train(c);
+  ASSERT_EQ(history.size(), 60u);
+  EXPECT_LT(history.back().loss, 0.25 * history.front().loss);
+  for (size_t s = 0; s < 2; ++s) EXPECT_LT(history.back().stage_loss[s], 0.5) << s;
+  const auto run = dir.path() / "run";
+  for (const auto* f : {"config.yaml", "train.log", "metrics.jsonl", "checkpoints/LAST",
+                        "checkpoints/epoch_0059/model.safetensors", "best/model.safetensors", "best/config.json"}) {
+    EXPECT_TRUE(std::filesystem::exists(run / f)) << f;
+  }
+}
+
+TEST(Trainer, KilledAndResumedEqualsUninterrupted) {
+  TempDir dir;
+  const auto whole = tiny_config(dir.file("whole"));
+  train::train(whole);
+  auto parts = tiny_config(dir.file("parts"));
+  train::TrainOptions first;
+  first.stop_after_epochs = 1;
+  ASSERT_EQ(train::train(parts, first).size(), 1u);
+  train::TrainOptions rest;
+  rest.resume = true;
+  ASSERT_EQ(train::train(parts, rest).size(), 2u);
+  for (const auto* file : {"model.safetensors", "ema.safetensors"}) {
+    const auto a = io::read_safetensors(dir.file("whole/checkpoints/epoch_0002/") + file).tensors;
+    const auto b = io::read_safetensors(dir.file("parts/checkpoints/epoch_0002/") + file).tensors;
+    ASSERT_EQ(a.size(), b.size());
+    for (const auto& [name, t] : a) EXPECT_TRUE(torch::equal(t, b.at(name))) << file << " " << name;
+  }
+}
+
+TEST(Trainer, ChecksTheDataAgainstTheModel) {
+  TempDir dir;
+  auto c = tiny_config(dir.file("run"));
+  c.augment.train.size = 16;
+  expect_error([&] { train::open_datasets(c); }, {"augment.train.size", "model.image_size 8"});
+  c = tiny_config(dir.file("run"));
+  c.data.dataset = "fashion-mnist";
+  c.data.root = dir.file("nowhere");
+  expect_error([&] { train::open_datasets(c); }, {"nowhere"});
+  expect_error([&] {
+    train::TrainOptions resume;
+    resume.resume = true;
+    train::train(tiny_config(dir.file("fresh")), resume);
+  }, {"--resume", "no checkpoint"});
+}
+
+}  // namespace thinkingvit::testing
