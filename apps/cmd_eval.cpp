@@ -24,8 +24,9 @@ void run_eval(const EvalArgs& args) {
   auto setup = make_eval_setup(args.source);
   setup.loader->start_epoch(0, data::epoch_indices(setup.val->size(), 0, {false}));
   util::Progress progress("eval", setup.loader->num_batches(), "batch");
-  const auto records = eval::evaluate(setup.model, *setup.loader, models::EntropyRule::kTop10,
-                                      setup.device, [&](int64_t done, int64_t) { progress.update(done); });
+  const auto records =
+      eval::evaluate(setup.model, *setup.loader, models::EntropyRule::kTop10, setup.device,
+                     [&](int64_t done, int64_t) { progress.update(done); });
   progress.finish();
   eval::Table table({"stage", "heads", "top1", "top5", "images", "weights"});
   for (size_t s = 0; s < records.top1.size(); ++s) {
@@ -36,9 +37,10 @@ void run_eval(const EvalArgs& args) {
   std::cout << "preprocessing: " << setup.preprocessing << "\n";
   table.write(std::cout, eval::parse_table_format(args.format, "--format"));
   if (!args.output.empty()) {
-    table.save(args.output, args.output.size() > 4 && args.output.substr(args.output.size() - 4) == ".csv"
-                                ? eval::TableFormat::kCsv
-                                : eval::TableFormat::kJson);
+    table.save(args.output,
+               args.output.size() > 4 && args.output.substr(args.output.size() - 4) == ".csv"
+                   ? eval::TableFormat::kCsv
+                   : eval::TableFormat::kJson);
   }
 }
 
@@ -46,9 +48,11 @@ void run_eval(const EvalArgs& args) {
 
 void add_eval_command(CLI::App& root) {
   auto args = std::make_shared<EvalArgs>();
-  auto* cmd = root.add_subcommand("eval", "Top-1 / top-5 of every stage alone on the validation set");
+  auto* cmd =
+      root.add_subcommand("eval", "Top-1 / top-5 of every stage alone on the validation set");
   args->source.add_flags(*cmd);
-  cmd->add_option("--format", args->format, "stdout format: md, csv or json")->capture_default_str();
+  cmd->add_option("--format", args->format, "stdout format: md, csv or json")
+      ->capture_default_str();
   cmd->add_option("--output", args->output, "also write the table (.csv or .json)");
   cmd->callback([args] { run_eval(*args); });
 }

@@ -64,9 +64,10 @@ void run_sweep(const SweepArgs& args) {
   const auto rule = models::parse_entropy_rule(args.entropy_rule, "--entropy");
   const auto taus = eval::parse_thresholds(args.taus, "--taus");
   const auto& mo = setup.config.model.options;
-  const std::string out_dir = args.output_dir.empty()
-                                  ? (args.source.run.empty() ? "sweep" : (fs::path(args.source.run) / "sweep").string())
-                                  : args.output_dir;
+  const std::string out_dir =
+      args.output_dir.empty()
+          ? (args.source.run.empty() ? "sweep" : (fs::path(args.source.run) / "sweep").string())
+          : args.output_dir;
   fs::create_directories(out_dir);
 
   // One pass: what every sample needs at every stage; timing batches kept in memory.
@@ -83,7 +84,8 @@ void run_sweep(const SweepArgs& args) {
       auto x = batch->images.to(setup.device);
       if (static_cast<int64_t>(timing.size()) < args.timing_batches) timing.push_back(x);
       auto outs = setup.model->forward_all(x);
-      for (int64_t s = 0; s < mo.num_stages(); ++s) logits[s].push_back(outs[s].logits.to(at::kFloat).cpu());
+      for (int64_t s = 0; s < mo.num_stages(); ++s)
+        logits[s].push_back(outs[s].logits.to(at::kFloat).cpu());
       labels.push_back(batch->labels);
       progress.update(++done);
     }
@@ -101,11 +103,15 @@ void run_sweep(const SweepArgs& args) {
   {
     std::vector<at::Tensor> tokens(timing.size());
     for (int64_t s = 0; s < mo.num_stages(); ++s) {
-      auto t = eval::time_calls([&] {
-        for (size_t b = 0; b < timing.size(); ++b) setup.model->forward_stage(s, timing[b], tokens[b]);
-      }, 1, args.reps, setup.device);
+      auto t = eval::time_calls(
+          [&] {
+            for (size_t b = 0; b < timing.size(); ++b)
+              setup.model->forward_stage(s, timing[b], tokens[b]);
+          },
+          1, args.reps, setup.device);
       stage_ips.push_back(1000.0 * timed_images / t.median_ms);
-      for (size_t b = 0; b < timing.size(); ++b) tokens[b] = setup.model->forward_stage(s, timing[b], tokens[b]).tokens;
+      for (size_t b = 0; b < timing.size(); ++b)
+        tokens[b] = setup.model->forward_stage(s, timing[b], tokens[b]).tokens;
     }
   }
 
@@ -120,18 +126,21 @@ void run_sweep(const SweepArgs& args) {
     const auto row = eval::sweep_at(records, mo, tau);
     rows.push_back(row);
     std::vector<double> reach(mo.num_stages(), 0.0);
-    auto t = eval::time_calls([&] {
-      std::fill(reach.begin(), reach.end(), 0.0);
-      for (const auto& x : timing) {
-        auto out = setup.model->forward_elastic(x, tau, rule);
-        for (int64_t s = 0; s < mo.num_stages(); ++s) reach[s] += out.samples_per_stage[s];
-      }
-    }, 1, args.reps, setup.device);
+    auto t = eval::time_calls(
+        [&] {
+          std::fill(reach.begin(), reach.end(), 0.0);
+          for (const auto& x : timing) {
+            auto out = setup.model->forward_elastic(x, tau, rule);
+            for (int64_t s = 0; s < mo.num_stages(); ++s) reach[s] += out.samples_per_stage[s];
+          }
+        },
+        1, args.reps, setup.device);
     for (auto& r : reach) r /= timed_images;
     const double ips = 1000.0 * timed_images / t.median_ms;
     const double spread = 1000.0 * timed_images / t.min_ms - 1000.0 * timed_images / t.max_ms;
-    table.add_row({tau, row.top1, row.top5, row.gmacs, shares(row.stop_share), shares(row.stage_top1), ips,
-                   spread, eval::predicted_throughput(reach, stage_ips), shares(reach),
+    table.add_row({tau, row.top1, row.top5, row.gmacs, shares(row.stop_share),
+                   shares(row.stage_top1), ips, spread,
+                   eval::predicted_throughput(reach, stage_ips), shares(reach),
                    setup.config.data.eval_batch_size, info.device, std::string("fp32"),
                    static_cast<int64_t>(info.threads)});
     progress.update(static_cast<int64_t>(i + 1));
@@ -139,12 +148,12 @@ void run_sweep(const SweepArgs& args) {
   progress.finish();
   table.set_precision(4);
 
-  std::cout << "sweep of " << records.num_samples << " images, entropy " << args.entropy_rule << ", "
-            << setup.preprocessing << "\n";
+  std::cout << "sweep of " << records.num_samples << " images, entropy " << args.entropy_rule
+            << ", " << setup.preprocessing << "\n";
   for (int64_t s = 0; s < mo.num_stages(); ++s) {
     std::cout << "stage " << s << " alone: top-1 " << records.top1[s] << "%, "
-              << models::stage_macs(mo, s).total(models::MacConvention::kReleased) / 1e9 << " GMACs, "
-              << stage_ips[s] << " img/s\n";
+              << models::stage_macs(mo, s).total(models::MacConvention::kReleased) / 1e9
+              << " GMACs, " << stage_ips[s] << " img/s\n";
   }
   table.write(std::cout, eval::TableFormat::kMarkdown);
   const auto csv = (fs::path(out_dir) / "sweep.csv").string();
@@ -154,7 +163,8 @@ void run_sweep(const SweepArgs& args) {
   eval::Table stages({"stage", "heads", "top1", "gmacs", "img_per_s"});
   for (int64_t s = 0; s < mo.num_stages(); ++s) {
     stages.add_row({s, mo.stages()[s], records.top1[s],
-                    models::stage_macs(mo, s).total(models::MacConvention::kReleased) / 1e9, stage_ips[s]});
+                    models::stage_macs(mo, s).total(models::MacConvention::kReleased) / 1e9,
+                    stage_ips[s]});
   }
   stages.save((fs::path(out_dir) / "stages.csv").string(), eval::TableFormat::kCsv);
 
@@ -199,17 +209,23 @@ void run_sweep(const SweepArgs& args) {
 
 void add_sweep_command(CLI::App& root) {
   auto args = std::make_shared<SweepArgs>();
-  auto* cmd = root.add_subcommand("sweep", "Accuracy / GMACs / measured throughput for a range of thresholds");
+  auto* cmd = root.add_subcommand(
+      "sweep", "Accuracy / GMACs / measured throughput for a range of thresholds");
   args->source.add_flags(*cmd);
   cmd->add_option("--taus", args->taus, "thresholds: a list 0,0.5,1 or a range start:stop:step")
       ->capture_default_str();
-  cmd->add_option("--entropy", args->entropy_rule, "entropy rule: top10 or full")->capture_default_str();
-  cmd->add_option("--output-dir", args->output_dir, "where to write sweep.{md,csv,json,png} (default RUN/sweep)");
-  cmd->add_option("--timing-batches", args->timing_batches, "validation batches timed per threshold")
+  cmd->add_option("--entropy", args->entropy_rule, "entropy rule: top10 or full")
       ->capture_default_str();
-  cmd->add_option("--reps", args->reps, "timed repetitions per threshold (median reported)")->capture_default_str();
+  cmd->add_option("--output-dir", args->output_dir,
+                  "where to write sweep.{md,csv,json,png} (default RUN/sweep)");
+  cmd->add_option("--timing-batches", args->timing_batches,
+                  "validation batches timed per threshold")
+      ->capture_default_str();
+  cmd->add_option("--reps", args->reps, "timed repetitions per threshold (median reported)")
+      ->capture_default_str();
   cmd->add_option("--budget-gmacs", args->budget_gmacs, "pick the best tau within this many GMACs");
-  cmd->add_option("--budget-throughput", args->budget_throughput, "pick the best tau reaching this img/s");
+  cmd->add_option("--budget-throughput", args->budget_throughput,
+                  "pick the best tau reaching this img/s");
   cmd->add_flag("--no-plot", args->no_plot, "skip the PNG figure");
   cmd->callback([args] { run_sweep(*args); });
 }

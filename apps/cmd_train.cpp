@@ -38,7 +38,8 @@ void add_train_command(CLI::App& root) {
   cmd->add_option("--config", args->config, "YAML configuration (see configs/)")->required();
   cmd->add_option("--set", args->overrides,
                   "override a key, e.g. --set optimizer.lr=1e-3 (repeatable; wins over the YAML)");
-  cmd->add_option("--output-dir", args->output_dir, "run folder (same as --set run.output_dir=DIR)");
+  cmd->add_option("--output-dir", args->output_dir,
+                  "run folder (same as --set run.output_dir=DIR)");
   cmd->add_flag("--resume", args->resume, "continue from the run folder's last checkpoint");
   cmd->callback([args] { run_train(*args); });
 }

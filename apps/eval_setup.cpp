@@ -17,7 +17,8 @@ namespace thinkingvit::apps {
 namespace fs = std::filesystem;
 
 void EvalSource::add_flags(CLI::App& app) {
-  app.add_option("--run", run, "run folder of `thinkingvit train` (uses its config.yaml and best/)");
+  app.add_option("--run", run,
+                 "run folder of `thinkingvit train` (uses its config.yaml and best/)");
   app.add_option("--config", config, "YAML configuration (data and model sections)");
   app.add_option("--weights", weights, "weights file or folder (default with --run: RUN/best)");
   app.add_option("--set", overrides, "override a configuration key, e.g. --set data.num_workers=4");
@@ -28,16 +29,19 @@ void EvalSource::add_flags(CLI::App& app) {
 EvalSetup make_eval_setup(const EvalSource& s) {
   TVIT_CHECK(!s.run.empty() || !s.config.empty(), "pass --run RUN_FOLDER or --config FILE");
   EvalSetup setup;
-  const std::string config_path = s.config.empty() ? (fs::path(s.run) / "config.yaml").string() : s.config;
+  const std::string config_path =
+      s.config.empty() ? (fs::path(s.run) / "config.yaml").string() : s.config;
   setup.config = train::load_config(config_path, s.overrides);
   set_threads(s.threads > 0 ? s.threads : setup.config.run.threads);
   std::string weights = s.weights;
   if (weights.empty()) {
-    TVIT_CHECK(!s.run.empty(), "pass --weights PATH (or --run RUN_FOLDER to use its best/ weights)");
+    TVIT_CHECK(!s.run.empty(),
+               "pass --weights PATH (or --run RUN_FOLDER to use its best/ weights)");
     weights = (fs::path(s.run) / "best").string();
   }
   if (s.ema) {
-    const fs::path dir = fs::is_directory(weights) ? fs::path(weights) : fs::path(weights).parent_path();
+    const fs::path dir =
+        fs::is_directory(weights) ? fs::path(weights) : fs::path(weights).parent_path();
     weights = (dir / "ema.safetensors").string();
   }
   setup.weights_path = weights;
@@ -45,8 +49,9 @@ EvalSetup make_eval_setup(const EvalSource& s) {
   setup.model = models::ThinkingViT(setup.config.model.options);
   const auto report = io::load_state_dict(setup.model, source.tensors, source.path);
   spdlog::info("weights '{}': {}", source.path, report.summary());
-  setup.device = compat::cuda_available() && setup.config.run.device != "cpu" ? c10::Device(c10::kCUDA)
-                                                                              : c10::Device(c10::kCPU);
+  setup.device = compat::cuda_available() && setup.config.run.device != "cpu"
+                     ? c10::Device(c10::kCUDA)
+                     : c10::Device(c10::kCPU);
   setup.model->to(setup.device);
   setup.model->eval();
 
@@ -57,10 +62,11 @@ EvalSetup make_eval_setup(const EvalSource& s) {
   lo.num_workers = setup.config.data.num_workers;
   lo.skip_corrupt = setup.config.data.skip_corrupt;
   setup.loader = std::make_unique<data::DataLoader>(
-      setup.val, data::make_eval_transform(e, static_cast<int>(setup.config.model.options.in_channels())), lo);
+      setup.val,
+      data::make_eval_transform(e, static_cast<int>(setup.config.model.options.in_channels())), lo);
   std::ostringstream pre;
-  pre << "resize shorter side to floor(" << e.size << " / " << e.crop_pct << "), centre crop " << e.size
-      << ", normalise";
+  pre << "resize shorter side to floor(" << e.size << " / " << e.crop_pct << "), centre crop "
+      << e.size << ", normalise";
   setup.preprocessing = pre.str();
   spdlog::info("val: {}; {}", setup.val->describe(), setup.preprocessing);
   return setup;

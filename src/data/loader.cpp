@@ -61,7 +61,8 @@ Batch DataLoader::build(const Epoch& epoch, int64_t number) {
   const int64_t rows = end - begin, c = transform_.channels, s = transform_.size;
   Batch batch;
   batch.number = number;
-  batch.images = at::empty({rows, c, s, s}, at::TensorOptions().dtype(at::kFloat).pinned_memory(options_.pin_memory));
+  batch.images = at::empty(
+      {rows, c, s, s}, at::TensorOptions().dtype(at::kFloat).pinned_memory(options_.pin_memory));
   batch.labels = at::empty({rows}, at::kLong);
   float* images = batch.images.data_ptr<float>();
   int64_t* labels = batch.labels.data_ptr<int64_t>();

@@ -43,8 +43,10 @@ MixResult mix_batch(at::Tensor& images, const at::Tensor& labels, int64_t num_cl
     const int64_t cut_h = static_cast<int64_t>(h * ratio), cut_w = static_cast<int64_t>(w * ratio);
     const int64_t cy = std::uniform_int_distribution<int64_t>(0, h - 1)(rng);
     const int64_t cx = std::uniform_int_distribution<int64_t>(0, w - 1)(rng);
-    const int64_t y1 = std::clamp<int64_t>(cy - cut_h / 2, 0, h), y2 = std::clamp<int64_t>(cy + cut_h / 2, 0, h);
-    const int64_t x1 = std::clamp<int64_t>(cx - cut_w / 2, 0, w), x2 = std::clamp<int64_t>(cx + cut_w / 2, 0, w);
+    const int64_t y1 = std::clamp<int64_t>(cy - cut_h / 2, 0, h),
+                  y2 = std::clamp<int64_t>(cy + cut_h / 2, 0, h);
+    const int64_t x1 = std::clamp<int64_t>(cx - cut_w / 2, 0, w),
+                  x2 = std::clamp<int64_t>(cx + cut_w / 2, 0, w);
     images.slice(2, y1, y2).slice(3, x1, x2).copy_(flipped.slice(2, y1, y2).slice(3, x1, x2));
     if (o.correct_lam) result.lam = 1.0 - static_cast<double>((y2 - y1) * (x2 - x1)) / (h * w);
     result.box_top = static_cast<int>(y1);

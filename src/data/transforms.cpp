@@ -65,8 +65,8 @@ Coeffs precompute(int in_size, int out_size, Interpolation interp) {
     c.count[xx] = xmax;
     for (int x = 0; x < xmax; ++x) {
       const double w = total != 0.0 ? k[x] / total : 0.0;
-      c.weights[static_cast<size_t>(xx) * c.max_taps + x] =
-          static_cast<int32_t>(w < 0 ? w * (1 << kPrecisionBits) - 0.5 : w * (1 << kPrecisionBits) + 0.5);
+      c.weights[static_cast<size_t>(xx) * c.max_taps + x] = static_cast<int32_t>(
+          w < 0 ? w * (1 << kPrecisionBits) - 0.5 : w * (1 << kPrecisionBits) + 0.5);
     }
   }
   return c;
@@ -104,13 +104,16 @@ Image resize_box(const Image& img, const CropBox& box, int out_w, int out_h, Int
   Image tmp(rows, out_w, c);
   if (out_w == box.width) {
     for (int y = 0; y < rows; ++y) {
-      const uint8_t* src = &img.pixels[((static_cast<size_t>(box.top + row_first + y)) * img.width + box.left) * c];
-      std::copy(src, src + static_cast<size_t>(out_w) * c, &tmp.pixels[static_cast<size_t>(y) * out_w * c]);
+      const uint8_t* src =
+          &img.pixels[((static_cast<size_t>(box.top + row_first + y)) * img.width + box.left) * c];
+      std::copy(src, src + static_cast<size_t>(out_w) * c,
+                &tmp.pixels[static_cast<size_t>(y) * out_w * c]);
     }
   } else {
     const auto horiz = precompute(box.width, out_w, interp);
     for (int y = 0; y < rows; ++y) {
-      const uint8_t* row = &img.pixels[(static_cast<size_t>(box.top + row_first + y) * img.width + box.left) * c];
+      const uint8_t* row =
+          &img.pixels[(static_cast<size_t>(box.top + row_first + y) * img.width + box.left) * c];
       uint8_t* dst = &tmp.pixels[static_cast<size_t>(y) * out_w * c];
       for (int x = 0; x < out_w; ++x) {
         const int32_t* k = &horiz.weights[static_cast<size_t>(x) * horiz.max_taps];
@@ -148,7 +151,8 @@ Image resize_shorter(const Image& img, int size, Interpolation interp) {
   const int long_side = std::max(img.height, img.width);
   const int other = static_cast<int>(static_cast<int64_t>(size) * long_side / short_side);
   if (short_side == size) return img;
-  return img.height <= img.width ? resize(img, other, size, interp) : resize(img, size, other, interp);
+  return img.height <= img.width ? resize(img, other, size, interp)
+                                 : resize(img, size, other, interp);
 }
 
 Image crop(const Image& img, const CropBox& box) {
@@ -158,7 +162,8 @@ Image crop(const Image& img, const CropBox& box) {
   Image out(box.height, box.width, img.channels);
   const size_t row = static_cast<size_t>(box.width) * img.channels;
   for (int y = 0; y < box.height; ++y) {
-    const uint8_t* src = &img.pixels[(static_cast<size_t>(box.top + y) * img.width + box.left) * img.channels];
+    const uint8_t* src =
+        &img.pixels[(static_cast<size_t>(box.top + y) * img.width + box.left) * img.channels];
     std::copy(src, src + row, &out.pixels[static_cast<size_t>(y) * row]);
   }
   return out;
@@ -184,7 +189,8 @@ Image hflip(const Image& img) {
 
 Image pad_random_crop(const Image& img, int size, int padding, Rng& rng) {
   const int h = img.height + 2 * padding, w = img.width + 2 * padding;
-  TVIT_CHECK(size <= h && size <= w, "pad-and-crop: crop ", size, " exceeds the padded image ", h, "x", w);
+  TVIT_CHECK(size <= h && size <= w, "pad-and-crop: crop ", size, " exceeds the padded image ", h,
+             "x", w);
   const int top = std::uniform_int_distribution<int>(0, h - size)(rng);
   const int left = std::uniform_int_distribution<int>(0, w - size)(rng);
   Image out(size, size, img.channels);
@@ -215,7 +221,8 @@ Image to_channels(const Image& img, int channels) {
   for (size_t i = 0; i < n; ++i) {
     const uint8_t* p = &img.pixels[3 * i];
     // PIL's "L" conversion: (R*299 + G*587 + B*114) / 1000, rounded.
-    out.pixels[i] = static_cast<uint8_t>((p[0] * 19595 + p[1] * 38470 + p[2] * 7471 + 0x8000) >> 16);
+    out.pixels[i] =
+        static_cast<uint8_t>((p[0] * 19595 + p[1] * 38470 + p[2] * 7471 + 0x8000) >> 16);
   }
   return out;
 }
@@ -288,9 +295,10 @@ void random_erasing(float* chw, int channels, int height, int width, double prob
 }
 
 SampleTransform make_train_transform(const TrainTransformOptions& o, int channels) {
-  TVIT_CHECK(static_cast<int>(o.mean.size()) == channels && static_cast<int>(o.std.size()) == channels,
-             "train transform: expected ", channels, " mean and std values, found ", o.mean.size(),
-             " and ", o.std.size());
+  TVIT_CHECK(
+      static_cast<int>(o.mean.size()) == channels && static_cast<int>(o.std.size()) == channels,
+      "train transform: expected ", channels, " mean and std values, found ", o.mean.size(),
+      " and ", o.std.size());
   const bool augment = !o.auto_augment.empty();
   RandAugmentPolicy policy;
   if (augment) policy = parse_rand_augment(o.auto_augment, "augmentation policy");
@@ -315,11 +323,12 @@ SampleTransform make_train_transform(const TrainTransformOptions& o, int channel
 }
 
 SampleTransform make_eval_transform(const EvalTransformOptions& o, int channels) {
-  TVIT_CHECK(o.crop_pct > 0 && o.crop_pct <= 1, "eval transform: crop_pct must be in (0, 1], found ",
-             o.crop_pct);
-  TVIT_CHECK(static_cast<int>(o.mean.size()) == channels && static_cast<int>(o.std.size()) == channels,
-             "eval transform: expected ", channels, " mean and std values, found ", o.mean.size(),
-             " and ", o.std.size());
+  TVIT_CHECK(o.crop_pct > 0 && o.crop_pct <= 1,
+             "eval transform: crop_pct must be in (0, 1], found ", o.crop_pct);
+  TVIT_CHECK(
+      static_cast<int>(o.mean.size()) == channels && static_cast<int>(o.std.size()) == channels,
+      "eval transform: expected ", channels, " mean and std values, found ", o.mean.size(), " and ",
+      o.std.size());
   SampleTransform t;
   t.channels = channels;
   t.size = o.size;

@@ -16,8 +16,8 @@ StageRecords records_from_logits(const std::vector<at::Tensor>& logits, const at
   for (const auto& l : logits) {
     auto cpu = l.to(at::kFloat).cpu();
     const int64_t k = std::min<int64_t>(5, cpu.size(1));
-    auto top = std::get<1>(cpu.topk(k, /*dim=*/1));             // N x 5
-    auto hit = top.eq(r.labels.view({-1, 1}));                   // N x 5
+    auto top = std::get<1>(cpu.topk(k, /*dim=*/1));  // N x 5
+    auto hit = top.eq(r.labels.view({-1, 1}));       // N x 5
     c1.push_back(hit.select(1, 0));
     c5.push_back(hit.any(1));
     h.push_back(models::entropy(cpu, rule));
@@ -46,7 +46,8 @@ StageRecords evaluate(models::ThinkingViT& model, data::DataLoader& loader,
   int64_t done = 0;
   while (auto batch = loader.next()) {
     auto outputs = model->forward_all(batch->images.to(device, /*non_blocking=*/true));
-    for (int64_t s = 0; s < num_stages; ++s) logits[s].push_back(outputs[s].logits.to(at::kFloat).cpu());
+    for (int64_t s = 0; s < num_stages; ++s)
+      logits[s].push_back(outputs[s].logits.to(at::kFloat).cpu());
     labels.push_back(batch->labels);
     if (progress) progress(++done, total);
   }

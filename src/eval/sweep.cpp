@@ -29,8 +29,8 @@ SweepRow sweep_at(const StageRecords& r, const models::ThinkingViTOptions& optio
   const double n = static_cast<double>(std::max<int64_t>(1, r.num_samples));
   SweepRow row;
   row.tau = tau;
-  const auto exit = exit_stages(r, tau).view({1, -1});               // 1 x N
-  const auto c1 = r.correct1.gather(0, exit).squeeze(0);              // N
+  const auto exit = exit_stages(r, tau).view({1, -1});    // 1 x N
+  const auto c1 = r.correct1.gather(0, exit).squeeze(0);  // N
   const auto c5 = r.correct5.gather(0, exit).squeeze(0);
   row.top1 = 100.0 * c1.sum().item<double>() / n;
   row.top5 = 100.0 * c5.sum().item<double>() / n;
@@ -40,7 +40,8 @@ SweepRow sweep_at(const StageRecords& r, const models::ThinkingViTOptions& optio
     const double stopped = here.sum().item<double>();
     row.reach.push_back(reach);
     row.stop_share.push_back(stopped / n);
-    row.stage_top1.push_back(stopped > 0 ? 100.0 * (c1 & here).sum().item<double>() / stopped : NAN);
+    row.stage_top1.push_back(stopped > 0 ? 100.0 * (c1 & here).sum().item<double>() / stopped
+                                         : NAN);
     reach -= stopped / n;
   }
   row.gmacs = models::expected_macs(options, row.reach, convention) / 1e9;
@@ -66,7 +67,8 @@ std::vector<double> parse_thresholds(const std::string& text, const std::string&
     TVIT_CHECK(parts.size() == 3 && parts[2] > 0 && parts[1] >= parts[0], what,
                ": expected start:stop:step with step > 0 and stop >= start, found '", text, "'");
     const auto steps = static_cast<int64_t>(std::floor((parts[1] - parts[0]) / parts[2] + 1e-9));
-    for (int64_t i = 0; i <= steps; ++i) out.push_back(parts[0] + static_cast<double>(i) * parts[2]);
+    for (int64_t i = 0; i <= steps; ++i)
+      out.push_back(parts[0] + static_cast<double>(i) * parts[2]);
     return out;
   }
   std::stringstream in(text);

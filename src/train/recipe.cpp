@@ -19,12 +19,14 @@ double learning_rate(const ScheduleSection& s, double lr, double t) {
     return s.warmup_lr + t * (lr - s.warmup_lr) / static_cast<double>(s.warmup_epochs);
   }
   if (t >= static_cast<double>(s.epochs)) return s.min_lr;  // cool-down
-  return s.min_lr + 0.5 * (lr - s.min_lr) * (1.0 + std::cos(M_PI * t / static_cast<double>(s.epochs)));
+  return s.min_lr +
+         0.5 * (lr - s.min_lr) * (1.0 + std::cos(M_PI * t / static_cast<double>(s.epochs)));
 }
 
 bool uses_weight_decay(const std::string& name, const at::Tensor& param) {
   auto ends_with = [&](const std::string& suffix) {
-    return name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+    return name.size() >= suffix.size() &&
+           name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
   };
   return !(param.dim() <= 1 || ends_with(".bias") || name == "pos_embed" || name == "cls_token" ||
            name.rfind("alpha.", 0) == 0);
@@ -33,7 +35,8 @@ bool uses_weight_decay(const std::string& name, const at::Tensor& param) {
 ParamGroups split_param_groups(const models::ThinkingViT& model) {
   ParamGroups groups;
   for (const auto& item : model->named_parameters()) {
-    (uses_weight_decay(item.key(), item.value()) ? groups.decay : groups.no_decay).push_back(item.key());
+    (uses_weight_decay(item.key(), item.value()) ? groups.decay : groups.no_decay)
+        .push_back(item.key());
   }
   return groups;
 }
@@ -45,10 +48,8 @@ std::unique_ptr<torch::optim::AdamW> make_optimizer(models::ThinkingViT& model,
     (uses_weight_decay(item.key(), item.value()) ? decay : no_decay).push_back(item.value());
   }
   auto options = [&](double wd) {
-    return std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(lr)
-                                                            .betas({o.beta1, o.beta2})
-                                                            .eps(o.eps)
-                                                            .weight_decay(wd));
+    return std::make_unique<torch::optim::AdamWOptions>(
+        torch::optim::AdamWOptions(lr).betas({o.beta1, o.beta2}).eps(o.eps).weight_decay(wd));
   };
   std::vector<torch::optim::OptimizerParamGroup> groups;
   groups.emplace_back(decay, options(o.weight_decay));
@@ -68,8 +69,9 @@ at::Tensor soft_target_cross_entropy(const at::Tensor& logits, const at::Tensor&
 
 std::vector<double> stage_loss_weights(const LossSection& loss, int64_t num_stages) {
   if (loss.stage_weights.empty()) return std::vector<double>(num_stages, 1.0 / num_stages);
-  TVIT_CHECK(static_cast<int64_t>(loss.stage_weights.size()) == num_stages, "loss.stage_weights: expected ",
-             num_stages, " weights (one per stage), found ", loss.stage_weights.size());
+  TVIT_CHECK(static_cast<int64_t>(loss.stage_weights.size()) == num_stages,
+             "loss.stage_weights: expected ", num_stages, " weights (one per stage), found ",
+             loss.stage_weights.size());
   return loss.stage_weights;
 }
 
@@ -82,11 +84,13 @@ std::vector<int64_t> sample_stages(const SamplingSection& s, int64_t n, std::mt1
     std::discrete_distribution<int64_t> pick(s.weights.begin(), s.weights.end());
     return {pick(rng)};
   }
-  TVIT_CHECK(s.mode == "sandwich", "sampling.mode: expected all, sandwich or stochastic, found '", s.mode, "'");
+  TVIT_CHECK(s.mode == "sandwich", "sampling.mode: expected all, sandwich or stochastic, found '",
+             s.mode, "'");
   std::vector<int64_t> middle(all.begin() + 1, all.end() - 1);
   std::shuffle(middle.begin(), middle.end(), rng);
   std::vector<int64_t> chosen = {0, n - 1};
-  for (int i = 0; i < s.sandwich_k && i < static_cast<int>(middle.size()); ++i) chosen.push_back(middle[i]);
+  for (int i = 0; i < s.sandwich_k && i < static_cast<int>(middle.size()); ++i)
+    chosen.push_back(middle[i]);
   std::sort(chosen.begin(), chosen.end());
   return chosen;
 }

@@ -36,7 +36,8 @@ Datasets open_datasets(const TrainConfig& c) {
     out.val = data::open_mnist_folder(root, /*train=*/false, d.dataset);
   } else if (d.dataset == "cifar10") {
     std::vector<std::string> train;
-    for (int i = 1; i <= 5; ++i) train.push_back((fs::path(d.root) / ("data_batch_" + std::to_string(i) + ".bin")).string());
+    for (int i = 1; i <= 5; ++i)
+      train.push_back((fs::path(d.root) / ("data_batch_" + std::to_string(i) + ".bin")).string());
     out.train = data::open_cifar(train, 10);
     out.val = data::open_cifar({(fs::path(d.root) / "test_batch.bin").string()}, 10);
   } else if (d.dataset == "cifar100") {
@@ -48,7 +49,8 @@ Datasets open_datasets(const TrainConfig& c) {
   } else if (d.dataset == "synthetic") {
     const int size = static_cast<int>(m.image_size()), ch = static_cast<int>(m.in_channels());
     out.train = data::make_synthetic(d.synthetic_size, size, size, ch, m.num_classes(), c.run.seed);
-    out.val = data::make_synthetic(d.synthetic_size, size, size, ch, m.num_classes(), c.run.seed + 1);
+    out.val =
+        data::make_synthetic(d.synthetic_size, size, size, ch, m.num_classes(), c.run.seed + 1);
   } else {
     fail("data.dataset: unknown dataset '", d.dataset, "'");
   }
@@ -70,8 +72,12 @@ namespace {
 struct RunPaths {
   fs::path root, checkpoints, best, metrics, log, config;
   explicit RunPaths(const std::string& dir)
-      : root(dir), checkpoints(root / "checkpoints"), best(root / "best"),
-        metrics(root / "metrics.jsonl"), log(root / "train.log"), config(root / "config.yaml") {}
+      : root(dir),
+        checkpoints(root / "checkpoints"),
+        best(root / "best"),
+        metrics(root / "metrics.jsonl"),
+        log(root / "train.log"),
+        config(root / "config.yaml") {}
 };
 
 void write_text_atomic(const fs::path& path, const std::string& text) {
@@ -122,7 +128,8 @@ void save_checkpoint(const RunPaths& paths, const TrainConfig& config, models::T
     io::save_weights(model, (dir / "model.safetensors").string());
     if (ema) io::save_weights(ema->module(), (dir / "ema.safetensors").string());
     torch::save(optimizer, (dir / "optimizer.pt").string());
-    nlohmann::json j = {{"epoch", state.epoch}, {"step", state.step}, {"best_top1", state.best_top1}};
+    nlohmann::json j = {
+        {"epoch", state.epoch}, {"step", state.step}, {"best_top1", state.best_top1}};
     write_text_atomic(dir / "state.json", j.dump(2) + "\n");
     write_text_atomic(dir / "config.yaml", to_yaml(config));
     write_text_atomic(dir / "config.json", hf_config_json(config.model.options));
@@ -131,10 +138,12 @@ void save_checkpoint(const RunPaths& paths, const TrainConfig& config, models::T
   // keep-last-k: remove the oldest epoch folders.
   std::vector<fs::path> folders;
   for (const auto& e : fs::directory_iterator(paths.checkpoints)) {
-    if (e.is_directory() && e.path().filename().string().rfind("epoch_", 0) == 0) folders.push_back(e.path());
+    if (e.is_directory() && e.path().filename().string().rfind("epoch_", 0) == 0)
+      folders.push_back(e.path());
   }
   std::sort(folders.begin(), folders.end());
-  for (size_t i = 0; keep_last > 0 && i + keep_last < folders.size(); ++i) fs::remove_all(folders[i]);
+  for (size_t i = 0; keep_last > 0 && i + keep_last < folders.size(); ++i)
+    fs::remove_all(folders[i]);
 }
 
 TrainState load_checkpoint(const RunPaths& paths, models::ThinkingViT& model, ModelEma* ema,
@@ -149,7 +158,8 @@ TrainState load_checkpoint(const RunPaths& paths, models::ThinkingViT& model, Mo
   io::load_state_dict(model, io::read_safetensors((dir / "model.safetensors").string()).tensors,
                       (dir / "model.safetensors").string(), strict);
   if (ema && fs::exists(dir / "ema.safetensors")) {
-    io::load_state_dict(ema->module(), io::read_safetensors((dir / "ema.safetensors").string()).tensors,
+    io::load_state_dict(ema->module(),
+                        io::read_safetensors((dir / "ema.safetensors").string()).tensors,
                         (dir / "ema.safetensors").string(), strict);
   }
   torch::load(optimizer, (dir / "optimizer.pt").string());
@@ -194,7 +204,8 @@ std::vector<EpochSummary> train(const TrainConfig& config_in, const TrainOptions
   write_text_atomic(paths.config, resolved);
   spdlog::info("resolved configuration (saved to {}):\n{}", paths.config.string(), resolved);
 
-  const bool cuda = config.run.device == "cuda" || (config.run.device == "auto" && compat::cuda_available());
+  const bool cuda =
+      config.run.device == "cuda" || (config.run.device == "auto" && compat::cuda_available());
   const c10::Device device(cuda ? c10::kCUDA : c10::kCPU);
   if (config.run.threads > 0) at::set_num_threads(config.run.threads);
   const auto& mo = config.model.options;
@@ -212,11 +223,13 @@ std::vector<EpochSummary> train(const TrainConfig& config_in, const TrainOptions
   lo.skip_corrupt = config.data.skip_corrupt;
   lo.seed = config.run.seed;
   const int channels = static_cast<int>(mo.in_channels());
-  data::DataLoader train_loader(sets.train, data::make_train_transform(config.augment.train, channels), lo);
+  data::DataLoader train_loader(sets.train,
+                                data::make_train_transform(config.augment.train, channels), lo);
   auto eval_lo = lo;
   eval_lo.batch_size = config.data.eval_batch_size;
   eval_lo.drop_last = false;
-  data::DataLoader val_loader(sets.val, data::make_eval_transform(config.augment.eval, channels), eval_lo);
+  data::DataLoader val_loader(sets.val, data::make_eval_transform(config.augment.eval, channels),
+                              eval_lo);
   data::SamplerOptions so;
   so.seed = config.run.seed;
   so.repeats = config.data.repeated_aug;
@@ -251,7 +264,8 @@ std::vector<EpochSummary> train(const TrainConfig& config_in, const TrainOptions
   std::vector<EpochSummary> history;
   int64_t epochs_run = 0;
   for (int64_t epoch = state.epoch + 1; epoch < total_epochs; ++epoch) {
-    if (train_options.stop_after_epochs >= 0 && epochs_run >= train_options.stop_after_epochs) break;
+    if (train_options.stop_after_epochs >= 0 && epochs_run >= train_options.stop_after_epochs)
+      break;
     // Every source of randomness is a function of (seed, epoch): resuming repeats it exactly.
     torch::manual_seed(config.run.seed * 1000003 + epoch);
     auto step_rng = data::sample_rng(config.run.seed, epoch, /*index=*/-7);
@@ -294,8 +308,8 @@ std::vector<EpochSummary> train(const TrainConfig& config_in, const TrainOptions
           ++next;
           auto stage_loss = soft_target_cross_entropy(out.logits, targets);
           const double value = stage_loss.item<double>();
-          TVIT_CHECK(std::isfinite(value), "non-finite loss ", value, " at epoch ", epoch, " step ", i,
-                     " stage ", s, "; stopping (the last checkpoint is kept)");
+          TVIT_CHECK(std::isfinite(value), "non-finite loss ", value, " at epoch ", epoch, " step ",
+                     i, " stage ", s, "; stopping (the last checkpoint is kept)");
           summary.stage_loss[s] += value;
           loss = loss + loss_weights[s] * stage_loss;
         }
@@ -315,8 +329,12 @@ std::vector<EpochSummary> train(const TrainConfig& config_in, const TrainOptions
       images += batch->images.size(0);
       if (config.run.log_every_steps > 0 && (i + 1) % config.run.log_every_steps == 0) {
         const double elapsed = std::chrono::duration<double>(Clock::now() - epoch_start).count();
-        nlohmann::json j = {{"type", "step"}, {"epoch", epoch}, {"step", state.step}, {"lr", lr_now},
-                            {"loss", loss_value}, {"images_per_s", images / elapsed},
+        nlohmann::json j = {{"type", "step"},
+                            {"epoch", epoch},
+                            {"step", state.step},
+                            {"lr", lr_now},
+                            {"loss", loss_value},
+                            {"images_per_s", images / elapsed},
                             {"data_wait_share", wait_s / elapsed}};
         metrics << j.dump() << "\n" << std::flush;
       }
@@ -338,31 +356,42 @@ std::vector<EpochSummary> train(const TrainConfig& config_in, const TrainOptions
     summary.val_top5 = val.top5;
     if (ema) {
       val_loader.start_epoch(0, data::epoch_indices(sets.val->size(), 0, {false}));
-      summary.ema_top1 = eval::evaluate(ema->module(), val_loader, models::EntropyRule::kTop10, device).top1;
+      summary.ema_top1 =
+          eval::evaluate(ema->module(), val_loader, models::EntropyRule::kTop10, device).top1;
     }
-    spdlog::info("epoch {}/{}: loss {:.4f} (stages {}), lr {:.3e}, {:.1f} img/s, data wait {:.0f}%, "
-                 "val top-1 {}{}",
-                 epoch + 1, total_epochs, summary.loss, join(summary.stage_loss, 4), summary.lr,
-                 summary.images_per_s, 100 * summary.data_wait_share, join(summary.val_top1, 2),
-                 ema ? ", EMA " + join(summary.ema_top1, 2) : "");
-    nlohmann::json j = {{"type", "epoch"}, {"epoch", epoch}, {"step", state.step}, {"lr", summary.lr},
-                        {"loss", summary.loss}, {"stage_loss", summary.stage_loss},
-                        {"images_per_s", summary.images_per_s}, {"data_wait_share", summary.data_wait_share},
-                        {"val_top1", summary.val_top1}, {"val_top5", summary.val_top5},
-                        {"ema_top1", summary.ema_top1}, {"skipped_images", train_loader.skipped()}};
+    spdlog::info(
+        "epoch {}/{}: loss {:.4f} (stages {}), lr {:.3e}, {:.1f} img/s, data wait {:.0f}%, "
+        "val top-1 {}{}",
+        epoch + 1, total_epochs, summary.loss, join(summary.stage_loss, 4), summary.lr,
+        summary.images_per_s, 100 * summary.data_wait_share, join(summary.val_top1, 2),
+        ema ? ", EMA " + join(summary.ema_top1, 2) : "");
+    nlohmann::json j = {{"type", "epoch"},
+                        {"epoch", epoch},
+                        {"step", state.step},
+                        {"lr", summary.lr},
+                        {"loss", summary.loss},
+                        {"stage_loss", summary.stage_loss},
+                        {"images_per_s", summary.images_per_s},
+                        {"data_wait_share", summary.data_wait_share},
+                        {"val_top1", summary.val_top1},
+                        {"val_top5", summary.val_top5},
+                        {"ema_top1", summary.ema_top1},
+                        {"skipped_images", train_loader.skipped()}};
     metrics << j.dump() << "\n" << std::flush;
 
     // ---- checkpoints ----
     state.epoch = epoch;
     const bool last_epoch = epoch + 1 == total_epochs;
     if (last_epoch || (epoch + 1) % std::max<int64_t>(1, config.checkpoint.every_epochs) == 0) {
-      save_checkpoint(paths, config, model, ema.get(), *optimizer, state, config.checkpoint.keep_last);
+      save_checkpoint(paths, config, model, ema.get(), *optimizer, state,
+                      config.checkpoint.keep_last);
     }
     const double top1 = summary.val_top1.back();
     if (top1 > state.best_top1) {
       state.best_top1 = top1;
       write_folder_atomic(paths.best, [&](const fs::path& dir) {
-        io::save_weights(model, (dir / "model.safetensors").string(), {{"epoch", std::to_string(epoch)}});
+        io::save_weights(model, (dir / "model.safetensors").string(),
+                         {{"epoch", std::to_string(epoch)}});
         if (ema) io::save_weights(ema->module(), (dir / "ema.safetensors").string());
         write_text_atomic(dir / "config.json", hf_config_json(mo));
       });

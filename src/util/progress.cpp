@@ -25,7 +25,10 @@ std::string clock_text(double seconds) {
 }  // namespace
 
 Progress::Progress(std::string label, int64_t total, std::string unit)
-    : label_(std::move(label)), unit_(std::move(unit)), total_(total), tty_(::isatty(STDERR_FILENO) == 1) {
+    : label_(std::move(label)),
+      unit_(std::move(unit)),
+      total_(total),
+      tty_(::isatty(STDERR_FILENO) == 1) {
   start_ = last_print_ = std::chrono::steady_clock::now();
 }
 
@@ -44,14 +47,15 @@ void Progress::update(int64_t done, const std::string& extra) {
   const double eta = rate > 0 ? (total_ - done) / rate : 0.0;
   char stats[160];
   std::snprintf(stats, sizeof stats, "%lld/%lld [%s<%s, %.1f %s/s]", static_cast<long long>(done),
-                static_cast<long long>(total_), clock_text(elapsed).c_str(), clock_text(eta).c_str(),
-                rate, unit_.c_str());
+                static_cast<long long>(total_), clock_text(elapsed).c_str(),
+                clock_text(eta).c_str(), rate, unit_.c_str());
   if (tty_) {
     constexpr int kWidth = 24;
     const int filled = total_ > 0 ? static_cast<int>(kWidth * done / total_) : 0;
     std::string bar(filled, '#');
     bar.resize(kWidth, '.');
-    std::fprintf(stderr, "\r%s |%s| %s %s\x1b[K", label_.c_str(), bar.c_str(), stats, extra.c_str());
+    std::fprintf(stderr, "\r%s |%s| %s %s\x1b[K", label_.c_str(), bar.c_str(), stats,
+                 extra.c_str());
     std::fflush(stderr);
   } else {
     spdlog::info("{} {} {}", label_, stats, extra);

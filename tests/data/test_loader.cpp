@@ -78,7 +78,8 @@ TEST(Loader, SameBatchesForAnyNumberOfWorkers) {
   EXPECT_EQ(runs[0].back().images.size(0), 3);
   for (size_t r = 1; r < runs.size(); ++r) {
     for (size_t b = 0; b < runs[0].size(); ++b) {
-      EXPECT_TRUE(torch::equal(runs[0][b].images, runs[r][b].images)) << "run " << r << " batch " << b;
+      EXPECT_TRUE(torch::equal(runs[0][b].images, runs[r][b].images))
+          << "run " << r << " batch " << b;
       EXPECT_TRUE(torch::equal(runs[0][b].labels, runs[r][b].labels));
     }
   }

@@ -25,7 +25,8 @@ TEST(Mixing, MixupBlendsWithTheReversedBatch) {
   auto r = data::mix_batch(images, labels, 5, o, rng);
   ASSERT_TRUE(r.mixed);
   EXPECT_FALSE(r.cutmix);
-  EXPECT_TRUE(torch::allclose(images, original * r.lam + original.flip(0) * (1 - r.lam), 1e-5, 1e-6));
+  EXPECT_TRUE(
+      torch::allclose(images, original * r.lam + original.flip(0) * (1 - r.lam), 1e-5, 1e-6));
   EXPECT_TRUE(torch::allclose(r.targets.sum(1), torch::ones({4})));
   const double off = 0.1 / 5, on = 0.9 + off;
   EXPECT_NEAR(r.targets[0][0].item<float>(), r.lam * on + (1 - r.lam) * off, 1e-6);
@@ -58,8 +59,11 @@ TEST(Mixing, OffOrOddBatches) {
   EXPECT_FALSE(r.mixed);
   EXPECT_TRUE(torch::equal(images, original));
   EXPECT_TRUE(torch::allclose(r.targets, data::smooth_one_hot(torch::tensor({0, 1, 1}), 2, 0.1)));
-  expect_error([&] { data::mix_batch(images, torch::tensor({0, 1, 1}), 2, data::MixOptions{}, rng); },
-               {"batch size must be even", "3"});
+  expect_error(
+      [&] {
+        data::mix_batch(images, torch::tensor({0, 1, 1}), 2, data::MixOptions{}, rng);
+      },
+      {"batch size must be even", "3"});
 }
 
 TEST(Mixing, BetaSamplesHaveTheRightMean) {

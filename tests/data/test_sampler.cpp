@@ -12,7 +12,8 @@ namespace thinkingvit::testing {
 TEST(Sampler, ShufflesPerEpochFromTheSeed) {
   data::SamplerOptions o;
   o.seed = 42;
-  auto a = data::epoch_indices(100, 0, o), b = data::epoch_indices(100, 0, o), c = data::epoch_indices(100, 1, o);
+  auto a = data::epoch_indices(100, 0, o), b = data::epoch_indices(100, 0, o),
+       c = data::epoch_indices(100, 1, o);
   EXPECT_EQ(a, b);
   EXPECT_NE(a, c);
   auto sorted = a;
@@ -56,7 +57,8 @@ TEST(Sampler, RepeatedAugmentationSpreadsThreeCopiesOverRanks) {
     o.repeats_truncate = false;
     auto mine = data::epoch_indices(12, 0, o);
     EXPECT_EQ(mine.size(), 12u);
-    EXPECT_EQ(std::set<int64_t>(mine.begin(), mine.end()).size(), 12u);  // each copy on another rank
+    EXPECT_EQ(std::set<int64_t>(mine.begin(), mine.end()).size(),
+              12u);  // each copy on another rank
     for (auto i : mine) ++seen[i];
   }
   for (int64_t i = 0; i < 12; ++i) EXPECT_EQ(seen[i], 3);

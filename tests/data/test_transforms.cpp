@@ -14,7 +14,8 @@ namespace {
 
 Image ramp(int h, int w, int c) {
   Image img(h, w, c);
-  for (size_t i = 0; i < img.pixels.size(); ++i) img.pixels[i] = static_cast<uint8_t>((i * 37) % 256);
+  for (size_t i = 0; i < img.pixels.size(); ++i)
+    img.pixels[i] = static_cast<uint8_t>((i * 37) % 256);
   return img;
 }
 
@@ -141,7 +142,8 @@ TEST(Transforms, PipelinesAreDeterministicPerRng) {
   data::Rng rng(0);
   e.apply(Image(30, 20, 1, 255), rng, out.data());
   for (float v : out) ASSERT_FLOAT_EQ(v, 2.0f);
-  expect_error([] { data::make_eval_transform(data::EvalTransformOptions{}, 1); }, {"expected 1 mean"});
+  expect_error([] { data::make_eval_transform(data::EvalTransformOptions{}, 1); },
+               {"expected 1 mean"});
 }
 
 }  // namespace thinkingvit::testing

@@ -51,7 +51,8 @@ TEST(Sweep, EqualsBruteForceAtEveryThreshold) {
     for (int s = 0; s < 3; ++s) EXPECT_NEAR(row.stop_share[s], stopped[s] / 200.0, 1e-12) << tau;
     const std::vector<double> reach = {1.0, (stopped[1] + stopped[2]) / 200.0, stopped[2] / 200.0};
     double macs = 0;
-    for (int s = 0; s < 3; ++s) macs += reach[s] * models::stage_macs(options, s).total(models::MacConvention::kReleased);
+    for (int s = 0; s < 3; ++s)
+      macs += reach[s] * models::stage_macs(options, s).total(models::MacConvention::kReleased);
     EXPECT_NEAR(row.gmacs, macs / 1e9, 1e-12) << tau;
     EXPECT_LE(row.reach[1], prev_reach1 + 1e-12) << "shares must be monotone in tau";
     prev_reach1 = row.reach[1];

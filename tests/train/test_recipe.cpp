@@ -13,7 +13,8 @@ TEST(Recipe, LearningRateScheduleMatchesTheReleasedValues) {
   const double lr = 1e-3;
   EXPECT_DOUBLE_EQ(train::learning_rate(s, lr, 0.0), 1e-6);
   EXPECT_NEAR(train::learning_rate(s, lr, 1.0), 2.008e-4, 1e-12);
-  EXPECT_NEAR(train::learning_rate(s, lr, 5.0), 1e-5 + 0.5 * (lr - 1e-5) * (1 + std::cos(M_PI * 5 / 300)), 1e-15);
+  EXPECT_NEAR(train::learning_rate(s, lr, 5.0),
+              1e-5 + 0.5 * (lr - 1e-5) * (1 + std::cos(M_PI * 5 / 300)), 1e-15);
   EXPECT_DOUBLE_EQ(train::learning_rate(s, lr, 300.0), 1e-5);  // cool-down
   EXPECT_DOUBLE_EQ(train::learning_rate(s, lr, 309.0), 1e-5);
   EXPECT_NEAR(train::learning_rate(s, lr, 299.999), 1e-5, 1e-9);
@@ -33,8 +34,9 @@ TEST(Recipe, EveryParameterInExactlyOneGroupChosenByName) {
     ++n;
   }
   EXPECT_EQ(decay.size() + no_decay.size(), n);
-  for (const auto* name : {"pos_embed", "cls_token", "alpha.0", "blocks.0.attn.qkv.bias", "norm.weight",
-                           "blocks.1.norm2.weight", "proj_layer.bias", "head.bias"}) {
+  for (const auto* name :
+       {"pos_embed", "cls_token", "alpha.0", "blocks.0.attn.qkv.bias", "norm.weight",
+        "blocks.1.norm2.weight", "proj_layer.bias", "head.bias"}) {
     EXPECT_TRUE(no_decay.count(name)) << name;
   }
   for (const auto* name : {"blocks.0.attn.qkv.weight", "blocks.1.mlp.fc2.weight", "head.weight",
@@ -45,8 +47,11 @@ TEST(Recipe, EveryParameterInExactlyOneGroupChosenByName) {
   ASSERT_EQ(optimizer->param_groups().size(), 2u);
   EXPECT_EQ(optimizer->param_groups()[0].params().size(), decay.size());
   train::set_learning_rate(*optimizer, 0.25);
-  EXPECT_DOUBLE_EQ(static_cast<torch::optim::AdamWOptions&>(optimizer->param_groups()[1].options()).lr(), 0.25);
-  EXPECT_DOUBLE_EQ(static_cast<torch::optim::AdamWOptions&>(optimizer->param_groups()[1].options()).weight_decay(), 0.0);
+  EXPECT_DOUBLE_EQ(
+      static_cast<torch::optim::AdamWOptions&>(optimizer->param_groups()[1].options()).lr(), 0.25);
+  EXPECT_DOUBLE_EQ(static_cast<torch::optim::AdamWOptions&>(optimizer->param_groups()[1].options())
+                       .weight_decay(),
+                   0.0);
 }
 
 TEST(Recipe, SoftTargetCrossEntropyAndStageWeights) {
@@ -76,7 +81,8 @@ TEST(Recipe, StageSampling) {
   }
   s.mode = "stochastic";
   s.weights = {0.0, 1.0, 0.0};
-  for (int i = 0; i < 10; ++i) EXPECT_EQ(train::sample_stages(s, 3, rng), (std::vector<int64_t>{1}));
+  for (int i = 0; i < 10; ++i)
+    EXPECT_EQ(train::sample_stages(s, 3, rng), (std::vector<int64_t>{1}));
 }
 
 TEST(Recipe, EmaArithmetic) {
@@ -89,7 +95,8 @@ TEST(Recipe, EmaArithmetic) {
   }
   ema.update(model);
   const auto expected = before * 0.9 + model->named_parameters()["head.weight"] * 0.1;
-  EXPECT_TRUE(torch::allclose(ema.module()->named_parameters()["head.weight"], expected, 1e-6, 1e-6));
+  EXPECT_TRUE(
+      torch::allclose(ema.module()->named_parameters()["head.weight"], expected, 1e-6, 1e-6));
   EXPECT_FALSE(ema.module()->named_parameters()["head.weight"].requires_grad());
   expect_error([&] { train::ModelEma(model, 1.5); }, {"ema.decay"});
 }

@@ -59,8 +59,9 @@ TEST(Trainer, TinyModelOverfitsATinyDataset) {
   EXPECT_LT(history.back().loss, 0.25 * history.front().loss);
   for (size_t s = 0; s < 2; ++s) EXPECT_LT(history.back().stage_loss[s], 0.5) << s;
   const auto run = dir.path() / "run";
-  for (const auto* f : {"config.yaml", "train.log", "metrics.jsonl", "checkpoints/LAST",
-                        "checkpoints/epoch_0059/model.safetensors", "best/model.safetensors", "best/config.json"}) {
+  for (const auto* f :
+       {"config.yaml", "train.log", "metrics.jsonl", "checkpoints/LAST",
+        "checkpoints/epoch_0059/model.safetensors", "best/model.safetensors", "best/config.json"}) {
     EXPECT_TRUE(std::filesystem::exists(run / f)) << f;
   }
 }
@@ -93,11 +94,13 @@ TEST(Trainer, ChecksTheDataAgainstTheModel) {
   c.data.dataset = "fashion-mnist";
   c.data.root = dir.file("nowhere");
   expect_error([&] { train::open_datasets(c); }, {"nowhere"});
-  expect_error([&] {
-    train::TrainOptions resume;
-    resume.resume = true;
-    train::train(tiny_config(dir.file("fresh")), resume);
-  }, {"--resume", "no checkpoint"});
+  expect_error(
+      [&] {
+        train::TrainOptions resume;
+        resume.resume = true;
+        train::train(tiny_config(dir.file("fresh")), resume);
+      },
+      {"--resume", "no checkpoint"});
 }
 
 }  // namespace thinkingvit::testing

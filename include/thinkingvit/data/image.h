@@ -11,14 +11,16 @@ namespace thinkingvit::data {
 struct Image {
   int height = 0;
   int width = 0;
-  int channels = 0;  // 1 (gray) or 3 (RGB)
+  int channels = 0;             // 1 (gray) or 3 (RGB)
   std::vector<uint8_t> pixels;  // height * width * channels
 
   Image() = default;
   Image(int h, int w, int c, uint8_t fill = 0)
       : height(h), width(w), channels(c), pixels(static_cast<size_t>(h) * w * c, fill) {}
   bool empty() const { return pixels.empty(); }
-  uint8_t& at(int y, int x, int c) { return pixels[(static_cast<size_t>(y) * width + x) * channels + c]; }
+  uint8_t& at(int y, int x, int c) {
+    return pixels[(static_cast<size_t>(y) * width + x) * channels + c];
+  }
   uint8_t at(int y, int x, int c) const {
     return pixels[(static_cast<size_t>(y) * width + x) * channels + c];
   }

@@ -24,11 +24,11 @@ namespace thinkingvit::data {
 
 struct LoaderOptions {
   int64_t batch_size = 64;
-  int num_workers = 2;        // 0: build batches on the calling thread
-  int prefetch_batches = 4;   // finished or in-flight batches ahead of the consumer
+  int num_workers = 2;       // 0: build batches on the calling thread
+  int prefetch_batches = 4;  // finished or in-flight batches ahead of the consumer
   bool drop_last = false;
-  bool pin_memory = false;    // page-locked batches for asynchronous host-to-GPU copies
-  bool skip_corrupt = true;   // false: an unreadable sample is an error
+  bool pin_memory = false;   // page-locked batches for asynchronous host-to-GPU copies
+  bool skip_corrupt = true;  // false: an unreadable sample is an error
   uint64_t seed = 0;
 };
 

@@ -14,7 +14,7 @@ struct MixOptions {
   double prob = 1.0;          // probability of mixing a batch at all
   double switch_prob = 0.5;   // CutMix instead of Mixup when both are on
   double label_smoothing = 0.1;
-  bool correct_lam = true;    // lam = kept area after clipping the CutMix box
+  bool correct_lam = true;  // lam = kept area after clipping the CutMix box
 };
 
 struct MixResult {

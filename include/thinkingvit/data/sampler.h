@@ -22,7 +22,8 @@ struct SamplerOptions {
 // The rank's indices for `epoch`. Every rank gets the same number; without repeats the ranks'
 // shares are disjoint and cover every index (padding repeats the first indices so that N
 // divides evenly, as DistributedSampler does). Deterministic in (seed, epoch).
-std::vector<int64_t> epoch_indices(int64_t dataset_size, int64_t epoch, const SamplerOptions& options);
+std::vector<int64_t> epoch_indices(int64_t dataset_size, int64_t epoch,
+                                   const SamplerOptions& options);
 
 // A permutation of [0, n) from (seed, epoch), independent of the LibTorch version.
 std::vector<int64_t> permutation(int64_t n, uint64_t seed, int64_t epoch);

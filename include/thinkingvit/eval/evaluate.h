@@ -15,10 +15,10 @@ namespace thinkingvit::eval {
 
 struct StageRecords {
   int64_t num_samples = 0;
-  at::Tensor correct1;  // S x N bool
-  at::Tensor correct5;  // S x N bool
-  at::Tensor entropy;   // S x N float32
-  at::Tensor labels;    // N int64
+  at::Tensor correct1;             // S x N bool
+  at::Tensor correct5;             // S x N bool
+  at::Tensor entropy;              // S x N float32
+  at::Tensor labels;               // N int64
   std::vector<double> top1, top5;  // per stage, percent
 };
 

@@ -16,24 +16,24 @@ namespace thinkingvit::train {
 struct ModelSection {
   std::string preset;  // base architecture; the fields below override it when set in YAML
   models::ThinkingViTOptions options;
-  std::string init_from;      // checkpoint to initialise from (crop / embed into leading slices)
-  bool init_strict = false;   // anything but an exact load is an error
+  std::string init_from;     // checkpoint to initialise from (crop / embed into leading slices)
+  bool init_strict = false;  // anything but an exact load is an error
 };
 
 struct DataSection {
   // fashion-mnist | mnist | cifar10 | cifar100 | image-folder | synthetic
   std::string dataset = "fashion-mnist";
-  std::string root;           // folder; fashion-mnist defaults to Debian's location
+  std::string root;  // folder; fashion-mnist defaults to Debian's location
   std::string train_dir = "train", val_dir = "val";  // image-folder sub-folders
-  std::string class_list;     // image-folder: one class folder per line
-  int64_t synthetic_size = 1024;  // synthetic: images per split
-  int64_t batch_size = 128;   // per process
+  std::string class_list;                            // image-folder: one class folder per line
+  int64_t synthetic_size = 1024;                     // synthetic: images per split
+  int64_t batch_size = 128;                          // per process
   int64_t eval_batch_size = 256;
   int num_workers = 2;
   int prefetch_batches = 4;
   bool skip_corrupt = true;
   bool pin_memory = true;
-  int repeated_aug = 1;       // DeiT's repeated augmentation copies (3 in the ImageNet recipe)
+  int repeated_aug = 1;  // DeiT's repeated augmentation copies (3 in the ImageNet recipe)
 };
 
 struct AugmentSection {
@@ -51,7 +51,7 @@ struct OptimizerSection {
   double lr_base_batch = 512;  // lr_effective = lr * global_batch / lr_base_batch
   double weight_decay = 0.05;
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
-  double clip_grad = 0.0;      // 0: off
+  double clip_grad = 0.0;  // 0: off
   int accum_steps = 1;
 };
 
@@ -61,7 +61,7 @@ struct ScheduleSection {
   double warmup_lr = 1e-6;
   double min_lr = 1e-5;
   int64_t cooldown_epochs = 10;
-  bool per_step = false;       // false: stepped per epoch, as released
+  bool per_step = false;  // false: stepped per epoch, as released
 };
 
 struct EmaSection {
@@ -91,7 +91,7 @@ struct CheckpointSection {
 struct RunSection {
   std::string output_dir = "runs/default";
   uint64_t seed = 42;
-  int threads = 0;             // intra-op threads per process; 0: cores / processes
+  int threads = 0;  // intra-op threads per process; 0: cores / processes
   int64_t log_every_steps = 50;
   std::string device = "auto";  // auto | cpu | cuda
 };
