@@ -114,6 +114,43 @@ TEST(Cli, BenchWritesEveryFormat) {
   EXPECT_FALSE(std::filesystem::exists(dir.file("c.json")));
 }
 
+TEST(Cli, TrainEvalSweepOnASyntheticSet) {
+  TempDir dir;
+  std::ofstream(dir.file("tiny.yaml"))
+      << "model:\n  image_size: 8\n  patch_size: 4\n  num_classes: 12\n  head_dim: 4\n  depth: 2\n"
+         "  stages: [1, 2]\n"
+         "data:\n  dataset: synthetic\n  synthetic_size: 32\n  batch_size: 8\n  eval_batch_size: "
+         "16\n"
+         "  num_workers: 1\n"
+         "augment:\n  train:\n    size: 8\n  eval:\n    size: 8\n    crop_pct: 1.0\n"
+         "schedule:\n  epochs: 2\n  warmup_epochs: 1\n  cooldown_epochs: 0\n"
+         "ema:\n  decay: 0.9\n"
+         "run:\n  threads: 1\n";
+  const auto run_dir = dir.file("run");
+  auto r = run(dir, "train --config " + dir.file("tiny.yaml") + " --output-dir " + run_dir +
+                        " --set optimizer.lr=1e-3");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(slurp(run_dir + "/config.yaml").find("lr: 0.001"), std::string::npos);
+  EXPECT_EQ(count_lines(slurp(run_dir + "/metrics.jsonl")), 2);  // one epoch line per epoch
+  r = run(dir, "eval --run " + run_dir + " --ema --format csv");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("stage,heads,top1,top5,images,weights"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(",32,"), std::string::npos) << r.out;  // every validation image counted
+  r = run(dir, "sweep --run " + run_dir + " --taus 0,9 --reps 1 --timing-batches 1 --no-plot");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto json = nlohmann::json::parse(slurp(run_dir + "/sweep/sweep.json"));
+  ASSERT_EQ(json.size(), 2u);
+  EXPECT_EQ(json[0]["stop_share"], "0.000/1.000");  // tau 0: everyone to the last stage
+  EXPECT_EQ(json[1]["stop_share"], "1.000/0.000");  // tau 9 > ln 10: everyone stops at stage 0
+  EXPECT_GT(json[1]["img_per_s"].get<double>(), 0.0);
+  EXPECT_TRUE(std::filesystem::exists(run_dir + "/sweep/sweep.csv"));
+  // A wrong key is one clear line.
+  r = run(dir, "train --config " + dir.file("tiny.yaml") + " --set optimizer.lrr=1");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("--set optimizer.lrr=1: unknown key 'optimizer.lrr'"), std::string::npos)
+      << r.err;
+}
+
 TEST(Cli, BadInputGivesOneLineAndNoOutputFile) {
   TempDir dir;
   const auto out = dir.file("out.safetensors");
