@@ -204,6 +204,23 @@ inline SourcePoint source_point(const std::array<double, 6>& a, int x, int y) {
   return {a[0] * xc + a[1] * yc + a[2], a[3] * xc + a[4] * yc + a[5]};
 }
 
+// The loop both interpolating transforms share (ImagingGenericTransform): for every output
+// pixel whose source point lies inside the image, fn(dst, xin, yin) with PIL's half-pixel
+// shift already applied; other pixels keep the fill colour.
+template <int C, typename Fn>
+void for_each_inside(const Image& in, Image& out, const std::array<double, 6>& a, Fn&& fn) {
+  const int w = in.width, h = in.height;
+  const size_t stride = static_cast<size_t>(w) * C;
+  for (int y = 0; y < h; ++y) {
+    uint8_t* dst = &out.pixels[y * stride];
+    for (int x = 0; x < w; ++x, dst += C) {
+      const auto [xin, yin] = source_point(a, x, y);
+      if (xin < 0.0 || xin >= w || yin < 0.0 || yin >= h) continue;
+      fn(dst, xin - 0.5, yin - 0.5);
+    }
+  }
+}
+
 // ImagingGenericTransform with bicubic_filter8 / bicubic_filter32RGB. Columns and the first
 // row are clamped; a later row outside the image repeats the previous row's value. A zero
 // offset (integer translations, the rows of a shear) reduces a cubic to its second sample
@@ -214,42 +231,35 @@ void bicubic_affine(const Image& in, Image& out, const std::array<double, 6>& a)
   const int w = in.width, h = in.height;
   const size_t stride = static_cast<size_t>(w) * C;
   const uint8_t* src = in.pixels.data();
-  for (int y = 0; y < h; ++y) {
-    uint8_t* dst = &out.pixels[y * stride];
-    for (int x = 0; x < w; ++x, dst += C) {
-      auto [xin, yin] = source_point(a, x, y);
-      if (xin < 0.0 || xin >= w || yin < 0.0 || yin >= h) continue;
-      xin -= 0.5;
-      yin -= 0.5;
-      const int xf = pil_floor(xin), yf = pil_floor(yin);
-      const double dx = xin - xf, dy = yin - yf;
-      int xs[4];
-      for (int k = 0; k < 4; ++k) xs[k] = clamp_index(xf - 1 + k, w) * C;
-      const uint8_t* rows[4];
-      rows[0] = src + clamp_index(yf - 1, h) * stride;
-      for (int k = 1; k < 4; ++k) {
-        rows[k] = (yf - 1 + k >= 0 && yf - 1 + k < h) ? src + (yf - 1 + k) * stride : nullptr;
-      }
-      for (int ch = 0; ch < C; ++ch) {
-        auto row_cubic = [&](const uint8_t* r) {
-          r += ch;
-          if (dx == 0.0) return static_cast<double>(r[xs[1]]);
-          return pil_cubic_u8(r[xs[0]], r[xs[1]], r[xs[2]], r[xs[3]], dx);
-        };
-        double s;
-        if (dy == 0.0) {
-          s = row_cubic(rows[1]);  // yin is a whole row inside the image here
-        } else {
-          const double v1 = row_cubic(rows[0]);
-          const double v2 = rows[1] ? row_cubic(rows[1]) : v1;
-          const double v3 = rows[2] ? row_cubic(rows[2]) : v2;
-          const double v4 = rows[3] ? row_cubic(rows[3]) : v3;
-          s = pil_cubic(v1, v2, v3, v4, dy);
-        }
-        dst[ch] = clip8_trunc(s);
-      }
+  for_each_inside<C>(in, out, a, [&](uint8_t* dst, double xin, double yin) {
+    const int xf = pil_floor(xin), yf = pil_floor(yin);
+    const double dx = xin - xf, dy = yin - yf;
+    int xs[4];
+    for (int k = 0; k < 4; ++k) xs[k] = clamp_index(xf - 1 + k, w) * C;
+    const uint8_t* rows[4];
+    rows[0] = src + clamp_index(yf - 1, h) * stride;
+    for (int k = 1; k < 4; ++k) {
+      rows[k] = (yf - 1 + k >= 0 && yf - 1 + k < h) ? src + (yf - 1 + k) * stride : nullptr;
     }
-  }
+    for (int ch = 0; ch < C; ++ch) {
+      auto row_cubic = [&](const uint8_t* r) {
+        r += ch;
+        if (dx == 0.0) return static_cast<double>(r[xs[1]]);
+        return pil_cubic_u8(r[xs[0]], r[xs[1]], r[xs[2]], r[xs[3]], dx);
+      };
+      double s;
+      if (dy == 0.0) {
+        s = row_cubic(rows[1]);  // yin is a whole row inside the image here
+      } else {
+        const double v1 = row_cubic(rows[0]);
+        const double v2 = rows[1] ? row_cubic(rows[1]) : v1;
+        const double v3 = rows[2] ? row_cubic(rows[2]) : v2;
+        const double v4 = rows[3] ? row_cubic(rows[3]) : v3;
+        s = pil_cubic(v1, v2, v3, v4, dy);
+      }
+      dst[ch] = clip8_trunc(s);
+    }
+  });
 }
 
 // ImagingGenericTransform with bilinear_filter8 / bilinear_filter32RGB (truncating).
@@ -258,26 +268,19 @@ void bilinear_affine(const Image& in, Image& out, const std::array<double, 6>& a
   const int w = in.width, h = in.height;
   const size_t stride = static_cast<size_t>(w) * C;
   const uint8_t* src = in.pixels.data();
-  for (int y = 0; y < h; ++y) {
-    uint8_t* dst = &out.pixels[y * stride];
-    for (int x = 0; x < w; ++x, dst += C) {
-      auto [xin, yin] = source_point(a, x, y);
-      if (xin < 0.0 || xin >= w || yin < 0.0 || yin >= h) continue;
-      xin -= 0.5;
-      yin -= 0.5;
-      const int xf = pil_floor(xin), yf = pil_floor(yin);
-      const double dx = xin - xf, dy = yin - yf;
-      const int xa = clamp_index(xf, w) * C, xb = clamp_index(xf + 1, w) * C;
-      const uint8_t* r0 = src + clamp_index(yf, h) * stride;
-      const uint8_t* r1 = (yf + 1 >= 0 && yf + 1 < h) ? src + (yf + 1) * stride : nullptr;
-      for (int ch = 0; ch < C; ++ch) {
-        const double v1 = r0[xa + ch] + (r0[xb + ch] - r0[xa + ch]) * dx;
-        const double v2 = r1 ? r1[xa + ch] + (r1[xb + ch] - r1[xa + ch]) * dx : v1;
-        const double v = v1 + (v2 - v1) * dy;
-        dst[ch] = clip8_trunc(v);
-      }
+  for_each_inside<C>(in, out, a, [&](uint8_t* dst, double xin, double yin) {
+    const int xf = pil_floor(xin), yf = pil_floor(yin);
+    const double dx = xin - xf, dy = yin - yf;
+    const int xa = clamp_index(xf, w) * C, xb = clamp_index(xf + 1, w) * C;
+    const uint8_t* r0 = src + clamp_index(yf, h) * stride;
+    const uint8_t* r1 = (yf + 1 >= 0 && yf + 1 < h) ? src + (yf + 1) * stride : nullptr;
+    for (int ch = 0; ch < C; ++ch) {
+      const double v1 = r0[xa + ch] + (r0[xb + ch] - r0[xa + ch]) * dx;
+      const double v2 = r1 ? r1[xa + ch] + (r1[xb + ch] - r1[xa + ch]) * dx : v1;
+      const double v = v1 + (v2 - v1) * dy;
+      dst[ch] = clip8_trunc(v);
     }
-  }
+  });
 }
 
 void copy_pixel(const Image& in, int yin, int xin, Image& out, int y, int x) {
