@@ -59,6 +59,26 @@ eval::StageRecords half(const eval::StageRecords& r, int parity) {
   return h;
 }
 
+// The distribution of first-stage entropies (the paper's Figure 5), split by whether stage 0's
+// prediction is right: 46 bins over [0, H_max].
+eval::Table entropy_histogram(const eval::StageRecords& r, models::EntropyRule rule,
+                              int64_t num_classes) {
+  const int64_t bins = 46;
+  const double h_max =
+      std::log(static_cast<double>(rule == models::EntropyRule::kTop10
+                                       ? std::min<int64_t>(10, num_classes)
+                                       : num_classes));
+  const double width = h_max / bins;
+  auto bin = (r.entropy[0] / width).floor().clamp(0, bins - 1).to(at::kLong);
+  const auto right = at::bincount(bin.masked_select(r.correct1[0]), {}, bins);
+  const auto wrong = at::bincount(bin.masked_select(r.correct1[0].logical_not()), {}, bins);
+  eval::Table table({"entropy_lo", "entropy_hi", "right", "wrong"});
+  for (int64_t b = 0; b < bins; ++b) {
+    table.add_row({b * width, (b + 1) * width, right[b].item<int64_t>(), wrong[b].item<int64_t>()});
+  }
+  return table;
+}
+
 void run_sweep(const SweepArgs& args) {
   auto setup = make_eval_setup(args.source);
   const auto rule = models::parse_entropy_rule(args.entropy_rule, "--entropy");
@@ -167,6 +187,8 @@ void run_sweep(const SweepArgs& args) {
                     stage_ips[s]});
   }
   stages.save((fs::path(out_dir) / "stages.csv").string(), eval::TableFormat::kCsv);
+  const auto hist_csv = (fs::path(out_dir) / "entropy_hist.csv").string();
+  entropy_histogram(records, rule, mo.num_classes()).save(hist_csv, eval::TableFormat::kCsv);
 
   // Budget mode: choose tau on one half, report it on the other.
   if (args.budget_gmacs > 0 || args.budget_throughput > 0) {
@@ -195,14 +217,15 @@ void run_sweep(const SweepArgs& args) {
   if (!args.no_plot) {
     const auto png = (fs::path(out_dir) / "sweep.png").string();
     const std::string cmd = "bash '" + script.string() + "' '" + csv + "' '" +
-                            (fs::path(out_dir) / "stages.csv").string() + "' '" + png + "'";
+                            (fs::path(out_dir) / "stages.csv").string() + "' '" + png + "' '" +
+                            hist_csv + "'";
     if (std::system(cmd.c_str()) == 0) {
       spdlog::info("figure: {}", png);
     } else {
       spdlog::warn("could not draw {} (is gnuplot installed?); the tables are written", png);
     }
   }
-  spdlog::info("tables: {}/sweep.{{md,csv,json}}", out_dir);
+  spdlog::info("tables: {}/sweep.{{md,csv,json}}, stages.csv, entropy_hist.csv", out_dir);
 }
 
 }  // namespace

@@ -17,6 +17,7 @@ void add_bench_command(CLI::App& root);
 void add_train_command(CLI::App& root);
 void add_eval_command(CLI::App& root);
 void add_sweep_command(CLI::App& root);
+void add_predict_command(CLI::App& root);
 }  // namespace thinkingvit::apps
 
 int main(int argc, char** argv) {
@@ -30,6 +31,7 @@ int main(int argc, char** argv) {
   thinkingvit::apps::add_train_command(app);
   thinkingvit::apps::add_eval_command(app);
   thinkingvit::apps::add_sweep_command(app);
+  thinkingvit::apps::add_predict_command(app);
   thinkingvit::apps::add_bench_command(app);
   try {
     app.parse(argc, argv);

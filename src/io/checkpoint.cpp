@@ -296,6 +296,24 @@ models::ThinkingViTOptions options_from_config_json(const TensorMap& tensors,
   return options;
 }
 
+// timm's optional "label_names": one string per class.
+std::vector<std::string> label_names_from_config_json(const std::string& path,
+                                                      int64_t num_classes) {
+  std::ifstream in(path);
+  const auto config = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (!config.is_object() || !config.contains("label_names")) return {};
+  const auto& names = config["label_names"];
+  TVIT_CHECK(names.is_array() && static_cast<int64_t>(names.size()) == num_classes, "'", path,
+             "': label_names must be a list of ", num_classes, " strings (one per class), found ",
+             names.is_array() ? std::to_string(names.size()) + " entries" : names.dump());
+  std::vector<std::string> out;
+  for (const auto& n : names) {
+    TVIT_CHECK(n.is_string(), "'", path, "': label_names must hold strings, found ", n.dump());
+    out.push_back(n.get<std::string>());
+  }
+  return out;
+}
+
 }  // namespace
 
 models::ThinkingViTOptions options_from_state(const TensorMap& tensors, const std::string& source,
@@ -351,6 +369,7 @@ WeightsSource read_weights(const std::string& path) {
     strip_prefix(source.tensors, "module.");
     if (fs::exists(config)) {
       source.options = options_from_config_json(source.tensors, source.path, config);
+      source.label_names = label_names_from_config_json(config, source.options->num_classes());
     }
     return source;
   }

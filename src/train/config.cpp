@@ -515,7 +515,7 @@ class Loader {
     const auto& s = c.schedule;
     require(s.epochs >= 1, "schedule.epochs", "expects an integer >= 1, found ", s.epochs);
     require(s.warmup_epochs >= 0 && s.warmup_epochs <= s.epochs, "schedule.warmup_epochs",
-            "expects an integer in [0, schedule.epochs = ", s.epochs, "], found ", s.warmup_epochs);
+            "expects a number in [0, schedule.epochs = ", s.epochs, "], found ", s.warmup_epochs);
     require(s.warmup_lr >= 0, "schedule.warmup_lr", "expects a value >= 0, found ",
             format_number(s.warmup_lr));
     require(s.min_lr >= 0, "schedule.min_lr", "expects a value >= 0, found ",

@@ -15,8 +15,8 @@ double effective_lr(const OptimizerSection& o, int64_t global_batch) {
 }
 
 double learning_rate(const ScheduleSection& s, double lr, double t) {
-  if (t < static_cast<double>(s.warmup_epochs)) {
-    return s.warmup_lr + t * (lr - s.warmup_lr) / static_cast<double>(s.warmup_epochs);
+  if (t < s.warmup_epochs) {
+    return s.warmup_lr + t * (lr - s.warmup_lr) / s.warmup_epochs;
   }
   if (t >= static_cast<double>(s.epochs)) return s.min_lr;  // cool-down
   return s.min_lr +

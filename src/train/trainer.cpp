@@ -84,8 +84,10 @@ void write_text_atomic(const fs::path& path, const std::string& text) {
   util::write_file_atomic(path.string(), [&](std::ostream& out) { out << text; });
 }
 
-// A timm-style config.json so that `thinkingvit infer --weights <folder>` configures itself.
-std::string hf_config_json(const models::ThinkingViTOptions& o) {
+// A timm-style config.json so that `thinkingvit infer/predict --weights <folder>` configures
+// itself; label_names (one per model class) name the predictions.
+std::string hf_config_json(const models::ThinkingViTOptions& o,
+                           const std::vector<std::string>& label_names) {
   nlohmann::json j = {{"architecture", "thinkingvit"},
                       {"num_classes", o.num_classes()},
                       {"model_args",
@@ -95,7 +97,8 @@ std::string hf_config_json(const models::ThinkingViTOptions& o) {
                         {"in_chans", o.in_channels()},
                         {"depth", o.depth()},
                         {"mlp_ratio", o.mlp_ratio()},
-                        {"qkv_bias", o.qkv_bias()}}}};
+                        {"qkv_bias", o.qkv_bias()}}},
+                      {"label_names", label_names}};
   return j.dump(2) + "\n";
 }
 
@@ -118,7 +121,8 @@ void write_folder_atomic(const fs::path& target, const std::function<void(const 
   fs::remove_all(old);
 }
 
-void save_checkpoint(const RunPaths& paths, const TrainConfig& config, models::ThinkingViT& model,
+void save_checkpoint(const RunPaths& paths, const TrainConfig& config,
+                     const std::vector<std::string>& label_names, models::ThinkingViT& model,
                      ModelEma* ema, torch::optim::Optimizer& optimizer, const TrainState& state,
                      int keep_last) {
   char name[32];
@@ -132,7 +136,7 @@ void save_checkpoint(const RunPaths& paths, const TrainConfig& config, models::T
         {"epoch", state.epoch}, {"step", state.step}, {"best_top1", state.best_top1}};
     write_text_atomic(dir / "state.json", j.dump(2) + "\n");
     write_text_atomic(dir / "config.yaml", to_yaml(config));
-    write_text_atomic(dir / "config.json", hf_config_json(config.model.options));
+    write_text_atomic(dir / "config.json", hf_config_json(config.model.options, label_names));
   });
   write_text_atomic(paths.checkpoints / "LAST", std::string(name) + "\n");
   // keep-last-k: remove the oldest epoch folders.
@@ -214,6 +218,10 @@ std::vector<EpochSummary> train(const TrainConfig& config_in, const TrainOptions
   const auto sets = open_datasets(config);
   spdlog::info("train: {}", sets.train->describe());
   spdlog::info("val: {}", sets.val->describe());
+  // The dataset's class names, padded with indices when the model has more classes.
+  auto label_names = sets.val->class_names();
+  for (auto i = static_cast<int64_t>(label_names.size()); i < mo.num_classes(); ++i)
+    label_names.push_back(std::to_string(i));
   data::LoaderOptions lo;
   lo.batch_size = config.data.batch_size;
   lo.num_workers = config.data.num_workers;
@@ -383,7 +391,7 @@ std::vector<EpochSummary> train(const TrainConfig& config_in, const TrainOptions
     state.epoch = epoch;
     const bool last_epoch = epoch + 1 == total_epochs;
     if (last_epoch || (epoch + 1) % std::max<int64_t>(1, config.checkpoint.every_epochs) == 0) {
-      save_checkpoint(paths, config, model, ema.get(), *optimizer, state,
+      save_checkpoint(paths, config, label_names, model, ema.get(), *optimizer, state,
                       config.checkpoint.keep_last);
     }
     const double top1 = summary.val_top1.back();
@@ -393,7 +401,7 @@ std::vector<EpochSummary> train(const TrainConfig& config_in, const TrainOptions
         io::save_weights(model, (dir / "model.safetensors").string(),
                          {{"epoch", std::to_string(epoch)}});
         if (ema) io::save_weights(ema->module(), (dir / "ema.safetensors").string());
-        write_text_atomic(dir / "config.json", hf_config_json(mo));
+        write_text_atomic(dir / "config.json", hf_config_json(mo, label_names));
       });
     }
     history.push_back(summary);

@@ -6,10 +6,13 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <cstring>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "../test_util.h"
+#include "thinkingvit/data/dataset.h"
 #include "thinkingvit/io/checkpoint.h"
 
 namespace thinkingvit::testing {
@@ -144,12 +147,105 @@ TEST(Cli, TrainEvalSweepOnASyntheticSet) {
   EXPECT_EQ(json[1]["stop_share"], "1.000/0.000");  // tau 9 > ln 10: everyone stops at stage 0
   EXPECT_GT(json[1]["img_per_s"].get<double>(), 0.0);
   EXPECT_TRUE(std::filesystem::exists(run_dir + "/sweep/sweep.csv"));
+  // The first-stage entropy histogram counts every image once.
+  std::ifstream hist(run_dir + "/sweep/entropy_hist.csv");
+  std::string line;
+  std::getline(hist, line);
+  EXPECT_EQ(line, "entropy_lo,entropy_hi,right,wrong");
+  int64_t counted = 0, bins = 0;
+  while (std::getline(hist, line)) {
+    const auto c2 = line.find(',', line.find(',') + 1), c3 = line.rfind(',');
+    counted += std::stoll(line.substr(c2 + 1, c3 - c2 - 1)) + std::stoll(line.substr(c3 + 1));
+    ++bins;
+  }
+  EXPECT_EQ(counted, 32);
+  EXPECT_EQ(bins, 46);
+  // best/ names its classes for `predict`.
+  const auto best = nlohmann::json::parse(slurp(run_dir + "/best/config.json"));
+  EXPECT_EQ(best["label_names"].size(), 12u);
   // A wrong key is one clear line.
   r = run(dir, "train --config " + dir.file("tiny.yaml") + " --set optimizer.lrr=1");
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.err.find("--set optimizer.lrr=1: unknown key 'optimizer.lrr'"), std::string::npos)
       << r.err;
 }
+
+#ifdef THINKINGVIT_HAVE_OPENCV
+TEST(Cli, PredictNamesClassesStagesAndEntropies) {
+  TempDir dir;
+  // A Hugging Face style folder whose config.json names the classes.
+  std::filesystem::create_directories(dir.path() / "hf");
+  std::filesystem::copy_file(fixture("tiny_weights.safetensors"),
+                             dir.path() / "hf" / "model.safetensors");
+  nlohmann::json config = {{"num_classes", 12}, {"model_args", {{"thinking_stages", {1, 2, 3}}}}};
+  for (int c = 0; c < 12; ++c) config["label_names"].push_back("class-" + std::to_string(c));
+  std::ofstream(dir.file("hf/config.json")) << config.dump();
+
+  // Eight random 8x8 RGB images (lossless PNG) and one corrupt JPEG, in a nested folder.
+  std::filesystem::create_directories(dir.path() / "images" / "sub");
+  torch::manual_seed(3);
+  const auto pixels = torch::randint(0, 256, {8, 8, 8, 3}, torch::kUInt8);
+  std::vector<std::string> paths;
+  for (int i = 0; i < 8; ++i) {
+    data::Image image(8, 8, 3);
+    std::memcpy(image.pixels.data(), pixels[i].data_ptr<uint8_t>(), image.pixels.size());
+    paths.push_back(dir.file("images/" + std::string(i < 4 ? "" : "sub/") + "img" +
+                             std::to_string(i) + ".png"));
+    data::write_image_file(paths.back(), image);
+  }
+  std::ofstream(dir.file("images/zz_corrupt.jpg")) << "\xff\xd8 not a jpeg";
+
+  auto r = run(dir, "predict " + dir.file("images") + " --weights " + dir.file("hf") +
+                        " --tau 1.3 --crop-pct 1 --top-k 3 --batch-size 3 --threads 1 --output " +
+                        dir.file("pred.json"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("zz_corrupt.jpg"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("1 unreadable, skipped"), std::string::npos) << r.err;
+  const auto rows = nlohmann::json::parse(slurp(dir.file("pred.json")));
+  ASSERT_EQ(rows.size(), 8u);
+
+  // Reference: normalise by hand (crop_pct 1 at the model's size is the identity), run
+  // elastic inference in process.
+  auto x = pixels.permute({0, 3, 1, 2}).to(torch::kFloat) / 255.0;
+  x = (x - torch::tensor({0.485, 0.456, 0.406}).view({1, 3, 1, 1})) /
+      torch::tensor({0.229, 0.224, 0.225}).view({1, 3, 1, 1});
+  auto source = io::read_weights(dir.file("hf"));
+  models::ThinkingViT model(*source.options);
+  io::load_state_dict(model, source.tensors, source.path);
+  model->eval();
+  torch::NoGradGuard no_grad;
+  const auto want = model->forward_elastic(x.to(torch::kFloat), 1.3, models::EntropyRule::kTop10);
+  const auto probs = torch::softmax(want.logits, -1);
+  std::set<int64_t> stages;
+  for (int i = 0; i < 8; ++i) {  // folder order: images/img0..3.png, then images/sub/img4..7.png
+    const auto& row = rows[i];
+    EXPECT_EQ(row["image"], paths[i]);
+    EXPECT_EQ(row["stage"].get<int64_t>(), want.exit_stage[i].item<int64_t>()) << i;
+    EXPECT_NEAR(row["entropy"].get<double>(), want.entropy[i].item<float>(), 1e-4) << i;
+    const int64_t top = probs[i].argmax().item<int64_t>();
+    EXPECT_EQ(row["class"], "class-" + std::to_string(top)) << i;
+    EXPECT_NEAR(row["prob"].get<double>(), probs[i][top].item<float>(), 1e-4) << i;
+    const auto top3 = row["top3"].get<std::string>();  // "class-a 0.61, class-b 0.2, ..."
+    EXPECT_EQ(std::count(top3.begin(), top3.end(), ','), 2) << top3;
+    EXPECT_EQ(top3.rfind("class-" + std::to_string(top) + " ", 0), 0u) << top3;
+    stages.insert(row["stage"].get<int64_t>());
+  }
+  EXPECT_GE(stages.size(), 2u) << "tau 1.3 should split these images across stages";
+
+  // A class-list file wins over config.json; a wrong count is one clear error.
+  std::ofstream(dir.file("names.txt")) << "only\ntwo\n";
+  r = run(dir, "predict " + paths[0] + " --weights " + dir.file("hf") + " --class-names " +
+                   dir.file("names.txt"));
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("names.txt': expected one name per line for the model's 12 classes, "
+                       "found 2"),
+            std::string::npos)
+      << r.err;
+  r = run(dir, "predict " + dir.file("missing") + " --weights " + dir.file("hf"));
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("missing': no such file or folder"), std::string::npos) << r.err;
+}
+#endif  // THINKINGVIT_HAVE_OPENCV
 
 TEST(Cli, BadInputGivesOneLineAndNoOutputFile) {
   TempDir dir;

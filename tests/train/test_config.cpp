@@ -211,8 +211,8 @@ TEST(ConfigErrors, WrongTypesNameTheKeyAndTheValue) {
   expect_config_error("optimizer:\n  lr: fast\n",
                       {"line 2: key 'optimizer.lr' expects a number, found 'fast'"});
   expect_config_error("optimizer:\n  lr: .inf\n", {"'optimizer.lr' expects a finite number"});
-  expect_config_error("schedule:\n  warmup_epochs: 1.5\n",
-                      {"'schedule.warmup_epochs' expects an integer, found '1.5'"});
+  expect_config_error("schedule:\n  warmup_epochs: soon\n",
+                      {"'schedule.warmup_epochs' expects a number, found 'soon'"});
   expect_config_error("ema:\n  enabled: maybe\n",
                       {"line 2: key 'ema.enabled' expects true or false, found 'maybe'"});
   expect_config_error("augment:\n  train:\n    scale: [0.08]\n",

@@ -57,7 +57,7 @@ struct OptimizerSection {
 
 struct ScheduleSection {
   int64_t epochs = 300;
-  int64_t warmup_epochs = 5;
+  double warmup_epochs = 5;  // fractional values make sense with per_step
   double warmup_lr = 1e-6;
   double min_lr = 1e-5;
   int64_t cooldown_epochs = 10;

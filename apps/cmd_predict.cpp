@@ -1,0 +1,252 @@
+// thinkingvit predict: image files in, top-k classes out, with the stage each image stopped at
+// (real early exit at --tau) and its entropy there.
+
+#include <spdlog/spdlog.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+#include "common.h"
+#include "thinkingvit/data/dataset.h"
+#include "thinkingvit/data/transforms.h"
+#include "thinkingvit/eval/table.h"
+#include "thinkingvit/io/checkpoint.h"
+#include "thinkingvit/models/thinking_vit.h"
+#include "thinkingvit/train/config.h"
+#include "thinkingvit/util/error.h"
+#include "thinkingvit/util/progress.h"
+
+namespace thinkingvit::apps {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct PredictArgs {
+  std::vector<std::string> inputs;
+  std::string run, weights, class_names, output, format = "md", entropy_rule = "top10";
+  ModelChoice model;
+  bool ema = false;
+  double tau = 1.0;
+  int64_t top_k = 5, batch_size = 64;
+  std::optional<double> crop_pct;
+  std::vector<float> mean, std;
+  int threads = 0;
+};
+
+bool is_image_file(const fs::path& p) {
+  std::string ext = p.extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(), ::tolower);
+  return ext == ".jpg" || ext == ".jpeg" || ext == ".png" || ext == ".bmp" || ext == ".webp";
+}
+
+// Files as given, folders walked recursively (image extensions only, sorted).
+std::vector<std::string> collect_images(const std::vector<std::string>& inputs) {
+  std::vector<std::string> files;
+  for (const auto& input : inputs) {
+    std::error_code ec;
+    if (fs::is_directory(input, ec)) {
+      std::vector<std::string> found;
+      for (const auto& e : fs::recursive_directory_iterator(input)) {
+        if (e.is_regular_file() && is_image_file(e.path())) found.push_back(e.path().string());
+      }
+      std::sort(found.begin(), found.end());
+      TVIT_CHECK(!found.empty(), "input folder '", input,
+                 "': expected image files (.jpg .jpeg .png .bmp .webp), found none");
+      files.insert(files.end(), found.begin(), found.end());
+    } else {
+      TVIT_CHECK(fs::is_regular_file(input, ec), "input '", input, "': no such file or folder");
+      files.push_back(input);
+    }
+  }
+  return files;
+}
+
+std::vector<std::string> read_class_names(const std::string& path, int64_t num_classes) {
+  std::ifstream in(path);
+  TVIT_CHECK(in, "--class-names '", path, "': cannot open");
+  std::vector<std::string> names;
+  for (std::string line; std::getline(in, line);) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (!line.empty()) names.push_back(line);
+  }
+  TVIT_CHECK(static_cast<int64_t>(names.size()) == num_classes, "--class-names '", path,
+             "': expected one name per line for the model's ", num_classes, " classes, found ",
+             names.size());
+  return names;
+}
+
+std::string format_prob(double p) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.4f", p);
+  return buf;
+}
+
+void run_predict(const PredictArgs& args) {
+  set_threads(args.threads);
+  const auto rule = models::parse_entropy_rule(args.entropy_rule, "--entropy");
+  TVIT_CHECK(args.top_k >= 1, "--top-k: expected >= 1, found ", args.top_k);
+  TVIT_CHECK(args.batch_size >= 1, "--batch-size: expected >= 1, found ", args.batch_size);
+  const auto format = eval::parse_table_format(args.format, "--format");
+
+  // Architecture and preprocessing: the run's config.yaml, a --config training YAML, or the
+  // weights (config.json / tensor shapes) with ImageNet preprocessing.
+  std::string weights_path = args.weights;
+  std::optional<train::TrainConfig> config;
+  if (!args.run.empty()) {
+    TVIT_CHECK(args.model.preset.empty() && args.model.config.empty(),
+               "--run takes the architecture from RUN/config.yaml; drop --preset / --config");
+    config = train::load_config((fs::path(args.run) / "config.yaml").string());
+    if (weights_path.empty()) weights_path = (fs::path(args.run) / "best").string();
+  } else if (!args.model.config.empty()) {
+    config = train::load_config(args.model.config);
+  }
+  TVIT_CHECK(!weights_path.empty(), "pass --weights PATH or --run RUN_FOLDER");
+  if (args.ema) {
+    const fs::path dir = fs::is_directory(weights_path) ? fs::path(weights_path)
+                                                        : fs::path(weights_path).parent_path();
+    weights_path = (dir / "ema.safetensors").string();
+  }
+  const auto weights = io::read_weights(weights_path);
+  const auto options = config ? config->model.options : resolve_model(args.model, &weights);
+  models::ThinkingViT model(options);
+  const auto report = io::load_state_dict(model, weights.tensors, weights.path);
+  spdlog::info("weights '{}': {}", weights.path, report.summary());
+  model->eval();
+
+  data::EvalTransformOptions eval = config ? config->augment.eval : data::EvalTransformOptions{};
+  eval.size = static_cast<int>(options.image_size());
+  if (args.crop_pct) eval.crop_pct = *args.crop_pct;
+  if (!args.mean.empty()) eval.mean = args.mean;
+  if (!args.std.empty()) eval.std = args.std;
+  const auto channels = options.in_channels();
+  TVIT_CHECK(static_cast<int64_t>(eval.mean.size()) == channels &&
+                 static_cast<int64_t>(eval.std.size()) == channels,
+             "normalisation: the model takes ", channels, "-channel images but mean/std have ",
+             eval.mean.size(), "/", eval.std.size(), " values (pass --mean and --std)");
+  TVIT_CHECK(eval.crop_pct > 0 && eval.crop_pct <= 1, "--crop-pct: expected a value in (0, 1], found ",
+             eval.crop_pct);
+  const auto transform = data::make_eval_transform(eval, static_cast<int>(channels));
+
+  const int64_t num_classes = options.num_classes();
+  std::vector<std::string> names;
+  if (!args.class_names.empty()) {
+    names = read_class_names(args.class_names, num_classes);
+  } else if (!weights.label_names.empty()) {
+    names = weights.label_names;
+  } else {
+    for (int64_t i = 0; i < num_classes; ++i) names.push_back(std::to_string(i));
+  }
+  const int64_t k = std::min(args.top_k, num_classes);
+
+  const auto files = collect_images(args.inputs);
+  spdlog::info("{} images; tau {} ({} entropy); preprocessing: shorter side to floor({} / {}), "
+               "centre crop {}, normalise",
+               files.size(), args.tau, args.entropy_rule, eval.size, eval.crop_pct, eval.size);
+  eval::Table table({"image", "stage", "heads", "entropy", "class", "prob", "top" +
+                                                                           std::to_string(k)});
+  std::vector<int64_t> per_stage(options.num_stages(), 0);
+  int64_t skipped = 0;
+  torch::NoGradGuard no_grad;
+  util::Progress progress("predict", static_cast<int64_t>(files.size()), "img");
+  data::Rng unused_rng(0);
+  const int64_t pixels = channels * eval.size * eval.size;
+  for (size_t start = 0; start < files.size(); start += args.batch_size) {
+    const size_t end = std::min(files.size(), start + static_cast<size_t>(args.batch_size));
+    std::vector<size_t> kept;
+    auto batch = torch::empty({static_cast<int64_t>(end - start), channels, eval.size, eval.size});
+    for (size_t i = start; i < end; ++i) {
+      std::string why;
+      const auto image = data::decode_image_file(files[i], 0, &why);
+      if (!image) {
+        spdlog::warn("skipping '{}': {}", files[i], why);
+        ++skipped;
+        continue;
+      }
+      transform.apply(*image, unused_rng,
+                      batch.data_ptr<float>() + static_cast<int64_t>(kept.size()) * pixels);
+      kept.push_back(i);
+    }
+    if (!kept.empty()) {
+      const auto x = batch.narrow(0, 0, static_cast<int64_t>(kept.size()));
+      const auto out = model->forward_elastic(x, args.tau, rule);
+      const auto probs = at::softmax(out.logits.to(at::kFloat), -1);
+      const auto [top_p, top_i] = probs.topk(k, -1);
+      for (size_t j = 0; j < kept.size(); ++j) {
+        const auto row = static_cast<int64_t>(j);
+        const int64_t stage = out.exit_stage[row].item<int64_t>();
+        ++per_stage[stage];
+        std::string top;
+        for (int64_t r = 0; r < k; ++r) {
+          top += (r ? ", " : "") + names[top_i[row][r].item<int64_t>()] + " " +
+                 format_prob(top_p[row][r].item<float>());
+        }
+        table.add_row({files[kept[j]], stage, options.stages()[stage],
+                       static_cast<double>(out.entropy[row].item<float>()),
+                       names[top_i[row][0].item<int64_t>()],
+                       static_cast<double>(top_p[row][0].item<float>()), top});
+      }
+    }
+    progress.update(static_cast<int64_t>(end));
+  }
+  progress.finish();
+  TVIT_CHECK(!table.rows().empty(), "none of the ", files.size(), " input images could be read");
+  table.write(std::cout, format);
+  if (!args.output.empty()) {
+    const bool csv = args.output.size() > 4 && args.output.substr(args.output.size() - 4) == ".csv";
+    table.save(args.output, csv ? eval::TableFormat::kCsv : eval::TableFormat::kJson);
+  }
+  std::string stops;
+  for (size_t s = 0; s < per_stage.size(); ++s) {
+    stops += (s ? ", " : "") + std::to_string(per_stage[s]) + " at stage " + std::to_string(s) +
+             " (" + std::to_string(options.stages()[s]) + " heads)";
+  }
+  spdlog::info("{} images: {}{}", table.rows().size(), stops,
+               skipped ? "; " + std::to_string(skipped) + " unreadable, skipped" : "");
+}
+
+}  // namespace
+
+void add_predict_command(CLI::App& root) {
+  auto args = std::make_shared<PredictArgs>();
+  auto* cmd = root.add_subcommand(
+      "predict", "Top-k classes of image files with early exit: the stage and entropy per image");
+  cmd->add_option("inputs", args->inputs, "image files or folders (searched recursively)")
+      ->required();
+  cmd->add_option("--run", args->run,
+                  "run folder of `thinkingvit train` (config.yaml for the model and "
+                  "preprocessing, best/ for the weights)");
+  cmd->add_option("--weights", args->weights,
+                  "weights: a safetensors file or a Hugging Face style folder");
+  args->model.add_flags(*cmd, /*with_head_dim=*/true);
+  cmd->add_flag("--ema", args->ema, "use the EMA weights (ema.safetensors beside the model)");
+  cmd->add_option("--tau", args->tau,
+                  "entropy threshold: an image stops at the first stage with H < tau")
+      ->capture_default_str();
+  cmd->add_option("--entropy", args->entropy_rule, "entropy rule: top10 (released) or full (paper)")
+      ->capture_default_str();
+  cmd->add_option("--class-names", args->class_names,
+                  "text file with one class name per line (default: the weights' config.json "
+                  "label_names, else class indices)");
+  cmd->add_option("--top-k", args->top_k, "classes listed per image")->capture_default_str();
+  cmd->add_option("--crop-pct", args->crop_pct,
+                  "eval crop fraction (default: the run's config, else 0.9)");
+  cmd->add_option("--mean", args->mean, "normalisation mean per channel (default: config/ImageNet)")
+      ->delimiter(',');
+  cmd->add_option("--std", args->std, "normalisation std per channel (default: config/ImageNet)")
+      ->delimiter(',');
+  cmd->add_option("--batch-size", args->batch_size, "images per forward pass")
+      ->capture_default_str();
+  cmd->add_option("--format", args->format, "stdout format: md, csv or json")
+      ->capture_default_str();
+  cmd->add_option("--output", args->output, "also write the table (.csv or .json)");
+  cmd->add_option("--threads", args->threads, "intra-op threads (0: one per core)")
+      ->capture_default_str();
+  cmd->callback([args] { run_predict(*args); });
+}
+
+}  // namespace thinkingvit::apps
