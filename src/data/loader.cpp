@@ -80,7 +80,8 @@ Batch DataLoader::build(const Epoch& epoch, int64_t number) {
       }
     }
     TVIT_CHECK(sample.has_value(), "data loader: no readable sample in the epoch");
-    auto rng = sample_rng(options_.seed, epoch.epoch, position);
+    auto rng = sample_rng(options_.seed, epoch.epoch,
+                          options_.position_offset + options_.position_stride * position);
     transform_.apply(sample->image, rng, images + r * c * s * s);
     labels[r] = sample->label;
     batch.indices.push_back(index);

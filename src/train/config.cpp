@@ -27,6 +27,7 @@ const std::vector<std::string> kDatasets = {"fashion-mnist", "mnist",        "ci
 const std::vector<std::string> kSamplingModes = {"all", "sandwich", "stochastic"};
 const std::vector<std::string> kDtypes = {"fp32", "bf16"};
 const std::vector<std::string> kDevices = {"auto", "cpu", "cuda"};
+const std::vector<std::string> kBackends = {"auto", "gloo", "nccl"};
 
 std::string joined(const std::vector<std::string>& names, const char* separator = ", ") {
   std::string out;
@@ -224,6 +225,9 @@ const std::vector<Field>& fields() {
       TVIT_FIELD(precision.tf32),
       TVIT_FIELD(checkpoint.every_epochs),
       TVIT_FIELD(checkpoint.keep_last),
+      TVIT_FIELD(distributed.backend),
+      TVIT_FIELD(distributed.timeout_s),
+      TVIT_FIELD(distributed.bucket_mb),
       TVIT_FIELD(run.output_dir),
       TVIT_FIELD(run.seed),
       TVIT_FIELD(run.threads),
@@ -539,6 +543,13 @@ class Loader {
             "expects an integer >= 1, found ", c.checkpoint.every_epochs);
     require(c.checkpoint.keep_last >= 1, "checkpoint.keep_last", "expects an integer >= 1, found ",
             c.checkpoint.keep_last);
+
+    const auto& ds = c.distributed;
+    require_one_of("distributed.backend", ds.backend, kBackends);
+    require(ds.timeout_s > 0, "distributed.timeout_s", "expects seconds > 0, found ",
+            format_number(ds.timeout_s));
+    require(ds.bucket_mb > 0, "distributed.bucket_mb", "expects megabytes > 0, found ",
+            format_number(ds.bucket_mb));
 
     const auto& r = c.run;
     require(!r.output_dir.empty(), "run.output_dir", "expects a folder, found nothing");

@@ -9,12 +9,14 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "thinkingvit/data/loader.h"
 #include "thinkingvit/data/mixing.h"
 #include "thinkingvit/data/sampler.h"
 #include "thinkingvit/eval/evaluate.h"
 #include "thinkingvit/io/checkpoint.h"
+#include "thinkingvit/train/distributed.h"
 #include "thinkingvit/train/recipe.h"
 #include "thinkingvit/util/compat.h"
 #include "thinkingvit/util/error.h"
@@ -187,31 +189,71 @@ std::string join(const std::vector<double>& v, int digits) {
   return out;
 }
 
+// Top-1 / top-5 percentages per stage over every rank's share of the validation set.
+void reduce_accuracy(const eval::StageRecords& records, Distributed& dist,
+                     std::vector<double>& top1, std::vector<double>& top5) {
+  const auto stages = static_cast<size_t>(records.correct1.size(0));
+  std::vector<double> counts(2 * stages + 1);
+  for (size_t s = 0; s < stages; ++s) {
+    counts[s] = static_cast<double>(records.correct1[s].sum().item<int64_t>());
+    counts[stages + s] = static_cast<double>(records.correct5[s].sum().item<int64_t>());
+  }
+  counts[2 * stages] = static_cast<double>(records.num_samples);
+  counts = dist.sum(counts);
+  top1.assign(stages, 0.0);
+  top5.assign(stages, 0.0);
+  for (size_t s = 0; s < stages; ++s) {
+    top1[s] = 100.0 * counts[s] / counts[2 * stages];
+    top5[s] = 100.0 * counts[stages + s] / counts[2 * stages];
+  }
+}
+
 }  // namespace
 
 std::vector<EpochSummary> train(const TrainConfig& config_in, const TrainOptions& train_options) {
   TrainConfig config = config_in;
   config.model.options.recycling(config.sampling.recycling);
-  const RunPaths paths(config.run.output_dir);
-  fs::create_directories(paths.root);
-  auto file_sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(paths.log.string());
-  spdlog::default_logger()->sinks().push_back(file_sink);
-  struct SinkGuard {
-    std::shared_ptr<spdlog::sinks::sink> sink;
-    ~SinkGuard() {
-      auto& sinks = spdlog::default_logger()->sinks();
-      sinks.erase(std::remove(sinks.begin(), sinks.end(), sink), sinks.end());
-    }
-  } sink_guard{file_sink};
-
-  const std::string resolved = to_yaml(config);
-  write_text_atomic(paths.config, resolved);
-  spdlog::info("resolved configuration (saved to {}):\n{}", paths.config.string(), resolved);
-
   const bool cuda =
       config.run.device == "cuda" || (config.run.device == "auto" && compat::cuda_available());
-  const c10::Device device(cuda ? c10::kCUDA : c10::kCPU);
-  if (config.run.threads > 0) at::set_num_threads(config.run.threads);
+
+  // ---- processes: rank 0 alone writes logs, metrics and checkpoints ----
+  const auto env = dist_env();
+  const auto& dc = config.distributed;
+  Distributed dist(env, dc.backend == "auto" ? (cuda ? "nccl" : "gloo") : dc.backend,
+                   std::chrono::milliseconds(static_cast<int64_t>(dc.timeout_s * 1000)),
+                   dc.bucket_mb);
+  const bool main_rank = dist.is_main();
+  const c10::Device device = cuda ? c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(
+                                                                env.local_rank))
+                                  : c10::Device(c10::kCPU);
+  if (config.run.threads > 0) {
+    at::set_num_threads(config.run.threads);
+  } else if (dist.enabled()) {  // share the cores among this machine's processes
+    const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    at::set_num_threads(std::max(1, cores / env.local_world_size));
+  }
+  const RunPaths paths(config.run.output_dir);
+  struct LogGuard {  // the file sink (rank 0) or a quieter console (other ranks), undone at exit
+    std::shared_ptr<spdlog::sinks::sink> sink;
+    spdlog::level::level_enum level = spdlog::default_logger()->level();
+    ~LogGuard() {
+      auto& sinks = spdlog::default_logger()->sinks();
+      if (sink) sinks.erase(std::remove(sinks.begin(), sinks.end(), sink), sinks.end());
+      spdlog::default_logger()->set_level(level);
+    }
+  } log_guard;
+  if (main_rank) {
+    fs::create_directories(paths.root);
+    log_guard.sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(paths.log.string());
+    spdlog::default_logger()->sinks().push_back(log_guard.sink);
+    spdlog::flush_every(std::chrono::seconds(5));
+  } else {
+    spdlog::default_logger()->set_level(spdlog::level::warn);
+  }
+
+  const std::string resolved = to_yaml(config);
+  if (main_rank) write_text_atomic(paths.config, resolved);
+  spdlog::info("resolved configuration (saved to {}):\n{}", paths.config.string(), resolved);
   const auto& mo = config.model.options;
 
   // ---- data ----
@@ -230,17 +272,25 @@ std::vector<EpochSummary> train(const TrainConfig& config_in, const TrainOptions
   lo.pin_memory = cuda && config.data.pin_memory;
   lo.skip_corrupt = config.data.skip_corrupt;
   lo.seed = config.run.seed;
+  lo.position_offset = dist.rank();  // rank r holds global positions r, r + W, ...
+  lo.position_stride = dist.world_size();
   const int channels = static_cast<int>(mo.in_channels());
   data::DataLoader train_loader(sets.train,
                                 data::make_train_transform(config.augment.train, channels), lo);
   auto eval_lo = lo;
   eval_lo.batch_size = config.data.eval_batch_size;
   eval_lo.drop_last = false;
+  // Validation: rank r takes images r, r + W, ... (no padding); the counts are summed.
+  std::vector<int64_t> val_indices;
+  for (int64_t i = dist.rank(); i < sets.val->size(); i += dist.world_size())
+    val_indices.push_back(i);
   data::DataLoader val_loader(sets.val, data::make_eval_transform(config.augment.eval, channels),
                               eval_lo);
   data::SamplerOptions so;
   so.seed = config.run.seed;
   so.repeats = config.data.repeated_aug;
+  so.rank = dist.rank();
+  so.world_size = dist.world_size();
 
   // ---- model, optimiser, EMA ----
   torch::manual_seed(config.run.seed);
@@ -254,7 +304,14 @@ std::vector<EpochSummary> train(const TrainConfig& config_in, const TrainOptions
     spdlog::info("initialised from '{}': {}", weights.path, report.summary());
   }
   model->to(device);
-  const int64_t global_batch = config.data.batch_size * config.optimizer.accum_steps;
+  {
+    std::vector<at::Tensor> state = model->parameters();
+    for (const auto& b : model->buffers()) state.push_back(b);
+    dist.broadcast(state);  // every rank starts from rank 0's weights
+  }
+  const std::vector<at::Tensor> params = model->parameters();
+  const int64_t global_batch =
+      config.data.batch_size * dist.world_size() * config.optimizer.accum_steps;
   const double lr = effective_lr(config.optimizer, global_batch);
   spdlog::info("lr: base {} for batch {}, effective {} for global batch {}", config.optimizer.lr,
                config.optimizer.lr_base_batch, lr, global_batch);
@@ -265,7 +322,8 @@ std::vector<EpochSummary> train(const TrainConfig& config_in, const TrainOptions
 
   TrainState state;
   if (train_options.resume) state = load_checkpoint(paths, model, ema.get(), *optimizer);
-  std::ofstream metrics(paths.metrics, std::ios::app);
+  std::ofstream metrics;
+  if (main_rank) metrics.open(paths.metrics, std::ios::app);
 
   const int64_t total_epochs = config.schedule.epochs + config.schedule.cooldown_epochs;
   const bool bf16 = config.precision.dtype == "bf16";
@@ -275,7 +333,8 @@ std::vector<EpochSummary> train(const TrainConfig& config_in, const TrainOptions
     if (train_options.stop_after_epochs >= 0 && epochs_run >= train_options.stop_after_epochs)
       break;
     // Every source of randomness is a function of (seed, epoch): resuming repeats it exactly.
-    torch::manual_seed(config.run.seed * 1000003 + epoch);
+    torch::manual_seed(config.run.seed * 1000003 + epoch +
+                       (static_cast<uint64_t>(dist.rank()) << 32));  // drop path differs by rank
     auto step_rng = data::sample_rng(config.run.seed, epoch, /*index=*/-7);
     train_loader.start_epoch(epoch, data::epoch_indices(sets.train->size(), epoch, so));
     const int64_t steps = train_loader.num_batches();
@@ -286,6 +345,7 @@ std::vector<EpochSummary> train(const TrainConfig& config_in, const TrainOptions
     summary.epoch = epoch;
     summary.stage_loss.assign(mo.num_stages(), 0.0);
     double wait_s = 0.0;
+    int64_t skipped_images = 0;
     int64_t images = 0;
     const auto epoch_start = Clock::now();
     util::Progress progress("epoch " + std::to_string(epoch), steps, "step");
@@ -324,6 +384,7 @@ std::vector<EpochSummary> train(const TrainConfig& config_in, const TrainOptions
       }
       (loss / config.optimizer.accum_steps).backward();
       if ((i + 1) % config.optimizer.accum_steps == 0 || i + 1 == steps) {
+        dist.average_gradients(params);
         if (config.optimizer.clip_grad > 0) {
           torch::nn::utils::clip_grad_norm_(model->parameters(), config.optimizer.clip_grad);
         }
@@ -335,14 +396,14 @@ std::vector<EpochSummary> train(const TrainConfig& config_in, const TrainOptions
       const double loss_value = loss.item<double>();
       summary.loss += loss_value;
       images += batch->images.size(0);
-      if (config.run.log_every_steps > 0 && (i + 1) % config.run.log_every_steps == 0) {
+      if (main_rank && (i + 1) % config.run.log_every_steps == 0) {
         const double elapsed = std::chrono::duration<double>(Clock::now() - epoch_start).count();
         nlohmann::json j = {{"type", "step"},
                             {"epoch", epoch},
                             {"step", state.step},
                             {"lr", lr_now},
                             {"loss", loss_value},
-                            {"images_per_s", images / elapsed},
+                            {"images_per_s", dist.world_size() * images / elapsed},
                             {"data_wait_share", wait_s / elapsed}};
         metrics << j.dump() << "\n" << std::flush;
       }
@@ -352,20 +413,29 @@ std::vector<EpochSummary> train(const TrainConfig& config_in, const TrainOptions
     }
     progress.finish();
     const double elapsed = std::chrono::duration<double>(Clock::now() - epoch_start).count();
-    summary.loss /= steps;
-    for (auto& l : summary.stage_loss) l /= steps;
-    summary.images_per_s = images / elapsed;
-    summary.data_wait_share = wait_s / elapsed;
+    {  // losses averaged over ranks, throughput summed, data wait averaged
+      std::vector<double> values = {summary.loss, static_cast<double>(images), wait_s / elapsed,
+                                    static_cast<double>(train_loader.skipped())};
+      values.insert(values.end(), summary.stage_loss.begin(), summary.stage_loss.end());
+      values = dist.sum(values);
+      const double w = dist.world_size();
+      summary.loss = values[0] / w / steps;
+      summary.images_per_s = values[1] / elapsed;
+      summary.data_wait_share = values[2] / w;
+      skipped_images = static_cast<int64_t>(values[3]);
+      for (size_t s = 0; s < summary.stage_loss.size(); ++s)
+        summary.stage_loss[s] = values[4 + s] / w / steps;
+    }
 
     // ---- validation: every stage alone, model and EMA ----
-    val_loader.start_epoch(0, data::epoch_indices(sets.val->size(), 0, {false}));
-    const auto val = eval::evaluate(model, val_loader, models::EntropyRule::kTop10, device);
-    summary.val_top1 = val.top1;
-    summary.val_top5 = val.top5;
+    val_loader.start_epoch(0, val_indices);
+    reduce_accuracy(eval::evaluate(model, val_loader, models::EntropyRule::kTop10, device), dist,
+                    summary.val_top1, summary.val_top5);
     if (ema) {
-      val_loader.start_epoch(0, data::epoch_indices(sets.val->size(), 0, {false}));
-      summary.ema_top1 =
-          eval::evaluate(ema->module(), val_loader, models::EntropyRule::kTop10, device).top1;
+      val_loader.start_epoch(0, val_indices);
+      std::vector<double> unused;
+      reduce_accuracy(eval::evaluate(ema->module(), val_loader, models::EntropyRule::kTop10, device),
+                      dist, summary.ema_top1, unused);
     }
     spdlog::info(
         "epoch {}/{}: loss {:.4f} (stages {}), lr {:.3e}, {:.1f} img/s, data wait {:.0f}%, "
@@ -384,20 +454,21 @@ std::vector<EpochSummary> train(const TrainConfig& config_in, const TrainOptions
                         {"val_top1", summary.val_top1},
                         {"val_top5", summary.val_top5},
                         {"ema_top1", summary.ema_top1},
-                        {"skipped_images", train_loader.skipped()}};
-    metrics << j.dump() << "\n" << std::flush;
+                        {"skipped_images", skipped_images}};
+    if (main_rank) metrics << j.dump() << "\n" << std::flush;
 
     // ---- checkpoints ----
     state.epoch = epoch;
     const bool last_epoch = epoch + 1 == total_epochs;
-    if (last_epoch || (epoch + 1) % std::max<int64_t>(1, config.checkpoint.every_epochs) == 0) {
+    if (main_rank &&
+        (last_epoch || (epoch + 1) % std::max<int64_t>(1, config.checkpoint.every_epochs) == 0)) {
       save_checkpoint(paths, config, label_names, model, ema.get(), *optimizer, state,
                       config.checkpoint.keep_last);
     }
     const double top1 = summary.val_top1.back();
     if (top1 > state.best_top1) {
       state.best_top1 = top1;
-      write_folder_atomic(paths.best, [&](const fs::path& dir) {
+      if (main_rank) write_folder_atomic(paths.best, [&](const fs::path& dir) {
         io::save_weights(model, (dir / "model.safetensors").string(),
                          {{"epoch", std::to_string(epoch)}});
         if (ema) io::save_weights(ema->module(), (dir / "ema.safetensors").string());

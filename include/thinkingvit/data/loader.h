@@ -30,6 +30,11 @@ struct LoaderOptions {
   bool pin_memory = false;   // page-locked batches for asynchronous host-to-GPU copies
   bool skip_corrupt = true;  // false: an unreadable sample is an error
   uint64_t seed = 0;
+  // Local position p of an epoch draws its randomness from global position
+  // position_offset + position_stride * p. Rank r of W (rank::W sharding): offset r, stride W,
+  // so that every sample is augmented as a single process with the global batch would do.
+  int64_t position_offset = 0;
+  int64_t position_stride = 1;
 };
 
 struct Batch {

@@ -88,6 +88,14 @@ struct CheckpointSection {
   int keep_last = 3;
 };
 
+// Multi-process data parallelism; the ranks come from torchrun / SLURM variables
+// (scripts/launch_local.sh N sets them for one machine).
+struct DistributedSection {
+  std::string backend = "auto";  // auto (nccl on CUDA, gloo on CPU) | gloo | nccl
+  double timeout_s = 300;        // a rank that stops answering fails the others after this
+  double bucket_mb = 25;         // gradient all-reduce bucket size
+};
+
 struct RunSection {
   std::string output_dir = "runs/default";
   uint64_t seed = 42;
@@ -107,6 +115,7 @@ struct TrainConfig {
   SamplingSection sampling;
   PrecisionSection precision;
   CheckpointSection checkpoint;
+  DistributedSection distributed;
   RunSection run;
 };
 

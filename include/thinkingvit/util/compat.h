@@ -4,6 +4,8 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <chrono>
+#include <memory>
 #include <string>
 
 namespace thinkingvit::compat {
@@ -42,5 +44,28 @@ class AutocastGuard {
   bool prev_enabled_ = false;
   c10::ScalarType prev_dtype_ = c10::ScalarType::Undefined;
 };
+
+// A c10d process group over the ranks of a job, reduced to what training needs. The c10d types
+// (their class hierarchy changed between 1.13 and 2.x) stay inside compat_distributed.cpp.
+class ProcessGroup {
+ public:
+  virtual ~ProcessGroup() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  virtual std::string backend() const = 0;
+  // In place, every rank ends with the elementwise sum (Gloo refuses AVG: divide yourself).
+  virtual void all_reduce_sum(at::Tensor& tensor) = 0;
+  // In place, every rank ends with `root`'s values.
+  virtual void broadcast(at::Tensor& tensor, int root) = 0;
+  virtual void barrier() = 0;
+};
+
+// Joins (rank 0: hosts) a TCP store at master_addr:master_port and creates the process group:
+// "gloo" (CPU tensors) or "nccl" (CUDA tensors, where LibTorch was built with it). Every
+// collective and the rendezvous fail with an Error after `timeout` instead of hanging.
+std::unique_ptr<ProcessGroup> make_process_group(const std::string& backend,
+                                                 const std::string& master_addr, int master_port,
+                                                 int rank, int world_size,
+                                                 std::chrono::milliseconds timeout);
 
 }  // namespace thinkingvit::compat

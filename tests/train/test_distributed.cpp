@@ -1,0 +1,201 @@
+// Data-parallel training: where a process sits in the job, and two Gloo processes training
+// exactly as one process with the same global batch.
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "../test_util.h"
+#include "thinkingvit/io/safetensors.h"
+#include "thinkingvit/train/distributed.h"
+
+namespace thinkingvit::testing {
+
+namespace {
+
+using train::dist_env_from;
+
+train::DistEnv env_of(const std::map<std::string, std::string>& vars) {
+  return dist_env_from([&](const char* name) -> const char* {
+    auto it = vars.find(name);
+    return it == vars.end() ? nullptr : it->second.c_str();
+  });
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+int shell(const std::string& cmd) {
+  const int status = std::system(cmd.c_str());
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+std::string launcher() {
+  return std::string(THINKINGVIT_FIXTURES) + "/../../scripts/launch_local.sh";
+}
+
+// A tiny synthetic job whose randomness is all per sample (augmentation) or shared (schedule):
+// no mixup / cutmix (they pair samples within a batch) and no drop path.
+void write_config(const TempDir& dir) {
+  std::ofstream(dir.file("tiny.yaml"))
+      << "model:\n  image_size: 8\n  patch_size: 4\n  num_classes: 12\n  head_dim: 4\n"
+         "  depth: 2\n  stages: [1, 2]\n  drop_path_rate: 0.0\n"
+         "data:\n  dataset: synthetic\n  synthetic_size: 48\n  batch_size: 8\n"
+         "  eval_batch_size: 16\n  num_workers: 1\n"
+         "augment:\n  train:\n    size: 8\n  eval:\n    size: 8\n    crop_pct: 1.0\n"
+         "  mix:\n    mixup_alpha: 0.0\n    cutmix_alpha: 0.0\n"
+         "optimizer:\n  lr: 1.0e-3\n  lr_base_batch: 8\n"
+         "schedule:\n  epochs: 2\n  warmup_epochs: 0.5\n  cooldown_epochs: 0\n  per_step: true\n"
+         "ema:\n  decay: 0.9\n"
+         "distributed:\n  timeout_s: 20\n"
+         "run:\n  threads: 1\n";
+}
+
+}  // namespace
+
+TEST(DistEnv, SingleProcessWithoutVariables) {
+  const auto env = env_of({});
+  EXPECT_EQ(env.world_size, 1);
+  EXPECT_EQ(env.rank, 0);
+  EXPECT_EQ(env.source, "single process");
+}
+
+TEST(DistEnv, TorchrunVariables) {
+  const auto env = env_of({{"RANK", "5"},
+                           {"WORLD_SIZE", "8"},
+                           {"LOCAL_RANK", "1"},
+                           {"LOCAL_WORLD_SIZE", "4"},
+                           {"MASTER_ADDR", "node7"},
+                           {"MASTER_PORT", "23456"}});
+  EXPECT_EQ(env.rank, 5);
+  EXPECT_EQ(env.world_size, 8);
+  EXPECT_EQ(env.local_rank, 1);
+  EXPECT_EQ(env.local_world_size, 4);
+  EXPECT_EQ(env.master_addr, "node7");
+  EXPECT_EQ(env.master_port, 23456);
+  EXPECT_EQ(env.source, "torchrun variables");
+}
+
+TEST(DistEnv, SlurmVariables) {
+  const auto env = env_of({{"SLURM_PROCID", "3"},
+                           {"SLURM_NTASKS", "4"},
+                           {"SLURM_LOCALID", "1"},
+                           {"SLURM_NTASKS_PER_NODE", "2"},
+                           {"SLURM_LAUNCH_NODE_IPADDR", "10.0.0.2"},
+                           {"MASTER_PORT", "29400"}});
+  EXPECT_EQ(env.rank, 3);
+  EXPECT_EQ(env.world_size, 4);
+  EXPECT_EQ(env.local_rank, 1);
+  EXPECT_EQ(env.local_world_size, 2);
+  EXPECT_EQ(env.master_addr, "10.0.0.2");
+  EXPECT_EQ(env.master_port, 29400);
+  EXPECT_EQ(env.source, "SLURM");
+  // torchrun variables win over SLURM's (torchrun inside an allocation).
+  EXPECT_EQ(env_of({{"SLURM_PROCID", "3"}, {"SLURM_NTASKS", "4"}, {"RANK", "0"},
+                    {"WORLD_SIZE", "1"}})
+                .world_size,
+            1);
+}
+
+TEST(DistEnv, MalformedVariablesNameThemselves) {
+  auto expect_error = [](const std::map<std::string, std::string>& vars, const std::string& what) {
+    try {
+      env_of(vars);
+      ADD_FAILURE() << "no error for " << what;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
+    }
+  };
+  expect_error({{"RANK", "one"}, {"WORLD_SIZE", "2"}},
+               "environment variable RANK: expected an integer >= 0, found 'one'");
+  expect_error({{"RANK", "2"}, {"WORLD_SIZE", "2"}}, "rank 2 is outside a world of 2");
+  expect_error({{"RANK", "0"}}, "RANK and WORLD_SIZE must be set together");
+  expect_error({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_PORT", "70000"}}, "MASTER_PORT");
+}
+
+TEST(Distributed, SingleProcessIsANoOp) {
+  train::Distributed dist(train::DistEnv{}, "gloo", std::chrono::seconds(1));
+  EXPECT_FALSE(dist.enabled());
+  auto p = torch::ones({3}).requires_grad_();
+  p.mutable_grad() = torch::full({3}, 2.0);
+  dist.average_gradients({p});
+  EXPECT_TRUE(torch::equal(p.grad(), torch::full({3}, 2.0)));
+  EXPECT_EQ(dist.sum({1.5, 2.0}), (std::vector<double>{1.5, 2.0}));
+}
+
+// Two Gloo processes with 4 images each end with the weights of one process with 8 images.
+TEST(Distributed, TwoGlooProcessesEqualOneWithTheSameGlobalBatch) {
+  TempDir dir;
+  write_config(dir);
+  const std::string bin = THINKINGVIT_BIN;
+  const std::string common = " train --config " + dir.file("tiny.yaml");
+  ASSERT_EQ(shell(bin + common + " --output-dir " + dir.file("one") + " > " + dir.file("one.log") +
+                  " 2>&1"),
+            0)
+      << slurp(dir.file("one.log"));
+  ASSERT_EQ(shell("bash " + launcher() + " 2 " + bin + common + " --output-dir " +
+                  dir.file("two") + " --set data.batch_size=4 > " + dir.file("two.log") + " 2>&1"),
+            0)
+      << slurp(dir.file("two.log"));
+  EXPECT_NE(slurp(dir.file("two/train.log")).find("effective 0.001 for global batch 8"),
+            std::string::npos);
+  const std::string last = "/checkpoints/epoch_0001/";
+  for (const char* file : {"model.safetensors", "ema.safetensors"}) {
+    const auto one = io::read_safetensors(dir.file("one") + last + file).tensors;
+    const auto two = io::read_safetensors(dir.file("two") + last + file).tensors;
+    ASSERT_EQ(one.size(), two.size());
+    for (const auto& [name, tensor] : one) {
+      const double diff = (tensor - two.at(name)).abs().max().item<double>();
+      EXPECT_LT(diff, 1e-5) << file << " " << name;
+    }
+  }
+  // The second epoch moved the weights: the 1e-5 agreement is not between unchanged tensors.
+  const auto first = io::read_safetensors(dir.file("one/checkpoints/epoch_0000/model.safetensors"));
+  const auto second = io::read_safetensors(dir.file("one") + last + "model.safetensors");
+  EXPECT_GT((first.tensors.at("head.weight") - second.tensors.at("head.weight")).abs().max().item<double>(),
+            1e-4);
+  // Only rank 0 wrote: one metrics line per epoch, and validation counted every image once.
+  const auto metrics = slurp(dir.file("two/metrics.jsonl"));
+  EXPECT_EQ(std::count(metrics.begin(), metrics.end(), '\n'), 2) << metrics;
+  const auto one_metrics = slurp(dir.file("one/metrics.jsonl"));
+  const auto top1 = [](const std::string& text) {
+    const auto at = text.rfind("\"val_top1\":");
+    return text.substr(at, text.find(']', at) - at);
+  };
+  EXPECT_EQ(top1(metrics), top1(one_metrics));
+}
+
+// A rank whose peers never arrive fails with one clear error inside the timeout.
+TEST(Distributed, AMissingPeerFailsWithinTheTimeout) {
+  TempDir dir;
+  write_config(dir);
+  const auto start = std::chrono::steady_clock::now();
+  const int code = shell("RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=29731 " +
+                         std::string(THINKINGVIT_BIN) + " train --config " + dir.file("tiny.yaml") +
+                         " --output-dir " + dir.file("run") +
+                         " --set distributed.timeout_s=2 > /dev/null 2> " + dir.file("err.txt"));
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_NE(code, 0);
+  EXPECT_LT(seconds, 60.0);
+  const auto err = slurp(dir.file("err.txt"));
+  EXPECT_NE(err.find("error: distributed: rank 0"), std::string::npos) << err;
+  EXPECT_EQ(err.find("frame #"), std::string::npos) << "a backtrace instead of one line: " << err;
+  // The launcher stops every process when one fails and returns its status.
+  const int launched = shell("bash " + launcher() + " 2 " + std::string(THINKINGVIT_BIN) +
+                             " train --config " + dir.file("missing.yaml") + " > /dev/null 2> " +
+                             dir.file("launch.txt"));
+  EXPECT_NE(launched, 0);
+  EXPECT_NE(slurp(dir.file("launch.txt")).find("missing.yaml"), std::string::npos);
+}
+
+}  // namespace thinkingvit::testing
