@@ -4,6 +4,7 @@
 
 #include "common.h"
 #include "thinkingvit/train/config.h"
+#include "thinkingvit/train/distributed.h"
 #include "thinkingvit/train/trainer.h"
 
 namespace thinkingvit::apps {
@@ -25,7 +26,7 @@ void run_train(const TrainArgs& args) {
   train::TrainOptions options;
   options.resume = args.resume;
   const auto history = train::train(config, options);
-  if (!history.empty()) {
+  if (!history.empty() && train::dist_env().rank == 0) {
     spdlog::info("done: {} epochs, run folder {}", history.size(), config.run.output_dir);
   }
 }

@@ -61,6 +61,7 @@ EvalSetup make_eval_setup(const EvalSource& s) {
   lo.batch_size = setup.config.data.eval_batch_size;
   lo.num_workers = setup.config.data.num_workers;
   lo.skip_corrupt = setup.config.data.skip_corrupt;
+  lo.reduced_decode = setup.config.data.fast_decode;
   setup.loader = std::make_unique<data::DataLoader>(
       setup.val,
       data::make_eval_transform(e, static_cast<int>(setup.config.model.options.in_channels())), lo);

@@ -18,6 +18,7 @@ void add_train_command(CLI::App& root);
 void add_eval_command(CLI::App& root);
 void add_sweep_command(CLI::App& root);
 void add_predict_command(CLI::App& root);
+void add_data_bench_command(CLI::App& root);
 }  // namespace thinkingvit::apps
 
 int main(int argc, char** argv) {
@@ -33,6 +34,7 @@ int main(int argc, char** argv) {
   thinkingvit::apps::add_sweep_command(app);
   thinkingvit::apps::add_predict_command(app);
   thinkingvit::apps::add_bench_command(app);
+  thinkingvit::apps::add_data_bench_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -19,6 +19,8 @@ DataLoader::DataLoader(std::shared_ptr<const Dataset> dataset, SampleTransform t
   TVIT_CHECK(options_.prefetch_batches >= 1, "data loader: prefetch_batches must be >= 1, found ",
              options_.prefetch_batches);
   if (options_.pin_memory && !compat::cuda_available()) options_.pin_memory = false;
+  if (options_.reduced_decode && transform_.decode_min_side > 0)
+    folder_ = dynamic_cast<const ImageFolder*>(dataset_.get());
   for (int i = 0; i < options_.num_workers; ++i) workers_.emplace_back([this] { worker_loop(); });
 }
 
@@ -72,7 +74,8 @@ Batch DataLoader::build(const Epoch& epoch, int64_t number) {
     int64_t index = -1;
     for (int64_t k = 0; k < n && !sample; ++k) {  // replace unreadable samples, deterministically
       index = epoch.indices[(position + k) % n];
-      sample = dataset_->get(index);
+      sample = folder_ ? folder_->get_reduced(index, transform_.decode_min_side)
+                       : dataset_->get(index);
       if (!sample) {
         ++skipped_;
         TVIT_CHECK(options_.skip_corrupt, "data loader: sample ", index,

@@ -171,11 +171,14 @@ const std::vector<Field>& fields() {
       TVIT_FIELD(data.val_dir),
       TVIT_FIELD(data.class_list),
       TVIT_FIELD(data.synthetic_size),
+      TVIT_FIELD(data.train_limit),
+      TVIT_FIELD(data.val_limit),
       TVIT_FIELD(data.batch_size),
       TVIT_FIELD(data.eval_batch_size),
       TVIT_FIELD(data.num_workers),
       TVIT_FIELD(data.prefetch_batches),
       TVIT_FIELD(data.skip_corrupt),
+      TVIT_FIELD(data.fast_decode),
       TVIT_FIELD(data.pin_memory),
       TVIT_FIELD(data.repeated_aug),
       TVIT_FIELD(augment.train.size),
@@ -446,6 +449,10 @@ class Loader {
             "') for the image-folder dataset, found ''");
     require(d.synthetic_size >= 1, "data.synthetic_size", "expects an integer >= 1, found ",
             d.synthetic_size);
+    require(d.train_limit >= 0, "data.train_limit", "expects an integer >= 0 (0: all), found ",
+            d.train_limit);
+    require(d.val_limit >= 0, "data.val_limit", "expects an integer >= 0 (0: all), found ",
+            d.val_limit);
     require(d.batch_size >= 1, "data.batch_size", "expects an integer >= 1, found ", d.batch_size);
     require(d.eval_batch_size >= 1, "data.eval_batch_size", "expects an integer >= 1, found ",
             d.eval_batch_size);

@@ -28,6 +28,37 @@ namespace thinkingvit::train {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
+namespace {
+
+// The first `limit` samples of a dataset (data.train_limit / data.val_limit).
+class FirstSamples : public data::Dataset {
+ public:
+  FirstSamples(std::shared_ptr<const data::Dataset> base, int64_t limit)
+      : base_(std::move(base)), size_(std::min(limit, base_->size())) {}
+  int64_t size() const override { return size_; }
+  int64_t num_classes() const override { return base_->num_classes(); }
+  int channels() const override { return base_->channels(); }
+  std::optional<data::Sample> get(int64_t index) const override {
+    TVIT_CHECK(index >= 0 && index < size_, "sample index ", index, " outside [0, ", size_, ")");
+    return base_->get(index);
+  }
+  std::vector<int64_t> labels() const override {
+    auto all = base_->labels();
+    all.resize(static_cast<size_t>(size_));
+    return all;
+  }
+  std::vector<std::string> class_names() const override { return base_->class_names(); }
+  std::string describe() const override {
+    return base_->describe() + ", first " + std::to_string(size_) + " used";
+  }
+
+ private:
+  std::shared_ptr<const data::Dataset> base_;
+  int64_t size_;
+};
+
+}  // namespace
+
 Datasets open_datasets(const TrainConfig& c) {
   const auto& d = c.data;
   const auto& m = c.model.options;
@@ -56,6 +87,8 @@ Datasets open_datasets(const TrainConfig& c) {
   } else {
     fail("data.dataset: unknown dataset '", d.dataset, "'");
   }
+  if (d.train_limit > 0) out.train = std::make_shared<FirstSamples>(out.train, d.train_limit);
+  if (d.val_limit > 0) out.val = std::make_shared<FirstSamples>(out.val, d.val_limit);
   for (const auto* set : {out.train.get(), out.val.get()}) {
     TVIT_CHECK(set->channels() == m.in_channels() || (set->channels() == 1 && m.in_channels() == 3),
                "data.dataset '", d.dataset, "' has ", set->channels(),
@@ -280,6 +313,7 @@ std::vector<EpochSummary> train(const TrainConfig& config_in, const TrainOptions
   auto eval_lo = lo;
   eval_lo.batch_size = config.data.eval_batch_size;
   eval_lo.drop_last = false;
+  eval_lo.reduced_decode = config.data.fast_decode;
   // Validation: rank r takes images r, r + W, ... (no padding); the counts are summed.
   std::vector<int64_t> val_indices;
   for (int64_t i = dist.rank(); i < sets.val->size(); i += dist.world_size())

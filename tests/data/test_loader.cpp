@@ -4,6 +4,7 @@
 #include "../test_util.h"
 #include "thinkingvit/data/loader.h"
 
+#include <filesystem>
 #include <numeric>
 #include <set>
 
@@ -119,5 +120,67 @@ TEST(Loader, CorruptSamplesAreSkippedAndCounted) {
   strict.start_epoch(0, range(8));
   expect_error([&] { strict.next(); }, {"sample 2 is unreadable", "skip_corrupt"});
 }
+
+}  // namespace thinkingvit::testing
+
+namespace thinkingvit::testing {
+
+// Rank r of W with offset r / stride W draws the randomness of global position r + W * p.
+TEST(Loader, GlobalPositionsAcrossRanks) {
+  auto dataset = std::make_shared<CountingDataset>(8, std::set<int64_t>{});
+  data::LoaderOptions single;
+  single.batch_size = 8;
+  single.num_workers = 0;
+  data::DataLoader one(dataset, noisy_transform(), single);
+  const auto whole = epoch(one, 3, range(8))[0].images;
+  for (int rank = 0; rank < 2; ++rank) {
+    auto o = single;
+    o.batch_size = 4;
+    o.position_offset = rank;
+    o.position_stride = 2;
+    data::DataLoader part(dataset, noisy_transform(), o);
+    const auto mine = epoch(part, 3, {rank, rank + 2, rank + 4, rank + 6})[0].images;
+    EXPECT_TRUE(torch::equal(mine, whole.slice(0, rank, 8, 2))) << "rank " << rank;
+  }
+}
+
+#ifdef THINKINGVIT_HAVE_OPENCV
+// With reduced_decode an image folder's JPEGs are decoded at a reduced scale for the eval
+// transform, exactly as get_reduced does; without it, at full size.
+TEST(Loader, ReducedDecodeUsesTheTransformsMinimumSide) {
+  TempDir dir;
+  std::filesystem::create_directories(dir.path() / "a");
+  data::Image image(96, 128, 3);
+  for (size_t i = 0; i < image.pixels.size(); ++i)
+    image.pixels[i] = static_cast<uint8_t>((i * 7) % 251);
+  data::write_image_file(dir.file("a/x.jpg"), image);
+  auto folder = std::make_shared<data::ImageFolder>(dir.path().string());
+  data::EvalTransformOptions e;
+  e.size = 16;
+  e.crop_pct = 1.0;
+  const auto transform = data::make_eval_transform(e, 3);
+  ASSERT_EQ(transform.decode_min_side, 16);
+  ASSERT_EQ(data::reduced_decode_factor(96, 128, 16), 4);
+  auto run = [&](bool reduced) {
+    data::LoaderOptions o;
+    o.batch_size = 1;
+    o.num_workers = 1;
+    o.reduced_decode = reduced;
+    data::DataLoader loader(folder, transform, o);
+    return epoch(loader, 0, {0})[0].images;
+  };
+  auto expect = [&](const data::Image& decoded) {
+    auto out = torch::empty({1, 3, 16, 16});
+    data::Rng rng(0);
+    transform.apply(decoded, rng, out.data_ptr<float>());
+    return out;
+  };
+  const auto reduced = folder->get_reduced(0, 16)->image;
+  EXPECT_EQ(reduced.height, 24);
+  EXPECT_TRUE(torch::equal(run(true), expect(reduced)));
+  EXPECT_TRUE(torch::equal(run(false), expect(folder->get(0)->image)));
+  EXPECT_FALSE(torch::equal(run(true), run(false)));
+}
+#endif  // THINKINGVIT_HAVE_OPENCV
 
 }  // namespace thinkingvit::testing

@@ -104,3 +104,24 @@ TEST(Trainer, ChecksTheDataAgainstTheModel) {
 }
 
 }  // namespace thinkingvit::testing
+
+namespace thinkingvit::testing {
+
+TEST(Trainer, LimitsTakeTheFirstSamples) {
+  TempDir dir;
+  auto c = tiny_config(dir.file("run"));
+  const auto full = train::open_datasets(c);
+  c.data.train_limit = 10;
+  c.data.val_limit = 100;  // more than there are: all 32
+  const auto limited = train::open_datasets(c);
+  ASSERT_EQ(limited.train->size(), 10);
+  EXPECT_EQ(limited.val->size(), 32);
+  auto labels = full.train->labels();
+  labels.resize(10);
+  EXPECT_EQ(limited.train->labels(), labels);
+  EXPECT_EQ(limited.train->get(9)->image.pixels, full.train->get(9)->image.pixels);
+  EXPECT_THROW(limited.train->get(10), Error);
+  EXPECT_NE(limited.train->describe().find("first 10 used"), std::string::npos);
+}
+
+}  // namespace thinkingvit::testing

@@ -27,11 +27,14 @@ struct DataSection {
   std::string train_dir = "train", val_dir = "val";  // image-folder sub-folders
   std::string class_list;                            // image-folder: one class folder per line
   int64_t synthetic_size = 1024;                     // synthetic: images per split
+  int64_t train_limit = 0;  // use only the first N training images (0: all); quick runs
+  int64_t val_limit = 0;    // use only the first N validation images (0: all)
   int64_t batch_size = 128;                          // per process
   int64_t eval_batch_size = 256;
   int num_workers = 2;
   int prefetch_batches = 4;
   bool skip_corrupt = true;
+  bool fast_decode = false;  // eval: JPEG DCT-scaled decoding (faster, pixels differ slightly)
   bool pin_memory = true;
   int repeated_aug = 1;  // DeiT's repeated augmentation copies (3 in the ImageNet recipe)
 };

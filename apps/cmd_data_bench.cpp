@@ -1,0 +1,138 @@
+// thinkingvit data-bench: images per second per core for decode + transform on an image folder,
+// the measurement behind "is the loader fast enough for N GPUs". One thread, so the figure is
+// per core; the loader's worker threads scale it.
+
+#include <spdlog/spdlog.h>
+#include <torch/torch.h>
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <functional>
+#include <iostream>
+
+#include "thinkingvit/data/dataset.h"
+#include "thinkingvit/data/transforms.h"
+#include "thinkingvit/eval/benchmark.h"
+#include "thinkingvit/eval/table.h"
+#include "thinkingvit/util/error.h"
+#include "thinkingvit/util/progress.h"
+
+namespace thinkingvit::apps {
+
+namespace {
+
+struct DataBenchArgs {
+  std::string root, format = "md", output;
+  int64_t images = 200;
+  int reps = 3;
+  int size = 224;
+  std::string auto_augment = "rand-m9-mstd0.5-inc1";
+};
+
+using Clock = std::chrono::steady_clock;
+
+// Median images/s over `reps` passes of `count` images through decode + transform.
+double measure(const std::string& what, int64_t count, int reps,
+               const std::function<void(int64_t, float*)>& one, int64_t floats_per_image) {
+  std::vector<float> out(static_cast<size_t>(floats_per_image));
+  std::vector<double> rates;
+  util::Progress progress(what, reps * count, "img");
+  for (int r = 0; r < reps; ++r) {
+    const auto start = Clock::now();
+    for (int64_t i = 0; i < count; ++i) {
+      one(i, out.data());
+      progress.update(r * count + i + 1);
+    }
+    rates.push_back(count / std::chrono::duration<double>(Clock::now() - start).count());
+  }
+  progress.finish();
+  std::sort(rates.begin(), rates.end());
+  return rates[rates.size() / 2];
+}
+
+void run_data_bench(const DataBenchArgs& args) {
+  at::set_num_threads(1);
+  TVIT_CHECK(args.images >= 1, "--images: expected >= 1, found ", args.images);
+  TVIT_CHECK(args.reps >= 1, "--reps: expected >= 1, found ", args.reps);
+  const data::ImageFolder folder(args.root);
+  const int64_t count = std::min<int64_t>(args.images, folder.size());
+  spdlog::info("{}; timing {} images, {} passes, 1 thread", folder.describe(), count, args.reps);
+
+  data::TrainTransformOptions train_options;
+  train_options.size = args.size;
+  train_options.auto_augment = args.auto_augment;
+  data::EvalTransformOptions eval_options;
+  eval_options.size = args.size;
+  const auto train = data::make_train_transform(train_options, 3);
+  const auto eval = data::make_eval_transform(eval_options, 3);
+  const int64_t floats = 3LL * args.size * args.size;
+
+  auto sample = [&](int64_t i, int min_side) {
+    auto s = min_side > 0 ? folder.get_reduced(i, min_side) : folder.get(i);
+    TVIT_CHECK(s.has_value(), "'", folder.path(i), "' could not be decoded");
+    return std::move(*s);
+  };
+  eval::Table table({"pipeline", "decode", "img_per_s_per_core", "ms_per_img", "images",
+                     "size"});
+  auto add = [&](const std::string& pipeline, const std::string& decode, double ips) {
+    table.add_row({pipeline, decode, ips, 1000.0 / ips, count, static_cast<int64_t>(args.size)});
+  };
+  const auto decode_only = measure(
+      "decode", count, args.reps, [&](int64_t i, float*) { sample(i, 0); }, floats);
+  add("decode only", "full", decode_only);
+  add("train: RRC+flip+" + (args.auto_augment.empty() ? std::string("no RandAugment")
+                                                       : args.auto_augment) +
+          "+erasing",
+      "full",
+      measure(
+          "train", count, args.reps,
+          [&](int64_t i, float* dst) {
+            auto rng = data::sample_rng(0, 0, i);
+            train.apply(sample(i, 0).image, rng, dst);
+          },
+          floats));
+  add("eval: resize+centre crop", "full",
+      measure(
+          "eval", count, args.reps,
+          [&](int64_t i, float* dst) {
+            auto rng = data::sample_rng(0, 0, i);
+            eval.apply(sample(i, 0).image, rng, dst);
+          },
+          floats));
+  add("eval: resize+centre crop", "reduced (DCT scaling)",
+      measure(
+          "eval reduced", count, args.reps,
+          [&](int64_t i, float* dst) {
+            auto rng = data::sample_rng(0, 0, i);
+            eval.apply(sample(i, eval.decode_min_side).image, rng, dst);
+          },
+          floats));
+  table.set_precision(2);
+  table.write(std::cout, eval::parse_table_format(args.format, "--format"));
+  if (!args.output.empty()) {
+    const bool csv = args.output.size() > 4 && args.output.substr(args.output.size() - 4) == ".csv";
+    table.save(args.output, csv ? eval::TableFormat::kCsv : eval::TableFormat::kJson);
+  }
+}
+
+}  // namespace
+
+void add_data_bench_command(CLI::App& root) {
+  auto args = std::make_shared<DataBenchArgs>();
+  auto* cmd = root.add_subcommand(
+      "data-bench", "Images/s per core for decode + train / eval transforms on an image folder");
+  cmd->add_option("--root", args->root, "image folder in the ImageNet layout (root/<class>/<img>)")
+      ->required();
+  cmd->add_option("--images", args->images, "images timed per pass")->capture_default_str();
+  cmd->add_option("--reps", args->reps, "passes (median reported)")->capture_default_str();
+  cmd->add_option("--size", args->size, "output size")->capture_default_str();
+  cmd->add_option("--auto-augment", args->auto_augment, "RandAugment policy ('' for none)")
+      ->capture_default_str();
+  cmd->add_option("--format", args->format, "stdout format: md, csv or json")
+      ->capture_default_str();
+  cmd->add_option("--output", args->output, "also write the table (.csv or .json)");
+  cmd->callback([args] { run_data_bench(*args); });
+}
+
+}  // namespace thinkingvit::apps
