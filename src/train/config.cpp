@@ -235,6 +235,7 @@ const std::vector<Field>& fields() {
       TVIT_FIELD(run.seed),
       TVIT_FIELD(run.threads),
       TVIT_FIELD(run.log_every_steps),
+      TVIT_FIELD(run.eval_every_epochs),
       TVIT_FIELD(run.device),
   };
   return table;
@@ -564,6 +565,8 @@ class Loader {
             r.threads);
     require(r.log_every_steps >= 1, "run.log_every_steps", "expects an integer >= 1, found ",
             r.log_every_steps);
+    require(r.eval_every_epochs >= 1, "run.eval_every_epochs", "expects an integer >= 1, found ",
+            r.eval_every_epochs);
     require_one_of("run.device", r.device, kDevices);
   }
 

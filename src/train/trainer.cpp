@@ -461,11 +461,15 @@ std::vector<EpochSummary> train(const TrainConfig& config_in, const TrainOptions
         summary.stage_loss[s] = values[4 + s] / w / steps;
     }
 
-    // ---- validation: every stage alone, model and EMA ----
-    val_loader.start_epoch(0, val_indices);
-    reduce_accuracy(eval::evaluate(model, val_loader, models::EntropyRule::kTop10, device), dist,
-                    summary.val_top1, summary.val_top5);
-    if (ema) {
+    // ---- validation: every stage alone, model and EMA (every N epochs and the last) ----
+    const bool validate = epoch + 1 == total_epochs ||
+                          (epoch + 1) % std::max<int64_t>(1, config.run.eval_every_epochs) == 0;
+    if (validate) {
+      val_loader.start_epoch(0, val_indices);
+      reduce_accuracy(eval::evaluate(model, val_loader, models::EntropyRule::kTop10, device),
+                      dist, summary.val_top1, summary.val_top5);
+    }
+    if (validate && ema) {
       val_loader.start_epoch(0, val_indices);
       std::vector<double> unused;
       reduce_accuracy(eval::evaluate(ema->module(), val_loader, models::EntropyRule::kTop10, device),
@@ -475,7 +479,8 @@ std::vector<EpochSummary> train(const TrainConfig& config_in, const TrainOptions
         "epoch {}/{}: loss {:.4f} (stages {}), lr {:.3e}, {:.1f} img/s, data wait {:.0f}%, "
         "val top-1 {}{}",
         epoch + 1, total_epochs, summary.loss, join(summary.stage_loss, 4), summary.lr,
-        summary.images_per_s, 100 * summary.data_wait_share, join(summary.val_top1, 2),
+        summary.images_per_s, 100 * summary.data_wait_share,
+        validate ? join(summary.val_top1, 2) : std::string("not run this epoch"),
         ema ? ", EMA " + join(summary.ema_top1, 2) : "");
     nlohmann::json j = {{"type", "epoch"},
                         {"epoch", epoch},
@@ -499,8 +504,8 @@ std::vector<EpochSummary> train(const TrainConfig& config_in, const TrainOptions
       save_checkpoint(paths, config, label_names, model, ema.get(), *optimizer, state,
                       config.checkpoint.keep_last);
     }
-    const double top1 = summary.val_top1.back();
-    if (top1 > state.best_top1) {
+    const double top1 = validate ? summary.val_top1.back() : -1.0;
+    if (validate && top1 > state.best_top1) {
       state.best_top1 = top1;
       if (main_rank) write_folder_atomic(paths.best, [&](const fs::path& dir) {
         io::save_weights(model, (dir / "model.safetensors").string(),

@@ -54,8 +54,12 @@ TEST(Trainer, TinyModelOverfitsATinyDataset) {
   c.optimizer.lr = 5e-3;
   c.ema.enabled = false;
   c.checkpoint.every_epochs = 100;
+  c.run.eval_every_epochs = 25;  // epochs 25, 50 and the last
   const auto history = train::train(c);
   ASSERT_EQ(history.size(), 60u);
+  for (size_t e = 0; e < 60; ++e) {
+    EXPECT_EQ(history[e].val_top1.empty(), e != 24 && e != 49 && e != 59) << e;
+  }
   EXPECT_LT(history.back().loss, 0.25 * history.front().loss);
   for (size_t s = 0; s < 2; ++s) EXPECT_LT(history.back().stage_loss[s], 0.5) << s;
   const auto run = dir.path() / "run";

@@ -104,6 +104,7 @@ struct RunSection {
   uint64_t seed = 42;
   int threads = 0;  // intra-op threads per process; 0: cores / processes
   int64_t log_every_steps = 50;
+  int64_t eval_every_epochs = 1;  // validation (and best/) every N epochs; the last always
   std::string device = "auto";  // auto | cpu | cuda
 };
 
