@@ -11,6 +11,7 @@
 #include <functional>
 #include <iostream>
 
+#include "common.h"
 #include "thinkingvit/data/dataset.h"
 #include "thinkingvit/data/transforms.h"
 #include "thinkingvit/eval/benchmark.h"
@@ -92,28 +93,21 @@ void run_data_bench(const DataBenchArgs& args) {
             train.apply(sample(i, 0).image, rng, dst);
           },
           floats));
-  add("eval: resize+centre crop", "full",
-      measure(
-          "eval", count, args.reps,
-          [&](int64_t i, float* dst) {
-            auto rng = data::sample_rng(0, 0, i);
-            eval.apply(sample(i, 0).image, rng, dst);
-          },
-          floats));
+  auto eval_pass = [&](const std::string& label, int min_side) {
+    return measure(
+        label, count, args.reps,
+        [&](int64_t i, float* dst) {
+          auto rng = data::sample_rng(0, 0, i);
+          eval.apply(sample(i, min_side).image, rng, dst);
+        },
+        floats);
+  };
+  add("eval: resize+centre crop", "full", eval_pass("eval", 0));
   add("eval: resize+centre crop", "reduced (DCT scaling)",
-      measure(
-          "eval reduced", count, args.reps,
-          [&](int64_t i, float* dst) {
-            auto rng = data::sample_rng(0, 0, i);
-            eval.apply(sample(i, eval.decode_min_side).image, rng, dst);
-          },
-          floats));
+      eval_pass("eval reduced", eval.decode_min_side));
   table.set_precision(2);
   table.write(std::cout, eval::parse_table_format(args.format, "--format"));
-  if (!args.output.empty()) {
-    const bool csv = args.output.size() > 4 && args.output.substr(args.output.size() - 4) == ".csv";
-    table.save(args.output, csv ? eval::TableFormat::kCsv : eval::TableFormat::kJson);
-  }
+  if (!args.output.empty()) save_table(table, args.output);
 }
 
 }  // namespace

@@ -36,12 +36,7 @@ void run_eval(const EvalArgs& args) {
   table.set_precision(2);
   std::cout << "preprocessing: " << setup.preprocessing << "\n";
   table.write(std::cout, eval::parse_table_format(args.format, "--format"));
-  if (!args.output.empty()) {
-    table.save(args.output,
-               args.output.size() > 4 && args.output.substr(args.output.size() - 4) == ".csv"
-                   ? eval::TableFormat::kCsv
-                   : eval::TableFormat::kJson);
-  }
+  if (!args.output.empty()) save_table(table, args.output);
 }
 
 }  // namespace

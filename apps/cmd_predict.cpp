@@ -196,10 +196,7 @@ void run_predict(const PredictArgs& args) {
   progress.finish();
   TVIT_CHECK(!table.rows().empty(), "none of the ", files.size(), " input images could be read");
   table.write(std::cout, format);
-  if (!args.output.empty()) {
-    const bool csv = args.output.size() > 4 && args.output.substr(args.output.size() - 4) == ".csv";
-    table.save(args.output, csv ? eval::TableFormat::kCsv : eval::TableFormat::kJson);
-  }
+  if (!args.output.empty()) save_table(table, args.output);
   std::string stops;
   for (size_t s = 0; s < per_stage.size(); ++s) {
     stops += (s ? ", " : "") + std::to_string(per_stage[s]) + " at stage " + std::to_string(s) +

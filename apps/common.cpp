@@ -4,6 +4,7 @@
 
 #include <thread>
 
+#include "thinkingvit/eval/table.h"
 #include "thinkingvit/io/model_config.h"
 #include "thinkingvit/util/error.h"
 
@@ -34,6 +35,11 @@ models::ThinkingViTOptions resolve_model(const ModelChoice& choice,
 void set_threads(int threads) {
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   at::set_num_threads(threads);
+}
+
+void save_table(const eval::Table& table, const std::string& path) {
+  const bool csv = path.size() > 4 && path.compare(path.size() - 4, 4, ".csv") == 0;
+  table.save(path, csv ? eval::TableFormat::kCsv : eval::TableFormat::kJson);
 }
 
 std::string with_commas(int64_t value) {

@@ -9,6 +9,10 @@
 #include "thinkingvit/io/checkpoint.h"
 #include "thinkingvit/models/vit_options.h"
 
+namespace thinkingvit::eval {
+class Table;
+}  // namespace thinkingvit::eval
+
 namespace thinkingvit::apps {
 
 // Where the architecture comes from: --preset, --config, or the weights themselves.
@@ -25,6 +29,9 @@ models::ThinkingViTOptions resolve_model(const ModelChoice& choice,
 
 // Intra-op threads (LibTorch defaults to 1 here); 0 means one per core.
 void set_threads(int threads);
+
+// --output of a table command: CSV for a .csv path, JSON otherwise (written atomically).
+void save_table(const eval::Table& table, const std::string& path);
 
 // 1253683200 -> "1,253,683,200"
 std::string with_commas(int64_t value);

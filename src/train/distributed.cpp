@@ -71,10 +71,11 @@ Distributed::Distributed(const DistEnv& env, const std::string& backend,
 
 void Distributed::broadcast(const std::vector<at::Tensor>& tensors) {
   if (!group_) return;
-  for (auto t : tensors) {
-    auto flat = t.detach().contiguous();
-    group_->broadcast(flat, 0);
-    if (!flat.is_same(t)) t.detach().copy_(flat);
+  at::NoGradGuard no_grad;
+  for (const auto& t : tensors) {
+    auto buffer = t.detach().contiguous();  // the tensor itself when already contiguous
+    group_->broadcast(buffer, 0);
+    if (buffer.data_ptr() != t.data_ptr()) t.detach().copy_(buffer);
   }
 }
 

@@ -245,6 +245,31 @@ TEST(Cli, PredictNamesClassesStagesAndEntropies) {
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.err.find("missing': no such file or folder"), std::string::npos) << r.err;
 }
+
+TEST(Cli, DataBenchTimesEveryPipeline) {
+  TempDir dir;
+  std::filesystem::create_directories(dir.path() / "jpegs" / "a");
+  for (int i = 0; i < 3; ++i) {
+    data::Image image(48, 64, 3, static_cast<uint8_t>(40 * i + 20));
+    data::write_image_file(dir.file("jpegs/a/" + std::to_string(i) + ".jpg"), image);
+  }
+  auto r = run(dir, "data-bench --root " + dir.file("jpegs") +
+                        " --images 3 --reps 1 --size 16 --output " + dir.file("b.json"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto rows = nlohmann::json::parse(slurp(dir.file("b.json")));
+  ASSERT_EQ(rows.size(), 4u);
+  EXPECT_EQ(rows[0]["pipeline"], "decode only");
+  EXPECT_EQ(rows[3]["decode"], "reduced (DCT scaling)");
+  for (const auto& row : rows) {
+    EXPECT_GT(row["img_per_s_per_core"].get<double>(), 0.0);
+    EXPECT_NEAR(row["ms_per_img"].get<double>() * row["img_per_s_per_core"].get<double>(), 1000.0,
+                1e-6);
+    EXPECT_EQ(row["images"].get<int64_t>(), 3);
+  }
+  r = run(dir, "data-bench --root " + dir.file("nothing-here"));
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("nothing-here"), std::string::npos) << r.err;
+}
 #endif  // THINKINGVIT_HAVE_OPENCV
 
 TEST(Cli, BadInputGivesOneLineAndNoOutputFile) {
