@@ -74,16 +74,15 @@ void run_data_bench(const DataBenchArgs& args) {
     TVIT_CHECK(s.has_value(), "'", folder.path(i), "' could not be decoded");
     return std::move(*s);
   };
-  eval::Table table({"pipeline", "decode", "img_per_s_per_core", "ms_per_img", "images",
-                     "size"});
+  eval::Table table({"pipeline", "decode", "img_per_s_per_core", "ms_per_img", "images", "size"});
   auto add = [&](const std::string& pipeline, const std::string& decode, double ips) {
     table.add_row({pipeline, decode, ips, 1000.0 / ips, count, static_cast<int64_t>(args.size)});
   };
   const auto decode_only = measure(
       "decode", count, args.reps, [&](int64_t i, float*) { sample(i, 0); }, floats);
   add("decode only", "full", decode_only);
-  add("train: RRC+flip+" + (args.auto_augment.empty() ? std::string("no RandAugment")
-                                                       : args.auto_augment) +
+  add("train: RRC+flip+" +
+          (args.auto_augment.empty() ? std::string("no RandAugment") : args.auto_augment) +
           "+erasing",
       "full",
       measure(

@@ -106,11 +106,7 @@ void run_predict(const PredictArgs& args) {
     config = train::load_config(args.model.config);
   }
   TVIT_CHECK(!weights_path.empty(), "pass --weights PATH or --run RUN_FOLDER");
-  if (args.ema) {
-    const fs::path dir = fs::is_directory(weights_path) ? fs::path(weights_path)
-                                                        : fs::path(weights_path).parent_path();
-    weights_path = (dir / "ema.safetensors").string();
-  }
+  if (args.ema) weights_path = ema_weights_path(weights_path);
   const auto weights = io::read_weights(weights_path);
   const auto options = config ? config->model.options : resolve_model(args.model, &weights);
   models::ThinkingViT model(options);
@@ -128,8 +124,8 @@ void run_predict(const PredictArgs& args) {
                  static_cast<int64_t>(eval.std.size()) == channels,
              "normalisation: the model takes ", channels, "-channel images but mean/std have ",
              eval.mean.size(), "/", eval.std.size(), " values (pass --mean and --std)");
-  TVIT_CHECK(eval.crop_pct > 0 && eval.crop_pct <= 1, "--crop-pct: expected a value in (0, 1], found ",
-             eval.crop_pct);
+  TVIT_CHECK(eval.crop_pct > 0 && eval.crop_pct <= 1,
+             "--crop-pct: expected a value in (0, 1], found ", eval.crop_pct);
   const auto transform = data::make_eval_transform(eval, static_cast<int>(channels));
 
   const int64_t num_classes = options.num_classes();
@@ -144,11 +140,12 @@ void run_predict(const PredictArgs& args) {
   const int64_t k = std::min(args.top_k, num_classes);
 
   const auto files = collect_images(args.inputs);
-  spdlog::info("{} images; tau {} ({} entropy); preprocessing: shorter side to floor({} / {}), "
-               "centre crop {}, normalise",
-               files.size(), args.tau, args.entropy_rule, eval.size, eval.crop_pct, eval.size);
-  eval::Table table({"image", "stage", "heads", "entropy", "class", "prob", "top" +
-                                                                           std::to_string(k)});
+  spdlog::info(
+      "{} images; tau {} ({} entropy); preprocessing: shorter side to floor({} / {}), "
+      "centre crop {}, normalise",
+      files.size(), args.tau, args.entropy_rule, eval.size, eval.crop_pct, eval.size);
+  eval::Table table(
+      {"image", "stage", "heads", "entropy", "class", "prob", "top" + std::to_string(k)});
   std::vector<int64_t> per_stage(options.num_stages(), 0);
   int64_t skipped = 0;
   torch::NoGradGuard no_grad;

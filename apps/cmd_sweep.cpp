@@ -64,10 +64,8 @@ eval::StageRecords half(const eval::StageRecords& r, int parity) {
 eval::Table entropy_histogram(const eval::StageRecords& r, models::EntropyRule rule,
                               int64_t num_classes) {
   const int64_t bins = 46;
-  const double h_max =
-      std::log(static_cast<double>(rule == models::EntropyRule::kTop10
-                                       ? std::min<int64_t>(10, num_classes)
-                                       : num_classes));
+  const double h_max = std::log(static_cast<double>(
+      rule == models::EntropyRule::kTop10 ? std::min<int64_t>(10, num_classes) : num_classes));
   const double width = h_max / bins;
   auto bin = (r.entropy[0] / width).floor().clamp(0, bins - 1).to(at::kLong);
   const auto right = at::bincount(bin.masked_select(r.correct1[0]), {}, bins);

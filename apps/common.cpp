@@ -2,6 +2,7 @@
 
 #include <ATen/Parallel.h>
 
+#include <filesystem>
 #include <thread>
 
 #include "thinkingvit/eval/table.h"
@@ -35,6 +36,13 @@ models::ThinkingViTOptions resolve_model(const ModelChoice& choice,
 void set_threads(int threads) {
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   at::set_num_threads(threads);
+}
+
+std::string ema_weights_path(const std::string& weights) {
+  const std::filesystem::path dir = std::filesystem::is_directory(weights)
+                                        ? std::filesystem::path(weights)
+                                        : std::filesystem::path(weights).parent_path();
+  return (dir / "ema.safetensors").string();
 }
 
 void save_table(const eval::Table& table, const std::string& path) {

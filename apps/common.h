@@ -30,6 +30,9 @@ models::ThinkingViTOptions resolve_model(const ModelChoice& choice,
 // Intra-op threads (LibTorch defaults to 1 here); 0 means one per core.
 void set_threads(int threads);
 
+// The EMA weights beside a weights file or inside a weights folder: DIR/ema.safetensors.
+std::string ema_weights_path(const std::string& weights);
+
 // --output of a table command: CSV for a .csv path, JSON otherwise (written atomically).
 void save_table(const eval::Table& table, const std::string& path);
 

@@ -39,11 +39,7 @@ EvalSetup make_eval_setup(const EvalSource& s) {
                "pass --weights PATH (or --run RUN_FOLDER to use its best/ weights)");
     weights = (fs::path(s.run) / "best").string();
   }
-  if (s.ema) {
-    const fs::path dir =
-        fs::is_directory(weights) ? fs::path(weights) : fs::path(weights).parent_path();
-    weights = (dir / "ema.safetensors").string();
-  }
+  if (s.ema) weights = ema_weights_path(weights);
   setup.weights_path = weights;
   const auto source = io::read_weights(weights);
   setup.model = models::ThinkingViT(setup.config.model.options);

@@ -74,8 +74,8 @@ Batch DataLoader::build(const Epoch& epoch, int64_t number) {
     int64_t index = -1;
     for (int64_t k = 0; k < n && !sample; ++k) {  // replace unreadable samples, deterministically
       index = epoch.indices[(position + k) % n];
-      sample = folder_ ? folder_->get_reduced(index, transform_.decode_min_side)
-                       : dataset_->get(index);
+      sample =
+          folder_ ? folder_->get_reduced(index, transform_.decode_min_side) : dataset_->get(index);
       if (!sample) {
         ++skipped_;
         TVIT_CHECK(options_.skip_corrupt, "data loader: sample ", index,

@@ -30,9 +30,10 @@ DistEnv dist_env_from(const std::function<const char*(const char*)>& getenv) {
     return text ? parse_int(name, text, min_value) : fallback;
   };
   if (getenv("WORLD_SIZE") || getenv("RANK")) {
-    TVIT_CHECK(getenv("WORLD_SIZE") && getenv("RANK"),
-               "environment: RANK and WORLD_SIZE must be set together (torchrun style), found only ",
-               getenv("RANK") ? "RANK" : "WORLD_SIZE");
+    TVIT_CHECK(
+        getenv("WORLD_SIZE") && getenv("RANK"),
+        "environment: RANK and WORLD_SIZE must be set together (torchrun style), found only ",
+        getenv("RANK") ? "RANK" : "WORLD_SIZE");
     env.source = "torchrun variables";
     env.world_size = get_int("WORLD_SIZE", 1, 1);
     env.rank = get_int("RANK", 0, 0);
@@ -50,8 +51,8 @@ DistEnv dist_env_from(const std::function<const char*(const char*)>& getenv) {
              " is outside a world of ", env.world_size);
   if (const char* addr = getenv("MASTER_ADDR")) env.master_addr = addr;
   env.master_port = get_int("MASTER_PORT", env.master_port, 1);
-  TVIT_CHECK(env.master_port < 65536, "environment variable MASTER_PORT: expected a TCP port, found ",
-             env.master_port);
+  TVIT_CHECK(env.master_port < 65536,
+             "environment variable MASTER_PORT: expected a TCP port, found ", env.master_port);
   return env;
 }
 

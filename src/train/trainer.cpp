@@ -256,9 +256,9 @@ std::vector<EpochSummary> train(const TrainConfig& config_in, const TrainOptions
                    std::chrono::milliseconds(static_cast<int64_t>(dc.timeout_s * 1000)),
                    dc.bucket_mb);
   const bool main_rank = dist.is_main();
-  const c10::Device device = cuda ? c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(
-                                                                env.local_rank))
-                                  : c10::Device(c10::kCPU);
+  const c10::Device device =
+      cuda ? c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(env.local_rank))
+           : c10::Device(c10::kCPU);
   if (config.run.threads > 0) {
     at::set_num_threads(config.run.threads);
   } else if (dist.enabled()) {  // share the cores among this machine's processes
@@ -466,14 +466,15 @@ std::vector<EpochSummary> train(const TrainConfig& config_in, const TrainOptions
                           (epoch + 1) % std::max<int64_t>(1, config.run.eval_every_epochs) == 0;
     if (validate) {
       val_loader.start_epoch(0, val_indices);
-      reduce_accuracy(eval::evaluate(model, val_loader, models::EntropyRule::kTop10, device),
-                      dist, summary.val_top1, summary.val_top5);
+      reduce_accuracy(eval::evaluate(model, val_loader, models::EntropyRule::kTop10, device), dist,
+                      summary.val_top1, summary.val_top5);
     }
     if (validate && ema) {
       val_loader.start_epoch(0, val_indices);
       std::vector<double> unused;
-      reduce_accuracy(eval::evaluate(ema->module(), val_loader, models::EntropyRule::kTop10, device),
-                      dist, summary.ema_top1, unused);
+      reduce_accuracy(
+          eval::evaluate(ema->module(), val_loader, models::EntropyRule::kTop10, device), dist,
+          summary.ema_top1, unused);
     }
     spdlog::info(
         "epoch {}/{}: loss {:.4f} (stages {}), lr {:.3e}, {:.1f} img/s, data wait {:.0f}%, "
@@ -507,12 +508,13 @@ std::vector<EpochSummary> train(const TrainConfig& config_in, const TrainOptions
     const double top1 = validate ? summary.val_top1.back() : -1.0;
     if (validate && top1 > state.best_top1) {
       state.best_top1 = top1;
-      if (main_rank) write_folder_atomic(paths.best, [&](const fs::path& dir) {
-        io::save_weights(model, (dir / "model.safetensors").string(),
-                         {{"epoch", std::to_string(epoch)}});
-        if (ema) io::save_weights(ema->module(), (dir / "ema.safetensors").string());
-        write_text_atomic(dir / "config.json", hf_config_json(mo, label_names));
-      });
+      if (main_rank)
+        write_folder_atomic(paths.best, [&](const fs::path& dir) {
+          io::save_weights(model, (dir / "model.safetensors").string(),
+                           {{"epoch", std::to_string(epoch)}});
+          if (ema) io::save_weights(ema->module(), (dir / "ema.safetensors").string());
+          write_text_atomic(dir / "config.json", hf_config_json(mo, label_names));
+        });
     }
     history.push_back(summary);
     ++epochs_run;

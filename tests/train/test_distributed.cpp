@@ -100,10 +100,10 @@ TEST(DistEnv, SlurmVariables) {
   EXPECT_EQ(env.master_port, 29400);
   EXPECT_EQ(env.source, "SLURM");
   // torchrun variables win over SLURM's (torchrun inside an allocation).
-  EXPECT_EQ(env_of({{"SLURM_PROCID", "3"}, {"SLURM_NTASKS", "4"}, {"RANK", "0"},
-                    {"WORLD_SIZE", "1"}})
-                .world_size,
-            1);
+  EXPECT_EQ(
+      env_of({{"SLURM_PROCID", "3"}, {"SLURM_NTASKS", "4"}, {"RANK", "0"}, {"WORLD_SIZE", "1"}})
+          .world_size,
+      1);
 }
 
 TEST(DistEnv, MalformedVariablesNameThemselves) {
@@ -142,8 +142,8 @@ TEST(Distributed, TwoGlooProcessesEqualOneWithTheSameGlobalBatch) {
                   " 2>&1"),
             0)
       << slurp(dir.file("one.log"));
-  ASSERT_EQ(shell("bash " + launcher() + " 2 " + bin + common + " --output-dir " +
-                  dir.file("two") + " --set data.batch_size=4 > " + dir.file("two.log") + " 2>&1"),
+  ASSERT_EQ(shell("bash " + launcher() + " 2 " + bin + common + " --output-dir " + dir.file("two") +
+                  " --set data.batch_size=4 > " + dir.file("two.log") + " 2>&1"),
             0)
       << slurp(dir.file("two.log"));
   EXPECT_NE(slurp(dir.file("two/train.log")).find("effective 0.001 for global batch 8"),
@@ -161,7 +161,10 @@ TEST(Distributed, TwoGlooProcessesEqualOneWithTheSameGlobalBatch) {
   // The second epoch moved the weights: the 1e-5 agreement is not between unchanged tensors.
   const auto first = io::read_safetensors(dir.file("one/checkpoints/epoch_0000/model.safetensors"));
   const auto second = io::read_safetensors(dir.file("one") + last + "model.safetensors");
-  EXPECT_GT((first.tensors.at("head.weight") - second.tensors.at("head.weight")).abs().max().item<double>(),
+  EXPECT_GT((first.tensors.at("head.weight") - second.tensors.at("head.weight"))
+                .abs()
+                .max()
+                .item<double>(),
             1e-4);
   // Only rank 0 wrote: one metrics line per epoch, and validation counted every image once.
   const auto metrics = slurp(dir.file("two/metrics.jsonl"));
@@ -191,9 +194,9 @@ TEST(Distributed, AMissingPeerFailsWithinTheTimeout) {
   EXPECT_NE(err.find("error: distributed: rank 0"), std::string::npos) << err;
   EXPECT_EQ(err.find("frame #"), std::string::npos) << "a backtrace instead of one line: " << err;
   // The launcher stops every process when one fails and returns its status.
-  const int launched = shell("bash " + launcher() + " 2 " + std::string(THINKINGVIT_BIN) +
-                             " train --config " + dir.file("missing.yaml") + " > /dev/null 2> " +
-                             dir.file("launch.txt"));
+  const int launched =
+      shell("bash " + launcher() + " 2 " + std::string(THINKINGVIT_BIN) + " train --config " +
+            dir.file("missing.yaml") + " > /dev/null 2> " + dir.file("launch.txt"));
   EXPECT_NE(launched, 0);
   EXPECT_NE(slurp(dir.file("launch.txt")).find("missing.yaml"), std::string::npos);
 }
