@@ -108,11 +108,9 @@ OptionSetter read_option(const std::string& key, const YAML::Node& value,
   }
   if (key == "attention") {
     const auto text = value.IsScalar() ? value.Scalar() : "";
-    if (text != "fused" && text != "explicit")
-      fail_type(where, value, path, "'fused' or 'explicit'");
-    const auto backend =
-        text == "fused" ? models::AttentionBackend::kFused : models::AttentionBackend::kExplicit;
-    return [backend](Options& o) { o.attention(backend); };
+    const auto backend = models::attention_backend_from(text);
+    if (!backend) fail_type(where, value, path, "'fused', 'explicit' or 'small'");
+    return [b = *backend](Options& o) { o.attention(b); };
   }
   return nullptr;
 }
@@ -208,7 +206,7 @@ void YamlModelSection::emit(YAML::Emitter& out, const std::string& preset,
   key("norm_eps") << format_number(o.norm_eps());
   key("drop_path_rate") << format_number(o.drop_path_rate());
   key("stages") << YAML::Flow << o.stages();
-  key("attention") << (o.attention() == models::AttentionBackend::kFused ? "fused" : "explicit");
+  key("attention") << models::attention_backend_name(o.attention());
   key("init_from") << YAML::DoubleQuoted << init_from;
   key("init_strict") << init_strict;
 }

@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 
+#include "thinkingvit/models/small_attention.h"
 #include "thinkingvit/util/compat.h"
 
 namespace thinkingvit::models {
@@ -35,10 +36,14 @@ at::Tensor attention(const at::Tensor& x, const BlockWeights& w, int64_t heads,
                      AttentionBackend backend) {
   const int64_t batch = x.size(0), tokens = x.size(1), width = x.size(2);
   auto qkv = at::linear(x, w.qkv_w, w.qkv_b);  // B x N x 3k
+  if (backend == AttentionBackend::kSmall && small_attention_supported(qkv, heads)) {
+    return at::linear(small_attention(qkv, heads), w.proj_w, w.proj_b);  // B x N x k
+  }
   qkv = qkv.reshape({batch, tokens, 3, heads, width / heads}).permute({2, 0, 3, 1, 4});
   auto q = qkv[0], k = qkv[1], v = qkv[2];  // B x H x N x Dh
-  auto out = backend == AttentionBackend::kFused ? compat::fused_attention(q, k, v)
-                                                 : compat::explicit_attention(q, k, v);
+  // kSmall falls back to the fused kernel where it does not apply (GPU, long sequences).
+  auto out = backend == AttentionBackend::kExplicit ? compat::explicit_attention(q, k, v)
+                                                    : compat::fused_attention(q, k, v);
   out = out.transpose(1, 2).reshape({batch, tokens, width});  // B x H x N x Dh -> B x N x k
   return at::linear(out, w.proj_w, w.proj_b);
 }

@@ -7,6 +7,22 @@
 
 namespace thinkingvit::models {
 
+std::optional<AttentionBackend> attention_backend_from(const std::string& name) {
+  if (name == "fused") return AttentionBackend::kFused;
+  if (name == "explicit") return AttentionBackend::kExplicit;
+  if (name == "small") return AttentionBackend::kSmall;
+  return std::nullopt;
+}
+
+const char* attention_backend_name(AttentionBackend backend) {
+  switch (backend) {
+    case AttentionBackend::kFused: return "fused";
+    case AttentionBackend::kExplicit: return "explicit";
+    case AttentionBackend::kSmall: return "small";
+  }
+  return "fused";
+}
+
 void ThinkingViTOptions::validate() const {
   TVIT_CHECK(!stages_.empty(),
              "model option 'stages': expected at least one head count, found none");

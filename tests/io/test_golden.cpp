@@ -30,7 +30,8 @@ class Golden : public ::testing::Test {
 };
 
 TEST_F(Golden, EveryStageMatchesTheReference) {
-  for (auto backend : {models::AttentionBackend::kFused, models::AttentionBackend::kExplicit}) {
+  for (auto backend : {models::AttentionBackend::kFused, models::AttentionBackend::kExplicit,
+                       models::AttentionBackend::kSmall}) {
     auto model = load(backend);
     EXPECT_EQ(model->options().stages(), (std::vector<int64_t>{1, 2, 3}));
     torch::NoGradGuard no_grad;

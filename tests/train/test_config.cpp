@@ -229,7 +229,7 @@ TEST(ConfigErrors, WrongTypesNameTheKeyAndTheValue) {
   expect_config_error("model:\n  stages: three\n",
                       {"line 2: key 'model.stages' expects a list of head counts"});
   expect_config_error("model:\n  attention: flash\n",
-                      {"'model.attention' expects 'fused' or 'explicit', found 'flash'"});
+                      {"'model.attention' expects 'fused', 'explicit' or 'small', found 'flash'"});
   expect_config_error("model:\n  init_strict: sometimes\n",
                       {"'model.init_strict' expects true or false"});
 }
@@ -318,7 +318,7 @@ TEST(ConfigOverrides, ErrorsNameTheOverride) {
 }
 
 TEST(ConfigRoundTrip, ToYamlReadsBackToTheSameConfig) {
-  const auto c = parse(kSmallConfig, {"model.attention=explicit", "model.init_strict=true",
+  const auto c = parse(kSmallConfig, {"model.attention=small", "model.init_strict=true",
                                       "run.seed=18446744073709551615", "optimizer.lr=3.3e-4",
                                       "augment.eval.mean=[0.1234567]", "run.device=cpu"});
   const auto text = to_yaml(c);
@@ -326,7 +326,7 @@ TEST(ConfigRoundTrip, ToYamlReadsBackToTheSameConfig) {
   EXPECT_EQ(to_yaml(back), text);
   EXPECT_EQ(back.model.preset, c.model.preset);
   EXPECT_EQ(back.model.options.describe(), c.model.options.describe());
-  EXPECT_EQ(back.model.options.attention(), models::AttentionBackend::kExplicit);
+  EXPECT_EQ(back.model.options.attention(), models::AttentionBackend::kSmall);
   EXPECT_TRUE(back.model.init_strict);
   EXPECT_EQ(back.model.init_from, c.model.init_from);
   EXPECT_EQ(back.run.seed, std::numeric_limits<uint64_t>::max());
@@ -341,7 +341,7 @@ TEST(ConfigRoundTrip, ToYamlReadsBackToTheSameConfig) {
   EXPECT_EQ(back.run.device, "cpu");
   // Every model option is written out, not only the preset; numbers in their shortest form.
   for (const char* fragment : {"preset: \"thinkingvit_mnist_2h_4h\"", "depth: 3", "head_dim: 32",
-                               "stages: [2, 4]", "attention: explicit", "lr: 0.00033",
+                               "stages: [2, 4]", "attention: small", "lr: 0.00033",
                                "mean: [0.286]", "interpolation: bilinear", "scale: [0.5, 1]"}) {
     EXPECT_NE(text.find(fragment), std::string::npos) << fragment << " in\n" << text;
   }

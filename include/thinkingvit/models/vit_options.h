@@ -6,12 +6,20 @@
 #include <torch/arg.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 namespace thinkingvit::models {
 
-enum class AttentionBackend { kFused, kExplicit };
+// kFused: LibTorch's scaled-dot-product kernel; kExplicit: softmax(q kᵀ) v written out;
+// kSmall: this project's CPU kernel for short sequences (models/small_attention.h), the fused
+// kernel where it does not apply.
+enum class AttentionBackend { kFused, kExplicit, kSmall };
+
+// "fused" | "explicit" | "small" <-> AttentionBackend; nullopt for anything else.
+std::optional<AttentionBackend> attention_backend_from(const std::string& name);
+const char* attention_backend_name(AttentionBackend backend);
 
 struct ThinkingViTOptions {
   TORCH_ARG(int64_t, image_size) = 224;
