@@ -81,15 +81,27 @@ void run_data_bench(const DataBenchArgs& args) {
   const auto decode_only = measure(
       "decode", count, args.reps, [&](int64_t i, float*) { sample(i, 0); }, floats);
   add("decode only", "full", decode_only);
-  add("train: RRC+flip+" +
-          (args.auto_augment.empty() ? std::string("no RandAugment") : args.auto_augment) +
-          "+erasing",
-      "full",
+  const std::string train_name =
+      "train: RRC+flip+" +
+      (args.auto_augment.empty() ? std::string("no RandAugment") : args.auto_augment) + "+erasing";
+  add(train_name, "full",
       measure(
           "train", count, args.reps,
           [&](int64_t i, float* dst) {
             auto rng = data::sample_rng(0, 0, i);
             train.apply(sample(i, 0).image, rng, dst);
+          },
+          floats));
+  // As the loader runs it: the crop drawn from the header, only its rows and columns decoded.
+  add(train_name, "crop region",
+      measure(
+          "train region", count, args.reps,
+          [&](int64_t i, float* dst) {
+            auto rng = data::sample_rng(0, 0, i);
+            auto part = folder.get_part(
+                i, [&](int height, int width) { return train.crop_box(height, width, rng); });
+            TVIT_CHECK(part.has_value(), "'", folder.path(i), "' could not be decoded");
+            train.apply_cropped(part->sample.image, part->box, rng, dst);
           },
           floats));
   auto eval_pass = [&](const std::string& label, int min_side) {

@@ -42,11 +42,11 @@ echo "== torchvision + PIL (Python), 1 thread"
 $py scripts/bench_data.py "$folder" --images "$n" | tee /tmp/bench_data_py.csv
 $py - <<'PY'
 import csv
-cpp = {r["pipeline"].split(":")[0] + (" reduced" if "reduced" in r["decode"] else ""): float(r["img_per_s_per_core"])
+cpp = {r["pipeline"].split(":")[0] + (" reduced" if "reduced" in r["decode"] else "") + (" region" if "region" in r["decode"] else ""): float(r["img_per_s_per_core"])
        for r in csv.DictReader(open("/tmp/bench_data_cpp.csv"))}
 py = {r["pipeline"].split(":")[0]: float(r["img_per_s_per_core"]) for r in csv.DictReader(open("/tmp/bench_data_py.csv"))}
 print("\n| pipeline | thinkingvit img/s/core | torchvision img/s/core | speed-up |\n|---|---:|---:|---:|")
-for key, ref in [("decode only", "decode only"), ("train", "train"), ("eval", "eval"), ("eval reduced", "eval")]:
+for key, ref in [("decode only", "decode only"), ("train", "train"), ("train region", "train"), ("eval", "eval"), ("eval reduced", "eval")]:
     if key in cpp and ref in py:
         print(f"| {key} | {cpp[key]:.1f} | {py[ref]:.1f} | {cpp[key] / py[ref]:.2f}x |")
 PY

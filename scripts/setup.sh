@@ -11,7 +11,7 @@ JOBS=${JOBS:-$(nproc)}
 PACKAGES=(
   build-essential cmake ccache zlib1g-dev
   libtorch-dev libopenblas0-openmp libgloo-dev
-  libopencv-dev libyaml-cpp-dev libspdlog-dev libcli11-dev libgtest-dev nlohmann-json3-dev
+  libopencv-dev libjpeg-dev libyaml-cpp-dev libspdlog-dev libcli11-dev libgtest-dev nlohmann-json3-dev
   python3-torch gnuplot-nox dataset-fashion-mnist
 )
 

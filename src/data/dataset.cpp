@@ -18,6 +18,7 @@
 #include <opencv2/imgcodecs.hpp>
 #endif
 
+#include "thinkingvit/data/jpeg.h"
 #include "thinkingvit/util/error.h"
 #include "thinkingvit/util/fs.h"
 
@@ -568,10 +569,23 @@ int reduced_decode_factor(int height, int width, int min_side) {
   return 1;
 }
 
-std::optional<Image> decode_image_file(const std::string& path, int min_side, std::string* why) {
-#ifdef THINKINGVIT_HAVE_OPENCV
+namespace {
+
+// Decoder margin around a chosen crop: a full iMCU (16 px) on every side, so that chroma
+// upsampling at the crop's edges sees the same neighbours as in a full decode.
+constexpr int kCropMargin = 16;
+
+struct DecodedFile {
+  Image image;
+  CropBox box;  // the chosen crop in the image's coordinates (choose given), else empty
+};
+using ChooseBox = std::function<CropBox(int height, int width)>;
+
+// decode_image_file, and with `choose` the crop-first variant behind ImageFolder::get_part.
+std::optional<DecodedFile> decode_file(const std::string& path, int min_side,
+                                       const ChooseBox* choose, std::string* why) {
   std::string reason;
-  const auto reject = [&](std::string text) -> std::optional<Image> {
+  const auto reject = [&](std::string text) -> std::optional<DecodedFile> {
     if (why != nullptr) *why = std::move(text);
     return std::nullopt;
   };
@@ -579,27 +593,56 @@ std::optional<Image> decode_image_file(const std::string& path, int min_side, st
   if (!read_whole_file(path, bytes, reason)) return reject("cannot read: " + reason);
   if (bytes.empty()) return reject("empty file");
 
-  // PIL, which timm's loader uses, ignores the EXIF orientation; so do we.
-  int flags = cv::IMREAD_COLOR | cv::IMREAD_IGNORE_ORIENTATION;
+  int reduce = 1;
+  CropBox box;  // with `choose`: drawn once, from the header's size where there is one
+  bool chosen = false;
   if (is_jpeg(bytes.data(), bytes.size())) {
     const JpegLayout layout = jpeg_layout(bytes.data(), bytes.size());
     if (!layout.size || layout.scan_offset == 0) return reject("corrupt or truncated JPEG header");
     if (!jpeg_has_end(bytes.data(), bytes.size(), layout.scan_offset)) {
       return reject("truncated JPEG (no end-of-image marker)");
     }
-    switch (reduced_decode_factor(layout.size->height, layout.size->width, min_side)) {
-      case 2:
-        flags = cv::IMREAD_REDUCED_COLOR_2 | cv::IMREAD_IGNORE_ORIENTATION;
-        break;
-      case 4:
-        flags = cv::IMREAD_REDUCED_COLOR_4 | cv::IMREAD_IGNORE_ORIENTATION;
-        break;
-      case 8:
-        flags = cv::IMREAD_REDUCED_COLOR_8 | cv::IMREAD_IGNORE_ORIENTATION;
-        break;
-      default:
-        break;
+    // libjpeg directly: RGB out of the decoder. What it cannot do (CMYK) goes to OpenCV.
+    JpegDecodeOptions options;
+    if (choose != nullptr) {
+      box = (*choose)(layout.size->height, layout.size->width);
+      options.region = CropBox{box.top - kCropMargin, box.left - kCropMargin,
+                               box.height + 2 * kCropMargin, box.width + 2 * kCropMargin};
+      options.region->height += std::min(0, options.region->top);  // clamp at the top-left;
+      options.region->width += std::min(0, options.region->left);  // decode_jpeg clamps the rest
+      options.region->top = std::max(0, options.region->top);
+      options.region->left = std::max(0, options.region->left);
+      chosen = true;
+    } else {
+      reduce = reduced_decode_factor(layout.size->height, layout.size->width, min_side);
+      options.scale_denom = reduce;
     }
+    if (auto decoded = decode_jpeg(bytes.data(), bytes.size(), options, &reason)) {
+      const CropBox in_part{box.top - decoded->top, box.left - decoded->left, box.height,
+                            box.width};
+      const Image& img = decoded->image;
+      if (in_part.top >= 0 && in_part.left >= 0 && in_part.top + in_part.height <= img.height &&
+          in_part.left + in_part.width <= img.width) {
+        return DecodedFile{std::move(decoded->image), chosen ? in_part : CropBox{}};
+      }
+      reason = "decoded part does not hold the crop";  // not expected; decode in full below
+    }
+  }
+#ifdef THINKINGVIT_HAVE_OPENCV
+  // PIL, which timm's loader uses, ignores the EXIF orientation; so do we.
+  int flags = cv::IMREAD_COLOR | cv::IMREAD_IGNORE_ORIENTATION;
+  switch (reduce) {
+    case 2:
+      flags = cv::IMREAD_REDUCED_COLOR_2 | cv::IMREAD_IGNORE_ORIENTATION;
+      break;
+    case 4:
+      flags = cv::IMREAD_REDUCED_COLOR_4 | cv::IMREAD_IGNORE_ORIENTATION;
+      break;
+    case 8:
+      flags = cv::IMREAD_REDUCED_COLOR_8 | cv::IMREAD_IGNORE_ORIENTATION;
+      break;
+    default:
+      break;
   }
   cv::Mat bgr;
   try {
@@ -608,7 +651,7 @@ std::optional<Image> decode_image_file(const std::string& path, int min_side, st
   } catch (const cv::Exception& e) {
     return reject(std::string("OpenCV: ") + e.what());
   }
-  if (bgr.empty()) return reject("not a decodable image");
+  if (bgr.empty()) return reject(reason.empty() ? "not a decodable image" : reason);
   if (bgr.type() != CV_8UC3) return reject("unexpected pixel type after decoding");
 
   // BGR -> RGB while copying out; no cv::cvtColor, so no OpenCV thread pool under our loaders.
@@ -622,12 +665,21 @@ std::optional<Image> decode_image_file(const std::string& path, int min_side, st
       dst[2] = src[0];
     }
   }
-  return image;
+  if (choose != nullptr && !chosen) box = (*choose)(image.height, image.width);
+  return DecodedFile{std::move(image), box};
 #else
-  (void)min_side;
-  (void)why;
+  (void)reduce;
+  if (!reason.empty()) return reject(reason);
   fail("cannot decode '", path, "': ", kNoOpenCv);
 #endif
+}
+
+}  // namespace
+
+std::optional<Image> decode_image_file(const std::string& path, int min_side, std::string* why) {
+  auto decoded = decode_file(path, min_side, /*choose=*/nullptr, why);
+  if (!decoded) return std::nullopt;
+  return std::move(decoded->image);
 }
 
 void write_image_file(const std::string& path, const Image& image, int jpeg_quality) {
@@ -746,20 +798,36 @@ const std::string& ImageFolder::path(int64_t index) const {
   return paths_[index];
 }
 
+std::optional<ImageFolder::Part> ImageFolder::get_part(
+    int64_t index, const std::function<CropBox(int height, int width)>& choose) const {
+  check_index(index, size(), "image folder '" + root_ + "'");
+  std::string why;
+  auto decoded = decode_file(paths_[index], /*min_side=*/0, &choose, &why);
+  if (!decoded) {
+    warn_skipped(index, why);
+    return std::nullopt;
+  }
+  return Part{Sample{std::move(decoded->image), labels_[index]}, decoded->box};
+}
+
 std::optional<Sample> ImageFolder::load(int64_t index, int min_side) const {
   check_index(index, size(), "image folder '" + root_ + "'");
   std::string why;
   std::optional<Image> image = decode_image_file(paths_[index], min_side, &why);
   if (!image) {
-    bool first = false;
-    {
-      std::lock_guard<std::mutex> lock(warned_mutex_);
-      first = warned_.insert(index).second;
-    }
-    if (first) spdlog::warn("image folder '{}': skipping '{}': {}", root_, paths_[index], why);
+    warn_skipped(index, why);
     return std::nullopt;
   }
   return Sample{std::move(*image), labels_[index]};
+}
+
+void ImageFolder::warn_skipped(int64_t index, const std::string& why) const {
+  bool first = false;
+  {
+    std::lock_guard<std::mutex> lock(warned_mutex_);
+    first = warned_.insert(index).second;
+  }
+  if (first) spdlog::warn("image folder '{}': skipping '{}': {}", root_, paths_[index], why);
 }
 
 std::string ImageFolder::describe() const {

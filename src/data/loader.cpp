@@ -21,6 +21,9 @@ DataLoader::DataLoader(std::shared_ptr<const Dataset> dataset, SampleTransform t
   if (options_.pin_memory && !compat::cuda_available()) options_.pin_memory = false;
   if (options_.reduced_decode && transform_.decode_min_side > 0)
     folder_ = dynamic_cast<const ImageFolder*>(dataset_.get());
+  // A crop drawn before decoding lets the JPEG decoder skip what lies outside it (same pixels).
+  if (transform_.crop_box && transform_.apply_cropped)
+    part_folder_ = dynamic_cast<const ImageFolder*>(dataset_.get());
   for (int i = 0; i < options_.num_workers; ++i) workers_.emplace_back([this] { worker_loop(); });
 }
 
@@ -70,23 +73,38 @@ Batch DataLoader::build(const Epoch& epoch, int64_t number) {
   int64_t* labels = batch.labels.data_ptr<int64_t>();
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t position = begin + r;
-    std::optional<Sample> sample;
+    const auto base_rng = sample_rng(options_.seed, epoch.epoch,
+                                     options_.position_offset + options_.position_stride * position);
+    float* dst = images + r * c * s * s;
+    bool done = false;
     int64_t index = -1;
-    for (int64_t k = 0; k < n && !sample; ++k) {  // replace unreadable samples, deterministically
+    for (int64_t k = 0; k < n && !done; ++k) {  // replace unreadable samples, deterministically
       index = epoch.indices[(position + k) % n];
-      sample =
-          folder_ ? folder_->get_reduced(index, transform_.decode_min_side) : dataset_->get(index);
-      if (!sample) {
+      auto rng = base_rng;  // every try starts from the position's own stream
+      if (part_folder_ != nullptr) {
+        auto part = part_folder_->get_part(
+            index, [&](int height, int width) { return transform_.crop_box(height, width, rng); });
+        if (part) {
+          transform_.apply_cropped(part->sample.image, part->box, rng, dst);
+          labels[r] = part->sample.label;
+          done = true;
+        }
+      } else {
+        auto sample = folder_ ? folder_->get_reduced(index, transform_.decode_min_side)
+                              : dataset_->get(index);
+        if (sample) {
+          transform_.apply(sample->image, rng, dst);
+          labels[r] = sample->label;
+          done = true;
+        }
+      }
+      if (!done) {
         ++skipped_;
         TVIT_CHECK(options_.skip_corrupt, "data loader: sample ", index,
                    " is unreadable (set data.skip_corrupt to skip such files)");
       }
     }
-    TVIT_CHECK(sample.has_value(), "data loader: no readable sample in the epoch");
-    auto rng = sample_rng(options_.seed, epoch.epoch,
-                          options_.position_offset + options_.position_stride * position);
-    transform_.apply(sample->image, rng, images + r * c * s * s);
-    labels[r] = sample->label;
+    TVIT_CHECK(done, "data loader: no readable sample in the epoch");
     batch.indices.push_back(index);
   }
   return batch;

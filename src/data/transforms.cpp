@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
+#include "thinkingvit/util/cpu.h"
 #include "thinkingvit/util/error.h"
 
 namespace thinkingvit::data {
@@ -72,9 +74,89 @@ Coeffs precompute(int in_size, int out_size, Interpolation interp) {
   return c;
 }
 
-inline uint8_t clip8(int64_t v) {
+// 8-bit passes in 32-bit sums, as PIL's (255 x the weights' absolute sum stays below 2^31).
+TVIT_INLINE uint8_t clip8(int32_t v) {
   v >>= kPrecisionBits;
   return static_cast<uint8_t>(v < 0 ? 0 : (v > 255 ? 255 : v));
+}
+
+// Rows of `rows` x (in width) x C -> rows x out_w x C along x; src rows `src_stride` bytes apart.
+template <int kChannels>
+TVIT_INLINE void horizontal_pass_t(const uint8_t* src, size_t src_stride, int rows,
+                                   const Coeffs& h, int out_w, int channels, uint8_t* dst) {
+  const int c = kChannels > 0 ? kChannels : channels;
+  for (int y = 0; y < rows; ++y) {
+    const uint8_t* row = src + y * src_stride;
+    uint8_t* out = dst + static_cast<size_t>(y) * out_w * c;
+    for (int x = 0; x < out_w; ++x) {
+      const int32_t* k = &h.weights[static_cast<size_t>(x) * h.max_taps];
+      const uint8_t* p = row + static_cast<size_t>(h.first[x]) * c;
+      const int taps = h.count[x];
+      for (int ch = 0; ch < c; ++ch) {
+        int32_t ss = 1 << (kPrecisionBits - 1);
+        for (int t = 0; t < taps; ++t) ss += int32_t{p[t * c + ch]} * k[t];
+        out[x * c + ch] = clip8(ss);
+      }
+    }
+  }
+}
+
+TVIT_INLINE void horizontal_pass(const uint8_t* src, size_t src_stride, int rows, const Coeffs& h,
+                                 int out_w, int channels, uint8_t* dst) {
+  if (channels == 3) return horizontal_pass_t<3>(src, src_stride, rows, h, out_w, 3, dst);
+  if (channels == 1) return horizontal_pass_t<1>(src, src_stride, rows, h, out_w, 1, dst);
+  horizontal_pass_t<0>(src, src_stride, rows, h, out_w, channels, dst);
+}
+
+// Along y, one output row at a time, whole rows at once so the sums vectorise.
+TVIT_INLINE void vertical_pass(const uint8_t* src, size_t stride, int row_first, const Coeffs& v,
+                               int out_h, uint8_t* dst, int32_t* acc) {
+  for (int y = 0; y < out_h; ++y) {
+    const int32_t* k = &v.weights[static_cast<size_t>(y) * v.max_taps];
+    const uint8_t* rows = src + static_cast<size_t>(v.first[y] - row_first) * stride;
+    std::fill(acc, acc + stride, int32_t{1} << (kPrecisionBits - 1));
+    for (int t = 0; t < v.count[y]; ++t) {
+      const int32_t w = k[t];
+      const uint8_t* row = rows + t * stride;
+      for (size_t i = 0; i < stride; ++i) acc[i] += int32_t{row[i]} * w;
+    }
+    uint8_t* out = dst + static_cast<size_t>(y) * stride;
+    for (size_t i = 0; i < stride; ++i) out[i] = clip8(acc[i]);
+  }
+}
+
+#if TVIT_HAVE_AVX2_COPY
+TVIT_TARGET_AVX2 void horizontal_pass_avx2(const uint8_t* src, size_t src_stride, int rows,
+                                           const Coeffs& h, int out_w, int channels,
+                                           uint8_t* dst) {
+  horizontal_pass(src, src_stride, rows, h, out_w, channels, dst);
+}
+TVIT_TARGET_AVX2 void vertical_pass_avx2(const uint8_t* src, size_t stride, int row_first,
+                                         const Coeffs& v, int out_h, uint8_t* dst,
+                                         int32_t* acc) {
+  vertical_pass(src, stride, row_first, v, out_h, dst, acc);
+}
+#endif
+
+void run_horizontal(const uint8_t* src, size_t src_stride, int rows, const Coeffs& h, int out_w,
+                    int channels, uint8_t* dst) {
+#if TVIT_HAVE_AVX2_COPY
+  if (util::cpu_has_avx2_fma()) {
+    return horizontal_pass_avx2(src, src_stride, rows, h, out_w, channels, dst);
+  }
+#endif
+  horizontal_pass(src, src_stride, rows, h, out_w, channels, dst);
+}
+
+void run_vertical(const uint8_t* src, size_t stride, int row_first, const Coeffs& v, int out_h,
+                  uint8_t* dst) {
+  std::vector<int32_t> acc(stride);
+#if TVIT_HAVE_AVX2_COPY
+  if (util::cpu_has_avx2_fma()) {
+    return vertical_pass_avx2(src, stride, row_first, v, out_h, dst, acc.data());
+  }
+#endif
+  vertical_pass(src, stride, row_first, v, out_h, dst, acc.data());
 }
 
 }  // namespace
@@ -101,44 +183,23 @@ Image resize_box(const Image& img, const CropBox& box, int out_w, int out_h, Int
   const int row_first = vert.first.front();
   const int row_last = vert.first.back() + vert.count.back();
   const int rows = row_last - row_first;
+  const size_t img_stride = static_cast<size_t>(img.width) * c;
+  const uint8_t* top_left =
+      &img.pixels[static_cast<size_t>(box.top + row_first) * img_stride + box.left * c];
   Image tmp(rows, out_w, c);
   if (out_w == box.width) {
     for (int y = 0; y < rows; ++y) {
-      const uint8_t* src =
-          &img.pixels[((static_cast<size_t>(box.top + row_first + y)) * img.width + box.left) * c];
-      std::copy(src, src + static_cast<size_t>(out_w) * c,
+      std::copy(top_left + y * img_stride, top_left + y * img_stride + static_cast<size_t>(out_w) * c,
                 &tmp.pixels[static_cast<size_t>(y) * out_w * c]);
     }
   } else {
-    const auto horiz = precompute(box.width, out_w, interp);
-    for (int y = 0; y < rows; ++y) {
-      const uint8_t* row =
-          &img.pixels[(static_cast<size_t>(box.top + row_first + y) * img.width + box.left) * c];
-      uint8_t* dst = &tmp.pixels[static_cast<size_t>(y) * out_w * c];
-      for (int x = 0; x < out_w; ++x) {
-        const int32_t* k = &horiz.weights[static_cast<size_t>(x) * horiz.max_taps];
-        const uint8_t* src = row + static_cast<size_t>(horiz.first[x]) * c;
-        for (int ch = 0; ch < c; ++ch) {
-          int64_t ss = 1 << (kPrecisionBits - 1);
-          for (int t = 0; t < horiz.count[x]; ++t) ss += int64_t{src[t * c + ch]} * k[t];
-          dst[x * c + ch] = clip8(ss);
-        }
-      }
-    }
+    run_horizontal(top_left, img_stride, rows, precompute(box.width, out_w, interp), out_w, c,
+                   tmp.pixels.data());
   }
   if (out_h == rows && row_first == 0 && out_h == box.height) return tmp;
   Image out(out_h, out_w, c);
-  const size_t stride = static_cast<size_t>(out_w) * c;
-  for (int y = 0; y < out_h; ++y) {
-    const int32_t* k = &vert.weights[static_cast<size_t>(y) * vert.max_taps];
-    const uint8_t* src = &tmp.pixels[static_cast<size_t>(vert.first[y] - row_first) * stride];
-    uint8_t* dst = &out.pixels[static_cast<size_t>(y) * stride];
-    for (size_t i = 0; i < stride; ++i) {
-      int64_t ss = 1 << (kPrecisionBits - 1);
-      for (int t = 0; t < vert.count[y]; ++t) ss += int64_t{src[t * stride + i]} * k[t];
-      dst[i] = clip8(ss);
-    }
-  }
+  run_vertical(tmp.pixels.data(), static_cast<size_t>(out_w) * c, row_first, vert, out_h,
+               out.pixels.data());
   return out;
 }
 
@@ -302,22 +363,38 @@ SampleTransform make_train_transform(const TrainTransformOptions& o, int channel
   const bool augment = !o.auto_augment.empty();
   RandAugmentPolicy policy;
   if (augment) policy = parse_rand_augment(o.auto_augment, "augmentation policy");
+  // Gray models: the fill's first value. timm has no behaviour to match here: Pillow (9.4)
+  // rejects an RGB fill tuple on an 'L' image ("color must be int or single-element tuple").
   if (channels == 1) policy.fill = {policy.fill.empty() ? uint8_t{0} : policy.fill[0]};
   SampleTransform t;
   t.channels = channels;
   t.size = o.size;
-  t.apply = [o, channels, augment, policy](const Image& input, Rng& rng, float* dst) {
-    Image img = to_channels(input, channels);
-    if (o.small_image) {
-      img = pad_random_crop(img, o.size, o.padding, rng);
-    } else {
-      const auto box = random_resized_crop_box(img.height, img.width, o.scale, o.ratio, rng);
-      img = resize_box(img, box, o.size, o.size, o.interpolation);
-    }
+  const auto finish = [o, channels, augment, policy](Image img, Rng& rng, float* dst) {
     if (std::uniform_real_distribution<double>(0.0, 1.0)(rng) < o.hflip) img = hflip(img);
     if (augment) img = rand_augment(img, policy, rng);
     write_normalized(img, o.mean, o.std, dst);
     if (o.random_erasing > 0) random_erasing(dst, channels, o.size, o.size, o.random_erasing, rng);
+  };
+  if (o.small_image) {
+    t.apply = [o, channels, finish](const Image& input, Rng& rng, float* dst) {
+      finish(pad_random_crop(to_channels(input, channels), o.size, o.padding, rng), rng, dst);
+    };
+    return t;
+  }
+  t.crop_box = [o](int height, int width, Rng& rng) {
+    return random_resized_crop_box(height, width, o.scale, o.ratio, rng);
+  };
+  t.apply_cropped = [o, channels, finish](const Image& part, const CropBox& box, Rng& rng,
+                                          float* dst) {
+    const auto resized = [&](const Image& img) {
+      return resize_box(img, box, o.size, o.size, o.interpolation);
+    };
+    finish(part.channels == channels ? resized(part) : resized(to_channels(part, channels)), rng,
+           dst);
+  };
+  t.apply = [crop_box = t.crop_box, apply_cropped = t.apply_cropped](const Image& input, Rng& rng,
+                                                                     float* dst) {
+    apply_cropped(input, crop_box(input.height, input.width, rng), rng, dst);
   };
   return t;
 }

@@ -7,17 +7,11 @@
 #include <cmath>
 #include <vector>
 
+#include "thinkingvit/util/cpu.h"
 #include "thinkingvit/util/error.h"
 
-// The float kernels are built twice, for AVX2 + FMA and for the baseline ISA, and picked at run
-// time from the CPU's features. The templates below are forced inline into both copies, and
-// every inner loop is an axpy over contiguous memory, so the compiler vectorises them.
-#if defined(__x86_64__) && defined(__GNUC__)
-#define TVIT_HAVE_AVX2_COPY 1
-#define TVIT_INLINE inline __attribute__((always_inline))
-#else
-#define TVIT_INLINE inline
-#endif
+// The float kernels get an AVX2 + FMA copy (util/cpu.h); every inner loop is a dot or an axpy
+// over contiguous memory, so the compiler vectorises them.
 
 namespace thinkingvit::models {
 namespace {
@@ -167,29 +161,25 @@ TVIT_INLINE void backward_range(const Shape& s, const T* qkv, const T* dout, con
 }
 
 #if TVIT_HAVE_AVX2_COPY
-__attribute__((target("avx2,fma"))) void forward_range_avx2(const Shape& s, const float* qkv,
+TVIT_TARGET_AVX2 void forward_range_avx2(const Shape& s, const float* qkv,
                                                             float* out, float* probs,
                                                             int64_t begin, int64_t end) {
   forward_range(s, qkv, out, probs, begin, end);
 }
 
-__attribute__((target("avx2,fma"))) void backward_range_avx2(const Shape& s, const float* qkv,
+TVIT_TARGET_AVX2 void backward_range_avx2(const Shape& s, const float* qkv,
                                                              const float* dout,
                                                              const float* probs, float* dqkv,
                                                              int64_t begin, int64_t end) {
   backward_range(s, qkv, dout, probs, dqkv, begin, end);
 }
 
-bool cpu_has_avx2() {
-  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return has;
-}
 #endif
 
 void forward_range_any(const Shape& s, const float* qkv, float* out, float* probs, int64_t begin,
                        int64_t end) {
 #if TVIT_HAVE_AVX2_COPY
-  if (cpu_has_avx2()) return forward_range_avx2(s, qkv, out, probs, begin, end);
+  if (util::cpu_has_avx2_fma()) return forward_range_avx2(s, qkv, out, probs, begin, end);
 #endif
   forward_range(s, qkv, out, probs, begin, end);
 }
@@ -200,7 +190,7 @@ void forward_range_any(const Shape& s, const double* qkv, double* out, double* p
 void backward_range_any(const Shape& s, const float* qkv, const float* dout, const float* probs,
                         float* dqkv, int64_t begin, int64_t end) {
 #if TVIT_HAVE_AVX2_COPY
-  if (cpu_has_avx2()) return backward_range_avx2(s, qkv, dout, probs, dqkv, begin, end);
+  if (util::cpu_has_avx2_fma()) return backward_range_avx2(s, qkv, dout, probs, dqkv, begin, end);
 #endif
   backward_range(s, qkv, dout, probs, dqkv, begin, end);
 }

@@ -181,6 +181,41 @@ TEST(Loader, ReducedDecodeUsesTheTransformsMinimumSide) {
   EXPECT_TRUE(torch::equal(run(false), expect(folder->get(0)->image)));
   EXPECT_FALSE(torch::equal(run(true), run(false)));
 }
+
+// The train transform crops first, so the loader decodes only each crop's part of a JPEG; the
+// batches equal full decoding + transform.apply with each position's generator.
+TEST(Loader, TrainBatchesFromCropPartsEqualFullDecoding) {
+  TempDir dir;
+  std::filesystem::create_directories(dir.path() / "a");
+  std::filesystem::create_directories(dir.path() / "b");
+  const std::pair<int, int> sizes[] = {{150, 203}, {203, 150}, {64, 64}, {97, 131}};
+  for (int i = 0; i < 4; ++i) {
+    data::Image image(sizes[i].first, sizes[i].second, 3);
+    for (size_t p = 0; p < image.pixels.size(); ++p)
+      image.pixels[p] = static_cast<uint8_t>((p * (7 + i) + p / 301) % 251);
+    data::write_image_file(dir.file(std::string(i % 2 ? "b/" : "a/") + std::to_string(i) + ".jpg"),
+                           image);
+  }
+  data::write_image_file(dir.file("b/z.png"), data::Image(40, 50, 3, 77));
+  auto folder = std::make_shared<data::ImageFolder>(dir.path().string());
+  data::TrainTransformOptions t;
+  t.size = 24;
+  const auto transform = data::make_train_transform(t, 3);
+  ASSERT_TRUE(transform.crop_box && transform.apply_cropped);
+  data::LoaderOptions o;
+  o.batch_size = 5;
+  o.num_workers = 2;
+  o.seed = 11;
+  data::DataLoader loader(folder, transform, o);
+  const std::vector<int64_t> order = {4, 2, 0, 3, 1};
+  const auto got = epoch(loader, 2, order)[0].images;
+  auto expected = torch::empty({5, 3, 24, 24});
+  for (int64_t p = 0; p < 5; ++p) {
+    auto rng = data::sample_rng(11, 2, p);
+    transform.apply(folder->get(order[p])->image, rng, expected[p].data_ptr<float>());
+  }
+  EXPECT_TRUE(torch::equal(got, expected));
+}
 #endif  // THINKINGVIT_HAVE_OPENCV
 
 }  // namespace thinkingvit::testing

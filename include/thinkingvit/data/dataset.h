@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "thinkingvit/data/image.h"
+#include "thinkingvit/data/transforms.h"
 
 namespace thinkingvit::data {
 
@@ -77,11 +79,22 @@ class ImageFolder : public Dataset {
   // pipeline that resizes the shorter side to S anyway, get_reduced(i, S) gives nearly the same
   // pixels for less work (pixels differ slightly from full decode + resize).
   std::optional<Sample> get_reduced(int64_t index, int min_side) const;
+  // As get(), for a transform that crops first: the box is chosen from the size in the file's
+  // header by choose(height, width), and a JPEG is decoded only over the rows and columns that
+  // hold it (same pixels as a full decode). The result's image is that part; `box` is the
+  // chosen box in its coordinates.
+  struct Part {
+    Sample sample;
+    CropBox box;
+  };
+  std::optional<Part> get_part(int64_t index,
+                               const std::function<CropBox(int height, int width)>& choose) const;
   const std::string& path(int64_t index) const;
   const std::string& root() const { return root_; }
 
  private:
   std::optional<Sample> load(int64_t index, int min_side) const;
+  void warn_skipped(int64_t index, const std::string& why) const;
 
   std::string root_;
   std::vector<std::string> class_names_;

@@ -76,6 +76,7 @@ class DataLoader {
 
   std::shared_ptr<const Dataset> dataset_;
   const ImageFolder* folder_ = nullptr;  // set when reduced decoding applies
+  const ImageFolder* part_folder_ = nullptr;  // set when the transform crops first
   SampleTransform transform_;
   LoaderOptions options_;
   std::atomic<int64_t> skipped_{0};

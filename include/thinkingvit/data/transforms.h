@@ -83,6 +83,12 @@ struct SampleTransform {
   std::function<void(const Image&, Rng&, float*)> apply;
   // Shorter side the decoder may reduce to without losing detail (0: no hint).
   int decode_min_side = 0;
+  // Set by transforms whose first step is a random crop (train: RandomResizedCrop). The crop is
+  // drawn from the image size alone, so a decoder can decode only the part holding it:
+  // apply(img, rng, dst) == apply_cropped(part, box in part, rng, dst) with
+  // box = crop_box(img.height, img.width, rng) and `part` any region of img containing the box.
+  std::function<CropBox(int height, int width, Rng&)> crop_box;
+  std::function<void(const Image& part, const CropBox& box, Rng&, float*)> apply_cropped;
 };
 
 SampleTransform make_train_transform(const TrainTransformOptions& options, int channels);
