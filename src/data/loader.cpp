@@ -73,8 +73,8 @@ Batch DataLoader::build(const Epoch& epoch, int64_t number) {
   int64_t* labels = batch.labels.data_ptr<int64_t>();
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t position = begin + r;
-    const auto base_rng = sample_rng(options_.seed, epoch.epoch,
-                                     options_.position_offset + options_.position_stride * position);
+    const auto base_rng = sample_rng(
+        options_.seed, epoch.epoch, options_.position_offset + options_.position_stride * position);
     float* dst = images + r * c * s * s;
     bool done = false;
     int64_t index = -1;

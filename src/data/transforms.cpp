@@ -74,38 +74,43 @@ Coeffs precompute(int in_size, int out_size, Interpolation interp) {
   return c;
 }
 
+// The same table with every window max_taps long: windows that would run past the input's end
+// slide left and their weights move right, padded with zeros (the sums are unchanged), so the
+// pass runs a fixed number of taps and never mispredicts the count.
+Coeffs uniform(Coeffs c, int in_size) {
+  if (in_size < c.max_taps) {  // tiny inputs: shrink the window to the input instead
+    for (size_t x = 0; x < c.first.size(); ++x) {
+      for (int t = c.count[x]; t < c.max_taps; ++t) c.weights[x * c.max_taps + t] = 0;
+    }
+    std::vector<int32_t> narrow(c.first.size() * in_size, 0);
+    for (size_t x = 0; x < c.first.size(); ++x) {
+      for (int t = 0; t < c.count[x]; ++t)
+        narrow[x * in_size + c.first[x] + t] = c.weights[x * c.max_taps + t];
+      c.first[x] = 0;
+      c.count[x] = in_size;
+    }
+    c.weights = std::move(narrow);
+    c.max_taps = in_size;
+    return c;
+  }
+  for (size_t x = 0; x < c.first.size(); ++x) {
+    int32_t* w = &c.weights[x * c.max_taps];
+    const int shift = std::max(0, c.first[x] + c.max_taps - in_size);
+    for (int t = c.count[x]; t < c.max_taps; ++t) w[t] = 0;
+    if (shift > 0) {
+      std::copy_backward(w, w + c.max_taps - shift, w + c.max_taps);
+      std::fill(w, w + shift, 0);
+      c.first[x] -= shift;
+    }
+    c.count[x] = c.max_taps;
+  }
+  return c;
+}
+
 // 8-bit passes in 32-bit sums, as PIL's (255 x the weights' absolute sum stays below 2^31).
 TVIT_INLINE uint8_t clip8(int32_t v) {
   v >>= kPrecisionBits;
   return static_cast<uint8_t>(v < 0 ? 0 : (v > 255 ? 255 : v));
-}
-
-// Rows of `rows` x (in width) x C -> rows x out_w x C along x; src rows `src_stride` bytes apart.
-template <int kChannels>
-TVIT_INLINE void horizontal_pass_t(const uint8_t* src, size_t src_stride, int rows,
-                                   const Coeffs& h, int out_w, int channels, uint8_t* dst) {
-  const int c = kChannels > 0 ? kChannels : channels;
-  for (int y = 0; y < rows; ++y) {
-    const uint8_t* row = src + y * src_stride;
-    uint8_t* out = dst + static_cast<size_t>(y) * out_w * c;
-    for (int x = 0; x < out_w; ++x) {
-      const int32_t* k = &h.weights[static_cast<size_t>(x) * h.max_taps];
-      const uint8_t* p = row + static_cast<size_t>(h.first[x]) * c;
-      const int taps = h.count[x];
-      for (int ch = 0; ch < c; ++ch) {
-        int32_t ss = 1 << (kPrecisionBits - 1);
-        for (int t = 0; t < taps; ++t) ss += int32_t{p[t * c + ch]} * k[t];
-        out[x * c + ch] = clip8(ss);
-      }
-    }
-  }
-}
-
-TVIT_INLINE void horizontal_pass(const uint8_t* src, size_t src_stride, int rows, const Coeffs& h,
-                                 int out_w, int channels, uint8_t* dst) {
-  if (channels == 3) return horizontal_pass_t<3>(src, src_stride, rows, h, out_w, 3, dst);
-  if (channels == 1) return horizontal_pass_t<1>(src, src_stride, rows, h, out_w, 1, dst);
-  horizontal_pass_t<0>(src, src_stride, rows, h, out_w, channels, dst);
 }
 
 // Along y, one output row at a time, whole rows at once so the sums vectorise.
@@ -126,27 +131,11 @@ TVIT_INLINE void vertical_pass(const uint8_t* src, size_t stride, int row_first,
 }
 
 #if TVIT_HAVE_AVX2_COPY
-TVIT_TARGET_AVX2 void horizontal_pass_avx2(const uint8_t* src, size_t src_stride, int rows,
-                                           const Coeffs& h, int out_w, int channels,
-                                           uint8_t* dst) {
-  horizontal_pass(src, src_stride, rows, h, out_w, channels, dst);
-}
 TVIT_TARGET_AVX2 void vertical_pass_avx2(const uint8_t* src, size_t stride, int row_first,
-                                         const Coeffs& v, int out_h, uint8_t* dst,
-                                         int32_t* acc) {
+                                         const Coeffs& v, int out_h, uint8_t* dst, int32_t* acc) {
   vertical_pass(src, stride, row_first, v, out_h, dst, acc);
 }
 #endif
-
-void run_horizontal(const uint8_t* src, size_t src_stride, int rows, const Coeffs& h, int out_w,
-                    int channels, uint8_t* dst) {
-#if TVIT_HAVE_AVX2_COPY
-  if (util::cpu_has_avx2_fma()) {
-    return horizontal_pass_avx2(src, src_stride, rows, h, out_w, channels, dst);
-  }
-#endif
-  horizontal_pass(src, src_stride, rows, h, out_w, channels, dst);
-}
 
 void run_vertical(const uint8_t* src, size_t stride, int row_first, const Coeffs& v, int out_h,
                   uint8_t* dst) {
@@ -159,61 +148,175 @@ void run_vertical(const uint8_t* src, size_t stride, int row_first, const Coeffs
   vertical_pass(src, stride, row_first, v, out_h, dst, acc.data());
 }
 
+// `rows` x `cols` pixels of C bytes (rows src_stride apart) -> cols x rows pixels, in tiles that
+// stay in L1.
+template <int kChannels>
+void transpose_pixels(const uint8_t* src, size_t src_stride, int rows, int cols, uint8_t* dst) {
+  constexpr int kTile = 32;
+  const size_t dst_stride = static_cast<size_t>(rows) * kChannels;
+  for (int y0 = 0; y0 < rows; y0 += kTile) {
+    for (int x0 = 0; x0 < cols; x0 += kTile) {
+      const int y1 = std::min(rows, y0 + kTile), x1 = std::min(cols, x0 + kTile);
+      for (int y = y0; y < y1; ++y) {
+        const uint8_t* s = src + y * src_stride;
+        for (int x = x0; x < x1; ++x) {
+          for (int c = 0; c < kChannels; ++c)
+            dst[x * dst_stride + y * kChannels + c] = s[x * kChannels + c];
+        }
+      }
+    }
+  }
+}
+
+void transpose_pixels(const uint8_t* src, size_t src_stride, int rows, int cols, int channels,
+                      uint8_t* dst) {
+  switch (channels) {
+    case 1:
+      return transpose_pixels<1>(src, src_stride, rows, cols, dst);
+    case 3:
+      return transpose_pixels<3>(src, src_stride, rows, cols, dst);
+    case 4:
+      return transpose_pixels<4>(src, src_stride, rows, cols, dst);
+    default:
+      fail("resize: expected 1, 3 or 4 channels, found ", channels);
+  }
+}
+
+// The horizontal pass as a vertical one on the transposed rows: the same sums (so the same
+// pixels as PIL's), but each tap is one vectorised multiply-add over a whole column.
+void run_horizontal(const uint8_t* src, size_t src_stride, int rows, int in_w, const Coeffs& h,
+                    int out_w, int channels, uint8_t* dst) {
+  const size_t column = static_cast<size_t>(rows) * channels;
+  std::vector<uint8_t> columns(static_cast<size_t>(in_w) * column);
+  std::vector<uint8_t> resized(static_cast<size_t>(out_w) * column);
+  transpose_pixels(src, src_stride, rows, in_w, channels, columns.data());
+  run_vertical(columns.data(), column, /*row_first=*/0, h, out_w, resized.data());
+  transpose_pixels(resized.data(), column, out_w, rows, channels, dst);
+}
+
 }  // namespace
 
-Image resize_box(const Image& img, const CropBox& box, int out_w, int out_h, Interpolation interp) {
+namespace {
+
+// Entries [begin, begin + n) of a table.
+Coeffs slice(const Coeffs& c, int begin, int n) {
+  Coeffs out;
+  out.max_taps = c.max_taps;
+  out.first.assign(c.first.begin() + begin, c.first.begin() + begin + n);
+  out.count.assign(c.count.begin() + begin, c.count.begin() + begin + n);
+  out.weights.assign(c.weights.begin() + static_cast<size_t>(begin) * c.max_taps,
+                     c.weights.begin() + static_cast<size_t>(begin + n) * c.max_taps);
+  return out;
+}
+
+// [first, last) of the input the table reads; `first` entries are made relative to it.
+std::pair<int, int> input_span(Coeffs& c) {
+  int lo = c.first.front(), hi = 0;
+  for (size_t i = 0; i < c.first.size(); ++i) {
+    lo = std::min(lo, c.first[i]);
+    hi = std::max(hi, c.first[i] + c.count[i]);
+  }
+  for (auto& f : c.first) f -= lo;
+  return {lo, hi};
+}
+
+// resize_box computing only `window` (in output pixels) of the out_w x out_h result: the same
+// pixels, for the work of the window alone. An axis whose size does not change is copied, not
+// filtered (PIL skips that pass too).
+Image resample(const Image& img, const CropBox& box, int out_w, int out_h, const CropBox& window,
+               Interpolation interp) {
   TVIT_CHECK(out_w > 0 && out_h > 0 && box.width > 0 && box.height > 0 && box.left >= 0 &&
                  box.top >= 0 && box.left + box.width <= img.width &&
                  box.top + box.height <= img.height,
              "resize: invalid box or size");
+  TVIT_CHECK(window.top >= 0 && window.left >= 0 && window.height > 0 && window.width > 0 &&
+                 window.top + window.height <= out_h && window.left + window.width <= out_w,
+             "resize: window outside the output");
   const int c = img.channels;
   if (interp == Interpolation::kNearest) {
-    Image out(out_h, out_w, c);
-    for (int y = 0; y < out_h; ++y) {
-      const int sy = box.top + static_cast<int>((y + 0.5) * box.height / out_h);
-      for (int x = 0; x < out_w; ++x) {
-        const int sx = box.left + static_cast<int>((x + 0.5) * box.width / out_w);
+    Image out(window.height, window.width, c);
+    for (int y = 0; y < window.height; ++y) {
+      const int sy = box.top + static_cast<int>((window.top + y + 0.5) * box.height / out_h);
+      for (int x = 0; x < window.width; ++x) {
+        const int sx = box.left + static_cast<int>((window.left + x + 0.5) * box.width / out_w);
         for (int ch = 0; ch < c; ++ch) out.at(y, x, ch) = img.at(sy, sx, ch);
       }
     }
     return out;
   }
-  // Horizontal pass over the rows the vertical pass needs, then the vertical pass.
-  const auto vert = precompute(box.height, out_h, interp);
-  const int row_first = vert.first.front();
-  const int row_last = vert.first.back() + vert.count.back();
-  const int rows = row_last - row_first;
+  // Rows of the box the vertical pass reads (all the window's rows when there is none).
+  const bool vertical = out_h != box.height;
+  Coeffs vert;
+  std::pair<int, int> rows_read = {window.top, window.top + window.height};
+  if (vertical) {
+    vert = slice(precompute(box.height, out_h, interp), window.top, window.height);
+    rows_read = input_span(vert);
+  }
+  const int rows = rows_read.second - rows_read.first;
   const size_t img_stride = static_cast<size_t>(img.width) * c;
-  const uint8_t* top_left =
-      &img.pixels[static_cast<size_t>(box.top + row_first) * img_stride + box.left * c];
-  Image tmp(rows, out_w, c);
+  const uint8_t* row0 = &img.pixels[static_cast<size_t>(box.top + rows_read.first) * img_stride];
+  // Horizontal pass over those rows, then the vertical pass.
+  Image tmp(rows, window.width, c);
   if (out_w == box.width) {
+    const uint8_t* src = row0 + static_cast<size_t>(box.left + window.left) * c;
+    const size_t row_bytes = static_cast<size_t>(window.width) * c;
     for (int y = 0; y < rows; ++y) {
-      std::copy(top_left + y * img_stride, top_left + y * img_stride + static_cast<size_t>(out_w) * c,
-                &tmp.pixels[static_cast<size_t>(y) * out_w * c]);
+      std::copy(src + y * img_stride, src + y * img_stride + row_bytes,
+                &tmp.pixels[static_cast<size_t>(y) * row_bytes]);
     }
   } else {
-    run_horizontal(top_left, img_stride, rows, precompute(box.width, out_w, interp), out_w, c,
-                   tmp.pixels.data());
+    auto horiz = slice(precompute(box.width, out_w, interp), window.left, window.width);
+    const auto cols = input_span(horiz);
+    const int in_w = cols.second - cols.first;
+    run_horizontal(row0 + static_cast<size_t>(box.left + cols.first) * c, img_stride, rows, in_w,
+                   uniform(std::move(horiz), in_w), window.width, c, tmp.pixels.data());
   }
-  if (out_h == rows && row_first == 0 && out_h == box.height) return tmp;
-  Image out(out_h, out_w, c);
-  run_vertical(tmp.pixels.data(), static_cast<size_t>(out_w) * c, row_first, vert, out_h,
-               out.pixels.data());
+  if (!vertical) return tmp;
+  Image out(window.height, window.width, c);
+  run_vertical(tmp.pixels.data(), static_cast<size_t>(window.width) * c, /*row_first=*/0, vert,
+               window.height, out.pixels.data());
   return out;
+}
+
+}  // namespace
+
+Image resize_box(const Image& img, const CropBox& box, int out_w, int out_h, Interpolation interp) {
+  return resample(img, box, out_w, out_h, {0, 0, out_h, out_w}, interp);
 }
 
 Image resize(const Image& img, int out_w, int out_h, Interpolation interp) {
   return resize_box(img, {0, 0, img.height, img.width}, out_w, out_h, interp);
 }
 
-Image resize_shorter(const Image& img, int size, Interpolation interp) {
+namespace {
+
+// torchvision Resize(int): the shorter side to `size`, the other to int(size * long / short).
+std::pair<int, int> shorter_side_size(const Image& img, int size) {  // (height, width)
   const int short_side = std::min(img.height, img.width);
   const int long_side = std::max(img.height, img.width);
   const int other = static_cast<int>(static_cast<int64_t>(size) * long_side / short_side);
-  if (short_side == size) return img;
-  return img.height <= img.width ? resize(img, other, size, interp)
-                                 : resize(img, size, other, interp);
+  return img.height <= img.width ? std::make_pair(size, other) : std::make_pair(other, size);
+}
+
+CropBox center_box(int height, int width, int crop_h, int crop_w) {
+  TVIT_CHECK(crop_h <= height && crop_w <= width, "center crop ", crop_h, "x", crop_w,
+             " is larger than the image ", height, "x", width);
+  return {static_cast<int>(std::round((height - crop_h) / 2.0)),
+          static_cast<int>(std::round((width - crop_w) / 2.0)), crop_h, crop_w};
+}
+
+}  // namespace
+
+Image resize_shorter(const Image& img, int size, Interpolation interp) {
+  if (std::min(img.height, img.width) == size) return img;
+  const auto [h, w] = shorter_side_size(img, size);
+  return resize(img, w, h, interp);
+}
+
+Image resize_shorter_center_crop(const Image& img, int size, int crop, Interpolation interp) {
+  if (std::min(img.height, img.width) == size) return center_crop(img, crop, crop);
+  const auto [h, w] = shorter_side_size(img, size);
+  return resample(img, {0, 0, img.height, img.width}, w, h, center_box(h, w, crop, crop), interp);
 }
 
 Image crop(const Image& img, const CropBox& box) {
@@ -231,11 +334,7 @@ Image crop(const Image& img, const CropBox& box) {
 }
 
 Image center_crop(const Image& img, int height, int width) {
-  TVIT_CHECK(height <= img.height && width <= img.width, "center crop ", height, "x", width,
-             " is larger than the image ", img.height, "x", img.width);
-  const int top = static_cast<int>(std::round((img.height - height) / 2.0));
-  const int left = static_cast<int>(std::round((img.width - width) / 2.0));
-  return crop(img, {top, left, height, width});
+  return crop(img, center_box(img.height, img.width, height, width));
 }
 
 Image hflip(const Image& img) {
@@ -363,9 +462,9 @@ SampleTransform make_train_transform(const TrainTransformOptions& o, int channel
   const bool augment = !o.auto_augment.empty();
   RandAugmentPolicy policy;
   if (augment) policy = parse_rand_augment(o.auto_augment, "augmentation policy");
-  // Gray models: the fill's first value. timm has no behaviour to match here: Pillow (9.4)
-  // rejects an RGB fill tuple on an 'L' image ("color must be int or single-element tuple").
-  if (channels == 1) policy.fill = {policy.fill.empty() ? uint8_t{0} : policy.fill[0]};
+  // Gray models keep the RGB fill: the ops take its L conversion (124, 116, 104 -> 117). timm has
+  // no behaviour to match (Pillow 9.4 rejects an RGB fill on an 'L' image: "color must be int
+  // or single-element tuple"); this is the image a gray conversion of the RGB result would give.
   SampleTransform t;
   t.channels = channels;
   t.size = o.size;
@@ -412,10 +511,12 @@ SampleTransform make_eval_transform(const EvalTransformOptions& o, int channels)
   const int resize_to = static_cast<int>(std::floor(o.size / o.crop_pct));
   t.decode_min_side = resize_to;
   t.apply = [o, channels, resize_to](const Image& input, Rng&, float* dst) {
-    Image img = to_channels(input, channels);
-    img = resize_shorter(img, resize_to, o.interpolation);
-    img = center_crop(img, o.size, o.size);
-    write_normalized(img, o.mean, o.std, dst);
+    const auto resized = [&](const Image& img) {
+      return resize_shorter_center_crop(img, resize_to, o.size, o.interpolation);
+    };
+    write_normalized(
+        input.channels == channels ? resized(input) : resized(to_channels(input, channels)), o.mean,
+        o.std, dst);
   };
   return t;
 }

@@ -142,10 +142,14 @@ template <typename T>
 TVIT_INLINE void forward_range(const Shape& s, const T* qkv, T* out, T* probs, int64_t begin,
                                int64_t end) {
   switch (s.head_dim) {
-    case 16: return forward_heads<T, 16>(s, qkv, out, probs, begin, end);
-    case 32: return forward_heads<T, 32>(s, qkv, out, probs, begin, end);
-    case 64: return forward_heads<T, 64>(s, qkv, out, probs, begin, end);
-    default: return forward_heads<T, 0>(s, qkv, out, probs, begin, end);
+    case 16:
+      return forward_heads<T, 16>(s, qkv, out, probs, begin, end);
+    case 32:
+      return forward_heads<T, 32>(s, qkv, out, probs, begin, end);
+    case 64:
+      return forward_heads<T, 64>(s, qkv, out, probs, begin, end);
+    default:
+      return forward_heads<T, 0>(s, qkv, out, probs, begin, end);
   }
 }
 
@@ -153,24 +157,26 @@ template <typename T>
 TVIT_INLINE void backward_range(const Shape& s, const T* qkv, const T* dout, const T* probs,
                                 T* dqkv, int64_t begin, int64_t end) {
   switch (s.head_dim) {
-    case 16: return backward_heads<T, 16>(s, qkv, dout, probs, dqkv, begin, end);
-    case 32: return backward_heads<T, 32>(s, qkv, dout, probs, dqkv, begin, end);
-    case 64: return backward_heads<T, 64>(s, qkv, dout, probs, dqkv, begin, end);
-    default: return backward_heads<T, 0>(s, qkv, dout, probs, dqkv, begin, end);
+    case 16:
+      return backward_heads<T, 16>(s, qkv, dout, probs, dqkv, begin, end);
+    case 32:
+      return backward_heads<T, 32>(s, qkv, dout, probs, dqkv, begin, end);
+    case 64:
+      return backward_heads<T, 64>(s, qkv, dout, probs, dqkv, begin, end);
+    default:
+      return backward_heads<T, 0>(s, qkv, dout, probs, dqkv, begin, end);
   }
 }
 
 #if TVIT_HAVE_AVX2_COPY
-TVIT_TARGET_AVX2 void forward_range_avx2(const Shape& s, const float* qkv,
-                                                            float* out, float* probs,
-                                                            int64_t begin, int64_t end) {
+TVIT_TARGET_AVX2 void forward_range_avx2(const Shape& s, const float* qkv, float* out, float* probs,
+                                         int64_t begin, int64_t end) {
   forward_range(s, qkv, out, probs, begin, end);
 }
 
-TVIT_TARGET_AVX2 void backward_range_avx2(const Shape& s, const float* qkv,
-                                                             const float* dout,
-                                                             const float* probs, float* dqkv,
-                                                             int64_t begin, int64_t end) {
+TVIT_TARGET_AVX2 void backward_range_avx2(const Shape& s, const float* qkv, const float* dout,
+                                          const float* probs, float* dqkv, int64_t begin,
+                                          int64_t end) {
   backward_range(s, qkv, dout, probs, dqkv, begin, end);
 }
 
@@ -183,8 +189,8 @@ void forward_range_any(const Shape& s, const float* qkv, float* out, float* prob
 #endif
   forward_range(s, qkv, out, probs, begin, end);
 }
-void forward_range_any(const Shape& s, const double* qkv, double* out, double* probs,
-                       int64_t begin, int64_t end) {
+void forward_range_any(const Shape& s, const double* qkv, double* out, double* probs, int64_t begin,
+                       int64_t end) {
   forward_range(s, qkv, out, probs, begin, end);
 }
 void backward_range_any(const Shape& s, const float* qkv, const float* dout, const float* probs,
@@ -194,8 +200,8 @@ void backward_range_any(const Shape& s, const float* qkv, const float* dout, con
 #endif
   backward_range(s, qkv, dout, probs, dqkv, begin, end);
 }
-void backward_range_any(const Shape& s, const double* qkv, const double* dout,
-                        const double* probs, double* dqkv, int64_t begin, int64_t end) {
+void backward_range_any(const Shape& s, const double* qkv, const double* dout, const double* probs,
+                        double* dqkv, int64_t begin, int64_t end) {
   backward_range(s, qkv, dout, probs, dqkv, begin, end);
 }
 
@@ -263,8 +269,8 @@ class SmallAttentionFunction : public torch::autograd::Function<SmallAttentionFu
 
 bool small_attention_supported(const at::Tensor& qkv, int64_t heads) {
   return qkv.device().is_cpu() && qkv.layout() == at::kStrided &&
-         (qkv.scalar_type() == at::kFloat || qkv.scalar_type() == at::kDouble) &&
-         qkv.dim() == 3 && heads > 0 && qkv.size(2) % (3 * heads) == 0 && qkv.size(1) > 0 &&
+         (qkv.scalar_type() == at::kFloat || qkv.scalar_type() == at::kDouble) && qkv.dim() == 3 &&
+         heads > 0 && qkv.size(2) % (3 * heads) == 0 && qkv.size(1) > 0 &&
          qkv.size(1) <= kSmallAttentionMaxTokens;
 }
 

@@ -16,9 +16,12 @@ std::optional<AttentionBackend> attention_backend_from(const std::string& name) 
 
 const char* attention_backend_name(AttentionBackend backend) {
   switch (backend) {
-    case AttentionBackend::kFused: return "fused";
-    case AttentionBackend::kExplicit: return "explicit";
-    case AttentionBackend::kSmall: return "small";
+    case AttentionBackend::kFused:
+      return "fused";
+    case AttentionBackend::kExplicit:
+      return "explicit";
+    case AttentionBackend::kSmall:
+      return "small";
   }
   return "fused";
 }

@@ -257,9 +257,10 @@ TEST(Cli, DataBenchTimesEveryPipeline) {
                         " --images 3 --reps 1 --size 16 --output " + dir.file("b.json"));
   ASSERT_EQ(r.code, 0) << r.err;
   const auto rows = nlohmann::json::parse(slurp(dir.file("b.json")));
-  ASSERT_EQ(rows.size(), 4u);
+  ASSERT_EQ(rows.size(), 5u);
   EXPECT_EQ(rows[0]["pipeline"], "decode only");
-  EXPECT_EQ(rows[3]["decode"], "reduced (DCT scaling)");
+  EXPECT_EQ(rows[2]["decode"], "crop region");
+  EXPECT_EQ(rows[4]["decode"], "reduced (DCT scaling)");
   for (const auto& row : rows) {
     EXPECT_GT(row["img_per_s_per_core"].get<double>(), 0.0);
     EXPECT_NEAR(row["ms_per_img"].get<double>() * row["img_per_s_per_core"].get<double>(), 1000.0,

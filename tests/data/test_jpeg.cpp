@@ -126,8 +126,7 @@ TEST(Jpeg, PartAroundACropHoldsTheFullDecodesPixels) {
     EXPECT_EQ(part->box.height, box.height);
     EXPECT_EQ(part->box.width, box.width);
     EXPECT_TRUE(same_pixels_in(part->sample.image, part->box, full, box))
-        << "box top " << box.top << " left " << box.left << " " << box.height << "x"
-        << box.width;
+        << "box top " << box.top << " left " << box.left << " " << box.height << "x" << box.width;
     smaller += part->sample.image.pixels.size() < full.pixels.size();
   }
   EXPECT_GE(smaller, 30);  // most crops decode less than the whole image

@@ -2,8 +2,11 @@
 
 #include <cmath>
 
+#include <sstream>
+
 #include "../test_util.h"
 #include "thinkingvit/data/transforms.h"
+#include "thinkingvit/io/safetensors.h"
 
 namespace thinkingvit::testing {
 
@@ -29,6 +32,54 @@ TEST(Transforms, BilinearDownscaleMatchesPilsAntialiasedFilter) {
   ASSERT_EQ(out.width, 2);
   EXPECT_EQ(out.pixels[0], 50);   // (3*0 + 3*70 + 1*140) / 7
   EXPECT_EQ(out.pixels[1], 160);  // (1*70 + 3*140 + 3*210) / 7
+}
+
+// PIL 9.4's img.crop(box).resize(size, filter) on RGB, gray and hard-edged images, down, up,
+// one axis only, long filters and tiny boxes (tests/fixtures/resize_golden.safetensors, written
+// by scripts/make_resize_golden.py): every pixel equal.
+TEST(Transforms, ResizeBoxEqualsPilsResampling) {
+  const auto file = io::read_safetensors(fixture("resize_golden.safetensors"));
+  const auto to_image = [](const at::Tensor& t) {
+    Image img(static_cast<int>(t.size(0)), static_cast<int>(t.size(1)),
+              static_cast<int>(t.size(2)));
+    const auto c = t.contiguous();
+    std::copy_n(c.data_ptr<uint8_t>(), img.pixels.size(), img.pixels.data());
+    return img;
+  };
+  int cases = 0;
+  for (const auto& [key, description] : file.metadata) {
+    if (key == "pillow") continue;
+    std::istringstream in(description);
+    std::string image, filter;
+    int w = 0, h = 0;
+    data::CropBox box;
+    in >> image >> filter >> w >> h >> box.left >> box.top >> box.width >> box.height;
+    const Image input = to_image(file.tensors.at("input." + image));
+    const Image expected = to_image(file.tensors.at(key));
+    const auto interp = filter == "bicubic" ? Interpolation::kBicubic : Interpolation::kBilinear;
+    const Image got = data::resize_box(input, box, w, h, interp);
+    ASSERT_EQ(got.height, expected.height) << key;
+    ASSERT_EQ(got.width, expected.width) << key;
+    EXPECT_EQ(got.pixels, expected.pixels) << key;
+    ++cases;
+  }
+  EXPECT_EQ(cases, 48);
+}
+
+// The eval path resamples only the centre crop's pixels; they equal resize then crop.
+TEST(Transforms, ResizeShorterCenterCropEqualsResizeThenCrop) {
+  for (auto interp : {Interpolation::kNearest, Interpolation::kBilinear, Interpolation::kBicubic}) {
+    for (auto [h, w] :
+         {std::pair{37, 53}, std::pair{53, 37}, std::pair{24, 31}, std::pair{20, 20}}) {
+      const Image img = ramp(h, w, 3);
+      for (auto [size, crop] : {std::pair{24, 20}, std::pair{24, 24}, std::pair{40, 33}}) {
+        const Image expected =
+            data::center_crop(data::resize_shorter(img, size, interp), crop, crop);
+        EXPECT_EQ(data::resize_shorter_center_crop(img, size, crop, interp).pixels, expected.pixels)
+            << h << "x" << w << " -> " << size << " crop " << crop;
+      }
+    }
+  }
 }
 
 TEST(Transforms, ResizeKeepsConstantsAndIdentity) {

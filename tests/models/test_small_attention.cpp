@@ -14,8 +14,11 @@ namespace {
 // The same attention through LibTorch ops: B x N x 3k -> B x N x k.
 at::Tensor reference(const at::Tensor& qkv, int64_t heads) {
   const int64_t b = qkv.size(0), n = qkv.size(1), k = qkv.size(2) / 3;
-  auto parts = qkv.reshape({b, n, 3, heads, k / heads}).permute({2, 0, 3, 1, 4});  // 3 x B x H x N x Dh
-  return compat::explicit_attention(parts[0], parts[1], parts[2]).transpose(1, 2).reshape({b, n, k});
+  auto parts =
+      qkv.reshape({b, n, 3, heads, k / heads}).permute({2, 0, 3, 1, 4});  // 3 x B x H x N x Dh
+  return compat::explicit_attention(parts[0], parts[1], parts[2])
+      .transpose(1, 2)
+      .reshape({b, n, k});
 }
 
 struct Case {

@@ -24,8 +24,8 @@ struct JpegDecodeOptions {
 };
 
 struct DecodedJpeg {
-  Image image;                      // RGB
-  int top = 0, left = 0;            // where `image` sits in the scaled image
+  Image image;                          // RGB
+  int top = 0, left = 0;                // where `image` sits in the scaled image
   int full_height = 0, full_width = 0;  // the scaled image's size
 };
 

@@ -75,7 +75,7 @@ class DataLoader {
   void worker_loop();
 
   std::shared_ptr<const Dataset> dataset_;
-  const ImageFolder* folder_ = nullptr;  // set when reduced decoding applies
+  const ImageFolder* folder_ = nullptr;       // set when reduced decoding applies
   const ImageFolder* part_folder_ = nullptr;  // set when the transform crops first
   SampleTransform transform_;
   LoaderOptions options_;

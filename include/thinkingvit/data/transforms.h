@@ -23,7 +23,8 @@ struct CropBox {
 
 // Resamples `box` of `img` to out_w x out_h with PIL's antialiasing filters (the support
 // widens by the downscale factor; bicubic uses a = -0.5), horizontal pass first, 8-bit
-// intermediate, as PIL's Image.resize(size, resample, box) does.
+// intermediate: the pixels of PIL's img.crop(box).resize(size, resample), which is what
+// torchvision's resized_crop computes (PIL's resize(size, resample, box) would read outside).
 Image resize(const Image& img, int out_w, int out_h, Interpolation interp);
 Image resize_box(const Image& img, const CropBox& box, int out_w, int out_h, Interpolation interp);
 
@@ -31,6 +32,8 @@ Image resize_box(const Image& img, const CropBox& box, int out_w, int out_h, Int
 Image resize_shorter(const Image& img, int size, Interpolation interp);
 // torchvision CenterCrop: top = round((H - h) / 2), left = round((W - w) / 2).
 Image center_crop(const Image& img, int height, int width);
+// center_crop(resize_shorter(img, size), crop, crop), resampling only the crop's pixels.
+Image resize_shorter_center_crop(const Image& img, int size, int crop, Interpolation interp);
 Image crop(const Image& img, const CropBox& box);
 Image hflip(const Image& img);
 // Zero padding on every side, then a random size x size crop (CIFAR-style).
