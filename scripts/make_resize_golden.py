@@ -18,9 +18,9 @@ import os
 
 import numpy as np
 import PIL
-import torch
 from PIL import Image
 
+from make_augment_golden import to_pil, to_tensor
 from safetensors_io import write_safetensors
 
 FILTERS = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
@@ -50,17 +50,6 @@ CASES = [
     (7, 5, (0, 0, 53, 37)),  # a strong reduction: long filters
     (3, 2, (50, 34, 3, 3)),  # a tiny box at the bottom-right corner
 ]
-
-
-def to_pil(a):
-    return Image.fromarray(a, "RGB" if a.ndim == 3 else "L")
-
-
-def to_tensor(img):
-    a = np.asarray(img, dtype=np.uint8)
-    if a.ndim == 2:
-        a = a[:, :, None]
-    return torch.from_numpy(a.copy())
 
 
 def main():
