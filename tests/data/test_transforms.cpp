@@ -7,6 +7,7 @@
 #include "../test_util.h"
 #include "thinkingvit/data/transforms.h"
 #include "thinkingvit/io/safetensors.h"
+#include "thinkingvit/util/cpu.h"
 
 namespace thinkingvit::testing {
 
@@ -61,6 +62,9 @@ TEST(Transforms, ResizeBoxEqualsPilsResampling) {
     ASSERT_EQ(got.height, expected.height) << key;
     ASSERT_EQ(got.width, expected.width) << key;
     EXPECT_EQ(got.pixels, expected.pixels) << key;
+    util::simd_dispatch_enabled() = false;  // the baseline copy (CPUs without AVX2) too
+    EXPECT_EQ(data::resize_box(input, box, w, h, interp).pixels, expected.pixels) << key;
+    util::simd_dispatch_enabled() = true;
     ++cases;
   }
   EXPECT_EQ(cases, 48);

@@ -6,6 +6,7 @@
 #include "thinkingvit/models/small_attention.h"
 #include "thinkingvit/models/thinking_vit.h"
 #include "thinkingvit/util/compat.h"
+#include "thinkingvit/util/cpu.h"
 #include "thinkingvit/util/error.h"
 
 namespace thinkingvit::testing {
@@ -57,6 +58,26 @@ TEST(SmallAttention, GradientsMatchExplicitAttention) {
           << (mine.grad() - theirs.grad()).abs().max().item<double>();
     }
   }
+}
+
+// The baseline copy (what a CPU without AVX2 runs) against the one this machine picks.
+TEST(SmallAttention, BaselineCopyAgreesWithTheDispatchedOne) {
+  torch::manual_seed(8);
+  auto base = torch::randn({3, 17, 3 * 4 * 32});
+  auto weight = torch::randn({3, 17, 4 * 32});
+  auto run = [&] {
+    auto qkv = base.clone().requires_grad_(true);
+    auto out = models::small_attention(qkv, 4);
+    (out * weight).sum().backward();
+    return std::make_pair(out.detach(), qkv.grad());
+  };
+  const auto dispatched = run();
+  util::simd_dispatch_enabled() = false;
+  const auto baseline = run();
+  util::simd_dispatch_enabled() = true;
+  EXPECT_TRUE(torch::allclose(dispatched.first, baseline.first, 1e-5, 1e-6));
+  EXPECT_TRUE(torch::allclose(dispatched.second, baseline.second, 1e-4, 1e-5));
+  EXPECT_TRUE(torch::allclose(baseline.first, reference(base, 4), 1e-5, 1e-5));
 }
 
 TEST(SmallAttention, ClosedForms) {
