@@ -8,10 +8,22 @@
 #include <string>
 
 #include "test_paths.h"
+#include "thinkingvit/data/image.h"
 #include "thinkingvit/models/thinking_vit.h"
 #include "thinkingvit/util/error.h"
 
 namespace thinkingvit::testing {
+
+// H x W x C uint8 tensor (as the PIL golden fixtures store images) -> Image.
+inline data::Image to_image(const at::Tensor& t) {
+  EXPECT_EQ(t.dim(), 3);
+  EXPECT_EQ(t.scalar_type(), at::kByte);
+  data::Image img(static_cast<int>(t.size(0)), static_cast<int>(t.size(1)),
+                  static_cast<int>(t.size(2)));
+  const auto c = t.contiguous();
+  std::copy_n(c.data_ptr<uint8_t>(), img.pixels.size(), img.pixels.data());
+  return img;
+}
 
 // 8x8 RGB images, patch 4 (5 tokens), 12 classes, head_dim 4, depth 2.
 inline models::ThinkingViTOptions tiny_options(std::vector<int64_t> stages = {1, 2, 3}) {

@@ -24,16 +24,6 @@ namespace ops = data::ops;
 
 const std::vector<uint8_t> kFill = {124, 116, 104};
 
-// H x W x C uint8 tensor -> Image.
-Image to_image(const at::Tensor& t) {
-  EXPECT_EQ(t.dim(), 3);
-  EXPECT_EQ(t.scalar_type(), at::kByte);
-  Image img(static_cast<int>(t.size(0)), static_cast<int>(t.size(1)), static_cast<int>(t.size(2)));
-  const auto c = t.contiguous();
-  std::copy_n(c.data_ptr<uint8_t>(), img.pixels.size(), img.pixels.data());
-  return img;
-}
-
 // A deterministic RGB (or gray) image with gradients and noise.
 Image test_image(int h, int w, int c, uint64_t seed = 3) {
   Image img(h, w, c);

@@ -40,13 +40,6 @@ TEST(Transforms, BilinearDownscaleMatchesPilsAntialiasedFilter) {
 // by scripts/make_resize_golden.py): every pixel equal.
 TEST(Transforms, ResizeBoxEqualsPilsResampling) {
   const auto file = io::read_safetensors(fixture("resize_golden.safetensors"));
-  const auto to_image = [](const at::Tensor& t) {
-    Image img(static_cast<int>(t.size(0)), static_cast<int>(t.size(1)),
-              static_cast<int>(t.size(2)));
-    const auto c = t.contiguous();
-    std::copy_n(c.data_ptr<uint8_t>(), img.pixels.size(), img.pixels.data());
-    return img;
-  };
   int cases = 0;
   for (const auto& [key, description] : file.metadata) {
     if (key == "pillow") continue;

@@ -57,12 +57,12 @@ struct WeightsSource {
   std::string path;  // the tensor file actually read
   TensorMap tensors;
   std::optional<models::ThinkingViTOptions> options;  // from config.json, when present
-  std::vector<std::string> label_names;                // config.json "label_names", when present
+  std::vector<std::string> label_names;               // config.json "label_names", when present
 };
 
 // PATH may be a Hugging Face style folder (config.json + model.safetensors; stages from
-// model_args.thinking_stages, class names from label_names) or a flat safetensors file (timm DeiT, released, ours). A common
-// "module." prefix is stripped.
+// model_args.thinking_stages, class names from label_names) or a flat safetensors file (timm DeiT,
+// released, ours). A common "module." prefix is stripped.
 WeightsSource read_weights(const std::string& path);
 
 // Deduces the architecture from timm-named tensors (width, depth, patch, channels, classes,

@@ -27,9 +27,9 @@ struct DataSection {
   std::string train_dir = "train", val_dir = "val";  // image-folder sub-folders
   std::string class_list;                            // image-folder: one class folder per line
   int64_t synthetic_size = 1024;                     // synthetic: images per split
-  int64_t train_limit = 0;  // use only the first N training images (0: all); quick runs
-  int64_t val_limit = 0;    // use only the first N validation images (0: all)
-  int64_t batch_size = 128;                          // per process
+  int64_t train_limit = 0;   // use only the first N training images (0: all); quick runs
+  int64_t val_limit = 0;     // use only the first N validation images (0: all)
+  int64_t batch_size = 128;  // per process
   int64_t eval_batch_size = 256;
   int num_workers = 2;
   int prefetch_batches = 4;
@@ -105,7 +105,7 @@ struct RunSection {
   int threads = 0;  // intra-op threads per process; 0: cores / processes
   int64_t log_every_steps = 50;
   int64_t eval_every_epochs = 1;  // validation (and best/) every N epochs; the last always
-  std::string device = "auto";  // auto | cpu | cuda
+  std::string device = "auto";    // auto | cpu | cuda
 };
 
 struct TrainConfig {
