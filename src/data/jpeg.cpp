@@ -35,10 +35,12 @@ struct State {
   DecodedJpeg out;
 };
 
+// jpeg_crop_scanline / jpeg_skip_scanlines: libjpeg-turbo 1.5 and later. Elsewhere a region
+// request decodes the whole image (still correct: the region lies inside it).
 #if defined(LIBJPEG_TURBO_VERSION_NUMBER) && LIBJPEG_TURBO_VERSION_NUMBER >= 1005000
-constexpr bool kCanCrop = true;
+#define TVIT_JPEG_CAN_CROP 1
 #else
-constexpr bool kCanCrop = false;
+#define TVIT_JPEG_CAN_CROP 0
 #endif
 
 }  // namespace
@@ -71,19 +73,20 @@ std::optional<DecodedJpeg> decode_jpeg(const uint8_t* data, size_t size,
   out.full_height = static_cast<int>(cinfo.output_height);
   out.full_width = static_cast<int>(cinfo.output_width);
   int first_row = 0, rows = out.full_height;
-  if (options.region && kCanCrop) {
+#if TVIT_JPEG_CAN_CROP
+  if (options.region) {
     // Clamp to the image; crop_scanline widens the columns to iMCU boundaries.
     const CropBox& r = *options.region;
     first_row = std::clamp(r.top, 0, out.full_height - 1);
     rows = std::clamp(r.height, 1, out.full_height - first_row);
     JDIMENSION x = static_cast<JDIMENSION>(std::clamp(r.left, 0, out.full_width - 1));
-    JDIMENSION w = static_cast<JDIMENSION>(std::clamp(r.width, 1, out.full_width - (int)x));
-#if defined(LIBJPEG_TURBO_VERSION_NUMBER) && LIBJPEG_TURBO_VERSION_NUMBER >= 1005000
+    JDIMENSION w =
+        static_cast<JDIMENSION>(std::clamp(r.width, 1, out.full_width - static_cast<int>(x)));
     if (w < cinfo.output_width) jpeg_crop_scanline(&cinfo, &x, &w);
     if (first_row > 0) jpeg_skip_scanlines(&cinfo, static_cast<JDIMENSION>(first_row));
-#endif
     out.left = static_cast<int>(x);
   }
+#endif
   out.top = first_row;
   out.image = Image(rows, static_cast<int>(cinfo.output_width), 3);
   const size_t stride = static_cast<size_t>(cinfo.output_width) * 3;

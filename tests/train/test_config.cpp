@@ -341,8 +341,8 @@ TEST(ConfigRoundTrip, ToYamlReadsBackToTheSameConfig) {
   EXPECT_EQ(back.run.device, "cpu");
   // Every model option is written out, not only the preset; numbers in their shortest form.
   for (const char* fragment : {"preset: \"thinkingvit_mnist_2h_4h\"", "depth: 3", "head_dim: 32",
-                               "stages: [2, 4]", "attention: small", "lr: 0.00033",
-                               "mean: [0.286]", "interpolation: bilinear", "scale: [0.5, 1]"}) {
+                               "stages: [2, 4]", "attention: small", "lr: 0.00033", "mean: [0.286]",
+                               "interpolation: bilinear", "scale: [0.5, 1]"}) {
     EXPECT_NE(text.find(fragment), std::string::npos) << fragment << " in\n" << text;
   }
   // The defaults too.
