@@ -9,7 +9,6 @@
 
 #include "common.h"
 #include "thinkingvit/eval/benchmark.h"
-#include "thinkingvit/util/compat.h"
 #include "thinkingvit/util/error.h"
 
 namespace thinkingvit::apps {
@@ -23,7 +22,7 @@ struct BenchArgs {
   std::vector<std::string> precisions = {"fp32"};
   std::vector<double> taus;
   std::string entropy_rule = "top10";
-  std::string device = "cpu";
+  std::string device = "auto";
   int warmup = 2, reps = 10, threads = 0;
   std::string format = "md", output;
   bool no_weight_cache = false;
@@ -50,11 +49,7 @@ void run_bench(const BenchArgs& args) {
   options.rule = models::parse_entropy_rule(args.entropy_rule, "--entropy");
   options.warmup = args.warmup;
   options.reps = args.reps;
-  TVIT_CHECK(args.device == "cpu" || args.device.rfind("cuda", 0) == 0,
-             "--device: expected cpu or cuda[:N], found '", args.device, "'");
-  options.device = c10::Device(args.device);
-  TVIT_CHECK(!options.device.is_cuda() || compat::cuda_available(), "--device ", args.device,
-             ": CUDA is not available in this build or machine");
+  options.device = use_device(args.device, "--device");
 
   std::optional<io::WeightsSource> weights;
   if (!args.weights.empty()) weights = io::read_weights(args.weights);
@@ -95,7 +90,7 @@ void add_bench_command(CLI::App& root) {
       ->delimiter(',');
   cmd->add_option("--entropy", args->entropy_rule, "entropy rule: top10 or full")
       ->capture_default_str();
-  cmd->add_option("--device", args->device, "cpu or cuda[:N]")->capture_default_str();
+  add_device_flag(*cmd, args->device);
   cmd->add_option("--warmup", args->warmup, "untimed calls first")->capture_default_str();
   cmd->add_option("--reps", args->reps, "timed calls; the median is reported")
       ->capture_default_str();

@@ -21,6 +21,7 @@ struct InferArgs {
   bool strict = false;
   int64_t batch_size = 256;
   int threads = 0;
+  std::string device = "auto";
 };
 
 at::Tensor read_images(const std::string& path, const models::ThinkingViTOptions& o) {
@@ -41,6 +42,7 @@ at::Tensor read_images(const std::string& path, const models::ThinkingViTOptions
 
 void run_infer(const InferArgs& args) {
   set_threads(args.threads);
+  const auto device = use_device(args.device, "--device");
   const auto rule = models::parse_entropy_rule(args.entropy_rule, "--entropy");
   const auto weights = io::read_weights(args.weights);
   const auto options = resolve_model(args.model, &weights);
@@ -57,6 +59,7 @@ void run_infer(const InferArgs& args) {
                    shape_str(t.file_shape), shape_str(t.model_shape));
     }
   }
+  model->to(device);
   model->eval();
   torch::NoGradGuard no_grad;
 
@@ -66,16 +69,16 @@ void run_infer(const InferArgs& args) {
   std::vector<std::vector<at::Tensor>> logits(num_stages), entropies(num_stages);
   std::vector<at::Tensor> selected, exit_stage;
   for (int64_t start = 0; start < batch; start += args.batch_size) {
-    auto chunk = images.slice(0, start, std::min(batch, start + args.batch_size));
+    auto chunk = images.slice(0, start, std::min(batch, start + args.batch_size)).to(device);
     auto outputs = model->forward_all(chunk);
     for (int64_t s = 0; s < num_stages; ++s) {
-      logits[s].push_back(outputs[s].logits);
-      entropies[s].push_back(models::entropy(outputs[s].logits, rule));
+      logits[s].push_back(outputs[s].logits.cpu());
+      entropies[s].push_back(models::entropy(outputs[s].logits, rule).cpu());
     }
     if (args.threshold) {
       auto elastic = model->forward_elastic(chunk, *args.threshold, rule);
-      selected.push_back(elastic.logits);
-      exit_stage.push_back(elastic.exit_stage);
+      selected.push_back(elastic.logits.cpu());
+      exit_stage.push_back(elastic.exit_stage.cpu());
     }
   }
 
@@ -123,6 +126,7 @@ void add_infer_command(CLI::App& root) {
   cmd->add_flag("--strict", args->strict, "fail unless every tensor loads exactly");
   cmd->add_option("--batch-size", args->batch_size, "images per forward pass")
       ->capture_default_str();
+  add_device_flag(*cmd, args->device);
   cmd->add_option("--threads", args->threads, "intra-op threads (0: one per core)")
       ->capture_default_str();
   cmd->callback([args] { run_infer(*args); });

@@ -36,6 +36,7 @@ struct PredictArgs {
   std::optional<double> crop_pct;
   std::vector<float> mean, std;
   int threads = 0;
+  std::string device = "auto";
 };
 
 bool is_image_file(const fs::path& p) {
@@ -88,6 +89,7 @@ std::string format_prob(double p) {
 
 void run_predict(const PredictArgs& args) {
   set_threads(args.threads);
+  const auto device = use_device(args.device, "--device");
   const auto rule = models::parse_entropy_rule(args.entropy_rule, "--entropy");
   TVIT_CHECK(args.top_k >= 1, "--top-k: expected >= 1, found ", args.top_k);
   TVIT_CHECK(args.batch_size >= 1, "--batch-size: expected >= 1, found ", args.batch_size);
@@ -112,6 +114,7 @@ void run_predict(const PredictArgs& args) {
   models::ThinkingViT model(options);
   const auto report = io::load_state_dict(model, weights.tensors, weights.path);
   spdlog::info("weights '{}': {}", weights.path, report.summary());
+  model->to(device);
   model->eval();
 
   data::EvalTransformOptions eval = config ? config->augment.eval : data::EvalTransformOptions{};
@@ -169,9 +172,11 @@ void run_predict(const PredictArgs& args) {
       kept.push_back(i);
     }
     if (!kept.empty()) {
-      const auto x = batch.narrow(0, 0, static_cast<int64_t>(kept.size()));
-      const auto out = model->forward_elastic(x, args.tau, rule);
-      const auto probs = at::softmax(out.logits.to(at::kFloat), -1);
+      const auto x = batch.narrow(0, 0, static_cast<int64_t>(kept.size())).to(device);
+      auto out = model->forward_elastic(x, args.tau, rule);
+      out.exit_stage = out.exit_stage.cpu();
+      out.entropy = out.entropy.cpu();
+      const auto probs = at::softmax(out.logits.to(at::kFloat), -1).cpu();
       const auto [top_p, top_i] = probs.topk(k, -1);
       for (size_t j = 0; j < kept.size(); ++j) {
         const auto row = static_cast<int64_t>(j);
@@ -238,6 +243,7 @@ void add_predict_command(CLI::App& root) {
   cmd->add_option("--format", args->format, "stdout format: md, csv or json")
       ->capture_default_str();
   cmd->add_option("--output", args->output, "also write the table (.csv or .json)");
+  add_device_flag(*cmd, args->device);
   cmd->add_option("--threads", args->threads, "intra-op threads (0: one per core)")
       ->capture_default_str();
   cmd->callback([args] { run_predict(*args); });

@@ -99,7 +99,7 @@ void run_sweep(const SweepArgs& args) {
     torch::NoGradGuard no_grad;
     int64_t done = 0;
     while (auto batch = setup.loader->next()) {
-      auto x = batch->images.to(setup.device);
+      auto x = batch->images.to(setup.device, /*non_blocking=*/true);
       if (static_cast<int64_t>(timing.size()) < args.timing_batches) timing.push_back(x);
       auto outs = setup.model->forward_all(x);
       for (int64_t s = 0; s < mo.num_stages(); ++s)

@@ -7,6 +7,7 @@
 
 #include "thinkingvit/eval/table.h"
 #include "thinkingvit/io/model_config.h"
+#include "thinkingvit/util/compat.h"
 #include "thinkingvit/util/error.h"
 
 namespace thinkingvit::apps {
@@ -31,6 +32,18 @@ models::ThinkingViTOptions resolve_model(const ModelChoice& choice,
   TVIT_CHECK(weights != nullptr, "no architecture given: pass --preset NAME or --config FILE");
   if (weights->options) return *weights->options;
   return io::options_from_state(weights->tensors, weights->path, choice.head_dim);
+}
+
+void add_device_flag(CLI::App& app, std::string& device) {
+  app.add_option("--device", device, "auto (a GPU when one is visible), cpu, cuda or cuda:N")
+      ->capture_default_str();
+}
+
+c10::Device use_device(const std::string& name, const std::string& flag) {
+  const auto device = name == "auto" ? c10::Device(compat::cuda_available() ? c10::kCUDA : c10::kCPU)
+                                     : compat::parse_device(name, flag);
+  compat::set_current_device(device);
+  return device;
 }
 
 void set_threads(int threads) {

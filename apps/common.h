@@ -2,6 +2,7 @@
 // Pieces every subcommand shares: runtime set-up, model resolution, number formatting.
 
 #include <CLI/CLI.hpp>
+#include <c10/core/Device.h>
 
 #include <optional>
 #include <string>
@@ -26,6 +27,11 @@ struct ModelChoice {
 // --preset / --config win; else the folder's config.json; else deduced from the tensors.
 models::ThinkingViTOptions resolve_model(const ModelChoice& choice,
                                          const io::WeightsSource* weights);
+
+// --device: auto (the current GPU when one is visible, else the CPU), cpu, cuda or cuda:N.
+void add_device_flag(CLI::App& app, std::string& device);
+// The device a --device (or run.device) value names, made the process's current CUDA device.
+c10::Device use_device(const std::string& name, const std::string& flag);
 
 // Intra-op threads (LibTorch defaults to 1 here); 0 means one per core.
 void set_threads(int threads);

@@ -24,6 +24,8 @@ void EvalSource::add_flags(CLI::App& app) {
   app.add_option("--set", overrides, "override a configuration key, e.g. --set data.num_workers=4");
   app.add_flag("--ema", ema, "use the EMA weights (ema.safetensors beside the model)");
   app.add_option("--threads", threads, "intra-op threads (0: one per core)")->capture_default_str();
+  app.add_option("--device", device,
+                 "auto (a GPU when one is visible), cpu, cuda or cuda:N (default: run.device)");
 }
 
 EvalSetup make_eval_setup(const EvalSource& s) {
@@ -45,9 +47,9 @@ EvalSetup make_eval_setup(const EvalSource& s) {
   setup.model = models::ThinkingViT(setup.config.model.options);
   const auto report = io::load_state_dict(setup.model, source.tensors, source.path);
   spdlog::info("weights '{}': {}", source.path, report.summary());
-  setup.device = compat::cuda_available() && setup.config.run.device != "cpu"
-                     ? c10::Device(c10::kCUDA)
-                     : c10::Device(c10::kCPU);
+  setup.device = s.device.empty() ? use_device(setup.config.run.device, "run.device")
+                                  : use_device(s.device, "--device");
+  compat::set_tf32(setup.config.precision.tf32);
   setup.model->to(setup.device);
   setup.model->eval();
 
@@ -58,6 +60,7 @@ EvalSetup make_eval_setup(const EvalSource& s) {
   lo.num_workers = setup.config.data.num_workers;
   lo.skip_corrupt = setup.config.data.skip_corrupt;
   lo.reduced_decode = setup.config.data.fast_decode;
+  lo.pin_memory = setup.device.is_cuda();  // with non-blocking copies in evaluate()
   setup.loader = std::make_unique<data::DataLoader>(
       setup.val,
       data::make_eval_transform(e, static_cast<int>(setup.config.model.options.in_channels())), lo);

@@ -18,6 +18,7 @@ struct EvalSource {
   std::vector<std::string> overrides;
   bool ema = false;
   int threads = 0;
+  std::string device;  // empty: the config's run.device
   void add_flags(CLI::App& app);
 };
 

@@ -12,6 +12,7 @@
 #include <malloc.h>
 #endif
 
+#include "thinkingvit/util/build_info.h"
 #include "thinkingvit/util/error.h"
 
 namespace thinkingvit::apps {
@@ -37,7 +38,7 @@ int main(int argc, char** argv) {
   spdlog::set_default_logger(spdlog::stderr_color_mt("thinkingvit"));
   CLI::App app{"thinkingvit: train, evaluate and run ThinkingViT nested vision transformers"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "thinkingvit 0.1.0");
+  app.set_version_flag("--version", std::function<std::string()>(thinkingvit::util::build_summary));
   thinkingvit::apps::add_infer_command(app);
   thinkingvit::apps::add_macs_command(app);
   thinkingvit::apps::add_train_command(app);

@@ -1,18 +1,30 @@
 #!/usr/bin/env bash
-# Installs what the build needs (Debian 12 packages, only when missing), then configures and
-# builds thinkingvit in Release. Idempotent: a second run only rebuilds what changed.
-#   BUILD_DIR  build folder (default: build)
-#   JOBS       parallel compile jobs (default: number of cores)
+# Installs what the build needs, then configures and builds thinkingvit in Release. Idempotent: a
+# second run downloads nothing and only rebuilds what changed.
+#
+# LibTorch comes from a Python torch 2.x:
+#   - the torch of `python3` when it imports and is 2.5 or newer (a GPU host's own torch);
+#   - else the pinned wheel torch==$TORCH_PIN from PyPI (a CUDA 13 build: its LibTorch carries
+#     cuBLAS, cuDNN and NCCL), installed once into a virtual environment outside the repository,
+#     $THINKINGVIT_CACHE/torch-$TORCH_PIN (default ~/.cache/thinkingvit), kept across runs.
+# Where nvcc is found the build compiles and links the CUDA, cuDNN and NCCL code; elsewhere the
+# same set-up builds a CPU binary against the wheel's CPU libraries.
+#
+#   BUILD_DIR          build folder (default: build)
+#   JOBS               parallel compile jobs (default: number of cores)
+#   THINKINGVIT_CACHE  where the pinned torch lives (default: ~/.cache/thinkingvit)
+#   TORCH_PYTHON       use this Python's torch (skips the search above)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 BUILD_DIR=${BUILD_DIR:-build}
 JOBS=${JOBS:-$(nproc)}
+TORCH_PIN=2.11.0  # CUDA 13 wheel on PyPI, the same torch as the GPU host's
+CACHE=${THINKINGVIT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/thinkingvit}
 PACKAGES=(
-  build-essential cmake ccache zlib1g-dev
-  libtorch-dev libopenblas0-openmp libgloo-dev
+  build-essential cmake ninja-build ccache zlib1g-dev python3-venv
   libopencv-dev libjpeg-dev libyaml-cpp-dev libspdlog-dev libcli11-dev libgtest-dev nlohmann-json3-dev
-  python3-torch gnuplot-nox dataset-fashion-mnist
+  gnuplot-nox dataset-fashion-mnist
 )
 
 missing=()
@@ -27,6 +39,43 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release
+# torch >= 2.5 importable by $1?
+torch_ok() {
+  "$1" - <<'EOF' 2>/dev/null
+import sys, torch
+major, minor = (int(p) for p in torch.__version__.split("+")[0].split(".")[:2])
+sys.exit(0 if (major, minor) >= (2, 5) else 1)
+EOF
+}
+
+py=${TORCH_PYTHON:-}
+if [ -z "$py" ]; then
+  if command -v python3 >/dev/null && torch_ok python3; then
+    py=$(command -v python3)
+  else
+    venv=$CACHE/torch-$TORCH_PIN
+    if ! torch_ok "$venv/bin/python"; then
+      echo "setup: installing torch==$TORCH_PIN into $venv (once; later runs reuse it)"
+      base_py=python3
+      "$base_py" -c 'import venv, ensurepip' 2>/dev/null || base_py=/usr/bin/python3
+      rm -rf "$venv.partial"
+      "$base_py" -m venv "$venv.partial"
+      "$venv.partial/bin/pip" install --quiet --disable-pip-version-check "torch==$TORCH_PIN"
+      rm -rf "$venv"
+      mv "$venv.partial" "$venv"
+      # A moved venv keeps its old path in the scripts' shebangs: call pip and python directly.
+      sed -i "s|$venv.partial|$venv|g" "$venv/pyvenv.cfg" "$venv"/bin/* 2>/dev/null || true
+    fi
+    py=$venv/bin/python
+  fi
+fi
+torch_ok "$py" || { echo "setup: $py has no torch >= 2.5" >&2; exit 1; }
+prefix=$("$py" -c 'import torch; print(torch.utils.cmake_prefix_path)')
+echo "setup: LibTorch $("$py" -c 'import torch; print(torch.__version__)') from $prefix"
+
+generator=()
+[ -f "$BUILD_DIR/CMakeCache.txt" ] || generator=(-G Ninja)
+cmake -S . -B "$BUILD_DIR" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
+  -DCMAKE_PREFIX_PATH="$prefix" -DTorch_DIR="$prefix/Torch" -DTHINKINGVIT_PYTHON="$py"
 cmake --build "$BUILD_DIR" -j "$JOBS"
 echo "setup: built $BUILD_DIR/thinkingvit"

@@ -10,6 +10,7 @@
 #include <sstream>
 #include <thread>
 
+#include "thinkingvit/util/build_info.h"
 #include "thinkingvit/util/compat.h"
 #include "thinkingvit/util/error.h"
 
@@ -122,12 +123,13 @@ RunInfo describe_run(const c10::Device& device) {
   RunInfo info;
   info.threads = at::get_num_threads();
   if (device.is_cuda()) {
-    info.device = "cuda:" + std::to_string(device.has_index() ? device.index() : 0);
+    info.device = "cuda:" + std::to_string(device.has_index() ? device.index() : 0) + " (" +
+                  compat::gpu_name(device) + ")";
   } else {
     info.device = "cpu: " + cpu_name() + " (" +
                   std::to_string(std::thread::hardware_concurrency()) + " cores)";
   }
-  info.build = "thinkingvit 0.1.0, LibTorch " + compat::torch_version();
+  info.build = util::build_summary();
   return info;
 }
 

@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include "thinkingvit/util/compat.h"
 #include "thinkingvit/util/error.h"
 
 namespace thinkingvit::eval {
@@ -34,11 +35,12 @@ StageRecords records_from_logits(const std::vector<at::Tensor>& logits, const at
 }
 
 StageRecords evaluate(models::ThinkingViT& model, data::DataLoader& loader,
-                      models::EntropyRule rule, const c10::Device& device,
+                      models::EntropyRule rule, const c10::Device& device, bool bf16,
                       const std::function<void(int64_t, int64_t)>& progress) {
   const bool was_training = model->is_training();
   model->eval();
   torch::NoGradGuard no_grad;
+  compat::AutocastGuard autocast(device.type(), at::kBFloat16, bf16);
   const int64_t num_stages = model->options().num_stages();
   std::vector<std::vector<at::Tensor>> logits(num_stages);
   std::vector<at::Tensor> labels;

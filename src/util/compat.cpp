@@ -2,25 +2,22 @@
 
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
-#include <torch/cuda.h>
+#include <ATen/detail/CUDAHooksInterface.h>
 #include <torch/version.h>
+
+#ifdef THINKINGVIT_HAVE_CUDA
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAFunctions.h>
+#include <torch/csrc/cuda/nccl.h>
+#endif
+
+#include "thinkingvit/util/build_info.h"
+#include "thinkingvit/util/error.h"
 
 namespace thinkingvit::compat {
 
-std::string torch_version() {
-  return std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR);
-}
-
-bool has_public_fused_attention() { return TORCH_VERSION_MAJOR >= 2; }
-
 at::Tensor fused_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
-#if TORCH_VERSION_MAJOR >= 2
   return at::scaled_dot_product_attention(q, k, v);
-#else
-  // 1.13: the composite private op (no faster than the explicit path on CPU, but the same
-  // dispatch point the 2.x kernels replace).
-  return std::get<0>(at::_scaled_dot_product_attention(q, k, v));
-#endif
 }
 
 at::Tensor explicit_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
@@ -29,55 +26,119 @@ at::Tensor explicit_attention(const at::Tensor& q, const at::Tensor& k, const at
   return at::matmul(attn.softmax(/*dim=*/-1), v);          // B x H x N x Dh
 }
 
-bool cuda_available() { return torch::cuda::is_available(); }
-
-void synchronize(const c10::Device& device) {
-  if (device.is_cuda()) torch::cuda::synchronize(device.has_index() ? device.index() : -1);
+int cuda_device_count() {
+#ifdef THINKINGVIT_HAVE_CUDA
+  return static_cast<int>(c10::cuda::device_count());
+#else
+  return 0;
+#endif
 }
 
-#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
-#define TVIT_AUTOCAST_BY_DEVICE 1
+bool cuda_available() { return cuda_device_count() > 0; }
+
+std::string gpu_name(const c10::Device& device) {
+#ifdef THINKINGVIT_HAVE_CUDA
+  if (device.is_cuda() && cuda_available()) {
+    return at::cuda::getDeviceProperties(device.has_index() ? device.index()
+                                                            : c10::cuda::current_device())
+        ->name;
+  }
 #endif
+  (void)device;
+  return "";
+}
+
+c10::Device parse_device(const std::string& name, const std::string& flag) {
+  std::optional<c10::Device> device;
+  try {
+    device = c10::Device(name);
+  } catch (const std::exception&) {
+  }
+  TVIT_CHECK(device && (device->is_cpu() || device->is_cuda()), flag,
+             ": expected cpu, cuda or cuda:N, found '", name, "'");
+  if (device->is_cuda()) {
+    const int count = cuda_device_count();
+    TVIT_CHECK(count > 0, flag, " ", name, ": no CUDA GPU is visible to this ",
+#ifdef THINKINGVIT_HAVE_CUDA
+               "process (check CUDA_VISIBLE_DEVICES and the driver)"
+#else
+               "CPU-only build (rebuild with the CUDA toolkit installed)"
+#endif
+    );
+    TVIT_CHECK(!device->has_index() || device->index() < count, flag, " ", name, ": only ", count,
+               " GPU(s) visible (cuda:0 .. cuda:", count - 1, ")");
+  }
+  return *device;
+}
+
+void set_current_device(const c10::Device& device) {
+  if (!device.is_cuda()) return;
+#ifdef THINKINGVIT_HAVE_CUDA
+  c10::cuda::set_device(device.has_index() ? device.index() : 0);
+#else
+  fail("device ", device.str(), ": this is a CPU-only build");
+#endif
+}
+
+void synchronize(const c10::Device& device) {
+  if (!device.is_cuda()) return;
+#ifdef THINKINGVIT_HAVE_CUDA
+  c10::cuda::device_synchronize();
+#endif
+}
+
+void set_tf32(bool enabled) {
+  at::globalContext().setFloat32MatmulPrecision(enabled ? "high" : "highest");
+  at::globalContext().setAllowTF32CuDNN(enabled);
+}
+
+bool tf32_enabled() {
+  return at::globalContext().float32MatmulPrecision() != at::Float32MatmulPrecision::HIGHEST;
+}
+
+namespace {
+
+// 13000 -> "13.0"; 91900 -> "9.19.0" (cuDNN 9 codes major*10000 + minor*100 + patch).
+std::string version_from_code(long code, bool three_parts) {
+  if (three_parts) {
+    return std::to_string(code / 10000) + "." + std::to_string(code / 100 % 100) + "." +
+           std::to_string(code % 100);
+  }
+  return std::to_string(code / 1000) + "." + std::to_string(code % 1000 / 10);
+}
+
+}  // namespace
+
+RuntimeVersions runtime_versions() {
+  RuntimeVersions v{std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) +
+                        "." + std::to_string(TORCH_VERSION_PATCH),
+                    "cpu", "-", "-"};
+#ifdef THINKINGVIT_HAVE_CUDA
+  const auto& hooks = at::detail::getCUDAHooks();
+  if (hooks.hasCUDA()) {
+    v.cuda = version_from_code(hooks.versionCUDART(), /*three_parts=*/false);
+    v.cudnn = version_from_code(hooks.versionCuDNN(), /*three_parts=*/true);
+    v.nccl = version_from_code(static_cast<long>(torch::cuda::nccl::version()), true);
+  }
+#endif
+  return v;
+}
 
 AutocastGuard::AutocastGuard(c10::DeviceType device_type, c10::ScalarType dtype, bool enabled)
     : device_type_(device_type), enabled_(enabled) {
   if (!enabled_) return;
-#ifdef TVIT_AUTOCAST_BY_DEVICE
   prev_enabled_ = at::autocast::is_autocast_enabled(device_type_);
   prev_dtype_ = at::autocast::get_autocast_dtype(device_type_);
   at::autocast::set_autocast_enabled(device_type_, true);
   at::autocast::set_autocast_dtype(device_type_, dtype);
-#else
-  if (device_type_ == c10::DeviceType::CPU) {
-    prev_enabled_ = at::autocast::is_cpu_enabled();
-    prev_dtype_ = at::autocast::get_autocast_cpu_dtype();
-    at::autocast::set_cpu_enabled(true);
-    at::autocast::set_autocast_cpu_dtype(dtype);
-  } else {
-    prev_enabled_ = at::autocast::is_enabled();
-    prev_dtype_ = at::autocast::get_autocast_gpu_dtype();
-    at::autocast::set_enabled(true);
-    at::autocast::set_autocast_gpu_dtype(dtype);
-  }
-#endif
   at::autocast::increment_nesting();
 }
 
 AutocastGuard::~AutocastGuard() {
   if (!enabled_) return;
   if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-#ifdef TVIT_AUTOCAST_BY_DEVICE
   at::autocast::set_autocast_enabled(device_type_, prev_enabled_);
   at::autocast::set_autocast_dtype(device_type_, prev_dtype_);
-#else
-  if (device_type_ == c10::DeviceType::CPU) {
-    at::autocast::set_cpu_enabled(prev_enabled_);
-    at::autocast::set_autocast_cpu_dtype(prev_dtype_);
-  } else {
-    at::autocast::set_enabled(prev_enabled_);
-    at::autocast::set_autocast_gpu_dtype(prev_dtype_);
-  }
-#endif
 }
 
 }  // namespace thinkingvit::compat

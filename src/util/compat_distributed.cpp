@@ -1,6 +1,5 @@
-// The c10d half of the compatibility layer: TCPStore + ProcessGroupGloo (and NCCL where the
-// LibTorch build has it). 1.13: ProcessGroupGloo derives from ProcessGroup; 2.x: from Backend.
-// Both expose allreduce / broadcast / barrier returning a waitable Work, which is all we use.
+// The c10d half of the platform layer: TCPStore + ProcessGroupGloo, and ProcessGroupNCCL in
+// builds with NCCL (compat_nccl.cpp).
 
 #ifndef USE_C10D_GLOO
 #define USE_C10D_GLOO 1  // the c10d headers guard Gloo behind this; libtorch_cpu has it built in
@@ -8,87 +7,21 @@
 
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
-#ifdef USE_C10D_NCCL
-#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
-#endif
 
-#include <c10/util/Exception.h>
+#include <cstdlib>
+#include <sstream>
 
+#include "c10d_group.h"
 #include "thinkingvit/util/compat.h"
 #include "thinkingvit/util/error.h"
 
 namespace thinkingvit::compat {
 
-namespace {
+namespace detail {
 
-// One line: c10::Error's what() carries a C++ backtrace.
-std::string describe(const std::exception& e) {
-  if (const auto* c10 = dynamic_cast<const c10::Error*>(&e)) return c10->what_without_backtrace();
-  return e.what();
-}
-
-template <typename Group>
-class C10dGroup : public ProcessGroup {
- public:
-  C10dGroup(c10::intrusive_ptr<c10d::Store> store, c10::intrusive_ptr<Group> group,
-            std::string backend, int rank, int size)
-      : store_(std::move(store)),
-        group_(std::move(group)),
-        backend_(std::move(backend)),
-        rank_(rank),
-        size_(size) {}
-
-  int rank() const override { return rank_; }
-  int size() const override { return size_; }
-  std::string backend() const override { return backend_; }
-
-  void all_reduce_sum(at::Tensor& tensor) override {
-    std::vector<at::Tensor> tensors{tensor};
-    c10d::AllreduceOptions options;
-    options.reduceOp = c10d::ReduceOp::SUM;
-    wait("all-reduce", [&] { return group_->allreduce(tensors, options); });
-  }
-
-  void broadcast(at::Tensor& tensor, int root) override {
-    std::vector<at::Tensor> tensors{tensor};
-    c10d::BroadcastOptions options;
-    options.rootRank = root;
-    wait("broadcast", [&] { return group_->broadcast(tensors, options); });
-  }
-
-  void barrier() override {
-    wait("barrier", [&] { return group_->barrier(); });
-  }
-
- private:
-  // A peer that died or stopped answering surfaces here as one Error naming the operation.
-  template <typename Start>
-  void wait(const char* what, Start start) {
-    try {
-      start()->wait();
-    } catch (const std::exception& e) {
-      fail("distributed ", what, " failed on rank ", rank_, " of ", size_, " (", backend_,
-           "): ", describe(e), " -- another rank probably stopped; see its log for the cause");
-    }
-  }
-
-  c10::intrusive_ptr<c10d::Store> store_;
-  c10::intrusive_ptr<Group> group_;
-  std::string backend_;
-  int rank_, size_;
-};
-
-}  // namespace
-
-std::unique_ptr<ProcessGroup> make_process_group(const std::string& backend,
-                                                 const std::string& master_addr, int master_port,
-                                                 int rank, int world_size,
-                                                 std::chrono::milliseconds timeout) {
-  TVIT_CHECK(world_size >= 1 && rank >= 0 && rank < world_size, "distributed: rank ", rank,
-             " is outside a world of ", world_size);
-  TVIT_CHECK(master_port > 0 && master_port < 65536, "distributed: MASTER_PORT ", master_port,
-             " is not a TCP port");
-  c10::intrusive_ptr<c10d::Store> store;
+c10::intrusive_ptr<c10d::Store> connect_store(const std::string& master_addr, int master_port,
+                                              int rank, int world_size,
+                                              std::chrono::milliseconds timeout) {
   try {
     c10d::TCPStoreOptions options;
     options.port = static_cast<std::uint16_t>(master_port);
@@ -96,39 +29,69 @@ std::unique_ptr<ProcessGroup> make_process_group(const std::string& backend,
     options.numWorkers = static_cast<std::size_t>(world_size);
     options.waitWorkers = true;
     options.timeout = timeout;
-    store = c10::make_intrusive<c10d::TCPStore>(master_addr, options);
+    return c10::make_intrusive<c10d::TCPStore>(master_addr, options);
   } catch (const std::exception& e) {
     fail("distributed: rank ", rank, " could not join the rendezvous at ", master_addr, ":",
          master_port, " within ", timeout.count() / 1000, " s (", describe(e), ")");
   }
-  if (backend == "gloo") {
-    auto options = c10d::ProcessGroupGloo::Options::create(timeout);
-    // Without a device Gloo fails with "No device(s) specified" (1.13).
-    options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(
-        master_addr == "localhost" ? "127.0.0.1" : master_addr));
-    c10::intrusive_ptr<c10d::ProcessGroupGloo> group;
-    try {
-      group = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, world_size, options);
-    } catch (const std::exception& e) {
-      fail("distributed: rank ", rank, " could not connect to its peers within ",
-           timeout.count() / 1000, " s (gloo): ", describe(e));
+}
+
+}  // namespace detail
+
+namespace {
+
+// As torch.distributed does: the interfaces in GLOO_SOCKET_IFNAME (comma-separated), else this
+// machine's own address (its hostname resolved, loopback when that fails). Never MASTER_ADDR,
+// which is rank 0's node: binding to it fails, or silently uses the wrong NIC, on other nodes.
+std::vector<std::shared_ptr<::gloo::transport::Device>> gloo_devices() {
+  std::vector<std::shared_ptr<::gloo::transport::Device>> devices;
+  const char* interfaces = std::getenv("GLOO_SOCKET_IFNAME");
+  if (interfaces && *interfaces) {
+    std::stringstream list(interfaces);
+    std::string name;
+    while (std::getline(list, name, ',')) {
+      if (!name.empty()) devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(name));
     }
-    return std::make_unique<C10dGroup<c10d::ProcessGroupGloo>>(store, group, backend, rank,
-                                                               world_size);
   }
-  if (backend == "nccl") {
-#ifdef USE_C10D_NCCL
-    auto options = c10d::ProcessGroupNCCL::Options::create();
-    options->timeout = timeout;
-    auto group = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, rank, world_size, options);
-    return std::make_unique<C10dGroup<c10d::ProcessGroupNCCL>>(store, group, backend, rank,
-                                                               world_size);
-#else
-    fail("distributed.backend: nccl is not available in this LibTorch build (", torch_version(),
-         "); use gloo");
+  if (devices.empty()) devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+  return devices;
+}
+
+}  // namespace
+
+std::unique_ptr<ProcessGroup> make_process_group(const std::string& backend,
+                                                 const std::string& master_addr, int master_port,
+                                                 int rank, int world_size,
+                                                 std::chrono::milliseconds timeout,
+                                                 const c10::Device& device) {
+  TVIT_CHECK(world_size >= 1 && rank >= 0 && rank < world_size, "distributed: rank ", rank,
+             " is outside a world of ", world_size);
+  TVIT_CHECK(master_port > 0 && master_port < 65536, "distributed: MASTER_PORT ", master_port,
+             " is not a TCP port");
+  TVIT_CHECK(backend == "gloo" || backend == "nccl",
+             "distributed.backend: expected gloo or nccl, found '", backend, "'");
+#ifndef THINKINGVIT_HAVE_NCCL
+  TVIT_CHECK(backend != "nccl", "distributed.backend: nccl is not in this build (",
+             "CPU-only, or built with -DTHINKINGVIT_NCCL=OFF); use gloo");
 #endif
+  TVIT_CHECK(backend != "nccl" || device.is_cuda(),
+             "distributed.backend: nccl reduces CUDA tensors, but this run's device is ",
+             device.str(), "; use gloo, or run.device: cuda");
+  auto store = detail::connect_store(master_addr, master_port, rank, world_size, timeout);
+#ifdef THINKINGVIT_HAVE_NCCL
+  if (backend == "nccl") return detail::make_nccl_group(store, rank, world_size, timeout, device);
+#endif
+  auto options = c10d::ProcessGroupGloo::Options::create(timeout);
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> group;
+  try {
+    options->devices = gloo_devices();
+    group = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, world_size, options);
+  } catch (const std::exception& e) {
+    fail("distributed: rank ", rank, " could not connect to its peers within ",
+         timeout.count() / 1000, " s (gloo): ", detail::describe(e));
   }
-  fail("distributed.backend: expected gloo or nccl, found '", backend, "'");
+  return std::make_unique<detail::C10dGroup>(store, group, backend, rank, world_size,
+                                             c10::Device(c10::kCPU));
 }
 
 }  // namespace thinkingvit::compat

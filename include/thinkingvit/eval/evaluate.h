@@ -22,10 +22,10 @@ struct StageRecords {
   std::vector<double> top1, top5;  // per stage, percent
 };
 
-// Runs every stage on every batch of `loader` (an epoch must have been started) in eval mode.
-// `progress(done, total)` is called after each batch.
+// Runs every stage on every batch of `loader` (an epoch must have been started) in eval mode,
+// under bf16 autocast when `bf16`. `progress(done, total)` is called after each batch.
 StageRecords evaluate(models::ThinkingViT& model, data::DataLoader& loader,
-                      models::EntropyRule rule, const c10::Device& device,
+                      models::EntropyRule rule, const c10::Device& device, bool bf16 = false,
                       const std::function<void(int64_t, int64_t)>& progress = {});
 
 // Builds records from per-stage logits (S tensors of N x K) and labels; used by evaluate and

@@ -1,6 +1,7 @@
 #pragma once
-// Everything that differs between LibTorch 1.13 (Debian, CPU) and LibTorch 2.x (pip wheels,
-// CUDA) lives behind this header, so the rest of the code base is version-free.
+// The platform layer: what touches LibTorch's device, autocast and c10d APIs, so that the rest of
+// the code base never includes a CUDA or c10d header. CUDA calls compile only in CUDA builds
+// (THINKINGVIT_HAVE_CUDA); elsewhere they report that no GPU is there.
 
 #include <ATen/core/Tensor.h>
 
@@ -10,24 +11,41 @@
 
 namespace thinkingvit::compat {
 
-// Major/minor version of the LibTorch this was compiled against, e.g. "1.13".
-std::string torch_version();
-
-// True where LibTorch has a public fused scaled-dot-product attention (2.x).
-bool has_public_fused_attention();
-
-// softmax(q kᵀ · scale) v through LibTorch's fused kernel: the public
-// at::scaled_dot_product_attention on 2.x, the private composite one on 1.13.
-// q, k, v: B x H x N x Dh -> B x H x N x Dh. scale is Dh^-0.5.
+// softmax(q kᵀ · Dh^-0.5) v through at::scaled_dot_product_attention (flash / memory-efficient
+// kernels on CUDA). q, k, v: B x H x N x Dh -> B x H x N x Dh.
 at::Tensor fused_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v);
 
 // The same maths written out: softmax(q kᵀ · Dh^-0.5) v.
 at::Tensor explicit_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v);
 
+// True in a CUDA build with at least one visible GPU.
 bool cuda_available();
+int cuda_device_count();
+// "NVIDIA H200" for a CUDA device (its index, or the current one), "" elsewhere.
+std::string gpu_name(const c10::Device& device);
+
+// "cpu", "cuda" (the current GPU) or "cuda:N" -> a device; an unknown name, or a GPU this build
+// or machine does not have, is an Error naming `flag`.
+c10::Device parse_device(const std::string& name, const std::string& flag);
+
+// Makes `device` the current CUDA device of this process (no-op on CPU). Call before any other
+// CUDA work, so that NCCL, streams and allocations land on the process's own GPU.
+void set_current_device(const c10::Device& device);
 
 // Waits for queued kernels on `device` (no-op on CPU): call before reading a clock.
 void synchronize(const c10::Device& device);
+
+// precision.tf32: float32 matmuls and cuDNN convolutions may use TF32 on Ampere and newer GPUs
+// ("high" matmul precision); false restores full float32 ("highest").
+void set_tf32(bool enabled);
+bool tf32_enabled();
+
+// The versions this binary runs with: LibTorch, CUDA runtime ("cpu" in a CPU build or without a
+// GPU), cuDNN and NCCL ("-" where absent).
+struct RuntimeVersions {
+  std::string torch, cuda, cudnn, nccl;
+};
+RuntimeVersions runtime_versions();
 
 // RAII: enables autocast to `dtype` for `device_type` (kCPU: bf16 only; kCUDA: bf16/fp16),
 // restores the previous state on destruction. A disabled guard does nothing.
@@ -45,27 +63,42 @@ class AutocastGuard {
   c10::ScalarType prev_dtype_ = c10::ScalarType::Undefined;
 };
 
+// A collective started by ProcessGroup::all_reduce_sum_async; wait() blocks until it finished
+// (on CUDA: until the current stream is ordered after it) or throws an Error naming the peer
+// failure.
+class PendingWork {
+ public:
+  virtual ~PendingWork() = default;
+  virtual void wait() = 0;
+};
+
 // A c10d process group over the ranks of a job, reduced to what training needs. The c10d types
-// (their class hierarchy changed between 1.13 and 2.x) stay inside compat_distributed.cpp.
+// stay inside compat_distributed.cpp / compat_nccl.cpp.
 class ProcessGroup {
  public:
   virtual ~ProcessGroup() = default;
   virtual int rank() const = 0;
   virtual int size() const = 0;
   virtual std::string backend() const = 0;
+  // Where tensors given to the collectives must live: CPU for Gloo, this rank's GPU for NCCL.
+  virtual c10::Device device() const = 0;
   // In place, every rank ends with the elementwise sum (Gloo refuses AVG: divide yourself).
-  virtual void all_reduce_sum(at::Tensor& tensor) = 0;
+  virtual std::unique_ptr<PendingWork> all_reduce_sum_async(at::Tensor& tensor) = 0;
+  void all_reduce_sum(at::Tensor& tensor) { all_reduce_sum_async(tensor)->wait(); }
   // In place, every rank ends with `root`'s values.
   virtual void broadcast(at::Tensor& tensor, int root) = 0;
   virtual void barrier() = 0;
 };
 
 // Joins (rank 0: hosts) a TCP store at master_addr:master_port and creates the process group:
-// "gloo" (CPU tensors) or "nccl" (CUDA tensors, where LibTorch was built with it). Every
-// collective and the rendezvous fail with an Error after `timeout` instead of hanging.
+// "gloo" (CPU tensors; binds to this node's own address: GLOO_SOCKET_IFNAME's interface when set,
+// else the address its hostname resolves to) or "nccl" (tensors on `device`, a CUDA device, in
+// builds with NCCL). Every collective and the rendezvous fail with an Error after `timeout`
+// instead of hanging.
 std::unique_ptr<ProcessGroup> make_process_group(const std::string& backend,
                                                  const std::string& master_addr, int master_port,
                                                  int rank, int world_size,
-                                                 std::chrono::milliseconds timeout);
+                                                 std::chrono::milliseconds timeout,
+                                                 const c10::Device& device = c10::Device(c10::kCPU));
 
 }  // namespace thinkingvit::compat

@@ -1,0 +1,3 @@
+#pragma once
+// See gloo/context.h: declarations for c10d/ProcessGroupGloo.hpp only.
+#include <stdexcept>
