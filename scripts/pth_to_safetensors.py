@@ -85,7 +85,10 @@ def main():
         if not os.path.isfile(args.input):
             raise InputError(f"no such file: {args.input}")
         try:
-            ckpt = torch.load(args.input, map_location="cpu")
+            # Weights only (torch >= 2.6's default): tensors and plain containers, plus the
+            # argparse.Namespace of training arguments that timm / ThinkingViT checkpoints carry.
+            with torch.serialization.safe_globals([argparse.Namespace]):
+                ckpt = torch.load(args.input, map_location="cpu", weights_only=True)
         except Exception as e:  # pickle, zip and torch errors alike
             msg = " ".join(str(e).split())
             raise InputError(f"cannot load {args.input}: {type(e).__name__}: {msg}") from None

@@ -60,7 +60,7 @@ if [ -z "$py" ]; then
       "$base_py" -c 'import venv, ensurepip' 2>/dev/null || base_py=/usr/bin/python3
       rm -rf "$venv.partial"
       "$base_py" -m venv "$venv.partial"
-      "$venv.partial/bin/pip" install --quiet --disable-pip-version-check "torch==$TORCH_PIN"
+      "$venv.partial/bin/pip" install --quiet --disable-pip-version-check "torch==$TORCH_PIN" numpy
       rm -rf "$venv"
       mv "$venv.partial" "$venv"
       # A moved venv keeps its old path in the scripts' shebangs: call pip and python directly.

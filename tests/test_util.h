@@ -4,6 +4,10 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <filesystem>
 #include <string>
 
@@ -23,6 +27,23 @@ inline data::Image to_image(const at::Tensor& t) {
   const auto c = t.contiguous();
   std::copy_n(c.data_ptr<uint8_t>(), img.pixels.size(), img.pixels.data());
   return img;
+}
+
+// |a - b| <= rel * max|b| elementwise (max|b| floored at `floor`): a tolerance that scales with
+// the values compared, so float rounding in large gradients is not mistaken for an error.
+inline ::testing::AssertionResult close_scaled(const at::Tensor& a, const at::Tensor& b, double rel,
+                                               double floor = 1e-12) {
+  if (a.sizes() != b.sizes()) {
+    return ::testing::AssertionFailure()
+           << "shapes differ: " << a.sizes() << " vs " << b.sizes();
+  }
+  const auto a64 = a.detach().to(torch::kCPU, torch::kDouble);
+  const auto b64 = b.detach().to(torch::kCPU, torch::kDouble);
+  const double scale = std::max(b64.abs().max().item<double>(), floor);
+  const double diff = (a64 - b64).abs().max().item<double>();
+  if (diff <= rel * scale) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "max |a - b| = " << diff << " > " << rel << " * "
+                                       << scale << " (max |b|)";
 }
 
 // 8x8 RGB images, patch 4 (5 tokens), 12 classes, head_dim 4, depth 2.
@@ -65,6 +86,20 @@ inline models::ThinkingViT tiny_model(std::vector<int64_t> stages = {1, 2, 3}, u
 inline at::Tensor tiny_images(int64_t batch, uint64_t seed = 7) {
   torch::manual_seed(seed);
   return torch::randn({batch, 3, 8, 8});
+}
+
+// A TCP port nobody listens on now (the kernel's pick for an ephemeral bind).
+inline int free_port() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof addr;
+  const bool ok = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+                  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
+  close(fd);
+  return ok ? ntohs(addr.sin_port) : 29500;
 }
 
 // A fresh directory under the system temp dir, removed when the object dies.

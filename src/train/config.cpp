@@ -231,6 +231,7 @@ const std::vector<Field>& fields() {
       TVIT_FIELD(distributed.backend),
       TVIT_FIELD(distributed.timeout_s),
       TVIT_FIELD(distributed.bucket_mb),
+      TVIT_FIELD(distributed.overlap),
       TVIT_FIELD(run.output_dir),
       TVIT_FIELD(run.seed),
       TVIT_FIELD(run.threads),

@@ -186,7 +186,7 @@ void save_checkpoint(const RunPaths& paths, const TrainConfig& config,
 }
 
 TrainState load_checkpoint(const RunPaths& paths, models::ThinkingViT& model, ModelEma* ema,
-                           torch::optim::Optimizer& optimizer) {
+                           torch::optim::Optimizer& optimizer, const c10::Device& device) {
   std::ifstream last(paths.checkpoints / "LAST");
   std::string name;
   TVIT_CHECK(last && (last >> name), "--resume: no checkpoint in '", paths.checkpoints.string(),
@@ -201,7 +201,8 @@ TrainState load_checkpoint(const RunPaths& paths, models::ThinkingViT& model, Mo
                         io::read_safetensors((dir / "ema.safetensors").string()).tensors,
                         (dir / "ema.safetensors").string(), strict);
   }
-  torch::load(optimizer, (dir / "optimizer.pt").string());
+  // Onto this process's own device: the saved tensors remember rank 0's.
+  torch::load(optimizer, (dir / "optimizer.pt").string(), device);
   std::ifstream in(dir / "state.json");
   const auto j = nlohmann::json::parse(in);
   TrainState state;
@@ -251,14 +252,21 @@ std::vector<EpochSummary> train(const TrainConfig& config_in, const TrainOptions
 
   // ---- processes: rank 0 alone writes logs, metrics and checkpoints ----
   const auto env = dist_env();
-  const auto& dc = config.distributed;
-  Distributed dist(env, dc.backend == "auto" ? (cuda ? "nccl" : "gloo") : dc.backend,
-                   std::chrono::milliseconds(static_cast<int64_t>(dc.timeout_s * 1000)),
-                   dc.bucket_mb);
-  const bool main_rank = dist.is_main();
+  // Each process works on GPU LOCAL_RANK, made current before any CUDA work (NCCL included).
   const c10::Device device =
       cuda ? c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(env.local_rank))
            : c10::Device(c10::kCPU);
+  if (cuda) {
+    TVIT_CHECK(env.local_rank < compat::cuda_device_count(), "run.device cuda: LOCAL_RANK ",
+               env.local_rank, " but only ", compat::cuda_device_count(), " GPU(s) are visible");
+  }
+  compat::set_current_device(device);
+  compat::set_tf32(config.precision.tf32);
+  const auto& dc = config.distributed;
+  Distributed dist(env, dc.backend == "auto" ? (cuda ? "nccl" : "gloo") : dc.backend,
+                   std::chrono::milliseconds(static_cast<int64_t>(dc.timeout_s * 1000)),
+                   dc.bucket_mb, device);
+  const bool main_rank = dist.is_main();
   if (config.run.threads > 0) {
     at::set_num_threads(config.run.threads);
   } else if (dist.enabled()) {  // share the cores among this machine's processes
@@ -355,7 +363,8 @@ std::vector<EpochSummary> train(const TrainConfig& config_in, const TrainOptions
   const auto loss_weights = stage_loss_weights(config.loss, mo.num_stages());
 
   TrainState state;
-  if (train_options.resume) state = load_checkpoint(paths, model, ema.get(), *optimizer);
+  if (train_options.resume) state = load_checkpoint(paths, model, ema.get(), *optimizer, device);
+  const auto reducer = dc.overlap ? dist.make_reducer(params) : nullptr;
   std::ofstream metrics;
   if (main_rank) metrics.open(paths.metrics, std::ios::app);
 
@@ -416,9 +425,16 @@ std::vector<EpochSummary> train(const TrainConfig& config_in, const TrainOptions
           loss = loss + loss_weights[s] * stage_loss;
         }
       }
-      (loss / config.optimizer.accum_steps).backward();
-      if ((i + 1) % config.optimizer.accum_steps == 0 || i + 1 == steps) {
-        dist.average_gradients(params);
+      const bool step_now = (i + 1) % config.optimizer.accum_steps == 0 || i + 1 == steps;
+      const auto scaled_loss = loss / config.optimizer.accum_steps;
+      if (reducer && step_now) reducer->prepare(scaled_loss);
+      scaled_loss.backward();
+      if (step_now) {
+        if (reducer) {
+          reducer->finish();
+        } else {
+          dist.average_gradients(params);
+        }
         if (config.optimizer.clip_grad > 0) {
           torch::nn::utils::clip_grad_norm_(model->parameters(), config.optimizer.clip_grad);
         }
@@ -466,14 +482,14 @@ std::vector<EpochSummary> train(const TrainConfig& config_in, const TrainOptions
                           (epoch + 1) % std::max<int64_t>(1, config.run.eval_every_epochs) == 0;
     if (validate) {
       val_loader.start_epoch(0, val_indices);
-      reduce_accuracy(eval::evaluate(model, val_loader, models::EntropyRule::kTop10, device), dist,
+      reduce_accuracy(eval::evaluate(model, val_loader, models::EntropyRule::kTop10, device, bf16), dist,
                       summary.val_top1, summary.val_top5);
     }
     if (validate && ema) {
       val_loader.start_epoch(0, val_indices);
       std::vector<double> unused;
       reduce_accuracy(
-          eval::evaluate(ema->module(), val_loader, models::EntropyRule::kTop10, device), dist,
+          eval::evaluate(ema->module(), val_loader, models::EntropyRule::kTop10, device, bf16), dist,
           summary.ema_top1, unused);
     }
     spdlog::info(

@@ -1,25 +1,26 @@
 #!/bin/bash
 # Python interoperability of the C++ thinkingvit command (CTest: python_interop).
 #
-#   tests/interop/test_python_interop.sh THINKINGVIT_BIN SCRIPTS_DIR FIXTURES_DIR
+#   tests/interop/test_python_interop.sh THINKINGVIT_BIN SCRIPTS_DIR FIXTURES_DIR [PYTHON]
 #
 # (a) a ThinkingViT-style .pth.tar (state_dict, state_dict_ema with 'module.' keys,
 #     pickled argparse args) built from the tiny fixture is converted by
 #     pth_to_safetensors.py, run by `thinkingvit infer`, and checked by
 #     check_interop.py (strict load_state_dict with the released names + same maths);
 # (b) pth_to_safetensors.py --key nope fails with one error line naming 'nope'.
-# Exits 77 (skipped) when /usr/bin/python3 has no torch.
+# PYTHON (default python3) is the torch whose LibTorch the build used (scripts/setup.sh passes
+# it); exits 77 (skipped) when it has no torch.
 set -euo pipefail
 
-if [ $# -ne 3 ]; then
-  echo "usage: $0 THINKINGVIT_BIN SCRIPTS_DIR FIXTURES_DIR" >&2
+if [ $# -lt 3 ] || [ $# -gt 4 ]; then
+  echo "usage: $0 THINKINGVIT_BIN SCRIPTS_DIR FIXTURES_DIR [PYTHON]" >&2
   exit 2
 fi
 BIN=$1 SCRIPTS=$2 FIXTURES=$3
-PY=/usr/bin/python3
+PY=${4:-python3}
 
 if ! "$PY" -c 'import torch' 2>/dev/null; then
-  echo "note: $PY cannot import torch (apt install python3-torch); skipping"
+  echo "note: $PY cannot import torch (scripts/setup.sh installs one); skipping"
   exit 77
 fi
 

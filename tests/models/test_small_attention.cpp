@@ -75,9 +75,9 @@ TEST(SmallAttention, BaselineCopyAgreesWithTheDispatchedOne) {
   util::simd_dispatch_enabled() = false;
   const auto baseline = run();
   util::simd_dispatch_enabled() = true;
-  EXPECT_TRUE(torch::allclose(dispatched.first, baseline.first, 1e-5, 1e-6));
-  EXPECT_TRUE(torch::allclose(dispatched.second, baseline.second, 1e-4, 1e-5));
-  EXPECT_TRUE(torch::allclose(baseline.first, reference(base, 4), 1e-5, 1e-5));
+  EXPECT_TRUE(close_scaled(dispatched.first, baseline.first, 1e-5));
+  EXPECT_TRUE(close_scaled(dispatched.second, baseline.second, 1e-5));
+  EXPECT_TRUE(close_scaled(baseline.first, reference(base, 4), 1e-5));
 }
 
 TEST(SmallAttention, ClosedForms) {
@@ -143,7 +143,7 @@ TEST(SmallAttention, ModelWithSmallAttentionTrainsLikeTheFusedOne) {
   auto a = reference_model->forward_all(images), b = model->forward_all(images);
   at::Tensor loss_a = torch::zeros({}), loss_b = torch::zeros({});
   for (size_t s = 0; s < a.size(); ++s) {
-    EXPECT_TRUE(torch::allclose(a[s].logits, b[s].logits, 1e-5, 1e-6)) << "stage " << s;
+    EXPECT_TRUE(close_scaled(a[s].logits, b[s].logits, 1e-5)) << "stage " << s;
     loss_a = loss_a + a[s].logits.pow(2).sum();
     loss_b = loss_b + b[s].logits.pow(2).sum();
   }
@@ -151,8 +151,9 @@ TEST(SmallAttention, ModelWithSmallAttentionTrainsLikeTheFusedOne) {
   loss_b.backward();
   auto grads = reference_model->named_parameters();
   for (auto& item : model->named_parameters()) {
-    EXPECT_TRUE(torch::allclose(item.value().grad(), grads[item.key()].grad(), 1e-4, 1e-5))
-        << item.key();
+    // Gradients reach ~18: float rounding differs by kernel (AVX2, AVX-512, AMX), so the bound
+    // scales with each tensor's largest value.
+    EXPECT_TRUE(close_scaled(item.value().grad(), grads[item.key()].grad(), 1e-5)) << item.key();
   }
 }
 

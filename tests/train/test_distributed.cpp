@@ -4,6 +4,10 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -13,6 +17,7 @@
 #include "../test_util.h"
 #include "thinkingvit/io/safetensors.h"
 #include "thinkingvit/train/distributed.h"
+#include "thinkingvit/util/compat.h"
 
 namespace thinkingvit::testing {
 
@@ -58,6 +63,12 @@ void write_config(const TempDir& dir) {
          "ema:\n  decay: 0.9\n"
          "distributed:\n  timeout_s: 20\n"
          "run:\n  threads: 1\n";
+}
+
+// A one-rank Gloo group: collectives run for real and the average is the rank's own value.
+std::unique_ptr<compat::ProcessGroup> one_rank_group() {
+  return compat::make_process_group("gloo", "127.0.0.1", free_port(), 0, 1,
+                                    std::chrono::seconds(20));
 }
 
 }  // namespace
@@ -122,6 +133,66 @@ TEST(DistEnv, MalformedVariablesNameThemselves) {
   expect_error({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_PORT", "70000"}}, "MASTER_PORT");
 }
 
+TEST(GradientReducer, HooksDeliverEveryUsedGradientAndLeaveUnusedOnesEmpty) {
+  auto group = one_rank_group();
+  EXPECT_EQ(group->device(), c10::Device(c10::kCPU));
+  auto a = torch::randn({5}).requires_grad_(), b = torch::randn({3, 2}).requires_grad_();
+  auto c = torch::randn({4}).requires_grad_();
+  // 8 bytes per bucket: every parameter gets its own bucket, launched in reverse order.
+  train::GradientReducer reducer({a, b, c}, *group, /*bucket_bytes=*/8);
+  EXPECT_EQ(reducer.num_buckets(), 3);
+  const auto x = torch::randn({5}), y = torch::randn({3, 2});
+  for (int step = 0; step < 2; ++step) {  // the hooks re-arm for every step
+    a.mutable_grad() = at::Tensor();
+    b.mutable_grad() = at::Tensor();
+    const auto loss = (a * x).sum() + (b * b * y).sum();  // c takes no part
+    reducer.prepare(loss);
+    loss.backward();
+    reducer.finish();
+    EXPECT_TRUE(close_scaled(a.grad(), x, 1e-7));
+    EXPECT_TRUE(close_scaled(b.grad(), 2 * b.detach() * y, 1e-7));
+    EXPECT_FALSE(c.grad().defined()) << "a parameter no rank used keeps no gradient";
+  }
+}
+
+TEST(GradientReducer, GradientsFromEarlierMicroBatchesCount) {
+  auto group = one_rank_group();
+  auto a = torch::randn({4}).requires_grad_(), c = torch::randn({4}).requires_grad_();
+  train::GradientReducer reducer({a, c}, *group, /*bucket_bytes=*/1 << 20);
+  EXPECT_EQ(reducer.num_buckets(), 1);
+  const auto x = torch::randn({4});
+  (c * x).sum().backward();  // micro-batch 1 (no step follows): only c
+  const auto loss = (a * x * 3).sum() + (c * x).sum();  // micro-batch 2: both
+  reducer.prepare(loss);
+  loss.backward();
+  reducer.finish();
+  EXPECT_TRUE(close_scaled(a.grad(), 3 * x, 1e-7));
+  EXPECT_TRUE(close_scaled(c.grad(), 2 * x, 1e-7));
+  // c used only before the last micro-batch: its gradient is final before backward.
+  a.mutable_grad() = at::Tensor();
+  c.mutable_grad() = x.clone();
+  const auto only_a = (a * x).sum();
+  reducer.prepare(only_a);
+  only_a.backward();
+  reducer.finish();
+  EXPECT_TRUE(close_scaled(a.grad(), x, 1e-7));
+  EXPECT_TRUE(close_scaled(c.grad(), x, 1e-7));
+}
+
+TEST(GradientReducer, RefusesCallsOutOfOrder) {
+  auto group = one_rank_group();
+  auto a = torch::randn({3}).requires_grad_(), c = torch::randn({3}).requires_grad_();
+  train::GradientReducer reducer({a, c}, *group, 1 << 20);
+  EXPECT_THROW(reducer.finish(), Error);  // finish() without prepare()
+  const auto loss = (a * 2).sum();
+  reducer.prepare(loss);
+  EXPECT_THROW(reducer.prepare(loss), Error);
+  loss.backward();
+  reducer.finish();
+  EXPECT_TRUE(close_scaled(a.grad(), torch::full({3}, 2.0), 1e-7));
+  EXPECT_FALSE(c.grad().defined());
+}
+
 TEST(Distributed, SingleProcessIsANoOp) {
   train::Distributed dist(train::DistEnv{}, "gloo", std::chrono::seconds(1));
   EXPECT_FALSE(dist.enabled());
@@ -175,6 +246,38 @@ TEST(Distributed, TwoGlooProcessesEqualOneWithTheSameGlobalBatch) {
     return text.substr(at, text.find(']', at) - at);
   };
   EXPECT_EQ(top1(metrics), top1(one_metrics));
+}
+
+// Gradient all-reduce overlapped with backward (buckets launched from the accumulator hooks)
+// ends with the weights of the all-reduce after backward, for every stage-sampling mode and
+// with gradient accumulation; small buckets make several of them per step.
+TEST(Distributed, OverlappedAllReduceGivesTheWeightsOfTheSequentialOne) {
+  TempDir dir;
+  write_config(dir);
+  const std::string bin = THINKINGVIT_BIN;
+  const std::string common = " train --config " + dir.file("tiny.yaml") +
+                             " --set data.batch_size=4 --set distributed.bucket_mb=0.002"
+                             " --set model.stages=[1,2,3] --set schedule.epochs=1";
+  const std::vector<std::string> modes = {
+      "sampling.mode=all --set optimizer.accum_steps=2", "sampling.mode=sandwich",
+      "sampling.mode=stochastic"};
+  for (size_t m = 0; m < modes.size(); ++m) {
+    std::map<std::string, io::TensorMap> weights;
+    for (const char* overlap : {"true", "false"}) {
+      const std::string out = dir.file("run" + std::to_string(m) + overlap);
+      ASSERT_EQ(shell("bash " + launcher() + " 2 " + bin + common + " --set " + modes[m] +
+                      " --set distributed.overlap=" + overlap + " --output-dir " + out + " > " +
+                      out + ".log 2>&1"),
+                0)
+          << slurp(out + ".log");
+      weights[overlap] =
+          io::read_safetensors(out + "/checkpoints/epoch_0000/model.safetensors").tensors;
+    }
+    ASSERT_EQ(weights["true"].size(), weights["false"].size());
+    for (const auto& [name, tensor] : weights["false"]) {
+      EXPECT_TRUE(close_scaled(weights["true"].at(name), tensor, 1e-6)) << modes[m] << " " << name;
+    }
+  }
 }
 
 // A rank whose peers never arrive fails with one clear error inside the timeout.

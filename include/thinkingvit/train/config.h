@@ -97,6 +97,7 @@ struct DistributedSection {
   std::string backend = "auto";  // auto (nccl on CUDA, gloo on CPU) | gloo | nccl
   double timeout_s = 300;        // a rank that stops answering fails the others after this
   double bucket_mb = 25;         // gradient all-reduce bucket size
+  bool overlap = true;           // all-reduce buckets during backward (as DDP); false: after it
 };
 
 struct RunSection {

@@ -33,11 +33,15 @@ struct DistEnv {
 DistEnv dist_env_from(const std::function<const char*(const char*)>& getenv);
 DistEnv dist_env();
 
+class GradientReducer;
+
 class Distributed {
  public:
-  // World size 1: no process group, every call is a no-op.
+  // World size 1: no process group, every call is a no-op. `device` is this process's device
+  // (NCCL reduces tensors there; Gloo on the CPU).
   Distributed(const DistEnv& env, const std::string& backend, std::chrono::milliseconds timeout,
-              double bucket_mb = 25.0);
+              double bucket_mb = 25.0, const c10::Device& device = c10::Device(c10::kCPU));
+  ~Distributed();
   bool enabled() const { return group_ != nullptr; }
   int rank() const { return env_.rank; }
   int world_size() const { return env_.world_size; }
@@ -47,9 +51,14 @@ class Distributed {
   // Every rank gets rank 0's values (parameters and buffers at start).
   void broadcast(const std::vector<at::Tensor>& tensors);
   // Gradients of `params` summed over ranks and divided by the world size, in flat buckets of
-  // at most bucket_mb MB (one all-reduce each). Parameters without a gradient count as zero.
+  // at most bucket_mb MB (one all-reduce each), after backward. As DDP with
+  // find_unused_parameters: a parameter without a gradient on some ranks counts as zero there;
+  // one without a gradient on every rank keeps none (the optimizer skips it, as in one process).
   void average_gradients(const std::vector<at::Tensor>& params);
-  // Elementwise sum over ranks of a small vector of numbers (metrics, counts).
+  // The same averaging overlapped with backward (see GradientReducer); null for one process.
+  std::unique_ptr<GradientReducer> make_reducer(const std::vector<at::Tensor>& params);
+  // Elementwise sum over ranks of a small vector of numbers (metrics, counts), reduced on the
+  // group's device (NCCL reduces only CUDA tensors).
   std::vector<double> sum(std::vector<double> values);
   void barrier();
 
@@ -57,6 +66,34 @@ class Distributed {
   DistEnv env_;
   int64_t bucket_bytes_;
   std::unique_ptr<compat::ProcessGroup> group_;
+};
+
+// Gradient averaging overlapped with backward, as PyTorch DDP's Reducer does it. Parameters are
+// grouped into flat buckets of at most bucket_bytes, in reverse parameter order (roughly the
+// order backward produces gradients); a hook on each parameter's gradient accumulator copies
+// the finished gradient into its bucket, and a bucket's all-reduce starts, asynchronously, once
+// all its gradients are in and every earlier bucket has started (the same order on every rank).
+// Unused parameters are found as DDP's find_unused_parameters does: by walking the loss's
+// autograd graph before backward.
+//
+//   reducer.prepare(loss);  // only for the backward pass that precedes an optimizer step
+//   loss.backward();
+//   reducer.finish();       // waits for every bucket, writes averaged gradients
+class GradientReducer {
+ public:
+  GradientReducer(const std::vector<at::Tensor>& params, compat::ProcessGroup& group,
+                  int64_t bucket_bytes);
+  ~GradientReducer();  // removes the hooks
+  GradientReducer(const GradientReducer&) = delete;
+  GradientReducer& operator=(const GradientReducer&) = delete;
+
+  void prepare(const at::Tensor& loss);
+  void finish();
+  int64_t num_buckets() const;
+
+ private:
+  struct Impl;  // buckets, hooks and in-flight work (autograd types stay in the .cpp)
+  std::unique_ptr<Impl> impl_;
 };
 
 }  // namespace thinkingvit::train

@@ -1,0 +1,157 @@
+// GPU checks (ctest label `cuda`): each test skips itself, and ctest reports it as skipped,
+// where no CUDA GPU is visible. scripts/gpu_check.sh runs them on a GPU host.
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "../test_util.h"
+#include "../train/tiny_config.h"
+#include "thinkingvit/io/safetensors.h"
+#include "thinkingvit/models/entropy.h"
+#include "thinkingvit/train/trainer.h"
+#include "thinkingvit/util/compat.h"
+
+namespace thinkingvit::testing {
+
+namespace {
+
+#define REQUIRE_GPU()                                                     \
+  do {                                                                    \
+    if (!compat::cuda_available()) GTEST_SKIP() << "no CUDA GPU visible"; \
+  } while (0)
+
+const c10::Device kGpu(c10::kCUDA, 0);
+
+models::ThinkingViT model_with(models::AttentionBackend backend, const c10::Device& device) {
+  auto options = tiny_options({1, 2, 3});
+  options.attention(backend);
+  models::ThinkingViT model(options);
+  randomize(model, /*seed=*/3, /*alpha=*/0.4);
+  model->to(device);
+  return model;
+}
+
+struct Pass {
+  std::vector<at::Tensor> logits;              // per stage, on the CPU
+  std::map<std::string, at::Tensor> grads;     // per parameter, on the CPU
+};
+
+// Every stage's logits and the gradient of sum(logits²) over all stages.
+Pass run(models::ThinkingViT& model, const at::Tensor& images, bool bf16) {
+  model->zero_grad();
+  Pass pass;
+  at::Tensor loss;
+  {
+    compat::AutocastGuard autocast(images.device().type(), at::kBFloat16, bf16);
+    for (const auto& out : model->forward_all(images)) {
+      pass.logits.push_back(out.logits.to(torch::kCPU, torch::kFloat));
+      const auto term = out.logits.to(torch::kFloat).pow(2).sum();
+      loss = loss.defined() ? loss + term : term;
+    }
+  }
+  loss.backward();
+  for (const auto& item : model->named_parameters())
+    pass.grads[item.key()] = item.value().grad().to(torch::kCPU);
+  return pass;
+}
+
+}  // namespace
+
+TEST(Cuda, AttentionBackendsMatchTheCpu_CUDA) {
+  REQUIRE_GPU();
+  compat::set_tf32(false);  // full fp32 matmuls: the comparison is fp32 against fp32
+  const auto images = tiny_images(6, /*seed=*/11);
+  for (auto backend : {models::AttentionBackend::kFused, models::AttentionBackend::kExplicit,
+                       models::AttentionBackend::kSmall}) {
+    const std::string name = models::attention_backend_name(backend);
+    auto cpu = model_with(backend, c10::Device(c10::kCPU));
+    auto gpu = model_with(backend, kGpu);
+    cpu->train();
+    gpu->train();
+    const auto want = run(cpu, images, /*bf16=*/false);
+    const auto got = run(gpu, images.to(kGpu), /*bf16=*/false);
+    for (size_t s = 0; s < want.logits.size(); ++s)
+      EXPECT_TRUE(close_scaled(got.logits[s], want.logits[s], 1e-5)) << name << " stage " << s;
+    for (const auto& [param, grad] : want.grads)
+      EXPECT_TRUE(close_scaled(got.grads.at(param), grad, 1e-4)) << name << " " << param;
+    // bf16 autocast: 8 mantissa bits, so logits within 3% of their largest magnitude.
+    const auto half = run(gpu, images.to(kGpu), /*bf16=*/true);
+    for (size_t s = 0; s < want.logits.size(); ++s)
+      EXPECT_TRUE(close_scaled(half.logits[s], want.logits[s], 3e-2)) << name << " bf16 " << s;
+  }
+  compat::set_tf32(true);
+}
+
+TEST(Cuda, ElasticInferenceEqualsSelectAfterAll_CUDA) {
+  REQUIRE_GPU();
+  compat::set_tf32(false);
+  auto model = model_with(models::AttentionBackend::kFused, kGpu);
+  model->eval();
+  torch::NoGradGuard no_grad;
+  const auto images = tiny_images(32, /*seed=*/5).to(kGpu);
+  const auto all = model->forward_all(images);
+  for (double tau : {0.0, 1.0, 1.6, 2.2, 10.0}) {
+    const auto out = model->forward_elastic(images, tau);
+    const auto stage = out.exit_stage.cpu();
+    for (int64_t b = 0; b < images.size(0); ++b) {
+      int64_t want = 0;
+      while (want < 2 && !(models::entropy(all[want].logits[b].unsqueeze(0)).item<float>() < tau))
+        ++want;
+      ASSERT_EQ(stage[b].item<int64_t>(), want) << "tau " << tau << " sample " << b;
+      EXPECT_TRUE(close_scaled(out.logits[b].cpu(), all[want].logits[b].cpu(), 1e-5));
+    }
+  }
+  compat::set_tf32(true);
+}
+
+TEST(Cuda, OneRankNcclGroupAllReduces_CUDA) {
+  REQUIRE_GPU();
+#ifndef THINKINGVIT_HAVE_NCCL
+  GTEST_SKIP() << "built without NCCL";
+#else
+  compat::set_current_device(kGpu);
+  auto group = compat::make_process_group("nccl", "127.0.0.1", free_port(), 0, 1,
+                                          std::chrono::seconds(60), kGpu);
+  EXPECT_EQ(group->device(), kGpu);
+  auto t = torch::arange(6, torch::TensorOptions().dtype(torch::kFloat).device(kGpu));
+  group->all_reduce_sum(t);
+  EXPECT_TRUE(torch::equal(t.cpu(), torch::arange(6, torch::kFloat)));
+  auto counts = torch::tensor({2.0, 3.0}, torch::kDouble).to(kGpu);  // metric sums: doubles
+  group->all_reduce_sum_async(counts)->wait();
+  EXPECT_TRUE(torch::equal(counts.cpu(), torch::tensor({2.0, 3.0}, torch::kDouble)));
+  group->broadcast(t, 0);
+  group->barrier();
+  auto on_cpu = torch::ones({2});
+  EXPECT_THROW(group->all_reduce_sum(on_cpu), Error);  // NCCL reduces device tensors only
+#endif
+}
+
+TEST(Cuda, TwoStepsAndAResumeEqualAnUninterruptedRun_CUDA) {
+  REQUIRE_GPU();
+  TempDir dir;
+  auto config = [&](const std::string& name) {
+    auto c = tiny_config(dir.file(name));
+    c.run.device = "cuda";
+    c.data.synthetic_size = 16;  // two steps of 8 per epoch
+    c.schedule.epochs = 2;
+    c.schedule.warmup_epochs = 0;
+    c.precision.tf32 = false;
+    return c;
+  };
+  train::train(config("whole"));
+  train::TrainOptions first;
+  first.stop_after_epochs = 1;
+  ASSERT_EQ(train::train(config("parts"), first).size(), 1u);
+  train::TrainOptions rest;
+  rest.resume = true;
+  ASSERT_EQ(train::train(config("parts"), rest).size(), 1u);
+  for (const auto* file : {"model.safetensors", "ema.safetensors"}) {
+    const auto a = io::read_safetensors(dir.file("whole/checkpoints/epoch_0001/") + file).tensors;
+    const auto b = io::read_safetensors(dir.file("parts/checkpoints/epoch_0001/") + file).tensors;
+    ASSERT_EQ(a.size(), b.size());
+    for (const auto& [name, t] : a)
+      EXPECT_TRUE(close_scaled(b.at(name), t, 1e-5)) << file << " " << name;
+  }
+}
+
+}  // namespace thinkingvit::testing
