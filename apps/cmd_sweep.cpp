@@ -17,6 +17,7 @@
 #include "thinkingvit/eval/benchmark.h"
 #include "thinkingvit/eval/sweep.h"
 #include "thinkingvit/eval/table.h"
+#include "thinkingvit/util/compat.h"
 #include "thinkingvit/util/error.h"
 #include "thinkingvit/util/progress.h"
 
@@ -79,6 +80,9 @@ eval::Table entropy_histogram(const eval::StageRecords& r, models::EntropyRule r
 
 void run_sweep(const SweepArgs& args) {
   auto setup = make_eval_setup(args.source);
+  // precision.eval_dtype for the pass and every timing alike.
+  const std::string& precision = setup.config.precision.eval_dtype;
+  compat::AutocastGuard autocast(setup.device.type(), at::kBFloat16, precision == "bf16");
   const auto rule = models::parse_entropy_rule(args.entropy_rule, "--entropy");
   const auto taus = eval::parse_thresholds(args.taus, "--taus");
   const auto& mo = setup.config.model.options;
@@ -159,7 +163,7 @@ void run_sweep(const SweepArgs& args) {
     table.add_row({tau, row.top1, row.top5, row.gmacs, shares(row.stop_share),
                    shares(row.stage_top1), ips, spread,
                    eval::predicted_throughput(reach, stage_ips), shares(reach),
-                   setup.config.data.eval_batch_size, info.device, std::string("fp32"),
+                   setup.config.data.eval_batch_size, info.device, precision,
                    static_cast<int64_t>(info.threads)});
     progress.update(static_cast<int64_t>(i + 1));
   }

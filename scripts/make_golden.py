@@ -8,9 +8,9 @@ Token Recycling between stages).  It writes, deterministically:
   <out>/tiny_weights.safetensors  state dict of a tiny model (timm key names)
   <out>/tiny_golden.safetensors   images, per-stage logits / tokens / entropies
 
-Run (needs only torch; Debian's python3-torch is fine):
+Run (needs only torch, e.g. the one scripts/setup.sh installs):
 
-  /usr/bin/python3 scripts/make_golden.py --out tests/fixtures
+  ~/.cache/thinkingvit/torch-2.11.0/bin/python scripts/make_golden.py --out tests/fixtures
 """
 import argparse
 import json

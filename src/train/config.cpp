@@ -225,6 +225,7 @@ const std::vector<Field>& fields() {
       TVIT_FIELD(sampling.weights),
       TVIT_FIELD(sampling.recycling),
       TVIT_FIELD(precision.dtype),
+      TVIT_FIELD(precision.eval_dtype),
       TVIT_FIELD(precision.tf32),
       TVIT_FIELD(checkpoint.every_epochs),
       TVIT_FIELD(checkpoint.keep_last),
@@ -548,6 +549,7 @@ class Loader {
     require_stage_list("sampling.weights", p.weights, num_stages);
 
     require_one_of("precision.dtype", c.precision.dtype, kDtypes);
+    require_one_of("precision.eval_dtype", c.precision.eval_dtype, kDtypes);
     require(c.checkpoint.every_epochs >= 1, "checkpoint.every_epochs",
             "expects an integer >= 1, found ", c.checkpoint.every_epochs);
     require(c.checkpoint.keep_last >= 1, "checkpoint.keep_last", "expects an integer >= 1, found ",

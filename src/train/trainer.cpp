@@ -370,6 +370,7 @@ std::vector<EpochSummary> train(const TrainConfig& config_in, const TrainOptions
 
   const int64_t total_epochs = config.schedule.epochs + config.schedule.cooldown_epochs;
   const bool bf16 = config.precision.dtype == "bf16";
+  const bool eval_bf16 = config.precision.eval_dtype == "bf16";
   std::vector<EpochSummary> history;
   int64_t epochs_run = 0;
   for (int64_t epoch = state.epoch + 1; epoch < total_epochs; ++epoch) {
@@ -482,14 +483,14 @@ std::vector<EpochSummary> train(const TrainConfig& config_in, const TrainOptions
                           (epoch + 1) % std::max<int64_t>(1, config.run.eval_every_epochs) == 0;
     if (validate) {
       val_loader.start_epoch(0, val_indices);
-      reduce_accuracy(eval::evaluate(model, val_loader, models::EntropyRule::kTop10, device, bf16), dist,
+      reduce_accuracy(eval::evaluate(model, val_loader, models::EntropyRule::kTop10, device, eval_bf16), dist,
                       summary.val_top1, summary.val_top5);
     }
     if (validate && ema) {
       val_loader.start_epoch(0, val_indices);
       std::vector<double> unused;
       reduce_accuracy(
-          eval::evaluate(ema->module(), val_loader, models::EntropyRule::kTop10, device, bf16), dist,
+          eval::evaluate(ema->module(), val_loader, models::EntropyRule::kTop10, device, eval_bf16), dist,
           summary.ema_top1, unused);
     }
     spdlog::info(

@@ -14,6 +14,7 @@
 #include "../test_util.h"
 #include "thinkingvit/data/dataset.h"
 #include "thinkingvit/io/checkpoint.h"
+#include "thinkingvit/util/compat.h"
 
 namespace thinkingvit::testing {
 
@@ -312,6 +313,19 @@ TEST(Cli, BadInputGivesOneLineAndNoOutputFile) {
   expect_failure("infer --weights " + weights + " --input " + input + " --output " + out +
                      " --head-dim 4 --strict --preset thinkingvit_mnist_2h_4h",
                  {"tiny_weights.safetensors"});
+  expect_failure("infer --weights " + weights + " --input " + input + " --output " + out +
+                     " --head-dim 4 --device gpu0",
+                 {"--device", "expected cpu, cuda or cuda:N", "'gpu0'"});
+  if (!compat::cuda_available()) {  // this machine has no GPU: cuda is refused, named
+    expect_failure("infer --weights " + weights + " --input " + input + " --output " + out +
+                       " --head-dim 4 --device cuda:0",
+                   {"--device cuda:0"});
+  }
+  // --device cpu runs where auto would pick the same device.
+  EXPECT_EQ(run(dir, "infer --weights " + weights + " --input " + input + " --output " + out +
+                         " --head-dim 4 --device cpu")
+                .code,
+            0);
 }
 
 }  // namespace thinkingvit::testing

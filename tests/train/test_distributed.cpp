@@ -193,6 +193,38 @@ TEST(GradientReducer, RefusesCallsOutOfOrder) {
   EXPECT_FALSE(c.grad().defined());
 }
 
+// Gloo binds to this node's own address, or to GLOO_SOCKET_IFNAME's interface (never to
+// MASTER_ADDR, rank 0's node).
+TEST(Distributed, GlooBindsToGlooSocketIfname) {
+  ::setenv("GLOO_SOCKET_IFNAME", "lo", 1);
+  {
+    auto group = one_rank_group();
+    auto t = torch::ones({3});
+    group->all_reduce_sum(t);
+    EXPECT_TRUE(torch::equal(t, torch::ones({3})));
+  }
+  ::setenv("GLOO_SOCKET_IFNAME", "no-such-nic0", 1);
+  try {
+    one_rank_group();
+    ADD_FAILURE() << "an interface that does not exist was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("no-such-nic0"), std::string::npos) << e.what();
+  }
+  ::unsetenv("GLOO_SOCKET_IFNAME");
+}
+
+TEST(Distributed, CollectivesRefuseTensorsOffTheGroupsDevice) {
+  auto group = one_rank_group();
+  auto meta = torch::empty({2}, torch::TensorOptions().device(c10::kMeta));
+  try {
+    group->all_reduce_sum(meta);
+    ADD_FAILURE() << "a tensor on another device was reduced";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("the group reduces tensors on cpu"), std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(Distributed, SingleProcessIsANoOp) {
   train::Distributed dist(train::DistEnv{}, "gloo", std::chrono::seconds(1));
   EXPECT_FALSE(dist.enabled());

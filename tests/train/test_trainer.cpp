@@ -7,6 +7,7 @@
 #include "tiny_config.h"
 #include "thinkingvit/io/safetensors.h"
 #include "thinkingvit/train/trainer.h"
+#include "thinkingvit/util/compat.h"
 
 namespace thinkingvit::testing {
 
@@ -51,6 +52,17 @@ TEST(Trainer, KilledAndResumedEqualsUninterrupted) {
     const auto b = io::read_safetensors(dir.file("parts/checkpoints/epoch_0002/") + file).tensors;
     ASSERT_EQ(a.size(), b.size());
     for (const auto& [name, t] : a) EXPECT_TRUE(torch::equal(t, b.at(name))) << file << " " << name;
+  }
+}
+
+TEST(Trainer, AppliesPrecisionTf32) {
+  for (const bool tf32 : {false, true, false}) {
+    TempDir dir;
+    auto c = tiny_config(dir.file("run"));
+    c.schedule.epochs = 1;
+    c.precision.tf32 = tf32;
+    train::train(c);
+    EXPECT_EQ(compat::tf32_enabled(), tf32);
   }
 }
 

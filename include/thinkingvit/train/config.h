@@ -82,8 +82,9 @@ struct SamplingSection {
 };
 
 struct PrecisionSection {
-  std::string dtype = "fp32";  // fp32 | bf16 (autocast)
-  bool tf32 = true;
+  std::string dtype = "fp32";       // training: fp32 | bf16 (autocast, CPU and CUDA)
+  std::string eval_dtype = "fp32";  // validation, eval and sweep: fp32 | bf16
+  bool tf32 = true;                 // fp32 matmuls / convolutions in TF32 on CUDA (Ampere+)
 };
 
 struct CheckpointSection {

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# The one command a GPU host runs: builds thinkingvit against the host's own torch (python3's,
+# CUDA, cuDNN and its NCCL), runs the CUDA tests (ctest label `cuda`), then a short benchmark of
+# the released 3H->6H shape, and prints one summary. About 5 minutes on a 16-core H200 host,
+# most of it the build.
+#
+#   scripts/gpu_check.sh            # summary on stdout, files in $OUT_DIR
+#
+#   DEPS          .deb files from scripts/gpu_deps.sh (default .gpu-deps), unpacked into a
+#                 private prefix when present: for hosts without yaml-cpp, spdlog, CLI11, GTest
+#   TORCH_PYTHON  the Python whose torch to build against (default python3)
+#   BUILD_DIR     (default build-gpu)   JOBS (default: cores)   OUT_DIR (default gpu-check)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+start=$(date +%s)
+py=${TORCH_PYTHON:-python3}
+deps=${DEPS:-.gpu-deps}
+build=${BUILD_DIR:-build-gpu}
+jobs=${JOBS:-$(nproc)}
+out=${OUT_DIR:-gpu-check}
+mkdir -p "$out"
+log="$out/gpu_check.log"
+: >"$log"
+say() { echo "gpu_check: $*" | tee -a "$log"; }
+
+extra_prefix=""
+if compgen -G "$deps/*.deb" >/dev/null; then
+  prefix=${TMPDIR:-/tmp}/thinkingvit-deps
+  mkdir -p "$prefix"
+  for f in "$deps"/*.deb; do
+    dpkg-deb -x "$f" "$prefix" 2>/dev/null || (cd "$prefix" && ar p "$OLDPWD/$f" data.tar.xz | tar xJ)
+  done
+  extra_prefix=";$prefix/usr"
+  export LD_LIBRARY_PATH="$prefix/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  say "C++ dependencies unpacked from $deps into $prefix"
+fi
+
+torch_prefix=$("$py" -c 'import torch; print(torch.utils.cmake_prefix_path)')
+say "host: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo 'no nvidia-smi')"
+say "torch: $("$py" -c 'import torch; print(torch.__version__, "cuda", torch.version.cuda, "gpu", torch.cuda.is_available())')"
+
+generator=()
+command -v ninja >/dev/null && generator=(-G Ninja)
+say "configure + build ($build, $jobs jobs)"
+cmake -S . -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
+  -DCMAKE_PREFIX_PATH="$torch_prefix$extra_prefix" -DTorch_DIR="$torch_prefix/Torch" \
+  -DTHINKINGVIT_PYTHON="$py" >>"$log" 2>&1 || { tail -40 "$log"; exit 1; }
+cmake --build "$build" -j "$jobs" >>"$log" 2>&1 || { grep -E "error|FAILED" "$log" | head -40; exit 1; }
+built=$(date +%s)
+version=$("$build/thinkingvit" --version)
+say "built in $((built - start)) s: $version"
+
+say "CUDA tests (ctest -L cuda)"
+tests_rc=0
+(cd "$build" && ctest -L cuda --output-on-failure --timeout 300) >"$out/cuda_tests.log" 2>&1 || tests_rc=$?
+tested=$(date +%s)
+
+say "benchmark: thinkingvit_3h_6h, random weights, batch 256, fp32 (TF32) and bf16"
+bench_rc=0
+"$build/thinkingvit" bench --preset thinkingvit_3h_6h --device cuda --batch-sizes 64,256 \
+  --precision fp32,bf16 --taus 0,1,2.4 --warmup 3 --reps 10 --output "$out/bench.md" \
+  >"$out/bench.log" 2>&1 || bench_rc=$?
+done_at=$(date +%s)
+
+{
+  echo
+  echo "== thinkingvit GPU check"
+  echo "$version"
+  nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null || true
+  echo "build $((built - start)) s, CUDA tests $((tested - built)) s, bench $((done_at - tested)) s, total $((done_at - start)) s"
+  echo "-- CUDA tests (rc $tests_rc)"
+  grep -E "tests passed|Passed|Failed|Skipped|\\*\\*\\*" "$out/cuda_tests.log" | sed 's/^/  /' || true
+  echo "-- benchmark (rc $bench_rc)"
+  if [ -f "$out/bench.md" ]; then cat "$out/bench.md"; else tail -5 "$out/bench.log"; fi
+} | tee -a "$log"
+[ "$tests_rc" -eq 0 ] && [ "$bench_rc" -eq 0 ]
