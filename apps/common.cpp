@@ -40,8 +40,9 @@ void add_device_flag(CLI::App& app, std::string& device) {
 }
 
 c10::Device use_device(const std::string& name, const std::string& flag) {
-  const auto device = name == "auto" ? c10::Device(compat::cuda_available() ? c10::kCUDA : c10::kCPU)
-                                     : compat::parse_device(name, flag);
+  const auto device = name == "auto"
+                          ? c10::Device(compat::cuda_available() ? c10::kCUDA : c10::kCPU)
+                          : compat::parse_device(name, flag);
   compat::set_current_device(device);
   return device;
 }

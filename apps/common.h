@@ -1,8 +1,8 @@
 #pragma once
 // Pieces every subcommand shares: runtime set-up, model resolution, number formatting.
 
-#include <CLI/CLI.hpp>
 #include <c10/core/Device.h>
+#include <CLI/CLI.hpp>
 
 #include <optional>
 #include <string>

@@ -54,17 +54,15 @@ if [ -z "$py" ]; then
     py=$(command -v python3)
   else
     venv=$CACHE/torch-$TORCH_PIN
-    if ! torch_ok "$venv/bin/python"; then
+    # .complete marks a finished install: an interrupted one is removed and done again.
+    if [ ! -f "$venv/.complete" ] || ! torch_ok "$venv/bin/python"; then
       echo "setup: installing torch==$TORCH_PIN into $venv (once; later runs reuse it)"
       base_py=python3
       "$base_py" -c 'import venv, ensurepip' 2>/dev/null || base_py=/usr/bin/python3
-      rm -rf "$venv.partial"
-      "$base_py" -m venv "$venv.partial"
-      "$venv.partial/bin/pip" install --quiet --disable-pip-version-check "torch==$TORCH_PIN" numpy
       rm -rf "$venv"
-      mv "$venv.partial" "$venv"
-      # A moved venv keeps its old path in the scripts' shebangs: call pip and python directly.
-      sed -i "s|$venv.partial|$venv|g" "$venv/pyvenv.cfg" "$venv"/bin/* 2>/dev/null || true
+      "$base_py" -m venv "$venv"
+      "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "torch==$TORCH_PIN" numpy
+      touch "$venv/.complete"
     fi
     py=$venv/bin/python
   fi
@@ -73,9 +71,22 @@ torch_ok "$py" || { echo "setup: $py has no torch >= 2.5" >&2; exit 1; }
 prefix=$("$py" -c 'import torch; print(torch.utils.cmake_prefix_path)')
 echo "setup: LibTorch $("$py" -c 'import torch; print(torch.__version__)') from $prefix"
 
+# CUDA code is built where nvcc's major version is the one this LibTorch was built with.
+cuda_flag=()
+if command -v nvcc >/dev/null; then
+  toolkit=$(nvcc --version | sed -n 's/.*release \([0-9]*\)\..*/\1/p')
+  built=$("$py" -c 'import torch; print((torch.version.cuda or "none").split(".")[0])')
+  if [ "$toolkit" != "$built" ]; then
+    echo "setup: nvcc is CUDA $toolkit but this LibTorch was built for CUDA $built: building the CPU binary" >&2
+    cuda_flag=(-DTHINKINGVIT_CUDA=OFF)
+  else
+    cuda_flag=(-DTHINKINGVIT_CUDA=ON)
+  fi
+fi
+
 generator=()
 [ -f "$BUILD_DIR/CMakeCache.txt" ] || generator=(-G Ninja)
-cmake -S . -B "$BUILD_DIR" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
+cmake -S . -B "$BUILD_DIR" "${generator[@]}" "${cuda_flag[@]}" -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_PREFIX_PATH="$prefix" -DTorch_DIR="$prefix/Torch" -DTHINKINGVIT_PYTHON="$py"
 cmake --build "$BUILD_DIR" -j "$JOBS"
 echo "setup: built $BUILD_DIR/thinkingvit"

@@ -34,16 +34,15 @@ inline data::Image to_image(const at::Tensor& t) {
 inline ::testing::AssertionResult close_scaled(const at::Tensor& a, const at::Tensor& b, double rel,
                                                double floor = 1e-12) {
   if (a.sizes() != b.sizes()) {
-    return ::testing::AssertionFailure()
-           << "shapes differ: " << a.sizes() << " vs " << b.sizes();
+    return ::testing::AssertionFailure() << "shapes differ: " << a.sizes() << " vs " << b.sizes();
   }
   const auto a64 = a.detach().to(torch::kCPU, torch::kDouble);
   const auto b64 = b.detach().to(torch::kCPU, torch::kDouble);
   const double scale = std::max(b64.abs().max().item<double>(), floor);
   const double diff = (a64 - b64).abs().max().item<double>();
   if (diff <= rel * scale) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << "max |a - b| = " << diff << " > " << rel << " * "
-                                       << scale << " (max |b|)";
+  return ::testing::AssertionFailure()
+         << "max |a - b| = " << diff << " > " << rel << " * " << scale << " (max |b|)";
 }
 
 // 8x8 RGB images, patch 4 (5 tokens), 12 classes, head_dim 4, depth 2.

@@ -1,10 +1,10 @@
 #include "thinkingvit/train/distributed.h"
 
 #include <ATen/ATen.h>
+#include <spdlog/spdlog.h>
 #include <torch/csrc/autograd/function.h>
 #include <torch/csrc/autograd/utils/lambda_post_hook.h>
 #include <torch/csrc/autograd/variable.h>
-#include <spdlog/spdlog.h>
 
 #include <cstdlib>
 #include <mutex>
@@ -117,8 +117,8 @@ Distributed::Distributed(const DistEnv& env, const std::string& backend,
                          const c10::Device& device)
     : env_(env), bucket_bytes_(static_cast<int64_t>(bucket_mb * 1024 * 1024)) {
   if (env.world_size == 1) return;
-  spdlog::info("distributed: rank {} of {} ({}), {} via {}:{}, device {}", env.rank,
-               env.world_size, env.source, backend, env.master_addr, env.master_port, device.str());
+  spdlog::info("distributed: rank {} of {} ({}), {} via {}:{}, device {}", env.rank, env.world_size,
+               env.source, backend, env.master_addr, env.master_port, device.str());
   group_ = compat::make_process_group(backend, env.master_addr, env.master_port, env.rank,
                                       env.world_size, timeout, device);
 }
@@ -153,7 +153,8 @@ void Distributed::average_gradients(const std::vector<at::Tensor>& params) {
     std::vector<at::Tensor> views;
     for (const size_t i : bucket) {
       const auto& p = params[i];
-      views.push_back(p.grad().defined() ? p.grad().reshape({-1}) : at::zeros({p.numel()}, p.options()));
+      views.push_back(p.grad().defined() ? p.grad().reshape({-1})
+                                         : at::zeros({p.numel()}, p.options()));
     }
     auto flat = at::cat(views).to(group_->device());
     group_->all_reduce_sum(flat);
@@ -264,15 +265,13 @@ struct GradientReducer::Impl {
   bool armed = false;
 };
 
-GradientReducer::GradientReducer(const std::vector<at::Tensor>& params,
-                                 compat::ProcessGroup& group, int64_t bucket_bytes)
+GradientReducer::GradientReducer(const std::vector<at::Tensor>& params, compat::ProcessGroup& group,
+                                 int64_t bucket_bytes)
     : impl_(std::make_unique<Impl>(params, group, bucket_bytes)) {}
 
 GradientReducer::~GradientReducer() = default;
 
-int64_t GradientReducer::num_buckets() const {
-  return static_cast<int64_t>(impl_->buckets.size());
-}
+int64_t GradientReducer::num_buckets() const { return static_cast<int64_t>(impl_->buckets.size()); }
 
 void GradientReducer::prepare(const at::Tensor& loss) {
   auto& m = *impl_;
@@ -288,7 +287,8 @@ void GradientReducer::prepare(const at::Tensor& loss) {
     const auto* node = stack.back();
     stack.pop_back();
     for (const auto& edge : node->next_edges()) {
-      if (edge.function && seen.insert(edge.function.get()).second) stack.push_back(edge.function.get());
+      if (edge.function && seen.insert(edge.function.get()).second)
+        stack.push_back(edge.function.get());
     }
   }
   std::lock_guard<std::mutex> lock(m.mutex);

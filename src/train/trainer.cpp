@@ -483,15 +483,16 @@ std::vector<EpochSummary> train(const TrainConfig& config_in, const TrainOptions
                           (epoch + 1) % std::max<int64_t>(1, config.run.eval_every_epochs) == 0;
     if (validate) {
       val_loader.start_epoch(0, val_indices);
-      reduce_accuracy(eval::evaluate(model, val_loader, models::EntropyRule::kTop10, device, eval_bf16), dist,
-                      summary.val_top1, summary.val_top5);
+      reduce_accuracy(
+          eval::evaluate(model, val_loader, models::EntropyRule::kTop10, device, eval_bf16), dist,
+          summary.val_top1, summary.val_top5);
     }
     if (validate && ema) {
       val_loader.start_epoch(0, val_indices);
       std::vector<double> unused;
       reduce_accuracy(
-          eval::evaluate(ema->module(), val_loader, models::EntropyRule::kTop10, device, eval_bf16), dist,
-          summary.ema_top1, unused);
+          eval::evaluate(ema->module(), val_loader, models::EntropyRule::kTop10, device, eval_bf16),
+          dist, summary.ema_top1, unused);
     }
     spdlog::info(
         "epoch {}/{}: loss {:.4f} (stages {}), lr {:.3e}, {:.1f} img/s, data wait {:.0f}%, "

@@ -43,8 +43,9 @@ class C10dGroup : public ProcessGroup {
     std::vector<at::Tensor> tensors{tensor};
     c10d::AllreduceOptions options;
     options.reduceOp = c10d::ReduceOp::SUM;
-    return std::make_unique<Pending>(this, "all-reduce",
-                                     start("all-reduce", [&] { return group_->allreduce(tensors, options); }));
+    return std::make_unique<Pending>(this, "all-reduce", start("all-reduce", [&] {
+                                       return group_->allreduce(tensors, options);
+                                     }));
   }
 
   void broadcast(at::Tensor& tensor, int root) override {
@@ -52,7 +53,8 @@ class C10dGroup : public ProcessGroup {
     std::vector<at::Tensor> tensors{tensor};
     c10d::BroadcastOptions options;
     options.rootRank = root;
-    Pending(this, "broadcast", start("broadcast", [&] { return group_->broadcast(tensors, options); }))
+    Pending(this, "broadcast",
+            start("broadcast", [&] { return group_->broadcast(tensors, options); }))
         .wait();
   }
 

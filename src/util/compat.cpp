@@ -110,8 +110,9 @@ std::string version_from_code(long code, bool three_parts) {
 }  // namespace
 
 RuntimeVersions runtime_versions() {
-  RuntimeVersions v{std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) +
-                        "." + std::to_string(TORCH_VERSION_PATCH),
+  RuntimeVersions v{std::to_string(TORCH_VERSION_MAJOR) + "." +
+                        std::to_string(TORCH_VERSION_MINOR) + "." +
+                        std::to_string(TORCH_VERSION_PATCH),
                     "cpu", "-", "-"};
 #ifdef THINKINGVIT_HAVE_CUDA
   const auto& hooks = at::detail::getCUDAHooks();

@@ -14,6 +14,7 @@
 #include "../test_util.h"
 #include "thinkingvit/data/dataset.h"
 #include "thinkingvit/io/checkpoint.h"
+#include "thinkingvit/util/build_info.h"
 #include "thinkingvit/util/compat.h"
 
 namespace thinkingvit::testing {
@@ -42,6 +43,15 @@ RunResult run(const TempDir& dir, const std::string& args) {
 int64_t count_lines(const std::string& text) { return std::count(text.begin(), text.end(), '\n'); }
 
 }  // namespace
+
+TEST(Cli, VersionNamesTheBuild) {
+  TempDir dir;
+  auto r = run(dir, "--version");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, util::build_summary() + "\n");
+  EXPECT_EQ(r.out.rfind(std::string("thinkingvit ") + util::kVersion + ", LibTorch ", 0), 0u)
+      << r.out;
+}
 
 TEST(Cli, MacsPrintsTheExactFigures) {
   TempDir dir;

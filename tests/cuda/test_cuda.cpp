@@ -32,8 +32,8 @@ models::ThinkingViT model_with(models::AttentionBackend backend, const c10::Devi
 }
 
 struct Pass {
-  std::vector<at::Tensor> logits;              // per stage, on the CPU
-  std::map<std::string, at::Tensor> grads;     // per parameter, on the CPU
+  std::vector<at::Tensor> logits;           // per stage, on the CPU
+  std::map<std::string, at::Tensor> grads;  // per parameter, on the CPU
 };
 
 // Every stage's logits and the gradient of sum(logits²) over all stages.

@@ -2,6 +2,7 @@
 
 #include "../test_util.h"
 #include "thinkingvit/eval/benchmark.h"
+#include "thinkingvit/util/build_info.h"
 
 namespace thinkingvit::testing {
 
@@ -35,6 +36,17 @@ TEST(Benchmark, RowsForEveryStageAndThreshold) {
   const auto table = eval::bench_table(rows, eval::describe_run(c10::Device(c10::kCPU)));
   EXPECT_EQ(table.rows().size(), rows.size());
   EXPECT_EQ(table.columns().back(), "build");
+  // Every row names the LibTorch it ran on, CUDA or cpu, and the build type.
+  const auto info = eval::describe_run(c10::Device(c10::kCPU));
+  const std::string torch_version = std::to_string(TORCH_VERSION_MAJOR) + "." +
+                                    std::to_string(TORCH_VERSION_MINOR) + "." +
+                                    std::to_string(TORCH_VERSION_PATCH);
+  EXPECT_NE(info.build.find("LibTorch " + torch_version), std::string::npos) << info.build;
+  EXPECT_NE(info.build.find(util::kBuildType), std::string::npos) << info.build;
+  EXPECT_TRUE(info.build.find("CUDA ") != std::string::npos ||
+              info.build.find(", cpu,") != std::string::npos)
+      << info.build;
+  EXPECT_EQ(info.build, util::build_summary());
 }
 
 }  // namespace thinkingvit::testing

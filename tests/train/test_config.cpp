@@ -250,6 +250,9 @@ TEST(ConfigErrors, RangeChecksNameTheLineOfTheValue) {
       {"ema:\n  decay: 1.0\n", {"line 2: key 'ema.decay' expects a value in (0, 1), found 1"}},
       {"precision:\n  dtype: fp16\n",
        {"line 2: key 'precision.dtype' expects one of fp32, bf16; found 'fp16'"}},
+      {"precision:\n  eval_dtype: half\n",
+       {"line 2: key 'precision.eval_dtype' expects one of fp32, bf16; found 'half'"}},
+      {"distributed:\n  overlap: maybe\n", {"line 2", "'distributed.overlap'"}},
       {"sampling:\n  mode: random\n", {"line 2", "all, sandwich, stochastic", "'random'"}},
       {"sampling:\n  mode: sandwich\n  sandwich_k: 1\n", {"line 3", "'sampling.sandwich_k'"}},
       {"sampling:\n  weights: [1]\n", {"line 2", "'sampling.weights'", "one value per stage"}},
@@ -402,6 +405,7 @@ TEST(ConfigShipped, ReleasedRecipeHasTheReleasedValues) {
   EXPECT_EQ(c.loss.stage_weights, (std::vector<double>{0.5, 0.5}));
   EXPECT_EQ(c.sampling.mode, "all");
   EXPECT_EQ(c.precision.dtype, "fp32");
+  EXPECT_EQ(c.precision.eval_dtype, "fp32");
   EXPECT_TRUE(c.precision.tf32);
   EXPECT_EQ(c.run.seed, 42u);
 

@@ -161,7 +161,7 @@ TEST(GradientReducer, GradientsFromEarlierMicroBatchesCount) {
   train::GradientReducer reducer({a, c}, *group, /*bucket_bytes=*/1 << 20);
   EXPECT_EQ(reducer.num_buckets(), 1);
   const auto x = torch::randn({4});
-  (c * x).sum().backward();  // micro-batch 1 (no step follows): only c
+  (c * x).sum().backward();                             // micro-batch 1 (no step follows): only c
   const auto loss = (a * x * 3).sum() + (c * x).sum();  // micro-batch 2: both
   reducer.prepare(loss);
   loss.backward();
@@ -290,9 +290,8 @@ TEST(Distributed, OverlappedAllReduceGivesTheWeightsOfTheSequentialOne) {
   const std::string common = " train --config " + dir.file("tiny.yaml") +
                              " --set data.batch_size=4 --set distributed.bucket_mb=0.002"
                              " --set model.stages=[1,2,3] --set schedule.epochs=1";
-  const std::vector<std::string> modes = {
-      "sampling.mode=all --set optimizer.accum_steps=2", "sampling.mode=sandwich",
-      "sampling.mode=stochastic"};
+  const std::vector<std::string> modes = {"sampling.mode=all --set optimizer.accum_steps=2",
+                                          "sampling.mode=sandwich", "sampling.mode=stochastic"};
   for (size_t m = 0; m < modes.size(); ++m) {
     std::map<std::string, io::TensorMap> weights;
     for (const char* overlap : {"true", "false"}) {

@@ -4,13 +4,12 @@
 #include <filesystem>
 
 #include "../test_util.h"
-#include "tiny_config.h"
 #include "thinkingvit/io/safetensors.h"
 #include "thinkingvit/train/trainer.h"
 #include "thinkingvit/util/compat.h"
+#include "tiny_config.h"
 
 namespace thinkingvit::testing {
-
 
 TEST(Trainer, TinyModelOverfitsATinyDataset) {
   TempDir dir;

@@ -55,7 +55,7 @@ std::vector<BenchRow> run_benchmark(models::ThinkingViT& model, const BenchOptio
 struct RunInfo {
   std::string device;  // e.g. "cpu: AMD EPYC (2 cores)"
   int threads = 1;
-  std::string build;  // util::build_summary(), e.g. "thinkingvit 0.1.0, LibTorch 2.11.0, cpu, Release"
+  std::string build;  // util::build_summary(): thinkingvit, LibTorch, CUDA or cpu, build type
 };
 RunInfo describe_run(const c10::Device& device);
 

@@ -95,10 +95,9 @@ class ProcessGroup {
 // else the address its hostname resolves to) or "nccl" (tensors on `device`, a CUDA device, in
 // builds with NCCL). Every collective and the rendezvous fail with an Error after `timeout`
 // instead of hanging.
-std::unique_ptr<ProcessGroup> make_process_group(const std::string& backend,
-                                                 const std::string& master_addr, int master_port,
-                                                 int rank, int world_size,
-                                                 std::chrono::milliseconds timeout,
-                                                 const c10::Device& device = c10::Device(c10::kCPU));
+std::unique_ptr<ProcessGroup> make_process_group(
+    const std::string& backend, const std::string& master_addr, int master_port, int rank,
+    int world_size, std::chrono::milliseconds timeout,
+    const c10::Device& device = c10::Device(c10::kCPU));
 
 }  // namespace thinkingvit::compat
