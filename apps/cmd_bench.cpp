@@ -28,18 +28,10 @@ struct BenchArgs {
   bool no_weight_cache = false;
 };
 
-eval::TableFormat format_from_extension(const std::string& path) {
-  const auto ext = std::filesystem::path(path).extension().string();
-  if (ext == ".csv") return eval::TableFormat::kCsv;
-  if (ext == ".json") return eval::TableFormat::kJson;
-  if (ext == ".md") return eval::TableFormat::kMarkdown;
-  fail("--output '", path, "': expected a .md, .csv or .json file name");
-}
-
 void run_bench(const BenchArgs& args) {
   set_threads(args.threads);
   const auto format = eval::parse_table_format(args.format, "--format");
-  const auto output_format = args.output.empty() ? format : format_from_extension(args.output);
+  check_output(args.output);
   eval::BenchOptions options;
   options.batch_sizes = args.batch_sizes;
   options.precisions.clear();
@@ -66,7 +58,7 @@ void run_bench(const BenchArgs& args) {
   const auto table = eval::bench_table(rows, eval::describe_run(options.device));
   table.write(std::cout, format);
   if (!args.output.empty()) {
-    table.save(args.output, output_format);
+    save_table(table, args.output);
     spdlog::info("wrote {}", args.output);
   }
 }
@@ -98,7 +90,7 @@ void add_bench_command(CLI::App& root) {
       ->capture_default_str();
   cmd->add_option("--format", args->format, "stdout format: md, csv or json")
       ->capture_default_str();
-  cmd->add_option("--output", args->output, "also write the table to a .md, .csv or .json file");
+  add_output_flag(*cmd, args->output);
   cmd->add_flag("--no-weight-cache", args->no_weight_cache,
                 "re-gather the sliced weights on every forward (to measure the cache)");
   cmd->callback([args] { run_bench(*args); });

@@ -53,6 +53,7 @@ double measure(const std::string& what, int64_t count, int reps,
 }
 
 void run_data_bench(const DataBenchArgs& args) {
+  check_output(args.output);
   at::set_num_threads(1);
   TVIT_CHECK(args.images >= 1, "--images: expected >= 1, found ", args.images);
   TVIT_CHECK(args.reps >= 1, "--reps: expected >= 1, found ", args.reps);
@@ -136,7 +137,7 @@ void add_data_bench_command(CLI::App& root) {
       ->capture_default_str();
   cmd->add_option("--format", args->format, "stdout format: md, csv or json")
       ->capture_default_str();
-  cmd->add_option("--output", args->output, "also write the table (.csv or .json)");
+  add_output_flag(*cmd, args->output);
   cmd->callback([args] { run_data_bench(*args); });
 }
 

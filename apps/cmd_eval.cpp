@@ -21,6 +21,7 @@ struct EvalArgs {
 };
 
 void run_eval(const EvalArgs& args) {
+  check_output(args.output);
   auto setup = make_eval_setup(args.source);
   setup.loader->start_epoch(0, data::epoch_indices(setup.val->size(), 0, {false}));
   util::Progress progress("eval", setup.loader->num_batches(), "batch");
@@ -48,7 +49,7 @@ void add_eval_command(CLI::App& root) {
   args->source.add_flags(*cmd);
   cmd->add_option("--format", args->format, "stdout format: md, csv or json")
       ->capture_default_str();
-  cmd->add_option("--output", args->output, "also write the table (.csv or .json)");
+  add_output_flag(*cmd, args->output);
   cmd->callback([args] { run_eval(*args); });
 }
 

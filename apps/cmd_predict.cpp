@@ -39,12 +39,6 @@ struct PredictArgs {
   std::string device = "auto";
 };
 
-bool is_image_file(const fs::path& p) {
-  std::string ext = p.extension().string();
-  std::transform(ext.begin(), ext.end(), ext.begin(), ::tolower);
-  return ext == ".jpg" || ext == ".jpeg" || ext == ".png" || ext == ".bmp" || ext == ".webp";
-}
-
 // Files as given, folders walked recursively (image extensions only, sorted).
 std::vector<std::string> collect_images(const std::vector<std::string>& inputs) {
   std::vector<std::string> files;
@@ -53,11 +47,12 @@ std::vector<std::string> collect_images(const std::vector<std::string>& inputs) 
     if (fs::is_directory(input, ec)) {
       std::vector<std::string> found;
       for (const auto& e : fs::recursive_directory_iterator(input)) {
-        if (e.is_regular_file() && is_image_file(e.path())) found.push_back(e.path().string());
+        if (e.is_regular_file() && data::has_image_extension(e.path()))
+          found.push_back(e.path().string());
       }
       std::sort(found.begin(), found.end());
-      TVIT_CHECK(!found.empty(), "input folder '", input,
-                 "': expected image files (.jpg .jpeg .png .bmp .webp), found none");
+      TVIT_CHECK(!found.empty(), "input folder '", input, "': expected image files (",
+                 data::kImageExtensions, "), found none");
       files.insert(files.end(), found.begin(), found.end());
     } else {
       TVIT_CHECK(fs::is_regular_file(input, ec), "input '", input, "': no such file or folder");
@@ -88,6 +83,7 @@ std::string format_prob(double p) {
 }
 
 void run_predict(const PredictArgs& args) {
+  check_output(args.output);
   set_threads(args.threads);
   const auto device = use_device(args.device, "--device");
   const auto rule = models::parse_entropy_rule(args.entropy_rule, "--entropy");
@@ -242,7 +238,7 @@ void add_predict_command(CLI::App& root) {
       ->capture_default_str();
   cmd->add_option("--format", args->format, "stdout format: md, csv or json")
       ->capture_default_str();
-  cmd->add_option("--output", args->output, "also write the table (.csv or .json)");
+  add_output_flag(*cmd, args->output);
   add_device_flag(*cmd, args->device);
   cmd->add_option("--threads", args->threads, "intra-op threads (0: one per core)")
       ->capture_default_str();

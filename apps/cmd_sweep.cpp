@@ -10,7 +10,6 @@
 #include <filesystem>
 #include <iostream>
 
-#include "app_paths.h"
 #include "common.h"
 #include "eval_setup.h"
 #include "thinkingvit/data/sampler.h"
@@ -36,46 +35,21 @@ struct SweepArgs {
   int reps = 3;
   double budget_gmacs = 0, budget_throughput = 0;
   bool no_plot = false;
+  std::string plot_script;  // default: found beside the binary
 };
 
-std::string shares(const std::vector<double>& v) {
-  std::string out;
-  for (size_t i = 0; i < v.size(); ++i) {
-    char buf[16];
-    std::snprintf(buf, sizeof buf, "%.3f", v[i]);
-    out += (i ? "/" : "") + std::string(buf);
+// plot_sweep.sh relative to this executable: installed (PREFIX/bin -> PREFIX/share/thinkingvit)
+// or in a build folder of the repository (build/ -> scripts/). Empty when neither exists.
+std::string find_plot_script() {
+  std::error_code error;
+  const auto exe = fs::read_symlink("/proc/self/exe", error);
+  if (error) return "";
+  for (const auto& candidate :
+       {exe.parent_path() / ".." / "share" / "thinkingvit" / "plot_sweep.sh",
+        exe.parent_path() / ".." / "scripts" / "plot_sweep.sh"}) {
+    if (fs::exists(candidate, error)) return fs::weakly_canonical(candidate, error).string();
   }
-  return out;
-}
-
-// Records of every other sample (parity 0 or 1), for choosing tau on a held-out half.
-eval::StageRecords half(const eval::StageRecords& r, int parity) {
-  auto idx = torch::arange(parity, r.num_samples, 2, torch::kLong);
-  eval::StageRecords h;
-  h.num_samples = idx.size(0);
-  h.correct1 = r.correct1.index_select(1, idx);
-  h.correct5 = r.correct5.index_select(1, idx);
-  h.entropy = r.entropy.index_select(1, idx);
-  h.labels = r.labels.index_select(0, idx);
-  return h;
-}
-
-// The distribution of first-stage entropies (the paper's Figure 5), split by whether stage 0's
-// prediction is right: 46 bins over [0, H_max].
-eval::Table entropy_histogram(const eval::StageRecords& r, models::EntropyRule rule,
-                              int64_t num_classes) {
-  const int64_t bins = 46;
-  const double h_max = std::log(static_cast<double>(
-      rule == models::EntropyRule::kTop10 ? std::min<int64_t>(10, num_classes) : num_classes));
-  const double width = h_max / bins;
-  auto bin = (r.entropy[0] / width).floor().clamp(0, bins - 1).to(at::kLong);
-  const auto right = at::bincount(bin.masked_select(r.correct1[0]), {}, bins);
-  const auto wrong = at::bincount(bin.masked_select(r.correct1[0].logical_not()), {}, bins);
-  eval::Table table({"entropy_lo", "entropy_hi", "right", "wrong"});
-  for (int64_t b = 0; b < bins; ++b) {
-    table.add_row({b * width, (b + 1) * width, right[b].item<int64_t>(), wrong[b].item<int64_t>()});
-  }
-  return table;
+  return "";
 }
 
 void run_sweep(const SweepArgs& args) {
@@ -98,23 +72,14 @@ void run_sweep(const SweepArgs& args) {
   eval::StageRecords records;
   {
     util::Progress progress("sweep pass", setup.loader->num_batches(), "batch");
-    std::vector<std::vector<at::Tensor>> logits(mo.num_stages());
-    std::vector<at::Tensor> labels;
-    torch::NoGradGuard no_grad;
-    int64_t done = 0;
-    while (auto batch = setup.loader->next()) {
-      auto x = batch->images.to(setup.device, /*non_blocking=*/true);
-      if (static_cast<int64_t>(timing.size()) < args.timing_batches) timing.push_back(x);
-      auto outs = setup.model->forward_all(x);
-      for (int64_t s = 0; s < mo.num_stages(); ++s)
-        logits[s].push_back(outs[s].logits.to(at::kFloat).cpu());
-      labels.push_back(batch->labels);
-      progress.update(++done);
-    }
+    // Autocast is already on (above) when precision.eval_dtype is bf16.
+    records = eval::evaluate(
+        setup.model, *setup.loader, rule, setup.device, /*bf16=*/false,
+        [&](int64_t done, int64_t) { progress.update(done); },
+        [&](const at::Tensor& x) {
+          if (static_cast<int64_t>(timing.size()) < args.timing_batches) timing.push_back(x);
+        });
     progress.finish();
-    std::vector<at::Tensor> stacked;
-    for (auto& l : logits) stacked.push_back(at::cat(l));
-    records = eval::records_from_logits(stacked, at::cat(labels), rule);
   }
 
   // Standalone stage throughput on the timing batches (each stage fed its predecessor's tokens).
@@ -138,15 +103,12 @@ void run_sweep(const SweepArgs& args) {
   }
 
   const auto info = eval::describe_run(setup.device);
-  eval::Table table({"tau", "top1", "top5", "gmacs", "stop_share", "stage_top1", "img_per_s",
-                     "img_per_s_spread", "img_per_s_formula", "timed_reach", "batch", "device",
-                     "precision", "threads"});
-  std::vector<eval::SweepRow> rows;
+  std::vector<eval::MeasuredSweepRow> rows;
   util::Progress progress("throughput", static_cast<int64_t>(taus.size()), "tau");
   for (size_t i = 0; i < taus.size(); ++i) {
     const double tau = taus[i];
-    const auto row = eval::sweep_at(records, mo, tau);
-    rows.push_back(row);
+    eval::MeasuredSweepRow row;
+    row.sweep = eval::sweep_at(records, mo, tau);
     std::vector<double> reach(mo.num_stages(), 0.0);
     auto t = eval::time_calls(
         [&] {
@@ -158,17 +120,16 @@ void run_sweep(const SweepArgs& args) {
         },
         1, args.reps, setup.device);
     for (auto& r : reach) r /= timed_images;
-    const double ips = 1000.0 * timed_images / t.median_ms;
-    const double spread = 1000.0 * timed_images / t.min_ms - 1000.0 * timed_images / t.max_ms;
-    table.add_row({tau, row.top1, row.top5, row.gmacs, shares(row.stop_share),
-                   shares(row.stage_top1), ips, spread,
-                   eval::predicted_throughput(reach, stage_ips), shares(reach),
-                   setup.config.data.eval_batch_size, info.device, precision,
-                   static_cast<int64_t>(info.threads)});
+    row.img_per_s = 1000.0 * timed_images / t.median_ms;
+    row.img_per_s_spread = 1000.0 * timed_images / t.min_ms - 1000.0 * timed_images / t.max_ms;
+    row.img_per_s_formula = eval::predicted_throughput(reach, stage_ips);
+    row.timed_reach = reach;
+    rows.push_back(std::move(row));
     progress.update(static_cast<int64_t>(i + 1));
   }
   progress.finish();
-  table.set_precision(4);
+  const auto table = eval::sweep_table(rows, setup.config.data.eval_batch_size, info.device,
+                                       precision, info.threads);
 
   std::cout << "sweep of " << records.num_samples << " images, entropy " << args.entropy_rule
             << ", " << setup.preprocessing << "\n";
@@ -190,38 +151,34 @@ void run_sweep(const SweepArgs& args) {
   }
   stages.save((fs::path(out_dir) / "stages.csv").string(), eval::TableFormat::kCsv);
   const auto hist_csv = (fs::path(out_dir) / "entropy_hist.csv").string();
-  entropy_histogram(records, rule, mo.num_classes()).save(hist_csv, eval::TableFormat::kCsv);
+  eval::entropy_histogram_table(eval::entropy_histogram(records, rule, mo.num_classes()))
+      .save(hist_csv, eval::TableFormat::kCsv);
 
   // Budget mode: choose tau on one half, report it on the other.
   if (args.budget_gmacs > 0 || args.budget_throughput > 0) {
-    const auto choose = half(records, 0), report = half(records, 1);
-    double best_tau = NAN, best_acc = -1;
-    for (size_t i = 0; i < taus.size(); ++i) {
-      const auto r = eval::sweep_at(choose, mo, taus[i]);
-      const double ips = std::get<double>(table.rows()[i][6]);
-      const bool fits = (args.budget_gmacs <= 0 || r.gmacs <= args.budget_gmacs) &&
-                        (args.budget_throughput <= 0 || ips >= args.budget_throughput);
-      if (fits && r.top1 > best_acc) {
-        best_acc = r.top1;
-        best_tau = taus[i];
-      }
-    }
-    if (std::isnan(best_tau)) {
+    const auto choice =
+        eval::choose_within_budget(eval::half_of(records, 0), eval::half_of(records, 1), mo, rows,
+                                   args.budget_gmacs, args.budget_throughput);
+    if (!choice.found) {
       std::cout << "budget: no threshold meets the budget\n";
     } else {
-      const auto r = eval::sweep_at(report, mo, best_tau);
-      std::cout << "budget: tau " << best_tau << " (chosen on half the images: top-1 " << best_acc
-                << "%), held-out half: top-1 " << r.top1 << "%, " << r.gmacs << " GMACs\n";
+      std::cout << "budget: tau " << choice.tau << " (chosen on half the images: top-1 "
+                << choice.chosen_top1 << "%), held-out half: top-1 " << choice.reported.top1
+                << "%, " << choice.reported.gmacs << " GMACs\n";
     }
   }
 
-  const auto script = fs::path(THINKINGVIT_SOURCE_DIR) / "scripts" / "plot_sweep.sh";
   if (!args.no_plot) {
+    const auto script = args.plot_script.empty() ? find_plot_script() : args.plot_script;
     const auto png = (fs::path(out_dir) / "sweep.png").string();
-    const std::string cmd = "bash '" + script.string() + "' '" + csv + "' '" +
+    const std::string cmd = "bash '" + script + "' '" + csv + "' '" +
                             (fs::path(out_dir) / "stages.csv").string() + "' '" + png + "' '" +
                             hist_csv + "'";
-    if (std::system(cmd.c_str()) == 0) {
+    if (script.empty()) {
+      spdlog::warn(
+          "plot_sweep.sh not found beside the binary; pass --plot-script (the tables are "
+          "written)");
+    } else if (std::system(cmd.c_str()) == 0) {
       spdlog::info("figure: {}", png);
     } else {
       spdlog::warn("could not draw {} (is gnuplot installed?); the tables are written", png);
@@ -252,6 +209,9 @@ void add_sweep_command(CLI::App& root) {
   cmd->add_option("--budget-throughput", args->budget_throughput,
                   "pick the best tau reaching this img/s");
   cmd->add_flag("--no-plot", args->no_plot, "skip the PNG figure");
+  cmd->add_option("--plot-script", args->plot_script,
+                  "gnuplot wrapper that draws the figure (default: plot_sweep.sh found from the "
+                  "binary: ../share/thinkingvit/ when installed, ../scripts/ in a build folder)");
   cmd->callback([args] { run_sweep(*args); });
 }
 

@@ -59,9 +59,16 @@ std::string ema_weights_path(const std::string& weights) {
   return (dir / "ema.safetensors").string();
 }
 
+void add_output_flag(CLI::App& app, std::string& output) {
+  app.add_option("--output", output, "also write the table to a .md, .csv or .json file");
+}
+
+void check_output(const std::string& path) {
+  if (!path.empty()) eval::table_format_for_path(path, "--output");
+}
+
 void save_table(const eval::Table& table, const std::string& path) {
-  const bool csv = path.size() > 4 && path.compare(path.size() - 4, 4, ".csv") == 0;
-  table.save(path, csv ? eval::TableFormat::kCsv : eval::TableFormat::kJson);
+  table.save(path, eval::table_format_for_path(path, "--output"));
 }
 
 std::string with_commas(int64_t value) {

@@ -39,7 +39,11 @@ void set_threads(int threads);
 // The EMA weights beside a weights file or inside a weights folder: DIR/ema.safetensors.
 std::string ema_weights_path(const std::string& weights);
 
-// --output of a table command: CSV for a .csv path, JSON otherwise (written atomically).
+// --output FILE of a table command, the same in every command: the format follows the extension
+// (.md, .csv or .json). check_output fails on any other name; call it before the work.
+void add_output_flag(CLI::App& app, std::string& output);
+void check_output(const std::string& path);
+// Writes `table` to an --output path, atomically.
 void save_table(const eval::Table& table, const std::string& path);
 
 // 1253683200 -> "1,253,683,200"

@@ -53,7 +53,7 @@ EvalSetup make_eval_setup(const EvalSource& s) {
   setup.model->to(setup.device);
   setup.model->eval();
 
-  setup.val = train::open_datasets(setup.config).val;
+  setup.val = train::open_val_dataset(setup.config);
   const auto& e = setup.config.augment.eval;
   data::LoaderOptions lo;
   lo.batch_size = setup.config.data.eval_batch_size;

@@ -21,6 +21,7 @@
 #include "thinkingvit/data/jpeg.h"
 #include "thinkingvit/util/error.h"
 #include "thinkingvit/util/fs.h"
+#include "thinkingvit/util/text.h"
 
 namespace thinkingvit::data {
 
@@ -262,10 +263,8 @@ std::vector<std::string> read_lines(const std::string& path) {
   std::ifstream in(path);
   std::string line;
   while (std::getline(in, line)) {
-    const size_t first = line.find_first_not_of(" \t\r");
-    if (first == std::string::npos) continue;
-    const size_t last = line.find_last_not_of(" \t\r");
-    lines.push_back(line.substr(first, last - first + 1));
+    auto text = util::trim(line);
+    if (!text.empty()) lines.push_back(std::move(text));
   }
   return lines;
 }
@@ -515,12 +514,16 @@ constexpr const char* kNoOpenCv =
     "this build lacks OpenCV, which decodes and writes image files (install libopencv-dev and "
     "rebuild)";
 
-bool has_image_extension(const fs::path& path) {
-  std::string ext = path.extension().string();
+}  // namespace
+
+bool has_image_extension(const std::string& path) {
+  std::string ext = fs::path(path).extension().string();
   std::transform(ext.begin(), ext.end(), ext.begin(),
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   return ext == ".jpg" || ext == ".jpeg" || ext == ".png" || ext == ".bmp" || ext == ".webp";
 }
+
+namespace {
 
 bool is_dir(const fs::path& path) {
   std::error_code error;
@@ -741,9 +744,8 @@ ImageFolder::ImageFolder(const std::string& root, const std::string& class_list)
     std::set<std::string> seen;
     std::string line;
     for (int line_number = 1; std::getline(in, line); ++line_number) {
-      const size_t first = line.find_first_not_of(" \t\r");
-      if (first == std::string::npos) continue;
-      const std::string name = line.substr(first, line.find_last_not_of(" \t\r") - first + 1);
+      const std::string name = util::trim(line);
+      if (name.empty()) continue;
       TVIT_CHECK(seen.insert(name).second, "class list '", class_list, "', line ", line_number,
                  ": class '", name, "' is listed twice");
       TVIT_CHECK(std::binary_search(folders.begin(), folders.end(), name), "class list '",
@@ -764,7 +766,7 @@ ImageFolder::ImageFolder(const std::string& root, const std::string& class_list)
                                         error);
     for (fs::recursive_directory_iterator end; !error && it != end; it.increment(error)) {
       const fs::path& path = it->path();
-      if (has_image_extension(path) && !is_dir(path)) {
+      if (has_image_extension(path.string()) && !is_dir(path)) {
         files.emplace_back(path.parent_path().string(), path.filename().string());
       }
     }
@@ -776,9 +778,8 @@ ImageFolder::ImageFolder(const std::string& root, const std::string& class_list)
       labels_.push_back(static_cast<int64_t>(label));
     }
   }
-  TVIT_CHECK(!paths_.empty(), what,
-             ": expected image files (.jpg .jpeg .png .bmp .webp) under its ", class_names_.size(),
-             " class folders, found none");
+  TVIT_CHECK(!paths_.empty(), what, ": expected image files (", kImageExtensions, ") under its ",
+             class_names_.size(), " class folders, found none");
   if (!empty_classes.empty()) {
     spdlog::warn(
         "{}: {} of {} class folders hold no images (first: '{}'); their classes keep "

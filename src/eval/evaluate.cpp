@@ -36,7 +36,8 @@ StageRecords records_from_logits(const std::vector<at::Tensor>& logits, const at
 
 StageRecords evaluate(models::ThinkingViT& model, data::DataLoader& loader,
                       models::EntropyRule rule, const c10::Device& device, bool bf16,
-                      const std::function<void(int64_t, int64_t)>& progress) {
+                      const std::function<void(int64_t, int64_t)>& progress,
+                      const std::function<void(const at::Tensor&)>& on_batch) {
   const bool was_training = model->is_training();
   model->eval();
   torch::NoGradGuard no_grad;
@@ -47,10 +48,12 @@ StageRecords evaluate(models::ThinkingViT& model, data::DataLoader& loader,
   const int64_t total = loader.num_batches();
   int64_t done = 0;
   while (auto batch = loader.next()) {
-    auto outputs = model->forward_all(batch->images.to(device, /*non_blocking=*/true));
+    const auto images = batch->images.to(device, /*non_blocking=*/true);
+    auto outputs = model->forward_all(images);
     for (int64_t s = 0; s < num_stages; ++s)
       logits[s].push_back(outputs[s].logits.to(at::kFloat).cpu());
     labels.push_back(batch->labels);
+    if (on_batch) on_batch(images);
     if (progress) progress(++done, total);
   }
   if (was_training) model->train();

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include <cmath>
+#include <cstdio>
 #include <sstream>
 
 #include "thinkingvit/util/error.h"
@@ -84,6 +85,95 @@ double predicted_throughput(const std::vector<double>& reach, const std::vector<
   double seconds = 0.0;
   for (size_t i = 0; i < reach.size(); ++i) seconds += reach[i] / t[i];
   return seconds > 0 ? 1.0 / seconds : 0.0;
+}
+
+StageRecords half_of(const StageRecords& r, int parity) {
+  TVIT_CHECK(parity == 0 || parity == 1, "half_of: parity must be 0 or 1, found ", parity);
+  auto idx = at::arange(parity, r.num_samples, 2, at::kLong);
+  StageRecords h;
+  h.num_samples = idx.size(0);
+  h.correct1 = r.correct1.index_select(1, idx);
+  h.correct5 = r.correct5.index_select(1, idx);
+  h.entropy = r.entropy.index_select(1, idx);
+  h.labels = r.labels.index_select(0, idx);
+  for (int64_t s = 0; s < h.correct1.size(0); ++s) {
+    const double n = std::max<int64_t>(1, h.num_samples);
+    h.top1.push_back(100.0 * h.correct1[s].sum().item<double>() / n);
+    h.top5.push_back(100.0 * h.correct5[s].sum().item<double>() / n);
+  }
+  return h;
+}
+
+std::vector<EntropyBin> entropy_histogram(const StageRecords& r, models::EntropyRule rule,
+                                          int64_t num_classes, int64_t bins) {
+  TVIT_CHECK(bins >= 1, "entropy histogram: bins must be >= 1, found ", bins);
+  const double h_max = std::log(static_cast<double>(
+      rule == models::EntropyRule::kTop10 ? std::min<int64_t>(10, num_classes) : num_classes));
+  const double width = h_max / static_cast<double>(bins);
+  auto bin = (r.entropy[0] / width).floor().clamp(0, bins - 1).to(at::kLong);
+  const auto right = at::bincount(bin.masked_select(r.correct1[0]), {}, bins);
+  const auto wrong = at::bincount(bin.masked_select(r.correct1[0].logical_not()), {}, bins);
+  std::vector<EntropyBin> out;
+  for (int64_t b = 0; b < bins; ++b) {
+    out.push_back({static_cast<double>(b) * width, static_cast<double>(b + 1) * width,
+                   right[b].item<int64_t>(), wrong[b].item<int64_t>()});
+  }
+  return out;
+}
+
+namespace {
+
+// 0.25/0.75 -> "0.250/0.750"
+std::string shares(const std::vector<double>& v) {
+  std::string out;
+  for (size_t i = 0; i < v.size(); ++i) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.3f", v[i]);
+    out += (i ? "/" : "") + std::string(buf);
+  }
+  return out;
+}
+
+}  // namespace
+
+Table sweep_table(const std::vector<MeasuredSweepRow>& rows, int64_t batch,
+                  const std::string& device, const std::string& precision, int threads) {
+  Table table({"tau", "top1", "top5", "gmacs", "stop_share", "stage_top1", "img_per_s",
+               "img_per_s_spread", "img_per_s_formula", "timed_reach", "batch", "device",
+               "precision", "threads"});
+  for (const auto& r : rows) {
+    table.add_row({r.sweep.tau, r.sweep.top1, r.sweep.top5, r.sweep.gmacs,
+                   shares(r.sweep.stop_share), shares(r.sweep.stage_top1), r.img_per_s,
+                   r.img_per_s_spread, r.img_per_s_formula, shares(r.timed_reach), batch, device,
+                   precision, static_cast<int64_t>(threads)});
+  }
+  table.set_precision(4);
+  return table;
+}
+
+Table entropy_histogram_table(const std::vector<EntropyBin>& bins) {
+  Table table({"entropy_lo", "entropy_hi", "right", "wrong"});
+  for (const auto& b : bins) table.add_row({b.lo, b.hi, b.right, b.wrong});
+  return table;
+}
+
+BudgetChoice choose_within_budget(const StageRecords& choose, const StageRecords& report,
+                                  const models::ThinkingViTOptions& options,
+                                  const std::vector<MeasuredSweepRow>& rows, double max_gmacs,
+                                  double min_throughput) {
+  BudgetChoice best;
+  for (const auto& row : rows) {
+    const auto on_choose = sweep_at(choose, options, row.sweep.tau);
+    const bool fits = (max_gmacs <= 0 || on_choose.gmacs <= max_gmacs) &&
+                      (min_throughput <= 0 || row.img_per_s >= min_throughput);
+    if (fits && (!best.found || on_choose.top1 > best.chosen_top1)) {
+      best.found = true;
+      best.tau = row.sweep.tau;
+      best.chosen_top1 = on_choose.top1;
+    }
+  }
+  if (best.found) best.reported = sweep_at(report, options, best.tau);
+  return best;
 }
 
 }  // namespace thinkingvit::eval

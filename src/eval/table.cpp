@@ -1,5 +1,7 @@
 #include "thinkingvit/eval/table.h"
 
+#include <filesystem>
+
 #include <nlohmann/json.hpp>
 
 #include <iomanip>
@@ -15,6 +17,14 @@ TableFormat parse_table_format(const std::string& text, const std::string& what)
   if (text == "csv") return TableFormat::kCsv;
   if (text == "json") return TableFormat::kJson;
   fail(what, ": expected md, csv or json, found '", text, "'");
+}
+
+TableFormat table_format_for_path(const std::string& path, const std::string& what) {
+  const auto ext = std::filesystem::path(path).extension().string();
+  if (ext == ".md") return TableFormat::kMarkdown;
+  if (ext == ".csv") return TableFormat::kCsv;
+  if (ext == ".json") return TableFormat::kJson;
+  fail(what, " '", path, "': expected a .md, .csv or .json file name");
 }
 
 void Table::add_row(std::vector<Cell> row) {

@@ -291,10 +291,16 @@ models::ThinkingViTOptions options_from_config_json(const TensorMap& tensors,
     if (args.contains("qkv_bias") && args["qkv_bias"].is_boolean()) {
       options.qkv_bias(args["qkv_bias"].get<bool>());
     }
+    if (args.contains("recycling")) {  // ours; the released folders recycle (no key)
+      TVIT_CHECK(args["recycling"].is_boolean(), "'", path,
+                 "': model_args.recycling must be true or false, found ", args["recycling"].dump());
+      options.recycling(args["recycling"].get<bool>());
+    }
   }
   options.validate();
   return options;
 }
+
 
 // timm's optional "label_names": one string per class.
 std::vector<std::string> label_names_from_config_json(const std::string& path,
@@ -315,6 +321,23 @@ std::vector<std::string> label_names_from_config_json(const std::string& path,
 }
 
 }  // namespace
+
+std::string config_json(const models::ThinkingViTOptions& o,
+                        const std::vector<std::string>& label_names) {
+  nlohmann::json j = {{"architecture", "thinkingvit"},
+                      {"num_classes", o.num_classes()},
+                      {"model_args",
+                       {{"thinking_stages", o.stages()},
+                        {"img_size", o.image_size()},
+                        {"patch_size", o.patch_size()},
+                        {"in_chans", o.in_channels()},
+                        {"depth", o.depth()},
+                        {"mlp_ratio", o.mlp_ratio()},
+                        {"qkv_bias", o.qkv_bias()},
+                        {"recycling", o.recycling()}}},
+                      {"label_names", label_names}};
+  return j.dump(2) + "\n";
+}
 
 models::ThinkingViTOptions options_from_state(const TensorMap& tensors, const std::string& source,
                                               int64_t head_dim) {

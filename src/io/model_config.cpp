@@ -79,8 +79,9 @@ namespace {
 using OptionSetter = std::function<void(models::ThinkingViTOptions&)>;
 
 const std::vector<std::string> kOptionKeys = {
-    "image_size", "patch_size", "in_channels", "num_classes",    "head_dim", "depth",
-    "mlp_ratio",  "qkv_bias",   "norm_eps",    "drop_path_rate", "stages",   "attention"};
+    "image_size", "patch_size", "in_channels", "num_classes", "head_dim",
+    "depth",      "mlp_ratio",  "qkv_bias",    "norm_eps",    "drop_path_rate",
+    "stages",     "attention",  "recycling"};
 
 // Reads `value` as the option `key`; throws on a wrong type, returns null for an unknown key.
 OptionSetter read_option(const std::string& key, const YAML::Node& value,
@@ -101,6 +102,10 @@ OptionSetter read_option(const std::string& key, const YAML::Node& value,
   if (key == "qkv_bias") {
     return
         [v = yaml_read<bool>(value, where, path, "true or false")](Options& o) { o.qkv_bias(v); };
+  }
+  if (key == "recycling") {
+    return
+        [v = yaml_read<bool>(value, where, path, "true or false")](Options& o) { o.recycling(v); };
   }
   if (key == "stages") {
     return [v = yaml_read<std::vector<int64_t>>(value, where, path, "a list of head counts")](
@@ -207,6 +212,7 @@ void YamlModelSection::emit(YAML::Emitter& out, const std::string& preset,
   key("drop_path_rate") << format_number(o.drop_path_rate());
   key("stages") << YAML::Flow << o.stages();
   key("attention") << models::attention_backend_name(o.attention());
+  key("recycling") << o.recycling();
   key("init_from") << YAML::DoubleQuoted << init_from;
   key("init_strict") << init_strict;
 }

@@ -14,6 +14,7 @@
 #include "../io/yaml_model.h"
 #include "thinkingvit/data/rand_augment.h"
 #include "thinkingvit/util/error.h"
+#include "thinkingvit/util/text.h"
 
 namespace thinkingvit::train {
 
@@ -223,7 +224,6 @@ const std::vector<Field>& fields() {
       TVIT_FIELD(sampling.mode),
       TVIT_FIELD(sampling.sandwich_k),
       TVIT_FIELD(sampling.weights),
-      TVIT_FIELD(sampling.recycling),
       TVIT_FIELD(precision.dtype),
       TVIT_FIELD(precision.eval_dtype),
       TVIT_FIELD(precision.tf32),
@@ -281,6 +281,9 @@ const std::map<std::string, std::vector<std::string>>& section_keys() {
 bool is_section(const std::string& path) { return section_keys().count(path) > 0; }
 
 [[noreturn]] void fail_unknown(const std::string& where, const std::string& path) {
+  TVIT_CHECK(path != "sampling.recycling", where,
+             ": key 'sampling.recycling' has moved to 'model.recycling' (it is part of the model "
+             "and saved with its weights)");
   const auto parent = parent_of(path);
   if (parent.empty()) {
     fail(where, ": unknown section '", path, "' (sections: ", joined(section_keys().at("")), ")");
@@ -313,7 +316,7 @@ class Loader {
     const auto eq = text.find('=');
     TVIT_CHECK(eq != std::string::npos, where,
                ": expected section.key=value, e.g. --set optimizer.lr=1e-3");
-    const auto path = trimmed(text.substr(0, eq));
+    const auto path = util::trim(text.substr(0, eq));
     TVIT_CHECK(!path.empty(), where, ": expected a key path before '='");
     YAML::Node value;
     try {
@@ -334,12 +337,6 @@ class Loader {
   }
 
  private:
-  static std::string trimmed(const std::string& s) {
-    const auto begin = s.find_first_not_of(" \t");
-    if (begin == std::string::npos) return "";
-    return s.substr(begin, s.find_last_not_of(" \t") - begin + 1);
-  }
-
   void read_map(const std::string& section, const YAML::Node& map, const io::YamlWhere& where) {
     for (const auto& e : io::yaml_entries(map, where, section)) {
       apply(section.empty() ? e.name : section + "." + e.name, e.value, where, e.key);

@@ -30,75 +30,41 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-// The first `limit` samples of a dataset (data.train_limit / data.val_limit).
-class FirstSamples : public data::Dataset {
- public:
-  FirstSamples(std::shared_ptr<const data::Dataset> base, int64_t limit)
-      : base_(std::move(base)), size_(std::min(limit, base_->size())) {}
-  int64_t size() const override { return size_; }
-  int64_t num_classes() const override { return base_->num_classes(); }
-  int channels() const override { return base_->channels(); }
-  std::optional<data::Sample> get(int64_t index) const override {
-    TVIT_CHECK(index >= 0 && index < size_, "sample index ", index, " outside [0, ", size_, ")");
-    return base_->get(index);
-  }
-  std::vector<int64_t> labels() const override {
-    auto all = base_->labels();
-    all.resize(static_cast<size_t>(size_));
-    return all;
-  }
-  std::vector<std::string> class_names() const override { return base_->class_names(); }
-  std::string describe() const override {
-    return base_->describe() + ", first " + std::to_string(size_) + " used";
-  }
+data::SyntheticSpec synthetic_spec(const TrainConfig& c) {
+  const auto& m = c.model.options;
+  return {static_cast<int>(m.image_size()), static_cast<int>(m.in_channels()), m.num_classes(),
+          c.run.seed};
+}
 
- private:
-  std::shared_ptr<const data::Dataset> base_;
-  int64_t size_;
-};
+// A split against the model: channels (gray into RGB allowed) and classes; errors name the key.
+void check_against_model(const data::Dataset& set, const TrainConfig& c) {
+  const auto& m = c.model.options;
+  TVIT_CHECK(set.channels() == m.in_channels() || (set.channels() == 1 && m.in_channels() == 3),
+             "data.dataset '", c.data.dataset, "' has ", set.channels(),
+             "-channel images, model.in_channels is ", m.in_channels());
+  TVIT_CHECK(set.num_classes() <= m.num_classes(), "data.dataset '", c.data.dataset, "' has ",
+             set.num_classes(), " classes, model.num_classes is ", m.num_classes());
+}
 
 }  // namespace
 
+std::shared_ptr<const data::Dataset> open_val_dataset(const TrainConfig& c) {
+  TVIT_CHECK(c.augment.eval.size == c.model.options.image_size(), "augment.eval.size (",
+             c.augment.eval.size, ") must equal model.image_size ", c.model.options.image_size());
+  auto val = data::open_split(c.data, data::Split::kVal, synthetic_spec(c));
+  check_against_model(*val, c);
+  return val;
+}
+
 Datasets open_datasets(const TrainConfig& c) {
-  const auto& d = c.data;
-  const auto& m = c.model.options;
-  Datasets out;
-  if (d.dataset == "fashion-mnist" || d.dataset == "mnist") {
-    const std::string root = d.root.empty() ? data::kFashionMnistDir : d.root;
-    out.train = data::open_mnist_folder(root, /*train=*/true, d.dataset);
-    out.val = data::open_mnist_folder(root, /*train=*/false, d.dataset);
-  } else if (d.dataset == "cifar10") {
-    std::vector<std::string> train;
-    for (int i = 1; i <= 5; ++i)
-      train.push_back((fs::path(d.root) / ("data_batch_" + std::to_string(i) + ".bin")).string());
-    out.train = data::open_cifar(train, 10);
-    out.val = data::open_cifar({(fs::path(d.root) / "test_batch.bin").string()}, 10);
-  } else if (d.dataset == "cifar100") {
-    out.train = data::open_cifar({(fs::path(d.root) / "train.bin").string()}, 100);
-    out.val = data::open_cifar({(fs::path(d.root) / "test.bin").string()}, 100);
-  } else if (d.dataset == "image-folder") {
-    out.train = data::open_image_folder((fs::path(d.root) / d.train_dir).string(), d.class_list);
-    out.val = data::open_image_folder((fs::path(d.root) / d.val_dir).string(), d.class_list);
-  } else if (d.dataset == "synthetic") {
-    const int size = static_cast<int>(m.image_size()), ch = static_cast<int>(m.in_channels());
-    out.train = data::make_synthetic(d.synthetic_size, size, size, ch, m.num_classes(), c.run.seed);
-    out.val =
-        data::make_synthetic(d.synthetic_size, size, size, ch, m.num_classes(), c.run.seed + 1);
-  } else {
-    fail("data.dataset: unknown dataset '", d.dataset, "'");
-  }
-  if (d.train_limit > 0) out.train = std::make_shared<FirstSamples>(out.train, d.train_limit);
-  if (d.val_limit > 0) out.val = std::make_shared<FirstSamples>(out.val, d.val_limit);
-  for (const auto* set : {out.train.get(), out.val.get()}) {
-    TVIT_CHECK(set->channels() == m.in_channels() || (set->channels() == 1 && m.in_channels() == 3),
-               "data.dataset '", d.dataset, "' has ", set->channels(),
-               "-channel images, model.in_channels is ", m.in_channels());
-    TVIT_CHECK(set->num_classes() <= m.num_classes(), "data.dataset '", d.dataset, "' has ",
-               set->num_classes(), " classes, model.num_classes is ", m.num_classes());
-  }
-  TVIT_CHECK(c.augment.train.size == m.image_size() && c.augment.eval.size == m.image_size(),
+  TVIT_CHECK(c.augment.train.size == c.model.options.image_size() &&
+                 c.augment.eval.size == c.model.options.image_size(),
              "augment.train.size / augment.eval.size (", c.augment.train.size, " / ",
-             c.augment.eval.size, ") must equal model.image_size ", m.image_size());
+             c.augment.eval.size, ") must equal model.image_size ", c.model.options.image_size());
+  Datasets out;
+  out.train = data::open_split(c.data, data::Split::kTrain, synthetic_spec(c));
+  check_against_model(*out.train, c);
+  out.val = open_val_dataset(c);
   return out;
 }
 
@@ -117,24 +83,6 @@ struct RunPaths {
 
 void write_text_atomic(const fs::path& path, const std::string& text) {
   util::write_file_atomic(path.string(), [&](std::ostream& out) { out << text; });
-}
-
-// A timm-style config.json so that `thinkingvit infer/predict --weights <folder>` configures
-// itself; label_names (one per model class) name the predictions.
-std::string hf_config_json(const models::ThinkingViTOptions& o,
-                           const std::vector<std::string>& label_names) {
-  nlohmann::json j = {{"architecture", "thinkingvit"},
-                      {"num_classes", o.num_classes()},
-                      {"model_args",
-                       {{"thinking_stages", o.stages()},
-                        {"img_size", o.image_size()},
-                        {"patch_size", o.patch_size()},
-                        {"in_chans", o.in_channels()},
-                        {"depth", o.depth()},
-                        {"mlp_ratio", o.mlp_ratio()},
-                        {"qkv_bias", o.qkv_bias()}}},
-                      {"label_names", label_names}};
-  return j.dump(2) + "\n";
 }
 
 struct TrainState {
@@ -171,7 +119,7 @@ void save_checkpoint(const RunPaths& paths, const TrainConfig& config,
         {"epoch", state.epoch}, {"step", state.step}, {"best_top1", state.best_top1}};
     write_text_atomic(dir / "state.json", j.dump(2) + "\n");
     write_text_atomic(dir / "config.yaml", to_yaml(config));
-    write_text_atomic(dir / "config.json", hf_config_json(config.model.options, label_names));
+    write_text_atomic(dir / "config.json", io::config_json(config.model.options, label_names));
   });
   write_text_atomic(paths.checkpoints / "LAST", std::string(name) + "\n");
   // keep-last-k: remove the oldest epoch folders.
@@ -246,7 +194,6 @@ void reduce_accuracy(const eval::StageRecords& records, Distributed& dist,
 
 std::vector<EpochSummary> train(const TrainConfig& config_in, const TrainOptions& train_options) {
   TrainConfig config = config_in;
-  config.model.options.recycling(config.sampling.recycling);
   const bool cuda =
       config.run.device == "cuda" || (config.run.device == "auto" && compat::cuda_available());
 
@@ -531,7 +478,7 @@ std::vector<EpochSummary> train(const TrainConfig& config_in, const TrainOptions
           io::save_weights(model, (dir / "model.safetensors").string(),
                            {{"epoch", std::to_string(epoch)}});
           if (ema) io::save_weights(ema->module(), (dir / "ema.safetensors").string());
-          write_text_atomic(dir / "config.json", hf_config_json(mo, label_names));
+          write_text_atomic(dir / "config.json", io::config_json(mo, label_names));
         });
     }
     history.push_back(summary);

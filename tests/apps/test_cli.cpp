@@ -323,6 +323,10 @@ TEST(Cli, BadInputGivesOneLineAndNoOutputFile) {
   expect_failure("infer --weights " + weights + " --input " + input + " --output " + out +
                      " --head-dim 4 --strict --preset thinkingvit_mnist_2h_4h",
                  {"tiny_weights.safetensors"});
+  // --output names its format by extension, checked before any work.
+  expect_failure("bench --preset thinkingvit_mnist_2h_4h --reps 1 --output " + dir.file("b.txt"),
+                 {"--output", "b.txt", "expected a .md, .csv or .json file name"});
+  EXPECT_FALSE(std::filesystem::exists(dir.file("b.txt")));
   expect_failure("infer --weights " + weights + " --input " + input + " --output " + out +
                      " --head-dim 4 --device gpu0",
                  {"--device", "expected cpu, cuda or cuda:N", "'gpu0'"});

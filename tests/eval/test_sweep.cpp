@@ -76,4 +76,110 @@ TEST(Sweep, ThresholdListsAndTheReleasedFormula) {
               1.0 / (1.0 / 10047.6 + 0.5 / 4603.6), 1e-9);
 }
 
+TEST(Sweep, HalvesTakeEveryOtherSample) {
+  const auto g = generated(7);
+  const auto records = eval::records_from_logits(g.logits, g.labels, models::EntropyRule::kTop10);
+  const auto even = eval::half_of(records, 0), odd = eval::half_of(records, 1);
+  EXPECT_EQ(even.num_samples, 4);
+  EXPECT_EQ(odd.num_samples, 3);
+  for (int64_t i = 0; i < 7; ++i) {
+    const auto& h = i % 2 ? odd : even;
+    EXPECT_EQ(h.labels[i / 2].item<int64_t>(), records.labels[i].item<int64_t>());
+    EXPECT_EQ(h.entropy[1][i / 2].item<float>(), records.entropy[1][i].item<float>());
+    EXPECT_EQ(h.correct1[2][i / 2].item<bool>(), records.correct1[2][i].item<bool>());
+  }
+  const double right = even.correct1[0].sum().item<double>();
+  EXPECT_NEAR(even.top1[0], 100.0 * right / 4, 1e-9);
+  EXPECT_THROW(eval::half_of(records, 2), Error);
+}
+
+TEST(Sweep, EntropyHistogramCountsRightAndWrongPerBin) {
+  // Hand-made records: stage 0 entropies and correctness, 10 bins over [0, ln 10].
+  eval::StageRecords r;
+  const double h_max = std::log(10.0), width = h_max / 10;
+  r.entropy =
+      torch::tensor({0.01, 0.5 * width, 1.5 * width, 9.5 * width, h_max, h_max}, torch::kFloat)
+          .view({1, -1});
+  r.correct1 = torch::tensor({true, false, true, true, false, false}).view({1, -1});
+  const auto bins = eval::entropy_histogram(r, models::EntropyRule::kTop10, /*num_classes=*/12,
+                                            /*bins=*/10);
+  ASSERT_EQ(bins.size(), 10u);
+  EXPECT_NEAR(bins[0].lo, 0.0, 1e-12);
+  EXPECT_NEAR(bins[9].hi, h_max, 1e-12);
+  EXPECT_EQ(bins[0].right, 1);
+  EXPECT_EQ(bins[0].wrong, 1);
+  EXPECT_EQ(bins[1].right, 1);
+  EXPECT_EQ(bins[9].right, 1);
+  EXPECT_EQ(bins[9].wrong, 2);  // H = H_max falls into the last bin
+  int64_t total = 0;
+  for (const auto& b : bins) total += b.right + b.wrong;
+  EXPECT_EQ(total, 6);
+  // The full rule spans ln K.
+  const auto full = eval::entropy_histogram(r, models::EntropyRule::kFull, 12, 4);
+  EXPECT_NEAR(full.back().hi, std::log(12.0), 1e-12);
+  const auto table = eval::entropy_histogram_table(bins);
+  EXPECT_EQ(table.columns(),
+            (std::vector<std::string>{"entropy_lo", "entropy_hi", "right", "wrong"}));
+  EXPECT_EQ(table.rows().size(), 10u);
+}
+
+TEST(Sweep, BudgetPicksTheBestThresholdThatFitsAndReportsTheOtherHalf) {
+  const auto g = generated(400);
+  const auto options = tiny_options({1, 2, 3});
+  const auto records = eval::records_from_logits(g.logits, g.labels, models::EntropyRule::kTop10);
+  const auto choose = eval::half_of(records, 0), report = eval::half_of(records, 1);
+  std::vector<eval::MeasuredSweepRow> rows;
+  const auto taus = eval::parse_thresholds("0:2.4:0.2", "taus");
+  for (size_t i = 0; i < taus.size(); ++i) {
+    eval::MeasuredSweepRow row;
+    row.sweep = eval::sweep_at(records, options, taus[i]);
+    row.img_per_s = 100.0 * static_cast<double>(i + 1);  // later thresholds: faster
+    rows.push_back(row);
+  }
+  // Brute force over the same rule.
+  auto expect = [&](double max_gmacs, double min_ips) {
+    bool found = false;
+    double best_tau = 0, best = -1;
+    for (const auto& row : rows) {
+      const auto r = eval::sweep_at(choose, options, row.sweep.tau);
+      if ((max_gmacs <= 0 || r.gmacs <= max_gmacs) && (min_ips <= 0 || row.img_per_s >= min_ips) &&
+          r.top1 > best) {
+        found = true;
+        best = r.top1;
+        best_tau = row.sweep.tau;
+      }
+    }
+    const auto c = eval::choose_within_budget(choose, report, options, rows, max_gmacs, min_ips);
+    ASSERT_EQ(c.found, found);
+    if (!found) return;
+    EXPECT_EQ(c.tau, best_tau);
+    EXPECT_NEAR(c.chosen_top1, best, 1e-9);
+    EXPECT_NEAR(c.reported.top1, eval::sweep_at(report, options, best_tau).top1, 1e-9);
+  };
+  const double all_gmacs = rows.front().sweep.gmacs, first_gmacs = rows.back().sweep.gmacs;
+  expect(0.5 * (all_gmacs + first_gmacs), 0);
+  expect(0, 700.0);
+  expect(all_gmacs * 2, 0);  // everything fits: the most accurate threshold
+  const auto none = eval::choose_within_budget(choose, report, options, rows, first_gmacs * 0.5, 0);
+  EXPECT_FALSE(none.found);
+}
+
+TEST(Sweep, TableHasOneRowPerThresholdAndTheRunOnEveryRow) {
+  eval::MeasuredSweepRow row;
+  row.sweep.tau = 0.5;
+  row.sweep.top1 = 80;
+  row.sweep.stop_share = {0.25, 0.75};
+  row.sweep.stage_top1 = {90, 70};
+  row.img_per_s = 1234.5;
+  row.timed_reach = {1.0, 0.75};
+  const auto table = eval::sweep_table({row, row}, 64, "cpu: test", "fp32", 2);
+  ASSERT_EQ(table.rows().size(), 2u);
+  EXPECT_EQ(table.columns().front(), "tau");
+  EXPECT_EQ(std::get<std::string>(table.rows()[0][4]), "0.250/0.750");
+  EXPECT_EQ(std::get<std::string>(table.rows()[0][9]), "1.000/0.750");
+  EXPECT_EQ(std::get<double>(table.rows()[0][6]), 1234.5);
+  EXPECT_EQ(std::get<int64_t>(table.rows()[1][10]), 64);
+  EXPECT_EQ(std::get<std::string>(table.rows()[1][11]), "cpu: test");
+}
+
 }  // namespace thinkingvit::testing

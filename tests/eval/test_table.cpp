@@ -48,4 +48,20 @@ TEST(Table, RejectsRaggedRowsAndUnknownFormats) {
   expect_error([] { eval::parse_table_format("xml", "--format"); }, {"--format", "'xml'"});
 }
 
+TEST(Table, FormatFollowsTheFileExtension) {
+  EXPECT_EQ(eval::table_format_for_path("out/x.md", "--output"), eval::TableFormat::kMarkdown);
+  EXPECT_EQ(eval::table_format_for_path("x.csv", "--output"), eval::TableFormat::kCsv);
+  EXPECT_EQ(eval::table_format_for_path("a.b/x.json", "--output"), eval::TableFormat::kJson);
+  for (const char* bad : {"x.txt", "x", "x.md.tmp", "csv"}) {
+    try {
+      eval::table_format_for_path(bad, "--output");
+      ADD_FAILURE() << bad << " was accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(std::string("--output '") + bad + "'"),
+                std::string::npos)
+          << e.what();
+    }
+  }
+}
+
 }  // namespace thinkingvit::testing

@@ -122,6 +122,32 @@ TEST(Checkpoint, DeducesTheArchitectureFromTensorsAndConfigJson) {
                {"nothing-here", "no such file"});
 }
 
+// The config.json a run writes beside its weights gives back the architecture, the recycling
+// switch and the class names.
+TEST(Checkpoint, ConfigJsonRoundTrip) {
+  TempDir dir;
+  auto options = tiny_options({1, 3});
+  options.recycling(false);
+  models::ThinkingViT model(options);
+  io::save_weights(model, dir.file("model.safetensors"));
+  std::vector<std::string> names;
+  for (int i = 0; i < 12; ++i) names.push_back("class " + std::to_string(i));
+  std::ofstream(dir.file("config.json")) << io::config_json(options, names);
+  const auto back = io::read_weights(dir.path().string());
+  ASSERT_TRUE(back.options.has_value());
+  EXPECT_EQ(back.options->describe(), options.describe());
+  EXPECT_FALSE(back.options->recycling());
+  EXPECT_EQ(back.label_names, names);
+  // Released folders say nothing of recycling: they recycle.
+  std::ofstream(dir.file("config.json")) << R"({"num_classes": 12, "model_args":
+      {"thinking_stages": [1, 3], "img_size": 8, "patch_size": 4}})";
+  EXPECT_TRUE(io::read_weights(dir.path().string()).options->recycling());
+  std::ofstream(dir.file("config.json"))
+      << R"({"model_args": {"thinking_stages": [1, 3], "recycling": "no"}})";
+  expect_error([&] { io::read_weights(dir.path().string()); },
+               {"config.json", "model_args.recycling must be true or false", "\"no\""});
+}
+
 TEST(Checkpoint, ModelSectionOfAYamlConfig) {
   TempDir dir;
   const auto path = dir.file("c.yaml");

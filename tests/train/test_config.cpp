@@ -200,6 +200,8 @@ TEST(ConfigErrors, UnknownSectionsAndKeysNameFileLineAndPath) {
   expect_config_error("schedule:\n  epochs: 3\n  epochs: 4\n",
                       {"config 'x.yaml' line 3: duplicate key 'schedule.epochs'"});
   expect_config_error("optimizer: 5\n", {"line 1", "key 'optimizer' expects a map"});
+  expect_config_error("sampling:\n  mode: stochastic\n  recycling: false\n",
+                      {"line 3", "'sampling.recycling' has moved to 'model.recycling'"});
   expect_config_error("- 1\n- 2\n", {"config 'x.yaml'", "expected a map of sections"});
   expect_config_error("optimizer:\n  lr: [1,\n", {"config 'x.yaml' line", "invalid YAML"});
 }
@@ -321,15 +323,17 @@ TEST(ConfigOverrides, ErrorsNameTheOverride) {
 }
 
 TEST(ConfigRoundTrip, ToYamlReadsBackToTheSameConfig) {
-  const auto c = parse(kSmallConfig, {"model.attention=small", "model.init_strict=true",
-                                      "run.seed=18446744073709551615", "optimizer.lr=3.3e-4",
-                                      "augment.eval.mean=[0.1234567]", "run.device=cpu"});
+  const auto c = parse(
+      kSmallConfig, {"model.attention=small", "model.init_strict=true",
+                     "run.seed=18446744073709551615", "optimizer.lr=3.3e-4",
+                     "augment.eval.mean=[0.1234567]", "run.device=cpu", "model.recycling=false"});
   const auto text = to_yaml(c);
   const auto back = config_from_yaml_text(text, "resolved.yaml");
   EXPECT_EQ(to_yaml(back), text);
   EXPECT_EQ(back.model.preset, c.model.preset);
   EXPECT_EQ(back.model.options.describe(), c.model.options.describe());
   EXPECT_EQ(back.model.options.attention(), models::AttentionBackend::kSmall);
+  EXPECT_FALSE(back.model.options.recycling());
   EXPECT_TRUE(back.model.init_strict);
   EXPECT_EQ(back.model.init_from, c.model.init_from);
   EXPECT_EQ(back.run.seed, std::numeric_limits<uint64_t>::max());
@@ -343,9 +347,10 @@ TEST(ConfigRoundTrip, ToYamlReadsBackToTheSameConfig) {
   EXPECT_EQ(back.sampling.weights, c.sampling.weights);
   EXPECT_EQ(back.run.device, "cpu");
   // Every model option is written out, not only the preset; numbers in their shortest form.
-  for (const char* fragment : {"preset: \"thinkingvit_mnist_2h_4h\"", "depth: 3", "head_dim: 32",
-                               "stages: [2, 4]", "attention: small", "lr: 0.00033", "mean: [0.286]",
-                               "interpolation: bilinear", "scale: [0.5, 1]"}) {
+  for (const char* fragment :
+       {"preset: \"thinkingvit_mnist_2h_4h\"", "depth: 3", "head_dim: 32", "stages: [2, 4]",
+        "attention: small", "recycling: false", "lr: 0.00033", "mean: [0.286]",
+        "interpolation: bilinear", "scale: [0.5, 1]"}) {
     EXPECT_NE(text.find(fragment), std::string::npos) << fragment << " in\n" << text;
   }
   // The defaults too.

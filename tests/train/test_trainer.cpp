@@ -2,6 +2,7 @@
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <fstream>
 
 #include "../test_util.h"
 #include "thinkingvit/io/safetensors.h"
@@ -63,6 +64,26 @@ TEST(Trainer, AppliesPrecisionTf32) {
     train::train(c);
     EXPECT_EQ(compat::tf32_enabled(), tf32);
   }
+}
+
+// eval and sweep open the validation split alone: an image folder without train/ is enough.
+TEST(Trainer, TheValidationSetOpensWithoutTheTrainingSet) {
+  TempDir dir;
+  const std::filesystem::path root = dir.path() / "images";
+  for (const char* file : {"val/cat/a.png", "val/cat/b.png", "val/dog/c.jpg"}) {
+    std::filesystem::create_directories((root / file).parent_path());
+    std::ofstream((root / file).string()).put('x');  // listing never decodes
+  }
+  auto c = tiny_config(dir.file("run"));
+  c.data.dataset = "image-folder";
+  c.data.root = root.string();
+  const auto val = train::open_val_dataset(c);
+  EXPECT_EQ(val->size(), 3);
+  EXPECT_EQ(val->class_names(), (std::vector<std::string>{"cat", "dog"}));
+  c.data.val_limit = 2;
+  EXPECT_EQ(train::open_val_dataset(c)->size(), 2);
+  // Training needs train/, and says so.
+  expect_error([&] { train::open_datasets(c); }, {(root / "train").string()});
 }
 
 TEST(Trainer, ChecksTheDataAgainstTheModel) {

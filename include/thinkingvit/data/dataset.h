@@ -121,6 +121,10 @@ std::optional<ImageSize> peek_image_size(const uint8_t* data, size_t size);
 // The largest of 1, 2, 4, 8 with min(height, width) >= factor * min_side; 1 when min_side <= 0.
 int reduced_decode_factor(int height, int width, int min_side);
 
+// The image files image folders and `predict` take: .jpg .jpeg .png .bmp .webp, any case.
+inline constexpr const char* kImageExtensions = ".jpg .jpeg .png .bmp .webp";
+bool has_image_extension(const std::string& path);
+
 // Decodes an image file to 8-bit RGB (gray and alpha images are converted). With min_side > 0 a
 // JPEG is decoded at 1 / reduced_decode_factor(h, w, min_side) scale; other formats always at full
 // size (OpenCV would decode them fully and then resize without antialiasing). Returns nullopt

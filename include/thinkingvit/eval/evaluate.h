@@ -23,10 +23,12 @@ struct StageRecords {
 };
 
 // Runs every stage on every batch of `loader` (an epoch must have been started) in eval mode,
-// under bf16 autocast when `bf16`. `progress(done, total)` is called after each batch.
+// under bf16 autocast when `bf16`. `progress(done, total)` is called after each batch, and
+// `on_batch(images)` with each batch's images on `device` (sweep keeps some for timing).
 StageRecords evaluate(models::ThinkingViT& model, data::DataLoader& loader,
                       models::EntropyRule rule, const c10::Device& device, bool bf16 = false,
-                      const std::function<void(int64_t, int64_t)>& progress = {});
+                      const std::function<void(int64_t, int64_t)>& progress = {},
+                      const std::function<void(const at::Tensor&)>& on_batch = {});
 
 // Builds records from per-stage logits (S tensors of N x K) and labels; used by evaluate and
 // by tests that feed generated logits.

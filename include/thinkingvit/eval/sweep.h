@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "thinkingvit/eval/evaluate.h"
+#include "thinkingvit/eval/table.h"
 #include "thinkingvit/models/macs.h"
 
 namespace thinkingvit::eval {
@@ -30,5 +31,49 @@ std::vector<double> parse_thresholds(const std::string& text, const std::string&
 // The released formula: 1 / sum_i (reach_i / T_i), T_i the standalone throughput of stage i.
 double predicted_throughput(const std::vector<double>& reach,
                             const std::vector<double>& stage_throughput);
+
+// The records of every other sample (parity 0: samples 0, 2, 4, ...; 1: samples 1, 3, ...):
+// the two halves on which budget mode chooses a threshold and then reports it.
+StageRecords half_of(const StageRecords& records, int parity);
+
+// One bin of the first-stage entropy histogram (the paper's Figure 5): how many images whose
+// entropy falls in [lo, hi) stage 0 classifies right and wrong.
+struct EntropyBin {
+  double lo = 0, hi = 0;
+  int64_t right = 0, wrong = 0;
+};
+// `bins` equal bins over [0, H_max], H_max = ln(min(10, K)) for the top-10 rule, ln K for the
+// full one; entropies at H_max fall into the last bin.
+std::vector<EntropyBin> entropy_histogram(const StageRecords& records, models::EntropyRule rule,
+                                          int64_t num_classes, int64_t bins = 46);
+
+// A threshold's row with what was measured for it: batched early exit, timed.
+struct MeasuredSweepRow {
+  SweepRow sweep;
+  double img_per_s = 0;             // median over the repetitions
+  double img_per_s_spread = 0;      // fastest minus slowest repetition
+  double img_per_s_formula = 0;     // the released formula from the standalone stage throughputs
+  std::vector<double> timed_reach;  // share of the timed images that ran each stage
+};
+
+// Budget mode: the threshold with the best top-1 on `choose` among those within the budget
+// (average GMACs <= max_gmacs when > 0, measured img/s >= min_throughput when > 0), reported on
+// `report`, the other half. `rows` holds one measured row per threshold, in `taus` order.
+// The sweep table as `sweep` writes it (sweep.md / .csv / .json), one row per threshold; the
+// run's batch, device, precision and threads repeated on every row.
+Table sweep_table(const std::vector<MeasuredSweepRow>& rows, int64_t batch,
+                  const std::string& device, const std::string& precision, int threads);
+Table entropy_histogram_table(const std::vector<EntropyBin>& bins);
+
+struct BudgetChoice {
+  bool found = false;
+  double tau = 0;
+  double chosen_top1 = 0;  // on `choose`
+  SweepRow reported;       // on `report`
+};
+BudgetChoice choose_within_budget(const StageRecords& choose, const StageRecords& report,
+                                  const models::ThinkingViTOptions& options,
+                                  const std::vector<MeasuredSweepRow>& rows, double max_gmacs,
+                                  double min_throughput);
 
 }  // namespace thinkingvit::eval

@@ -10,6 +10,8 @@ namespace thinkingvit::eval {
 
 enum class TableFormat { kMarkdown, kCsv, kJson };
 TableFormat parse_table_format(const std::string& text, const std::string& what);
+// The format a file name asks for: .md, .csv or .json; anything else is an Error naming `what`.
+TableFormat table_format_for_path(const std::string& path, const std::string& what);
 
 class Table {
  public:

@@ -70,4 +70,10 @@ WeightsSource read_weights(const std::string& path);
 models::ThinkingViTOptions options_from_state(const TensorMap& tensors, const std::string& source,
                                               int64_t head_dim = 64);
 
+// The timm-style config.json of a weights folder, the schema options_from_config_json and
+// read_weights read back: architecture, num_classes, model_args (thinking_stages, img_size,
+// patch_size, in_chans, depth, mlp_ratio, qkv_bias, recycling) and label_names (one per class).
+std::string config_json(const models::ThinkingViTOptions& options,
+                        const std::vector<std::string>& label_names);
+
 }  // namespace thinkingvit::io

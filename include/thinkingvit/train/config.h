@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "thinkingvit/data/mixing.h"
+#include "thinkingvit/data/open.h"
 #include "thinkingvit/data/transforms.h"
 #include "thinkingvit/models/vit_options.h"
 
@@ -20,24 +21,7 @@ struct ModelSection {
   bool init_strict = false;  // anything but an exact load is an error
 };
 
-struct DataSection {
-  // fashion-mnist | mnist | cifar10 | cifar100 | image-folder | synthetic
-  std::string dataset = "fashion-mnist";
-  std::string root;  // folder; fashion-mnist defaults to Debian's location
-  std::string train_dir = "train", val_dir = "val";  // image-folder sub-folders
-  std::string class_list;                            // image-folder: one class folder per line
-  int64_t synthetic_size = 1024;                     // synthetic: images per split
-  int64_t train_limit = 0;   // use only the first N training images (0: all); quick runs
-  int64_t val_limit = 0;     // use only the first N validation images (0: all)
-  int64_t batch_size = 128;  // per process
-  int64_t eval_batch_size = 256;
-  int num_workers = 2;
-  int prefetch_batches = 4;
-  bool skip_corrupt = true;
-  bool fast_decode = false;  // eval: JPEG DCT-scaled decoding (faster, pixels differ slightly)
-  bool pin_memory = true;
-  int repeated_aug = 1;  // DeiT's repeated augmentation copies (3 in the ImageNet recipe)
-};
+using DataSection = data::DataSection;  // data/open.h
 
 struct AugmentSection {
   data::TrainTransformOptions train;
@@ -78,7 +62,6 @@ struct SamplingSection {
   std::string mode = "all";
   int sandwich_k = 0;
   std::vector<double> weights;
-  bool recycling = true;  // false with stochastic sampling trains the HydraViT baseline
 };
 
 struct PrecisionSection {

@@ -18,6 +18,8 @@ struct Datasets {
 // Opens the configured train and validation sets and checks them against the model
 // (channels, classes); errors name the config key.
 Datasets open_datasets(const TrainConfig& config);
+// The validation set alone (eval, sweep): the training split is never opened.
+std::shared_ptr<const data::Dataset> open_val_dataset(const TrainConfig& config);
 
 struct EpochSummary {
   int64_t epoch = 0;
