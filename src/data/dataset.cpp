@@ -177,17 +177,10 @@ IdxArray read_idx(const std::string& path, int num_dims, const std::string& kind
   return array;
 }
 
-const std::vector<std::string>& fashion_mnist_names() {
-  static const std::vector<std::string> names = {"T-shirt/top", "Trouser",   "Pullover", "Dress",
-                                                 "Coat",        "Sandal",    "Shirt",    "Sneaker",
-                                                 "Bag",         "Ankle boot"};
-  return names;
-}
-
 class IdxDataset final : public Dataset {
  public:
-  IdxDataset(const std::string& images_path, const std::string& labels_path, std::string name,
-             std::string title, int64_t min_classes)
+  IdxDataset(const std::string& images_path, const std::string& labels_path, const IdxSet& set,
+             std::string title)
       : title_(std::move(title)) {
     IdxArray images = read_idx(images_path, 3, "images", "count, rows, columns");
     IdxArray labels = read_idx(labels_path, 1, "labels", "count");
@@ -203,16 +196,16 @@ class IdxDataset final : public Dataset {
     width_ = static_cast<int>(images.dims[2]);
     pixels_ = std::move(images.data);
 
-    const bool fashion = name == "fashion-mnist";
+    const auto fixed = static_cast<int64_t>(set.class_names.size());
     labels_.assign(labels.data.begin(), labels.data.end());
     int64_t max_label = 0;
     for (size_t i = 0; i < labels_.size(); ++i) {
-      TVIT_CHECK(!fashion || labels_[i] < 10, "IDX labels file '", labels_path, "', label ", i,
-                 ": Fashion-MNIST expects labels 0..9, found ", labels_[i]);
+      TVIT_CHECK(fixed == 0 || labels_[i] < fixed, "IDX labels file '", labels_path, "', label ", i,
+                 ": ", set.name, " expects labels 0..", fixed - 1, ", found ", labels_[i]);
       max_label = std::max(max_label, labels_[i]);
     }
-    const int64_t num_classes = std::max(max_label + 1, min_classes);
-    class_names_ = fashion ? fashion_mnist_names() : numbered_names(num_classes);
+    class_names_ =
+        fixed > 0 ? set.class_names : numbered_names(std::max(max_label + 1, set.min_classes));
   }
 
   int64_t size() const override { return static_cast<int64_t>(labels_.size()); }
@@ -838,10 +831,26 @@ std::string ImageFolder::describe() const {
 
 // ---------------------------------------------------------------------------------------------
 
+const IdxSet* known_idx_set(const std::string& name) {
+  static const std::vector<IdxSet> sets = {
+      {"fashion-mnist",
+       {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+        "Ankle boot"},
+       10,
+       kFashionMnistDir},
+      {"mnist", {}, 10, ""},
+  };
+  for (const auto& set : sets) {
+    if (set.name == name) return &set;
+  }
+  return nullptr;
+}
+
 std::unique_ptr<Dataset> open_idx(const std::string& images_path, const std::string& labels_path,
                                   const std::string& name) {
-  return std::make_unique<IdxDataset>(images_path, labels_path, name, name,
-                                      name == "fashion-mnist" ? 10 : 1);
+  const auto* known = known_idx_set(name);
+  return std::make_unique<IdxDataset>(images_path, labels_path,
+                                      known ? *known : IdxSet{name, {}, 1, ""}, name);
 }
 
 std::unique_ptr<Dataset> open_mnist_folder(const std::string& dir, bool train,
@@ -861,8 +870,9 @@ std::unique_ptr<Dataset> open_mnist_folder(const std::string& dir, bool train,
   };
   const std::string images = find(split + "-images-idx3-ubyte");
   const std::string labels = find(split + "-labels-idx1-ubyte");
-  return std::make_unique<IdxDataset>(images, labels, name, name + (train ? " train" : " test"),
-                                      /*min_classes=*/10);
+  const auto* known = known_idx_set(name);
+  return std::make_unique<IdxDataset>(images, labels, known ? *known : IdxSet{name, {}, 10, ""},
+                                      name + (train ? " train" : " test"));
 }
 
 std::unique_ptr<Dataset> open_cifar(const std::vector<std::string>& files, int num_classes) {

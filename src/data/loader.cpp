@@ -20,10 +20,9 @@ DataLoader::DataLoader(std::shared_ptr<const Dataset> dataset, SampleTransform t
              options_.prefetch_batches);
   if (options_.pin_memory && !compat::cuda_available()) options_.pin_memory = false;
   if (options_.reduced_decode && transform_.decode_min_side > 0)
-    folder_ = dynamic_cast<const ImageFolder*>(dataset_.get());
+    reducer_ = dataset_->partial_decoder();
   // A crop drawn before decoding lets the JPEG decoder skip what lies outside it (same pixels).
-  if (transform_.crop_box && transform_.apply_cropped)
-    part_folder_ = dynamic_cast<const ImageFolder*>(dataset_.get());
+  if (transform_.crop_box && transform_.apply_cropped) part_decoder_ = dataset_->partial_decoder();
   for (int i = 0; i < options_.num_workers; ++i) workers_.emplace_back([this] { worker_loop(); });
 }
 
@@ -81,8 +80,8 @@ Batch DataLoader::build(const Epoch& epoch, int64_t number) {
     for (int64_t k = 0; k < n && !done; ++k) {  // replace unreadable samples, deterministically
       index = epoch.indices[(position + k) % n];
       auto rng = base_rng;  // every try starts from the position's own stream
-      if (part_folder_ != nullptr) {
-        auto part = part_folder_->get_part(
+      if (part_decoder_ != nullptr) {
+        auto part = part_decoder_->get_part(
             index, [&](int height, int width) { return transform_.crop_box(height, width, rng); });
         if (part) {
           transform_.apply_cropped(part->sample.image, part->box, rng, dst);
@@ -90,8 +89,8 @@ Batch DataLoader::build(const Epoch& epoch, int64_t number) {
           done = true;
         }
       } else {
-        auto sample = folder_ ? folder_->get_reduced(index, transform_.decode_min_side)
-                              : dataset_->get(index);
+        auto sample = reducer_ ? reducer_->get_reduced(index, transform_.decode_min_side)
+                               : dataset_->get(index);
         if (sample) {
           transform_.apply(sample->image, rng, dst);
           labels[r] = sample->label;

@@ -31,6 +31,8 @@ class FirstSamples : public Dataset {
   std::string describe() const override {
     return base_->describe() + ", first " + std::to_string(size_) + " used";
   }
+  // The first samples keep their indices, so the base's partial decoding serves them as is.
+  const PartialDecoder* partial_decoder() const override { return base_->partial_decoder(); }
 
  private:
   std::shared_ptr<const Dataset> base_;
@@ -40,8 +42,10 @@ class FirstSamples : public Dataset {
 std::shared_ptr<const Dataset> open_whole_split(const DataSection& d, bool train,
                                                 const SyntheticSpec& synthetic) {
   const fs::path root(d.root);
-  if (d.dataset == "fashion-mnist" || d.dataset == "mnist") {
-    return open_mnist_folder(d.root.empty() ? kFashionMnistDir : d.root, train, d.dataset);
+  if (const auto* idx = known_idx_set(d.dataset)) {
+    TVIT_CHECK(!d.root.empty() || !idx->default_root.empty(), "data.root: ", d.dataset,
+               " has no default folder; set data.root to the folder of its IDX files");
+    return open_mnist_folder(d.root.empty() ? idx->default_root : d.root, train, d.dataset);
   }
   if (d.dataset == "cifar10") {
     if (!train) return open_cifar({(root / "test_batch.bin").string()}, 10);

@@ -80,8 +80,13 @@ TEST(Trainer, TheValidationSetOpensWithoutTheTrainingSet) {
   const auto val = train::open_val_dataset(c);
   EXPECT_EQ(val->size(), 3);
   EXPECT_EQ(val->class_names(), (std::vector<std::string>{"cat", "dog"}));
+  EXPECT_NE(val->partial_decoder(), nullptr);  // image files: the loader may decode parts
   c.data.val_limit = 2;
-  EXPECT_EQ(train::open_val_dataset(c)->size(), 2);
+  const auto limited = train::open_val_dataset(c);
+  EXPECT_EQ(limited->size(), 2);
+  EXPECT_NE(limited->partial_decoder(), nullptr) << "a limit keeps partial decoding";
+  EXPECT_EQ(train::open_val_dataset(tiny_config(dir.file("run")))->partial_decoder(), nullptr)
+      << "synthetic images are not files";
   // Training needs train/, and says so.
   expect_error([&] { train::open_datasets(c); }, {(root / "train").string()});
 }

@@ -22,6 +22,28 @@ struct Sample {
   int64_t label = 0;
 };
 
+// A capability of datasets whose samples are encoded image files: decoding that skips work.
+// The loader asks a dataset for it (Dataset::partial_decoder) instead of asking its type.
+class PartialDecoder {
+ public:
+  virtual ~PartialDecoder() = default;
+  // As Dataset::get(), but a JPEG may be decoded at 1/2, 1/4 or 1/8 scale (libjpeg's DCT
+  // scaling: about 2x faster at 1/2, 4x at 1/8) as long as its shorter side stays >= min_side.
+  // For an eval pipeline that resizes the shorter side to S anyway, get_reduced(i, S) gives
+  // nearly the same pixels for less work (pixels differ slightly from full decode + resize).
+  virtual std::optional<Sample> get_reduced(int64_t index, int min_side) const = 0;
+  // As Dataset::get(), for a transform that crops first: the box is chosen from the size in the
+  // file's header by choose(height, width), and a JPEG is decoded only over the rows and columns
+  // that hold it (same pixels as a full decode). The result's image is that part; `box` is the
+  // chosen box in its coordinates.
+  struct Part {
+    Sample sample;
+    CropBox box;
+  };
+  virtual std::optional<Part> get_part(
+      int64_t index, const std::function<CropBox(int height, int width)>& choose) const = 0;
+};
+
 class Dataset {
  public:
   virtual ~Dataset() = default;
@@ -38,10 +60,23 @@ class Dataset {
   virtual std::vector<std::string> class_names() const = 0;
   // One line for logs: "fashion-mnist train: 60000 images, 10 classes, 28x28x1".
   virtual std::string describe() const = 0;
+  // Partial decoding of sample `index` (same indices as get()), where the format allows it.
+  virtual const PartialDecoder* partial_decoder() const { return nullptr; }
 };
 
 // Default location of Debian's dataset-fashion-mnist.
 inline constexpr const char* kFashionMnistDir = "/usr/share/datasets/fashion-mnist";
+
+// What is known of an IDX data set by name: its class names when fixed (labels must index them),
+// the classes it has at least, and where a system package puts it ("" when nowhere).
+struct IdxSet {
+  std::string name;
+  std::vector<std::string> class_names;
+  int64_t min_classes = 1;
+  std::string default_root;
+};
+// fashion-mnist (Debian's dataset-fashion-mnist) and mnist; nullptr for other names.
+const IdxSet* known_idx_set(const std::string& name);
 
 // IDX image + label files (raw or gzip). `name` only labels the dataset in messages.
 std::unique_ptr<Dataset> open_idx(const std::string& images_path, const std::string& labels_path,
@@ -61,9 +96,9 @@ std::unique_ptr<Dataset> open_cifar(const std::vector<std::string>& files, int n
 std::unique_ptr<Dataset> open_image_folder(const std::string& root,
                                            const std::string& class_list = "");
 
-// The ImageFolder behind open_image_folder, for callers that want `get_reduced` (reach it with
-// dynamic_cast<const ImageFolder*>).
-class ImageFolder : public Dataset {
+// The ImageFolder behind open_image_folder; its partial decoding is reached through
+// Dataset::partial_decoder().
+class ImageFolder : public Dataset, public PartialDecoder {
  public:
   explicit ImageFolder(const std::string& root, const std::string& class_list = "");
   int64_t size() const override { return static_cast<int64_t>(paths_.size()); }
@@ -73,22 +108,11 @@ class ImageFolder : public Dataset {
   std::vector<int64_t> labels() const override { return labels_; }
   std::vector<std::string> class_names() const override { return class_names_; }
   std::string describe() const override;
+  const PartialDecoder* partial_decoder() const override { return this; }
 
-  // As get(), but a JPEG may be decoded at 1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling: about
-  // 2x faster at 1/2, 4x at 1/8) as long as its shorter side stays >= min_side. For an eval
-  // pipeline that resizes the shorter side to S anyway, get_reduced(i, S) gives nearly the same
-  // pixels for less work (pixels differ slightly from full decode + resize).
-  std::optional<Sample> get_reduced(int64_t index, int min_side) const;
-  // As get(), for a transform that crops first: the box is chosen from the size in the file's
-  // header by choose(height, width), and a JPEG is decoded only over the rows and columns that
-  // hold it (same pixels as a full decode). The result's image is that part; `box` is the
-  // chosen box in its coordinates.
-  struct Part {
-    Sample sample;
-    CropBox box;
-  };
-  std::optional<Part> get_part(int64_t index,
-                               const std::function<CropBox(int height, int width)>& choose) const;
+  std::optional<Sample> get_reduced(int64_t index, int min_side) const override;
+  std::optional<Part> get_part(
+      int64_t index, const std::function<CropBox(int height, int width)>& choose) const override;
   const std::string& path(int64_t index) const;
   const std::string& root() const { return root_; }
 

@@ -75,8 +75,8 @@ class DataLoader {
   void worker_loop();
 
   std::shared_ptr<const Dataset> dataset_;
-  const ImageFolder* folder_ = nullptr;       // set when reduced decoding applies
-  const ImageFolder* part_folder_ = nullptr;  // set when the transform crops first
+  const PartialDecoder* reducer_ = nullptr;       // set when reduced decoding applies
+  const PartialDecoder* part_decoder_ = nullptr;  // set when the transform crops first
   SampleTransform transform_;
   LoaderOptions options_;
   std::atomic<int64_t> skipped_{0};
