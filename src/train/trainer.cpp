@@ -192,265 +192,319 @@ void reduce_accuracy(const eval::StageRecords& records, Distributed& dist,
 
 }  // namespace
 
-std::vector<EpochSummary> train(const TrainConfig& config_in, const TrainOptions& train_options) {
-  TrainConfig config = config_in;
-  const bool cuda =
-      config.run.device == "cuda" || (config.run.device == "auto" && compat::cuda_available());
+namespace {
 
-  // ---- processes: rank 0 alone writes logs, metrics and checkpoints ----
-  const auto env = dist_env();
-  // Each process works on GPU LOCAL_RANK, made current before any CUDA work (NCCL included).
-  const c10::Device device =
-      cuda ? c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(env.local_rank))
-           : c10::Device(c10::kCPU);
-  if (cuda) {
-    TVIT_CHECK(env.local_rank < compat::cuda_device_count(), "run.device cuda: LOCAL_RANK ",
-               env.local_rank, " but only ", compat::cuda_device_count(), " GPU(s) are visible");
-  }
-  compat::set_current_device(device);
-  compat::set_tf32(config.precision.tf32);
-  const auto& dc = config.distributed;
-  Distributed dist(env, dc.backend == "auto" ? (cuda ? "nccl" : "gloo") : dc.backend,
-                   std::chrono::milliseconds(static_cast<int64_t>(dc.timeout_s * 1000)),
-                   dc.bucket_mb, device);
-  const bool main_rank = dist.is_main();
-  if (config.run.threads > 0) {
-    at::set_num_threads(config.run.threads);
-  } else if (dist.enabled()) {  // share the cores among this machine's processes
-    const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-    at::set_num_threads(std::max(1, cores / env.local_world_size));
-  }
-  const RunPaths paths(config.run.output_dir);
-  struct LogGuard {  // the file sink (rank 0) or a quieter console (other ranks), undone at exit
-    std::shared_ptr<spdlog::sinks::sink> sink;
-    spdlog::level::level_enum level = spdlog::default_logger()->level();
-    ~LogGuard() {
-      auto& sinks = spdlog::default_logger()->sinks();
-      if (sink) sinks.erase(std::remove(sinks.begin(), sinks.end(), sink), sinks.end());
-      spdlog::default_logger()->set_level(level);
-    }
-  } log_guard;
-  if (main_rank) {
-    fs::create_directories(paths.root);
-    log_guard.sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(paths.log.string());
-    spdlog::default_logger()->sinks().push_back(log_guard.sink);
+// The log file (rank 0) or a quieter console (other ranks), undone when training ends.
+class LogGuard {
+ public:
+  void to_file(const fs::path& path) {
+    sink_ = std::make_shared<spdlog::sinks::basic_file_sink_mt>(path.string());
+    spdlog::default_logger()->sinks().push_back(sink_);
     spdlog::flush_every(std::chrono::seconds(5));
-  } else {
-    spdlog::default_logger()->set_level(spdlog::level::warn);
+  }
+  void warnings_only() { spdlog::default_logger()->set_level(spdlog::level::warn); }
+  ~LogGuard() {
+    auto& sinks = spdlog::default_logger()->sinks();
+    if (sink_) sinks.erase(std::remove(sinks.begin(), sinks.end(), sink_), sinks.end());
+    spdlog::default_logger()->set_level(level_);
   }
 
-  const std::string resolved = to_yaml(config);
-  if (main_rank) write_text_atomic(paths.config, resolved);
-  spdlog::info("resolved configuration (saved to {}):\n{}", paths.config.string(), resolved);
-  const auto& mo = config.model.options;
+ private:
+  std::shared_ptr<spdlog::sinks::sink> sink_;
+  spdlog::level::level_enum level_ = spdlog::default_logger()->level();
+};
 
-  // ---- data ----
-  const auto sets = open_datasets(config);
-  spdlog::info("train: {}", sets.train->describe());
-  spdlog::info("val: {}", sets.val->describe());
-  // The dataset's class names, padded with indices when the model has more classes.
-  auto label_names = sets.val->class_names();
-  for (auto i = static_cast<int64_t>(label_names.size()); i < mo.num_classes(); ++i)
-    label_names.push_back(std::to_string(i));
-  data::LoaderOptions lo;
-  lo.batch_size = config.data.batch_size;
-  lo.num_workers = config.data.num_workers;
-  lo.prefetch_batches = config.data.prefetch_batches;
-  lo.drop_last = true;
-  lo.pin_memory = cuda && config.data.pin_memory;
-  lo.skip_corrupt = config.data.skip_corrupt;
-  lo.seed = config.run.seed;
-  lo.position_offset = dist.rank();  // rank r holds global positions r, r + W, ...
-  lo.position_stride = dist.world_size();
-  const int channels = static_cast<int>(mo.in_channels());
-  data::DataLoader train_loader(sets.train,
-                                data::make_train_transform(config.augment.train, channels), lo);
-  auto eval_lo = lo;
-  eval_lo.batch_size = config.data.eval_batch_size;
-  eval_lo.drop_last = false;
-  eval_lo.reduced_decode = config.data.fast_decode;
-  // Validation: rank r takes images r, r + W, ... (no padding); the counts are summed.
-  std::vector<int64_t> val_indices;
-  for (int64_t i = dist.rank(); i < sets.val->size(); i += dist.world_size())
-    val_indices.push_back(i);
-  data::DataLoader val_loader(sets.val, data::make_eval_transform(config.augment.eval, channels),
-                              eval_lo);
-  data::SamplerOptions so;
-  so.seed = config.run.seed;
-  so.repeats = config.data.repeated_aug;
-  so.rank = dist.rank();
-  so.world_size = dist.world_size();
+// One training run. prepare(): processes, logs, data, model; then each epoch() runs its step()s,
+// validate()s every N epochs and checkpoint()s. Every source of randomness is a function of
+// (seed, epoch), so resuming repeats an uninterrupted run exactly.
+class Trainer {
+ public:
+  Trainer(const TrainConfig& config, const TrainOptions& options)
+      : config_(config), options_(options), paths_(config.run.output_dir) {}
 
-  // ---- model, optimiser, EMA ----
-  torch::manual_seed(config.run.seed);
-  models::ThinkingViT model(mo);
-  if (!config.model.init_from.empty()) {
-    const auto weights = io::read_weights(config.model.init_from);
-    io::LoadOptions init;
-    init.strict = config.model.init_strict;
-    init.allow_missing = true;
-    const auto report = io::load_state_dict(model, weights.tensors, weights.path, init);
-    spdlog::info("initialised from '{}': {}", weights.path, report.summary());
+  std::vector<EpochSummary> run() {
+    prepare();
+    std::vector<EpochSummary> history;
+    for (int64_t e = state_.epoch + 1; e < total_epochs_; ++e) {
+      if (options_.stop_after_epochs >= 0 &&
+          static_cast<int64_t>(history.size()) >= options_.stop_after_epochs)
+        break;
+      history.push_back(epoch(e));
+    }
+    return history;
   }
-  model->to(device);
-  {
-    std::vector<at::Tensor> state = model->parameters();
-    for (const auto& b : model->buffers()) state.push_back(b);
-    dist.broadcast(state);  // every rank starts from rank 0's weights
+
+ private:
+  const models::ThinkingViTOptions& mo() const { return config_.model.options; }
+
+  void prepare() {
+    prepare_processes();
+    prepare_data();
+    prepare_model();
   }
-  const std::vector<at::Tensor> params = model->parameters();
-  const int64_t global_batch =
-      config.data.batch_size * dist.world_size() * config.optimizer.accum_steps;
-  const double lr = effective_lr(config.optimizer, global_batch);
-  spdlog::info("lr: base {} for batch {}, effective {} for global batch {}", config.optimizer.lr,
-               config.optimizer.lr_base_batch, lr, global_batch);
-  auto optimizer = make_optimizer(model, config.optimizer, lr);
-  std::unique_ptr<ModelEma> ema;
-  if (config.ema.enabled) ema = std::make_unique<ModelEma>(model, config.ema.decay);
-  const auto loss_weights = stage_loss_weights(config.loss, mo.num_stages());
 
-  TrainState state;
-  if (train_options.resume) state = load_checkpoint(paths, model, ema.get(), *optimizer, device);
-  const auto reducer = dc.overlap ? dist.make_reducer(params) : nullptr;
-  std::ofstream metrics;
-  if (main_rank) metrics.open(paths.metrics, std::ios::app);
+  // Rank 0 alone writes logs, metrics and checkpoints. Each process works on GPU LOCAL_RANK,
+  // made current before any CUDA work (NCCL included).
+  void prepare_processes() {
+    const auto& run = config_.run;
+    cuda_ = run.device == "cuda" || (run.device == "auto" && compat::cuda_available());
+    const auto env = dist_env();
+    if (cuda_) {
+      TVIT_CHECK(env.local_rank < compat::cuda_device_count(), "run.device cuda: LOCAL_RANK ",
+                 env.local_rank, " but only ", compat::cuda_device_count(), " GPU(s) are visible");
+      device_ = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(env.local_rank));
+    }
+    compat::set_current_device(device_);
+    compat::set_tf32(config_.precision.tf32);
+    const auto& dc = config_.distributed;
+    dist_ = std::make_unique<Distributed>(
+        env, dc.backend == "auto" ? (cuda_ ? "nccl" : "gloo") : dc.backend,
+        std::chrono::milliseconds(static_cast<int64_t>(dc.timeout_s * 1000)), dc.bucket_mb,
+        device_);
+    if (run.threads > 0) {
+      at::set_num_threads(run.threads);
+    } else if (dist_->enabled()) {  // share the cores among this machine's processes
+      const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+      at::set_num_threads(std::max(1, cores / env.local_world_size));
+    }
+    if (dist_->is_main()) {
+      fs::create_directories(paths_.root);
+      logs_.to_file(paths_.log);
+    } else {
+      logs_.warnings_only();
+    }
+    const std::string resolved = to_yaml(config_);
+    if (dist_->is_main()) write_text_atomic(paths_.config, resolved);
+    spdlog::info("resolved configuration (saved to {}):\n{}", paths_.config.string(), resolved);
+  }
 
-  const int64_t total_epochs = config.schedule.epochs + config.schedule.cooldown_epochs;
-  const bool bf16 = config.precision.dtype == "bf16";
-  const bool eval_bf16 = config.precision.eval_dtype == "bf16";
-  std::vector<EpochSummary> history;
-  int64_t epochs_run = 0;
-  for (int64_t epoch = state.epoch + 1; epoch < total_epochs; ++epoch) {
-    if (train_options.stop_after_epochs >= 0 && epochs_run >= train_options.stop_after_epochs)
-      break;
-    // Every source of randomness is a function of (seed, epoch): resuming repeats it exactly.
-    torch::manual_seed(config.run.seed * 1000003 + epoch +
-                       (static_cast<uint64_t>(dist.rank()) << 32));  // drop path differs by rank
-    auto step_rng = data::sample_rng(config.run.seed, epoch, /*index=*/-7);
-    train_loader.start_epoch(epoch, data::epoch_indices(sets.train->size(), epoch, so));
-    const int64_t steps = train_loader.num_batches();
-    TVIT_CHECK(steps > 0, "data.batch_size ", config.data.batch_size, " exceeds the training set (",
-               sets.train->size(), " images)");
-    model->train();
+  void prepare_data() {
+    sets_ = open_datasets(config_);
+    spdlog::info("train: {}", sets_.train->describe());
+    spdlog::info("val: {}", sets_.val->describe());
+    // The dataset's class names, padded with indices when the model has more classes.
+    label_names_ = sets_.val->class_names();
+    for (auto i = static_cast<int64_t>(label_names_.size()); i < mo().num_classes(); ++i)
+      label_names_.push_back(std::to_string(i));
+    const auto& d = config_.data;
+    data::LoaderOptions lo;
+    lo.batch_size = d.batch_size;
+    lo.num_workers = d.num_workers;
+    lo.prefetch_batches = d.prefetch_batches;
+    lo.drop_last = true;
+    lo.pin_memory = cuda_ && d.pin_memory;
+    lo.skip_corrupt = d.skip_corrupt;
+    lo.seed = config_.run.seed;
+    lo.position_offset = dist_->rank();  // rank r holds global positions r, r + W, ...
+    lo.position_stride = dist_->world_size();
+    const int channels = static_cast<int>(mo().in_channels());
+    train_loader_ = std::make_unique<data::DataLoader>(
+        sets_.train, data::make_train_transform(config_.augment.train, channels), lo);
+    auto eval_lo = lo;
+    eval_lo.batch_size = d.eval_batch_size;
+    eval_lo.drop_last = false;
+    eval_lo.reduced_decode = d.fast_decode;
+    // Validation: rank r takes images r, r + W, ... (no padding); the counts are summed.
+    for (int64_t i = dist_->rank(); i < sets_.val->size(); i += dist_->world_size())
+      val_indices_.push_back(i);
+    val_loader_ = std::make_unique<data::DataLoader>(
+        sets_.val, data::make_eval_transform(config_.augment.eval, channels), eval_lo);
+    sampler_.seed = config_.run.seed;
+    sampler_.repeats = d.repeated_aug;
+    sampler_.rank = dist_->rank();
+    sampler_.world_size = dist_->world_size();
+  }
+
+  // Model (every rank starts from rank 0's weights), optimiser, EMA, resume, gradient reducer.
+  void prepare_model() {
+    torch::manual_seed(config_.run.seed);
+    model_ = models::ThinkingViT(mo());
+    if (!config_.model.init_from.empty()) {
+      const auto weights = io::read_weights(config_.model.init_from);
+      io::LoadOptions init;
+      init.strict = config_.model.init_strict;
+      init.allow_missing = true;
+      const auto report = io::load_state_dict(model_, weights.tensors, weights.path, init);
+      spdlog::info("initialised from '{}': {}", weights.path, report.summary());
+    }
+    model_->to(device_);
+    std::vector<at::Tensor> state = model_->parameters();
+    for (const auto& b : model_->buffers()) state.push_back(b);
+    dist_->broadcast(state);
+    params_ = model_->parameters();
+    const int64_t global_batch =
+        config_.data.batch_size * dist_->world_size() * config_.optimizer.accum_steps;
+    lr_ = effective_lr(config_.optimizer, global_batch);
+    spdlog::info("lr: base {} for batch {}, effective {} for global batch {}", config_.optimizer.lr,
+                 config_.optimizer.lr_base_batch, lr_, global_batch);
+    optimizer_ = make_optimizer(model_, config_.optimizer, lr_);
+    if (config_.ema.enabled) ema_ = std::make_unique<ModelEma>(model_, config_.ema.decay);
+    loss_weights_ = stage_loss_weights(config_.loss, mo().num_stages());
+    if (options_.resume) state_ = load_checkpoint(paths_, model_, ema_.get(), *optimizer_, device_);
+    if (config_.distributed.overlap) reducer_ = dist_->make_reducer(params_);
+    if (dist_->is_main()) metrics_.open(paths_.metrics, std::ios::app);
+    total_epochs_ = config_.schedule.epochs + config_.schedule.cooldown_epochs;
+  }
+
+  EpochSummary epoch(int64_t e) {
+    torch::manual_seed(config_.run.seed * 1000003 + e +
+                       (static_cast<uint64_t>(dist_->rank()) << 32));  // drop path differs by rank
+    auto rng = data::sample_rng(config_.run.seed, e, /*index=*/-7);
+    train_loader_->start_epoch(e, data::epoch_indices(sets_.train->size(), e, sampler_));
+    const int64_t steps = train_loader_->num_batches();
+    TVIT_CHECK(steps > 0, "data.batch_size ", config_.data.batch_size,
+               " exceeds the training set (", sets_.train->size(), " images)");
+    model_->train();
     EpochSummary summary;
-    summary.epoch = epoch;
-    summary.stage_loss.assign(mo.num_stages(), 0.0);
-    double wait_s = 0.0;
-    int64_t skipped_images = 0;
-    int64_t images = 0;
-    const auto epoch_start = Clock::now();
-    util::Progress progress("epoch " + std::to_string(epoch), steps, "step");
+    summary.epoch = e;
+    summary.stage_loss.assign(mo().num_stages(), 0.0);
+    EpochCounters counters;
+    util::Progress progress("epoch " + std::to_string(e), steps, "step");
     for (int64_t i = 0; i < steps; ++i) {
-      const double t = config.schedule.per_step ? epoch + static_cast<double>(i) / steps : epoch;
-      const double lr_now = learning_rate(config.schedule, lr, t);
-      set_learning_rate(*optimizer, lr_now);
-      summary.lr = lr_now;
-      const auto wait_start = Clock::now();
-      auto batch = train_loader.next();
-      wait_s += std::chrono::duration<double>(Clock::now() - wait_start).count();
-      auto x = batch->images.to(device, /*non_blocking=*/true);
-      auto mix = data::mix_batch(x, batch->labels, mo.num_classes(), config.augment.mix, step_rng);
-      auto targets = mix.targets.to(device);
-      const auto stages = sample_stages(config.sampling, mo.num_stages(), step_rng);
-
-      at::Tensor loss = torch::zeros({}, torch::TensorOptions().device(device));
-      {
-        compat::AutocastGuard autocast(device.type(), at::kBFloat16, bf16);
-        at::Tensor tokens;
-        size_t next = 0;
-        for (int64_t s = 0; s <= stages.back(); ++s) {
-          const bool chosen = stages[next] == s;
-          if (!chosen && !mo.recycling()) continue;
-          auto out = model->forward_stage(s, x, tokens);
-          tokens = out.tokens;
-          if (!chosen) continue;
-          ++next;
-          auto stage_loss = soft_target_cross_entropy(out.logits, targets);
-          const double value = stage_loss.item<double>();
-          TVIT_CHECK(std::isfinite(value), "non-finite loss ", value, " at epoch ", epoch, " step ",
-                     i, " stage ", s, "; stopping (the last checkpoint is kept)");
-          summary.stage_loss[s] += value;
-          loss = loss + loss_weights[s] * stage_loss;
-        }
-      }
-      const bool step_now = (i + 1) % config.optimizer.accum_steps == 0 || i + 1 == steps;
-      const auto scaled_loss = loss / config.optimizer.accum_steps;
-      if (reducer && step_now) reducer->prepare(scaled_loss);
-      scaled_loss.backward();
-      if (step_now) {
-        if (reducer) {
-          reducer->finish();
-        } else {
-          dist.average_gradients(params);
-        }
-        if (config.optimizer.clip_grad > 0) {
-          torch::nn::utils::clip_grad_norm_(model->parameters(), config.optimizer.clip_grad);
-        }
-        optimizer->step();
-        optimizer->zero_grad();
-        ++state.step;
-        if (ema) ema->update(model);
-      }
-      const double loss_value = loss.item<double>();
-      summary.loss += loss_value;
-      images += batch->images.size(0);
-      if (main_rank && (i + 1) % config.run.log_every_steps == 0) {
-        const double elapsed = std::chrono::duration<double>(Clock::now() - epoch_start).count();
-        nlohmann::json j = {{"type", "step"},
-                            {"epoch", epoch},
-                            {"step", state.step},
-                            {"lr", lr_now},
-                            {"loss", loss_value},
-                            {"images_per_s", dist.world_size() * images / elapsed},
-                            {"data_wait_share", wait_s / elapsed}};
-        metrics << j.dump() << "\n" << std::flush;
-      }
+      const double loss = step(e, i, steps, rng, summary, counters);
       char extra[96];
-      std::snprintf(extra, sizeof extra, "loss %.4f lr %.2e", loss_value, lr_now);
+      std::snprintf(extra, sizeof extra, "loss %.4f lr %.2e", loss, summary.lr);
       progress.update(i + 1, extra);
     }
     progress.finish();
-    const double elapsed = std::chrono::duration<double>(Clock::now() - epoch_start).count();
-    {  // losses averaged over ranks, throughput summed, data wait averaged
-      std::vector<double> values = {summary.loss, static_cast<double>(images), wait_s / elapsed,
-                                    static_cast<double>(train_loader.skipped())};
-      values.insert(values.end(), summary.stage_loss.begin(), summary.stage_loss.end());
-      values = dist.sum(values);
-      const double w = dist.world_size();
-      summary.loss = values[0] / w / steps;
-      summary.images_per_s = values[1] / elapsed;
-      summary.data_wait_share = values[2] / w;
-      skipped_images = static_cast<int64_t>(values[3]);
-      for (size_t s = 0; s < summary.stage_loss.size(); ++s)
-        summary.stage_loss[s] = values[4 + s] / w / steps;
-    }
+    const int64_t skipped = reduce_over_ranks(summary, counters, steps);
+    const bool validated = validates(e);
+    if (validated) validate(summary);
+    log_epoch(summary, validated, skipped);
+    checkpoint(summary, validated);
+    return summary;
+  }
 
-    // ---- validation: every stage alone, model and EMA (every N epochs and the last) ----
-    const bool validate = epoch + 1 == total_epochs ||
-                          (epoch + 1) % std::max<int64_t>(1, config.run.eval_every_epochs) == 0;
-    if (validate) {
-      val_loader.start_epoch(0, val_indices);
-      reduce_accuracy(
-          eval::evaluate(model, val_loader, models::EntropyRule::kTop10, device, eval_bf16), dist,
-          summary.val_top1, summary.val_top5);
+  struct EpochCounters {
+    Clock::time_point start = Clock::now();
+    double wait_s = 0;   // waiting for batches
+    int64_t images = 0;  // this rank's
+  };
+
+  // One batch: forward every chosen stage (the ones before it too, when recycling), the weighted
+  // loss, backward, and every accum_steps batches the averaged gradients' optimizer step.
+  double step(int64_t e, int64_t i, int64_t steps, data::Rng& rng, EpochSummary& summary,
+              EpochCounters& counters) {
+    const double t = config_.schedule.per_step ? e + static_cast<double>(i) / steps : e;
+    summary.lr = learning_rate(config_.schedule, lr_, t);
+    set_learning_rate(*optimizer_, summary.lr);
+    const auto wait_start = Clock::now();
+    auto batch = train_loader_->next();
+    counters.wait_s += std::chrono::duration<double>(Clock::now() - wait_start).count();
+    auto x = batch->images.to(device_, /*non_blocking=*/true);
+    auto mix = data::mix_batch(x, batch->labels, mo().num_classes(), config_.augment.mix, rng);
+    auto targets = mix.targets.to(device_);
+    const auto stages = sample_stages(config_.sampling, mo().num_stages(), rng);
+
+    at::Tensor loss = torch::zeros({}, torch::TensorOptions().device(device_));
+    {
+      compat::AutocastGuard autocast(device_.type(), at::kBFloat16,
+                                     config_.precision.dtype == "bf16");
+      at::Tensor tokens;
+      size_t next = 0;
+      for (int64_t s = 0; s <= stages.back(); ++s) {
+        const bool chosen = stages[next] == s;
+        if (!chosen && !mo().recycling()) continue;
+        auto out = model_->forward_stage(s, x, tokens);
+        tokens = out.tokens;
+        if (!chosen) continue;
+        ++next;
+        auto stage_loss = soft_target_cross_entropy(out.logits, targets);
+        const double value = stage_loss.item<double>();
+        TVIT_CHECK(std::isfinite(value), "non-finite loss ", value, " at epoch ", e, " step ", i,
+                   " stage ", s, "; stopping (the last checkpoint is kept)");
+        summary.stage_loss[s] += value;
+        loss = loss + loss_weights_[s] * stage_loss;
+      }
     }
-    if (validate && ema) {
-      val_loader.start_epoch(0, val_indices);
-      std::vector<double> unused;
-      reduce_accuracy(
-          eval::evaluate(ema->module(), val_loader, models::EntropyRule::kTop10, device, eval_bf16),
-          dist, summary.ema_top1, unused);
+    const bool step_now = (i + 1) % config_.optimizer.accum_steps == 0 || i + 1 == steps;
+    const auto scaled_loss = loss / config_.optimizer.accum_steps;
+    if (reducer_ && step_now) reducer_->prepare(scaled_loss);
+    scaled_loss.backward();
+    if (step_now) optimizer_step();
+
+    const double loss_value = loss.item<double>();
+    summary.loss += loss_value;
+    counters.images += batch->images.size(0);
+    if (dist_->is_main() && (i + 1) % config_.run.log_every_steps == 0) {
+      const double elapsed = std::chrono::duration<double>(Clock::now() - counters.start).count();
+      nlohmann::json j = {{"type", "step"},
+                          {"epoch", e},
+                          {"step", state_.step},
+                          {"lr", summary.lr},
+                          {"loss", loss_value},
+                          {"images_per_s", dist_->world_size() * counters.images / elapsed},
+                          {"data_wait_share", counters.wait_s / elapsed}};
+      metrics_ << j.dump() << "\n" << std::flush;
     }
+    return loss_value;
+  }
+
+  void optimizer_step() {
+    if (reducer_) {
+      reducer_->finish();
+    } else {
+      dist_->average_gradients(params_);
+    }
+    if (config_.optimizer.clip_grad > 0) {
+      torch::nn::utils::clip_grad_norm_(model_->parameters(), config_.optimizer.clip_grad);
+    }
+    optimizer_->step();
+    optimizer_->zero_grad();
+    ++state_.step;
+    if (ema_) ema_->update(model_);
+  }
+
+  // Losses averaged over ranks and steps, throughput summed, data wait averaged; returns the
+  // images skipped as unreadable, summed.
+  int64_t reduce_over_ranks(EpochSummary& summary, const EpochCounters& counters, int64_t steps) {
+    const double elapsed = std::chrono::duration<double>(Clock::now() - counters.start).count();
+    std::vector<double> values = {summary.loss, static_cast<double>(counters.images),
+                                  counters.wait_s / elapsed,
+                                  static_cast<double>(train_loader_->skipped())};
+    values.insert(values.end(), summary.stage_loss.begin(), summary.stage_loss.end());
+    values = dist_->sum(values);
+    const double w = dist_->world_size();
+    summary.loss = values[0] / w / steps;
+    summary.images_per_s = values[1] / elapsed;
+    summary.data_wait_share = values[2] / w;
+    for (size_t s = 0; s < summary.stage_loss.size(); ++s)
+      summary.stage_loss[s] = values[4 + s] / w / steps;
+    return static_cast<int64_t>(values[3]);
+  }
+
+  // Every N epochs and the last.
+  bool validates(int64_t e) const {
+    return e + 1 == total_epochs_ ||
+           (e + 1) % std::max<int64_t>(1, config_.run.eval_every_epochs) == 0;
+  }
+
+  // Every stage alone, the model and its EMA, over every rank's share of the validation set.
+  void validate(EpochSummary& summary) {
+    const bool bf16 = config_.precision.eval_dtype == "bf16";
+    val_loader_->start_epoch(0, val_indices_);
+    reduce_accuracy(
+        eval::evaluate(model_, *val_loader_, models::EntropyRule::kTop10, device_, bf16), *dist_,
+        summary.val_top1, summary.val_top5);
+    if (!ema_) return;
+    val_loader_->start_epoch(0, val_indices_);
+    std::vector<double> unused;
+    reduce_accuracy(
+        eval::evaluate(ema_->module(), *val_loader_, models::EntropyRule::kTop10, device_, bf16),
+        *dist_, summary.ema_top1, unused);
+  }
+
+  void log_epoch(const EpochSummary& summary, bool validated, int64_t skipped) {
     spdlog::info(
         "epoch {}/{}: loss {:.4f} (stages {}), lr {:.3e}, {:.1f} img/s, data wait {:.0f}%, "
         "val top-1 {}{}",
-        epoch + 1, total_epochs, summary.loss, join(summary.stage_loss, 4), summary.lr,
+        summary.epoch + 1, total_epochs_, summary.loss, join(summary.stage_loss, 4), summary.lr,
         summary.images_per_s, 100 * summary.data_wait_share,
-        validate ? join(summary.val_top1, 2) : std::string("not run this epoch"),
-        ema ? ", EMA " + join(summary.ema_top1, 2) : "");
+        validated ? join(summary.val_top1, 2) : std::string("not run this epoch"),
+        ema_ ? ", EMA " + join(summary.ema_top1, 2) : "");
     nlohmann::json j = {{"type", "epoch"},
-                        {"epoch", epoch},
-                        {"step", state.step},
+                        {"epoch", summary.epoch},
+                        {"step", state_.step},
                         {"lr", summary.lr},
                         {"loss", summary.loss},
                         {"stage_loss", summary.stage_loss},
@@ -459,32 +513,60 @@ std::vector<EpochSummary> train(const TrainConfig& config_in, const TrainOptions
                         {"val_top1", summary.val_top1},
                         {"val_top5", summary.val_top5},
                         {"ema_top1", summary.ema_top1},
-                        {"skipped_images", skipped_images}};
-    if (main_rank) metrics << j.dump() << "\n" << std::flush;
-
-    // ---- checkpoints ----
-    state.epoch = epoch;
-    const bool last_epoch = epoch + 1 == total_epochs;
-    if (main_rank &&
-        (last_epoch || (epoch + 1) % std::max<int64_t>(1, config.checkpoint.every_epochs) == 0)) {
-      save_checkpoint(paths, config, label_names, model, ema.get(), *optimizer, state,
-                      config.checkpoint.keep_last);
-    }
-    const double top1 = validate ? summary.val_top1.back() : -1.0;
-    if (validate && top1 > state.best_top1) {
-      state.best_top1 = top1;
-      if (main_rank)
-        write_folder_atomic(paths.best, [&](const fs::path& dir) {
-          io::save_weights(model, (dir / "model.safetensors").string(),
-                           {{"epoch", std::to_string(epoch)}});
-          if (ema) io::save_weights(ema->module(), (dir / "ema.safetensors").string());
-          write_text_atomic(dir / "config.json", io::config_json(mo, label_names));
-        });
-    }
-    history.push_back(summary);
-    ++epochs_run;
+                        {"skipped_images", skipped}};
+    if (dist_->is_main()) metrics_ << j.dump() << "\n" << std::flush;
   }
-  return history;
+
+  // checkpoints/epoch_NNNN every N epochs and the last (keep-last-k), best/ on a new best
+  // validation top-1 of the last stage. Rank 0 writes; every rank tracks the state.
+  void checkpoint(const EpochSummary& summary, bool validated) {
+    state_.epoch = summary.epoch;
+    const bool last = summary.epoch + 1 == total_epochs_;
+    const bool due =
+        (summary.epoch + 1) % std::max<int64_t>(1, config_.checkpoint.every_epochs) == 0;
+    if (dist_->is_main() && (last || due)) {
+      save_checkpoint(paths_, config_, label_names_, model_, ema_.get(), *optimizer_, state_,
+                      config_.checkpoint.keep_last);
+    }
+    if (!validated || summary.val_top1.back() <= state_.best_top1) return;
+    state_.best_top1 = summary.val_top1.back();
+    if (!dist_->is_main()) return;
+    write_folder_atomic(paths_.best, [&](const fs::path& dir) {
+      io::save_weights(model_, (dir / "model.safetensors").string(),
+                       {{"epoch", std::to_string(summary.epoch)}});
+      if (ema_) io::save_weights(ema_->module(), (dir / "ema.safetensors").string());
+      write_text_atomic(dir / "config.json", io::config_json(mo(), label_names_));
+    });
+  }
+
+  const TrainConfig config_;
+  const TrainOptions options_;
+  const RunPaths paths_;
+  bool cuda_ = false;
+  c10::Device device_{c10::kCPU};
+  std::unique_ptr<Distributed> dist_;
+  LogGuard logs_;
+  Datasets sets_;
+  std::vector<std::string> label_names_;
+  std::unique_ptr<data::DataLoader> train_loader_, val_loader_;
+  std::vector<int64_t> val_indices_;
+  data::SamplerOptions sampler_;
+  models::ThinkingViT model_{nullptr};
+  std::vector<at::Tensor> params_;
+  double lr_ = 0;
+  std::unique_ptr<torch::optim::AdamW> optimizer_;
+  std::unique_ptr<ModelEma> ema_;
+  std::vector<double> loss_weights_;
+  TrainState state_;
+  std::unique_ptr<GradientReducer> reducer_;
+  std::ofstream metrics_;
+  int64_t total_epochs_ = 0;
+};
+
+}  // namespace
+
+std::vector<EpochSummary> train(const TrainConfig& config, const TrainOptions& options) {
+  return Trainer(config, options).run();
 }
 
 }  // namespace thinkingvit::train
