@@ -38,6 +38,8 @@ fi
 torch_prefix=$("$py" -c 'import torch; print(torch.utils.cmake_prefix_path)')
 say "host: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo 'no nvidia-smi')"
 say "torch: $("$py" -c 'import torch; print(torch.__version__, "cuda", torch.version.cuda, "gpu", torch.cuda.is_available())')"
+gpu_visible=0
+"$py" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' && gpu_visible=1
 
 generator=()
 command -v ninja >/dev/null && generator=(-G Ninja)
@@ -72,5 +74,6 @@ done_at=$(date +%s)
   grep -E "tests passed|Passed|Failed|Skipped|\\*\\*\\*" "$out/cuda_tests.log" | sed 's/^/  /' || true
   echo "-- benchmark (rc $bench_rc)"
   if [ -f "$out/bench.md" ]; then cat "$out/bench.md"; else tail -5 "$out/bench.log"; fi
+  [ "$gpu_visible" -eq 1 ] || echo "NO GPU VISIBLE: the CUDA tests skipped themselves; nothing was checked on a GPU"
 } | tee -a "$log"
-[ "$tests_rc" -eq 0 ] && [ "$bench_rc" -eq 0 ]
+[ "$gpu_visible" -eq 1 ] && [ "$tests_rc" -eq 0 ] && [ "$bench_rc" -eq 0 ]
