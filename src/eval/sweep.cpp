@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "thinkingvit/util/error.h"
+#include "thinkingvit/util/text.h"
 
 namespace thinkingvit::eval {
 
@@ -121,21 +122,6 @@ std::vector<EntropyBin> entropy_histogram(const StageRecords& r, models::Entropy
   return out;
 }
 
-namespace {
-
-// 0.25/0.75 -> "0.250/0.750"
-std::string shares(const std::vector<double>& v) {
-  std::string out;
-  for (size_t i = 0; i < v.size(); ++i) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%.3f", v[i]);
-    out += (i ? "/" : "") + std::string(buf);
-  }
-  return out;
-}
-
-}  // namespace
-
 Table sweep_table(const std::vector<MeasuredSweepRow>& rows, int64_t batch,
                   const std::string& device, const std::string& precision, int threads) {
   Table table({"tau", "top1", "top5", "gmacs", "stop_share", "stage_top1", "img_per_s",
@@ -143,9 +129,10 @@ Table sweep_table(const std::vector<MeasuredSweepRow>& rows, int64_t batch,
                "precision", "threads"});
   for (const auto& r : rows) {
     table.add_row({r.sweep.tau, r.sweep.top1, r.sweep.top5, r.sweep.gmacs,
-                   shares(r.sweep.stop_share), shares(r.sweep.stage_top1), r.img_per_s,
-                   r.img_per_s_spread, r.img_per_s_formula, shares(r.timed_reach), batch, device,
-                   precision, static_cast<int64_t>(threads)});
+                   util::join_fixed(r.sweep.stop_share, 3), util::join_fixed(r.sweep.stage_top1, 3),
+                   r.img_per_s, r.img_per_s_spread, r.img_per_s_formula,
+                   util::join_fixed(r.timed_reach, 3), batch, device, precision,
+                   static_cast<int64_t>(threads)});
   }
   table.set_precision(4);
   return table;

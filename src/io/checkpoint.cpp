@@ -301,7 +301,6 @@ models::ThinkingViTOptions options_from_config_json(const TensorMap& tensors,
   return options;
 }
 
-
 // timm's optional "label_names": one string per class.
 std::vector<std::string> label_names_from_config_json(const std::string& path,
                                                       int64_t num_classes) {

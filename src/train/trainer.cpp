@@ -22,6 +22,7 @@
 #include "thinkingvit/util/error.h"
 #include "thinkingvit/util/fs.h"
 #include "thinkingvit/util/progress.h"
+#include "thinkingvit/util/text.h"
 
 namespace thinkingvit::train {
 
@@ -159,16 +160,6 @@ TrainState load_checkpoint(const RunPaths& paths, models::ThinkingViT& model, Mo
   state.best_top1 = j.at("best_top1").get<double>();
   spdlog::info("resumed from {} (epoch {}, step {})", dir.string(), state.epoch, state.step);
   return state;
-}
-
-std::string join(const std::vector<double>& v, int digits) {
-  std::string out;
-  for (size_t i = 0; i < v.size(); ++i) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%.*f", digits, v[i]);
-    out += (i ? "/" : "") + std::string(buf);
-  }
-  return out;
 }
 
 // Top-1 / top-5 percentages per stage over every rank's share of the validation set.
@@ -498,10 +489,10 @@ class Trainer {
     spdlog::info(
         "epoch {}/{}: loss {:.4f} (stages {}), lr {:.3e}, {:.1f} img/s, data wait {:.0f}%, "
         "val top-1 {}{}",
-        summary.epoch + 1, total_epochs_, summary.loss, join(summary.stage_loss, 4), summary.lr,
-        summary.images_per_s, 100 * summary.data_wait_share,
-        validated ? join(summary.val_top1, 2) : std::string("not run this epoch"),
-        ema_ ? ", EMA " + join(summary.ema_top1, 2) : "");
+        summary.epoch + 1, total_epochs_, summary.loss, util::join_fixed(summary.stage_loss, 4),
+        summary.lr, summary.images_per_s, 100 * summary.data_wait_share,
+        validated ? util::join_fixed(summary.val_top1, 2) : std::string("not run this epoch"),
+        ema_ ? ", EMA " + util::join_fixed(summary.ema_top1, 2) : "");
     nlohmann::json j = {{"type", "epoch"},
                         {"epoch", summary.epoch},
                         {"step", state_.step},

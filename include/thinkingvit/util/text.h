@@ -1,7 +1,9 @@
 #pragma once
 // Small string helpers shared by the readers (config overrides, class lists, line files).
 
+#include <cstdio>
 #include <string>
+#include <vector>
 
 namespace thinkingvit::util {
 
@@ -10,6 +12,17 @@ inline std::string trim(const std::string& s) {
   const auto begin = s.find_first_not_of(" \t\r\n");
   if (begin == std::string::npos) return "";
   return s.substr(begin, s.find_last_not_of(" \t\r\n") - begin + 1);
+}
+
+// {0.25, 0.75}, 3 -> "0.250/0.750": numbers with `digits` decimals, joined by '/'.
+inline std::string join_fixed(const std::vector<double>& values, int digits) {
+  std::string out;
+  for (size_t i = 0; i < values.size(); ++i) {
+    char text[64];
+    std::snprintf(text, sizeof text, "%.*f", digits, values[i]);
+    out += (i ? "/" : "") + std::string(text);
+  }
+  return out;
 }
 
 }  // namespace thinkingvit::util
