@@ -171,6 +171,15 @@ TEST(Cli, TrainEvalSweepOnASyntheticSet) {
   }
   EXPECT_EQ(counted, 32);
   EXPECT_EQ(bins, 46);
+  // --plot-script replaces the plot script found beside the binary; it gets the sweep table,
+  // the stage table, the figure's path and the histogram, in that order.
+  std::ofstream(dir.file("plot.sh")) << "printf '%s\\n' \"$@\" > \"$3.args\"\n";
+  r = run(dir, "sweep --run " + run_dir + " --taus 0 --reps 1 --timing-batches 1 --plot-script " +
+                   dir.file("plot.sh"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(slurp(run_dir + "/sweep/sweep.png.args"),
+            run_dir + "/sweep/sweep.csv\n" + run_dir + "/sweep/stages.csv\n" + run_dir +
+                "/sweep/sweep.png\n" + run_dir + "/sweep/entropy_hist.csv\n");
   // best/ names its classes for `predict`.
   const auto best = nlohmann::json::parse(slurp(run_dir + "/best/config.json"));
   EXPECT_EQ(best["label_names"].size(), 12u);
