@@ -16,6 +16,7 @@ struct TrainArgs {
   std::vector<std::string> overrides;
   std::string output_dir;
   bool resume = false;
+  bool overwrite = false;
 };
 
 void run_train(const TrainArgs& args) {
@@ -25,6 +26,7 @@ void run_train(const TrainArgs& args) {
   set_threads(config.run.threads);
   train::TrainOptions options;
   options.resume = args.resume;
+  options.overwrite = args.overwrite;
   const auto history = train::train(config, options);
   if (!history.empty() && train::dist_env().rank == 0) {
     spdlog::info("done: {} epochs, run folder {}", history.size(), config.run.output_dir);
@@ -41,7 +43,12 @@ void add_train_command(CLI::App& root) {
                   "override a key, e.g. --set optimizer.lr=1e-3 (repeatable; wins over the YAML)");
   cmd->add_option("--output-dir", args->output_dir,
                   "run folder (same as --set run.output_dir=DIR)");
-  cmd->add_flag("--resume", args->resume, "continue from the run folder's last checkpoint");
+  auto* resume =
+      cmd->add_flag("--resume", args->resume, "continue from the run folder's last checkpoint");
+  cmd->add_flag("--overwrite", args->overwrite,
+                "start again in a run folder that already holds a run (its checkpoints, best/, "
+                "logs and metrics are removed)")
+      ->excludes(resume);
   cmd->callback([args] { run_train(*args); });
 }
 

@@ -216,16 +216,40 @@ const at::Tensor& require(const TensorMap& tensors, const std::string& name,
 // The architecture of a Hugging Face style folder: shapes from the tensors, overridden by a
 // timm-style config.json (num_classes; model_args: thinking_stages, img_size, patch_size,
 // in_chans, depth, mlp_ratio, qkv_bias, num_heads).
+// More heads than any ViT has: a larger count in config.json is a broken file.
+constexpr int64_t kMaxHeads = 1024;
+
 models::ThinkingViTOptions options_from_config_json(const TensorMap& tensors,
                                                     const std::string& source,
                                                     const std::string& path) {
   nlohmann::json config;
+  std::error_code error;
+  TVIT_CHECK(!fs::is_directory(path, error), "'", path, "': is a directory, expected a JSON file");
   try {
     std::ifstream in(path);
     TVIT_CHECK(in, "cannot open '", path, "'");
     config = nlohmann::json::parse(in);
   } catch (const nlohmann::json::exception& e) {
     fail("'", path, "' is not valid JSON (", e.what(), ")");
+  }
+  // The structure first, so that a broken config.json is reported as such, not as a shape
+  // mismatch in the weights it was meant to describe.
+  TVIT_CHECK(config.is_object(), "'", path, "': expected a JSON object, found ", config.dump());
+  TVIT_CHECK(!config.contains("model_args") || config["model_args"].is_object(), "'", path,
+             "': model_args must be an object, found ", config["model_args"].dump());
+  if (config.contains("model_args") && config["model_args"].contains("thinking_stages")) {
+    const auto& st = config["model_args"]["thinking_stages"];
+    bool valid = st.is_array() && !st.empty();
+    int64_t previous = 0;
+    for (size_t i = 0; valid && i < st.size(); ++i) {
+      valid = st[i].is_number_integer() && st[i].get<int64_t>() > previous &&
+              st[i].get<int64_t>() <= kMaxHeads;
+      if (valid) previous = st[i].get<int64_t>();
+    }
+    TVIT_CHECK(valid, "'", path,
+               "': model_args.thinking_stages must be a non-empty, increasing list of head counts "
+               "in 1..",
+               kMaxHeads, ", found ", st.dump());
   }
   auto get_int = [&](const nlohmann::json& obj, const char* key, int64_t& field) {
     if (!obj.contains(key)) return;

@@ -108,13 +108,22 @@ SafetensorsFile parse_safetensors(const char* data, size_t size, const std::stri
     if (bytes > 0) std::memcpy(tensor.data_ptr(), payload + begin, bytes);
     result.tensors.emplace(key, std::move(tensor));
   }
+  // As the format's reference reader requires: the tensors tile the data section exactly, with
+  // no overlap, gap or trailing bytes. A header length that is off by a byte fails here instead
+  // of shifting every tensor.
   std::sort(ranges.begin(), ranges.end());
-  for (size_t i = 1; i < ranges.size(); ++i) {
-    TVIT_CHECK(ranges[i].first >= ranges[i - 1].second || ranges[i].first == ranges[i].second ||
-                   ranges[i - 1].first == ranges[i - 1].second,
-               file, ": tensors overlap in the data section (bytes ", ranges[i].first, "..",
-               ranges[i - 1].second, ")");
+  uint64_t covered = 0;
+  for (const auto& [begin, end] : ranges) {
+    if (begin == end) continue;
+    TVIT_CHECK(begin >= covered, file, ": tensors overlap in the data section (bytes ", begin, "..",
+               covered, ")");
+    TVIT_CHECK(begin == covered, file, ": the data section has a gap at bytes ", covered, "..",
+               begin, " (is the header length right?)");
+    covered = end;
   }
+  TVIT_CHECK(covered == payload_size, file, ": the tensors cover ", covered,
+             " bytes of a data section of ", payload_size,
+             " (the header length field or the file size is wrong)");
   return result;
 }
 

@@ -92,19 +92,6 @@ struct TrainState {
   double best_top1 = -1;
 };
 
-// Writes a folder atomically: fill a temp folder, then rename it into place.
-void write_folder_atomic(const fs::path& target, const std::function<void(const fs::path&)>& fill) {
-  const fs::path tmp = target.parent_path() / (".tmp-" + target.filename().string());
-  fs::remove_all(tmp);
-  fs::create_directories(tmp);
-  fill(tmp);
-  const fs::path old = target.parent_path() / (".old-" + target.filename().string());
-  fs::remove_all(old);
-  if (fs::exists(target)) fs::rename(target, old);
-  fs::rename(tmp, target);
-  fs::remove_all(old);
-}
-
 void save_checkpoint(const RunPaths& paths, const TrainConfig& config,
                      const std::vector<std::string>& label_names, models::ThinkingViT& model,
                      ModelEma* ema, torch::optim::Optimizer& optimizer, const TrainState& state,
@@ -112,7 +99,7 @@ void save_checkpoint(const RunPaths& paths, const TrainConfig& config,
   char name[32];
   std::snprintf(name, sizeof name, "epoch_%04lld", static_cast<long long>(state.epoch));
   fs::create_directories(paths.checkpoints);
-  write_folder_atomic(paths.checkpoints / name, [&](const fs::path& dir) {
+  util::write_folder_atomic((paths.checkpoints / name).string(), [&](const fs::path& dir) {
     io::save_weights(model, (dir / "model.safetensors").string());
     if (ema) io::save_weights(ema->module(), (dir / "ema.safetensors").string());
     torch::save(optimizer, (dir / "optimizer.pt").string());
@@ -258,6 +245,7 @@ class Trainer {
       const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
       at::set_num_threads(std::max(1, cores / env.local_world_size));
     }
+    claim_run_folder();
     if (dist_->is_main()) {
       fs::create_directories(paths_.root);
       logs_.to_file(paths_.log);
@@ -267,6 +255,19 @@ class Trainer {
     const std::string resolved = to_yaml(config_);
     if (dist_->is_main()) write_text_atomic(paths_.config, resolved);
     spdlog::info("resolved configuration (saved to {}):\n{}", paths_.config.string(), resolved);
+  }
+
+  // A folder that already holds a run is continued (--resume) or started again (--overwrite),
+  // never silently mixed with a new one.
+  void claim_run_folder() {
+    const bool has_run = fs::exists(paths_.checkpoints / "LAST") || fs::exists(paths_.metrics);
+    if (!has_run || options_.resume) return;
+    TVIT_CHECK(options_.overwrite, "run folder '", paths_.root.string(),
+               "' already holds a run; pass --resume to continue it or --overwrite to start it "
+               "again");
+    if (!dist_->is_main()) return;
+    for (const auto& path : {paths_.checkpoints, paths_.best, paths_.metrics, paths_.log})
+      fs::remove_all(path);
   }
 
   void prepare_data() {
@@ -522,7 +523,7 @@ class Trainer {
     if (!validated || summary.val_top1.back() <= state_.best_top1) return;
     state_.best_top1 = summary.val_top1.back();
     if (!dist_->is_main()) return;
-    write_folder_atomic(paths_.best, [&](const fs::path& dir) {
+    util::write_folder_atomic(paths_.best.string(), [&](const fs::path& dir) {
       io::save_weights(model_, (dir / "model.safetensors").string(),
                        {{"epoch", std::to_string(summary.epoch)}});
       if (ema_) io::save_weights(ema_->module(), (dir / "ema.safetensors").string());

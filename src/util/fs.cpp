@@ -1,11 +1,13 @@
 #include "thinkingvit/util/fs.h"
 
 #include <fcntl.h>
+#include <stdio.h>  // renameat2, RENAME_EXCHANGE
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 
 #include "thinkingvit/util/error.h"
@@ -13,6 +15,9 @@
 namespace thinkingvit::util {
 
 std::vector<char> read_file(const std::string& path) {
+  std::error_code error;
+  TVIT_CHECK(!std::filesystem::is_directory(path, error), "cannot read '", path,
+             "': it is a directory, expected a file");
   std::ifstream in(path, std::ios::binary | std::ios::ate);
   TVIT_CHECK(in, "cannot open '", path, "': ", std::strerror(errno));
   const auto size = static_cast<std::streamsize>(in.tellg());
@@ -43,6 +48,40 @@ void write_file_atomic(const std::string& path, const std::function<void(std::os
     std::remove(tmp.c_str());
     throw;
   }
+}
+
+void write_folder_atomic(const std::string& path,
+                         const std::function<void(const std::filesystem::path&)>& fill) {
+  namespace fs = std::filesystem;
+  const fs::path target(path);
+  const fs::path tmp = target.parent_path() / (".tmp-" + target.filename().string());
+  const fs::path old = target.parent_path() / (".old-" + target.filename().string());
+  std::error_code error;
+  if (!fs::exists(target, error) && fs::exists(old, error)) fs::rename(old, target);
+  fs::remove_all(tmp);  // left by a killed writer
+  fs::create_directories(tmp);
+  try {
+    fill(tmp);
+  } catch (...) {
+    std::error_code ignored;
+    fs::remove_all(tmp, ignored);
+    throw;
+  }
+  if (!fs::exists(target, error)) {
+    fs::rename(tmp, target);
+    return;
+  }
+  // Swap the two folders in one step; tmp then holds the old one.
+  if (::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, target.c_str(), RENAME_EXCHANGE) == 0) {
+    fs::remove_all(tmp);
+    return;
+  }
+  // No exchange on this file system: old aside, new in place, old removed. A kill between the
+  // two renames leaves ".old-<name>", which the next write of the folder puts back first.
+  fs::remove_all(old);
+  fs::rename(target, old);
+  fs::rename(tmp, target);
+  fs::remove_all(old);
 }
 
 }  // namespace thinkingvit::util

@@ -148,6 +148,29 @@ TEST(Checkpoint, ConfigJsonRoundTrip) {
                {"config.json", "model_args.recycling must be true or false", "\"no\""});
 }
 
+// A broken config.json is an error about config.json, not a shape mismatch in the weights.
+TEST(Checkpoint, BrokenConfigJsonNamesItself) {
+  TempDir dir;
+  models::ThinkingViT model(tiny_options({1, 3}));
+  io::save_weights(model, dir.file("model.safetensors"));
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"[1, 2]", "expected a JSON object"},
+      {R"({"model_args": "vit"})", "model_args must be an object"},
+      {R"({"model_args": {"thinking_stages": []}})", "thinking_stages must be"},
+      {R"({"model_args": {"thinking_stages": "3"}})", "thinking_stages must be"},
+      {R"({"model_args": {"thinking_stages": [3, 100000]}})", "found [3,100000]"},
+      {R"({"model_args": {"thinking_stages": [1, 9223372036854775807]}})", "thinking_stages"},
+      {R"({"model_args": {"thinking_stages": [3, 1]}})", "increasing"},
+  };
+  for (const auto& [text, fragment] : cases) {
+    std::ofstream(dir.file("config.json")) << text;
+    expect_error([&] { io::read_weights(dir.path().string()); }, {"config.json", fragment});
+  }
+  std::filesystem::remove(dir.file("config.json"));
+  std::filesystem::create_directory(dir.file("config.json"));
+  expect_error([&] { io::read_weights(dir.path().string()); }, {"config.json", "is a directory"});
+}
+
 TEST(Checkpoint, ModelSectionOfAYamlConfig) {
   TempDir dir;
   const auto path = dir.file("c.yaml");

@@ -102,8 +102,20 @@ TEST(Safetensors, RejectsMalformedFiles) {
                  R"("b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
                  float_bytes({1, 2, 3})),
         {"overlap"});
+  // The tensors must tile the data section: a header length one byte short (the header's
+  // padding space then counts as data) shifts every tensor, and is refused.
+  auto short_header = raw_file(good + " ", float_bytes({1, 2}));
+  short_header[0] = static_cast<char>(short_header[0] - 1);
+  check(short_header, {"cover 8 bytes of a data section of 9", "header length"});
+  check(raw_file(good, float_bytes({1, 2, 3})), {"cover 8 bytes of a data section of 12"});
+  check(raw_file(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
+                 R"("b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})",
+                 float_bytes({1, 2, 3})),
+        {"gap at bytes 4..8"});
   expect_error([&] { io::read_safetensors(dir.file("absent.safetensors")); },
                {"cannot open", "absent.safetensors"});
+  expect_error([&] { io::read_safetensors(dir.path().string()); },
+               {"is a directory, expected a file"});
 }
 
 TEST(Safetensors, FailedWritesLeaveNoFile) {
@@ -124,6 +136,41 @@ TEST(Safetensors, FailedWritesLeaveNoFile) {
                                        }),
                Error);
   EXPECT_TRUE(std::filesystem::is_empty(dir.path()));
+}
+
+TEST(Safetensors, FoldersAreReplacedAtomically) {
+  TempDir dir;
+  const auto target = dir.file("best");
+  auto fill_with = [](const std::string& text) {
+    return [text](const std::filesystem::path& folder) {
+      std::ofstream(folder / "model.txt") << text;
+    };
+  };
+  auto content = [&] {
+    std::ifstream in(target + "/model.txt");
+    std::string text;
+    in >> text;
+    return text;
+  };
+  util::write_folder_atomic(target, fill_with("one"));
+  EXPECT_EQ(content(), "one");
+  util::write_folder_atomic(target, fill_with("two"));  // replaces an existing folder
+  EXPECT_EQ(content(), "two");
+  // A writer that fails keeps the old folder and leaves no temporary one.
+  EXPECT_THROW(
+      util::write_folder_atomic(target, [](const std::filesystem::path&) { throw Error("full"); }),
+      Error);
+  EXPECT_EQ(content(), "two");
+  // A writer killed between the fallback's two renames left only .old-best: it comes back.
+  std::filesystem::rename(target, dir.file(".old-best"));
+  EXPECT_THROW(
+      util::write_folder_atomic(target, [](const std::filesystem::path&) { throw Error("full"); }),
+      Error);
+  EXPECT_EQ(content(), "two");
+  std::vector<std::string> left;
+  for (const auto& e : std::filesystem::directory_iterator(dir.path()))
+    left.push_back(e.path().filename().string());
+  EXPECT_EQ(left, std::vector<std::string>{"best"});
 }
 
 }  // namespace thinkingvit::testing

@@ -91,6 +91,22 @@ TEST(Trainer, TheValidationSetOpensWithoutTheTrainingSet) {
   expect_error([&] { train::open_datasets(c); }, {(root / "train").string()});
 }
 
+TEST(Trainer, AFinishedRunFolderIsContinuedOrStartedAgainNeverMixed) {
+  TempDir dir;
+  auto c = tiny_config(dir.file("run"));
+  c.schedule.epochs = 1;
+  train::train(c);
+  expect_error([&] { train::train(c); }, {"already holds a run", "--resume", "--overwrite"});
+  train::TrainOptions overwrite;
+  overwrite.overwrite = true;
+  ASSERT_EQ(train::train(c, overwrite).size(), 1u);
+  std::ifstream metrics(dir.file("run/metrics.jsonl"));
+  int epochs = 0;
+  for (std::string line; std::getline(metrics, line);)
+    epochs += line.find("\"type\":\"epoch\"") != std::string::npos;
+  EXPECT_EQ(epochs, 1) << "the first run's metrics were removed";
+}
+
 TEST(Trainer, ChecksTheDataAgainstTheModel) {
   TempDir dir;
   auto c = tiny_config(dir.file("run"));

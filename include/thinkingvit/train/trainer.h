@@ -33,6 +33,7 @@ struct EpochSummary {
 
 struct TrainOptions {
   bool resume = false;             // continue from the run folder's last checkpoint
+  bool overwrite = false;          // start again in a folder that holds a run (else an Error)
   int64_t stop_after_epochs = -1;  // for tests: stop early as if killed (-1: run to the end)
 };
 

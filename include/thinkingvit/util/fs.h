@@ -2,6 +2,7 @@
 // File helpers: whole-file reads with clear errors, and atomic writes (temp name, fsync,
 // rename) so that an interrupted program never leaves a partial output file.
 
+#include <filesystem>
 #include <functional>
 #include <ostream>
 #include <string>
@@ -14,5 +15,12 @@ std::vector<char> read_file(const std::string& path);
 // Calls write(stream) on "<path>.tmp-<pid>", flushes and fsyncs it, then renames it to path.
 // On any failure the temp file is removed and an Error naming path is thrown.
 void write_file_atomic(const std::string& path, const std::function<void(std::ostream&)>& write);
+
+// Writes the folder `path` atomically: fill(temp) fills ".tmp-<name>" beside it, which then takes
+// the place of `path` in one step (an atomic exchange where the file system has it), so a reader
+// or a kill at any moment finds either the old folder or the new one, never neither. When fill
+// throws, the temp folder is removed and the old folder stays.
+void write_folder_atomic(const std::string& path,
+                         const std::function<void(const std::filesystem::path&)>& fill);
 
 }  // namespace thinkingvit::util
