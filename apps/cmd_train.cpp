@@ -22,7 +22,7 @@ struct TrainArgs {
 void run_train(const TrainArgs& args) {
   auto overrides = args.overrides;
   if (!args.output_dir.empty()) overrides.push_back("run.output_dir=" + args.output_dir);
-  const auto config = train::load_config(args.config, overrides);
+  const auto config = train::load_training_config(args.config, overrides);
   set_threads(config.run.threads);
   train::TrainOptions options;
   options.resume = args.resume;

@@ -601,6 +601,24 @@ TrainConfig load_config(const std::string& path, const std::vector<std::string>&
   return config_from_yaml_text(text.str(), path, overrides);
 }
 
+TrainConfig load_training_config(const std::string& path,
+                                 const std::vector<std::string>& overrides) {
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(path);
+  } catch (const YAML::Exception&) {
+    return load_config(path, overrides);  // which names the missing file or the YAML error
+  }
+  std::vector<std::string> missing;
+  for (const char* section : {"model", "data"}) {
+    if (!root.IsMap() || !root[section]) missing.push_back(section);
+  }
+  TVIT_CHECK(missing.empty(), "config '", path, "': a training configuration names its model and ",
+             "data, but section", missing.size() > 1 ? "s " : " ", joined(missing),
+             missing.size() > 1 ? " are" : " is", " missing (see configs/ for complete examples)");
+  return load_config(path, overrides);
+}
+
 std::string to_yaml(const TrainConfig& config) {
   YAML::Emitter out;
   out << YAML::BeginMap << YAML::Key << "model" << YAML::Value << YAML::BeginMap;

@@ -201,7 +201,23 @@ class Trainer {
       : config_(config), options_(options), paths_(config.run.output_dir) {}
 
   std::vector<EpochSummary> run() {
-    prepare();
+    const bool new_folder = !fs::exists(paths_.root);
+    try {
+      prepare();
+      return epochs();
+    } catch (...) {
+      // A run that fails before its first step (missing data, a batch larger than the data set,
+      // nothing to resume) leaves no run folder behind; later failures keep the logs.
+      if (new_folder && !started_ && (!dist_ || dist_->is_main())) {
+        std::error_code ignored;
+        fs::remove_all(paths_.root, ignored);
+      }
+      throw;
+    }
+  }
+
+ private:
+  std::vector<EpochSummary> epochs() {
     std::vector<EpochSummary> history;
     for (int64_t e = state_.epoch + 1; e < total_epochs_; ++e) {
       if (options_.stop_after_epochs >= 0 &&
@@ -212,7 +228,6 @@ class Trainer {
     return history;
   }
 
- private:
   const models::ThinkingViTOptions& mo() const { return config_.model.options; }
 
   void prepare() {
@@ -377,6 +392,7 @@ class Trainer {
   // loss, backward, and every accum_steps batches the averaged gradients' optimizer step.
   double step(int64_t e, int64_t i, int64_t steps, data::Rng& rng, EpochSummary& summary,
               EpochCounters& counters) {
+    started_ = true;
     const double t = config_.schedule.per_step ? e + static_cast<double>(i) / steps : e;
     summary.lr = learning_rate(config_.schedule, lr_, t);
     set_learning_rate(*optimizer_, summary.lr);
@@ -553,6 +569,7 @@ class Trainer {
   std::unique_ptr<GradientReducer> reducer_;
   std::ofstream metrics_;
   int64_t total_epochs_ = 0;
+  bool started_ = false;  // a training step has begun: the run folder is worth keeping
 };
 
 }  // namespace

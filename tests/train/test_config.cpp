@@ -16,6 +16,7 @@ namespace {
 
 using train::config_from_yaml_text;
 using train::load_config;
+using train::load_training_config;
 using train::to_yaml;
 using train::TrainConfig;
 
@@ -426,6 +427,21 @@ TEST(ConfigShipped, ReleasedRecipeHasTheReleasedValues) {
     EXPECT_EQ(three.model.options.num_stages(), 3) << name;
     EXPECT_EQ(three.loss.stage_weights.size(), 3u) << name;
   }
+}
+
+TEST(ConfigShipped, TrainingConfigsNameTheirModelAndData) {
+  TempDir dir;
+  const auto path = dir.file("c.yaml");
+  std::ofstream(path) << "";
+  expect_error([&] { load_training_config(path); }, {path, "sections model, data are missing"});
+  std::ofstream(path) << "model:\n  preset: thinkingvit_mnist_2h_4h\n";
+  expect_error([&] { load_training_config(path); }, {path, "section data is missing"});
+  std::ofstream(path) << "model:\n  preset: thinkingvit_3h_6h\ndata:\n  dataset: synthetic\n";
+  EXPECT_EQ(load_training_config(path).data.dataset, "synthetic");
+  expect_error([&] { load_training_config(dir.file("absent.yaml")); }, {"no such file"});
+  EXPECT_EQ(load_training_config((configs_dir() / "fashion_mnist_2h_4h.yaml").string())
+                .model.options.num_stages(),
+            2);
 }
 
 TEST(ConfigShipped, LoadConfigNamesAMissingFile) {

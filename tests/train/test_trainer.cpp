@@ -107,6 +107,24 @@ TEST(Trainer, AFinishedRunFolderIsContinuedOrStartedAgainNeverMixed) {
   EXPECT_EQ(epochs, 1) << "the first run's metrics were removed";
 }
 
+// Commands that fail before training starts leave no run folder behind.
+TEST(Trainer, AFailedStartLeavesNoRunFolder) {
+  TempDir dir;
+  auto c = tiny_config(dir.file("missing-data"));
+  c.data.dataset = "image-folder";
+  c.data.root = dir.file("nowhere");
+  EXPECT_THROW(train::train(c), Error);
+  EXPECT_FALSE(std::filesystem::exists(dir.file("missing-data")));
+  c = tiny_config(dir.file("big-batch"));
+  c.data.batch_size = 1000;
+  expect_error([&] { train::train(c); }, {"exceeds the training set"});
+  EXPECT_FALSE(std::filesystem::exists(dir.file("big-batch")));
+  train::TrainOptions resume;
+  resume.resume = true;
+  expect_error([&] { train::train(tiny_config(dir.file("nothing")), resume); }, {"--resume"});
+  EXPECT_FALSE(std::filesystem::exists(dir.file("nothing")));
+}
+
 TEST(Trainer, ChecksTheDataAgainstTheModel) {
   TempDir dir;
   auto c = tiny_config(dir.file("run"));

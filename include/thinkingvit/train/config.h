@@ -112,6 +112,11 @@ struct TrainConfig {
 // YAML syntax: `--set optimizer.lr=1e-3`, `--set model.stages=[2,4]`). Unknown sections or
 // keys and wrong types are thinkingvit::Error naming the file, line and key (or the --set).
 TrainConfig load_config(const std::string& path, const std::vector<std::string>& overrides = {});
+// load_config for `train`: the file must name the model and the data (sections `model` and
+// `data`); the built-in defaults alone describe no sensible run (an ImageNet-sized model on
+// Fashion-MNIST).
+TrainConfig load_training_config(const std::string& path,
+                                 const std::vector<std::string>& overrides = {});
 TrainConfig config_from_yaml_text(const std::string& text, const std::string& name,
                                   const std::vector<std::string>& overrides = {});
 
