@@ -26,12 +26,18 @@ StageRecords records_from_logits(const std::vector<at::Tensor>& logits, const at
   r.correct1 = at::stack(c1);
   r.correct5 = at::stack(c5);
   r.entropy = at::stack(h);
-  for (size_t s = 0; s < logits.size(); ++s) {
-    const double n = std::max<int64_t>(1, r.num_samples);
+  set_accuracy(r);
+  return r;
+}
+
+void set_accuracy(StageRecords& r) {
+  const double n = std::max<int64_t>(1, r.num_samples);
+  r.top1.clear();
+  r.top5.clear();
+  for (int64_t s = 0; s < r.correct1.size(0); ++s) {
     r.top1.push_back(100.0 * r.correct1[s].sum().item<double>() / n);
     r.top5.push_back(100.0 * r.correct5[s].sum().item<double>() / n);
   }
-  return r;
 }
 
 StageRecords evaluate(models::ThinkingViT& model, data::DataLoader& loader,

@@ -97,11 +97,7 @@ StageRecords half_of(const StageRecords& r, int parity) {
   h.correct5 = r.correct5.index_select(1, idx);
   h.entropy = r.entropy.index_select(1, idx);
   h.labels = r.labels.index_select(0, idx);
-  for (int64_t s = 0; s < h.correct1.size(0); ++s) {
-    const double n = std::max<int64_t>(1, h.num_samples);
-    h.top1.push_back(100.0 * h.correct1[s].sum().item<double>() / n);
-    h.top5.push_back(100.0 * h.correct5[s].sum().item<double>() / n);
-  }
+  set_accuracy(h);
   return h;
 }
 

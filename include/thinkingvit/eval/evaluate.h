@@ -34,5 +34,7 @@ StageRecords evaluate(models::ThinkingViT& model, data::DataLoader& loader,
 // by tests that feed generated logits.
 StageRecords records_from_logits(const std::vector<at::Tensor>& logits, const at::Tensor& labels,
                                  models::EntropyRule rule);
+// Sets records.top1 / top5 (percent per stage) from correct1 / correct5 and num_samples.
+void set_accuracy(StageRecords& records);
 
 }  // namespace thinkingvit::eval
