@@ -46,14 +46,14 @@ void run_bench(const BenchArgs& args) {
   std::optional<io::WeightsSource> weights;
   if (!args.weights.empty()) weights = io::read_weights(args.weights);
   const auto model_options = resolve_model(args.model, weights ? &*weights : nullptr);
-  models::ThinkingViT model(model_options);
+  const auto model = models::make_model(model_options);
   if (weights) {
-    const auto report = io::load_state_dict(model, weights->tensors, weights->path);
+    const auto report = io::load_state_dict(*model, weights->tensors, weights->path);
     spdlog::info("weights '{}': {}", weights->path, report.summary());
   }
   model->set_weight_cache(!args.no_weight_cache);
   spdlog::info("model: {}", model_options.describe());
-  const auto rows = eval::run_benchmark(model, options,
+  const auto rows = eval::run_benchmark(*model, options,
                                         [](const std::string& line) { spdlog::info("{}", line); });
   const auto table = eval::bench_table(rows, eval::describe_run(options.device));
   table.write(std::cout, format);

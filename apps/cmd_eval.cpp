@@ -25,14 +25,14 @@ void run_eval(const EvalArgs& args) {
   auto setup = make_eval_setup(args.source);
   setup.loader->start_epoch(0, data::epoch_indices(setup.val->size(), 0, {false}));
   util::Progress progress("eval", setup.loader->num_batches(), "batch");
-  const auto records = eval::evaluate(setup.model, *setup.loader, models::EntropyRule::kTop10,
+  const auto records = eval::evaluate(*setup.model, *setup.loader, models::EntropyRule::kTop10,
                                       setup.device, setup.config.precision.eval_dtype == "bf16",
                                       [&](int64_t done, int64_t) { progress.update(done); });
   progress.finish();
   eval::Table table({"stage", "heads", "top1", "top5", "images", "weights"});
   for (size_t s = 0; s < records.top1.size(); ++s) {
-    table.add_row({static_cast<int64_t>(s), setup.config.model.options.stages()[s], records.top1[s],
-                   records.top5[s], records.num_samples, setup.weights_path});
+    table.add_row({static_cast<int64_t>(s), setup.config.model.options.stage_heads(s),
+                   records.top1[s], records.top5[s], records.num_samples, setup.weights_path});
   }
   table.set_precision(2);
   std::cout << "preprocessing: " << setup.preprocessing << "\n";

@@ -7,7 +7,7 @@
 #include "common.h"
 #include "thinkingvit/io/checkpoint.h"
 #include "thinkingvit/io/safetensors.h"
-#include "thinkingvit/models/thinking_vit.h"
+#include "thinkingvit/models/elastic_model.h"
 #include "thinkingvit/util/error.h"
 
 namespace thinkingvit::apps {
@@ -24,7 +24,7 @@ struct InferArgs {
   std::string device = "auto";
 };
 
-at::Tensor read_images(const std::string& path, const models::ThinkingViTOptions& o) {
+at::Tensor read_images(const std::string& path, const models::ModelOptions& o) {
   auto file = io::read_safetensors(path);
   auto it = file.tensors.find("images");
   TVIT_CHECK(it != file.tensors.end(), "input '", path,
@@ -48,10 +48,10 @@ void run_infer(const InferArgs& args) {
   const auto options = resolve_model(args.model, &weights);
   spdlog::info("model: {}", options.describe());
 
-  models::ThinkingViT model(options);
+  const auto model = models::make_model(options);
   io::LoadOptions load;
   load.strict = args.strict;
-  const auto report = io::load_state_dict(model, weights.tensors, weights.path, load);
+  const auto report = io::load_state_dict(*model, weights.tensors, weights.path, load);
   spdlog::info("weights '{}': {}", weights.path, report.summary());
   for (const auto& t : report.tensors) {
     if (t.status != io::TensorStatus::kLoaded) {
@@ -88,7 +88,7 @@ void run_infer(const InferArgs& args) {
     out["entropy." + std::to_string(s)] = at::cat(entropies[s]);
   }
   std::map<std::string, std::string> metadata = {{"entropy_rule", args.entropy_rule},
-                                                 {"stages", shape_str(options.stages())}};
+                                                 {"model", options.describe()}};
   if (args.threshold) {
     out["logits"] = at::cat(selected);
     out["exit_stage"] = at::cat(exit_stage);

@@ -5,8 +5,7 @@
 #include <sstream>
 
 #include "common.h"
-#include "thinkingvit/models/macs.h"
-#include "thinkingvit/models/thinking_vit.h"
+#include "thinkingvit/models/model_options.h"
 #include "thinkingvit/util/error.h"
 
 namespace thinkingvit::apps {
@@ -27,17 +26,17 @@ std::string gmacs(double macs) {
 
 void run_macs(const MacsArgs& args) {
   if (args.list) {
-    for (const auto& name : models::preset_names()) std::cout << name << "\n";
+    for (const auto& name : models::model_preset_names()) std::cout << name << "\n";
     return;
   }
   const auto o = resolve_model(args.model, nullptr);
   const int64_t n = o.num_stages();
-  std::vector<models::StageMacs> stages;
-  for (int64_t s = 0; s < n; ++s) stages.push_back(models::stage_macs(o, s));
+  std::vector<models::MacBreakdown> stages;
+  for (int64_t s = 0; s < n; ++s) stages.push_back(o.stage_macs(s));
 
   std::cout << "model: " << o.describe() << "\n\n| MACs per image |";
   for (int64_t s = 0; s < n; ++s)
-    std::cout << " stage " << s << " (" << o.stages()[s] << " heads) |";
+    std::cout << " stage " << s << " (" << o.stage_heads(s) << " heads) |";
   std::cout << "\n|---|";
   for (int64_t s = 0; s < n; ++s) std::cout << "---:|";
   std::cout << "\n";
@@ -47,16 +46,15 @@ void run_macs(const MacsArgs& args) {
     std::cout << "\n";
   };
   using models::MacConvention;
-  row("patch embed", [&](int64_t s) { return with_commas(stages[s].patch_embed); });
-  row("qkv", [&](int64_t s) { return with_commas(stages[s].qkv); });
-  row("attention matmuls (q·kᵀ, attn·v)",
-      [&](int64_t s) { return with_commas(stages[s].attention); });
-  row("attention proj", [&](int64_t s) { return with_commas(stages[s].proj); });
-  row("MLP", [&](int64_t s) { return with_commas(stages[s].mlp); });
-  row("head", [&](int64_t s) { return with_commas(stages[s].head); });
-  row("LayerNorm (fvcore only)", [&](int64_t s) { return with_commas(stages[s].layer_norm); });
-  row("recycling projection (in no total)",
-      [&](int64_t s) { return with_commas(stages[s].recycle); });
+  using models::MacCounted;
+  // One row per term, in the order the model lists them; every stage lists the same terms.
+  for (size_t t = 0; t < stages.front().terms.size(); ++t) {
+    const auto& term = stages.front().terms[t];
+    const char* note = term.counted == MacCounted::kFvcoreOnly ? " (fvcore only)"
+                       : term.counted == MacCounted::kNeither  ? " (in no total)"
+                                                               : "";
+    row(term.name + note, [&](int64_t s) { return with_commas(stages[s].terms.at(t).macs); });
+  }
   row("**total, released convention**",
       [&](int64_t s) { return with_commas(stages[s].total(MacConvention::kReleased)); });
   row("**total, fvcore convention**",
@@ -65,16 +63,15 @@ void run_macs(const MacsArgs& args) {
     return gmacs(stages[s].total(MacConvention::kReleased)) + " / " +
            gmacs(stages[s].total(MacConvention::kFvcore));
   });
-  row("parameters used",
-      [&](int64_t s) { return with_commas(models::stage_parameter_count(o, s)); });
+  row("parameters used", [&](int64_t s) { return with_commas(o.stage_parameter_count(s)); });
 
-  std::cout << "\nparameters: " << with_commas(models::total_parameter_count(o)) << "\n";
+  std::cout << "\nparameters: " << with_commas(o.parameter_count()) << "\n";
   std::vector<double> all(n, 1.0);
   std::cout << "every stage (tau = 0): "
             << gmacs(models::expected_macs(o, all, MacConvention::kReleased)) << " GMACs released, "
             << gmacs(models::expected_macs(o, all, MacConvention::kFvcore)) << " fvcore, "
             << gmacs(models::expected_macs(o, all, MacConvention::kReleased, true))
-            << " released + recycling\n";
+            << " released + uncounted terms\n";
   if (!args.reach.empty()) {
     std::vector<double> reach;
     std::stringstream in(args.reach);

@@ -15,7 +15,7 @@
 #include "thinkingvit/data/transforms.h"
 #include "thinkingvit/eval/table.h"
 #include "thinkingvit/io/checkpoint.h"
-#include "thinkingvit/models/thinking_vit.h"
+#include "thinkingvit/models/elastic_model.h"
 #include "thinkingvit/train/config.h"
 #include "thinkingvit/util/error.h"
 #include "thinkingvit/util/progress.h"
@@ -107,8 +107,8 @@ void run_predict(const PredictArgs& args) {
   if (args.ema) weights_path = ema_weights_path(weights_path);
   const auto weights = io::read_weights(weights_path);
   const auto options = config ? config->model.options : resolve_model(args.model, &weights);
-  models::ThinkingViT model(options);
-  const auto report = io::load_state_dict(model, weights.tensors, weights.path);
+  const auto model = models::make_model(options);
+  const auto report = io::load_state_dict(*model, weights.tensors, weights.path);
   spdlog::info("weights '{}': {}", weights.path, report.summary());
   model->to(device);
   model->eval();
@@ -183,7 +183,7 @@ void run_predict(const PredictArgs& args) {
           top += (r ? ", " : "") + names[top_i[row][r].item<int64_t>()] + " " +
                  format_prob(top_p[row][r].item<float>());
         }
-        table.add_row({files[kept[j]], stage, options.stages()[stage],
+        table.add_row({files[kept[j]], stage, options.stage_heads(stage),
                        static_cast<double>(out.entropy[row].item<float>()),
                        names[top_i[row][0].item<int64_t>()],
                        static_cast<double>(top_p[row][0].item<float>()), top});
@@ -198,7 +198,7 @@ void run_predict(const PredictArgs& args) {
   std::string stops;
   for (size_t s = 0; s < per_stage.size(); ++s) {
     stops += (s ? ", " : "") + std::to_string(per_stage[s]) + " at stage " + std::to_string(s) +
-             " (" + std::to_string(options.stages()[s]) + " heads)";
+             " (" + options.stage_heads(static_cast<int64_t>(s)) + " heads)";
   }
   spdlog::info("{} images: {}{}", table.rows().size(), stops,
                skipped ? "; " + std::to_string(skipped) + " unreadable, skipped" : "");

@@ -74,7 +74,7 @@ void run_sweep(const SweepArgs& args) {
     util::Progress progress("sweep pass", setup.loader->num_batches(), "batch");
     // Autocast is already on (above) when precision.eval_dtype is bf16.
     records = eval::evaluate(
-        setup.model, *setup.loader, rule, setup.device, /*bf16=*/false,
+        *setup.model, *setup.loader, rule, setup.device, /*bf16=*/false,
         [&](int64_t done, int64_t) { progress.update(done); },
         [&](const at::Tensor& x) {
           if (static_cast<int64_t>(timing.size()) < args.timing_batches) timing.push_back(x);
@@ -135,8 +135,8 @@ void run_sweep(const SweepArgs& args) {
             << ", " << setup.preprocessing << "\n";
   for (int64_t s = 0; s < mo.num_stages(); ++s) {
     std::cout << "stage " << s << " alone: top-1 " << records.top1[s] << "%, "
-              << models::stage_macs(mo, s).total(models::MacConvention::kReleased) / 1e9
-              << " GMACs, " << stage_ips[s] << " img/s\n";
+              << mo.stage_macs(s).total(models::MacConvention::kReleased) / 1e9 << " GMACs, "
+              << stage_ips[s] << " img/s\n";
   }
   table.write(std::cout, eval::TableFormat::kMarkdown);
   const auto csv = (fs::path(out_dir) / "sweep.csv").string();
@@ -145,9 +145,8 @@ void run_sweep(const SweepArgs& args) {
   table.save((fs::path(out_dir) / "sweep.md").string(), eval::TableFormat::kMarkdown);
   eval::Table stages({"stage", "heads", "top1", "gmacs", "img_per_s"});
   for (int64_t s = 0; s < mo.num_stages(); ++s) {
-    stages.add_row({s, mo.stages()[s], records.top1[s],
-                    models::stage_macs(mo, s).total(models::MacConvention::kReleased) / 1e9,
-                    stage_ips[s]});
+    stages.add_row({s, mo.stage_heads(s), records.top1[s],
+                    mo.stage_macs(s).total(models::MacConvention::kReleased) / 1e9, stage_ips[s]});
   }
   stages.save((fs::path(out_dir) / "stages.csv").string(), eval::TableFormat::kCsv);
   const auto hist_csv = (fs::path(out_dir) / "entropy_hist.csv").string();

@@ -25,9 +25,8 @@ void ModelChoice::add_flags(CLI::App& app, bool with_head_dim) {
   }
 }
 
-models::ThinkingViTOptions resolve_model(const ModelChoice& choice,
-                                         const io::WeightsSource* weights) {
-  if (!choice.preset.empty()) return models::preset(choice.preset);
+models::ModelOptions resolve_model(const ModelChoice& choice, const io::WeightsSource* weights) {
+  if (!choice.preset.empty()) return models::model_preset(choice.preset);
   if (!choice.config.empty()) return io::model_options_from_yaml(choice.config);
   TVIT_CHECK(weights != nullptr, "no architecture given: pass --preset NAME or --config FILE");
   if (weights->options) return *weights->options;

@@ -8,7 +8,7 @@
 #include <string>
 
 #include "thinkingvit/io/checkpoint.h"
-#include "thinkingvit/models/vit_options.h"
+#include "thinkingvit/models/model_options.h"
 
 namespace thinkingvit::eval {
 class Table;
@@ -25,8 +25,7 @@ struct ModelChoice {
 };
 
 // --preset / --config win; else the folder's config.json; else deduced from the tensors.
-models::ThinkingViTOptions resolve_model(const ModelChoice& choice,
-                                         const io::WeightsSource* weights);
+models::ModelOptions resolve_model(const ModelChoice& choice, const io::WeightsSource* weights);
 
 // --device: auto (the current GPU when one is visible, else the CPU), cpu, cuda or cuda:N.
 void add_device_flag(CLI::App& app, std::string& device);

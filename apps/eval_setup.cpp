@@ -44,8 +44,8 @@ EvalSetup make_eval_setup(const EvalSource& s) {
   if (s.ema) weights = ema_weights_path(weights);
   setup.weights_path = weights;
   const auto source = io::read_weights(weights);
-  setup.model = models::ThinkingViT(setup.config.model.options);
-  const auto report = io::load_state_dict(setup.model, source.tensors, source.path);
+  setup.model = models::make_model(setup.config.model.options);
+  const auto report = io::load_state_dict(*setup.model, source.tensors, source.path);
   spdlog::info("weights '{}': {}", source.path, report.summary());
   setup.device = s.device.empty() ? use_device(setup.config.run.device, "run.device")
                                   : use_device(s.device, "--device");

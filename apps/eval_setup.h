@@ -8,7 +8,7 @@
 #include <string>
 
 #include "thinkingvit/data/loader.h"
-#include "thinkingvit/models/thinking_vit.h"
+#include "thinkingvit/models/elastic_model.h"
 #include "thinkingvit/train/config.h"
 
 namespace thinkingvit::apps {
@@ -24,7 +24,7 @@ struct EvalSource {
 
 struct EvalSetup {
   train::TrainConfig config;
-  models::ThinkingViT model{nullptr};
+  std::shared_ptr<models::ElasticModel> model;
   std::shared_ptr<const data::Dataset> val;
   std::unique_ptr<data::DataLoader> loader;
   c10::Device device = c10::Device(c10::kCPU);

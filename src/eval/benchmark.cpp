@@ -45,12 +45,12 @@ Timing time_calls(const std::function<void()>& fn, int warmup, int reps,
   return {median, ms.front(), ms.back()};
 }
 
-std::vector<BenchRow> run_benchmark(models::ThinkingViT& model, const BenchOptions& options,
+std::vector<BenchRow> run_benchmark(models::ElasticModel& model, const BenchOptions& options,
                                     const std::function<void(const std::string&)>& progress) {
-  model->eval();
-  model->to(options.device);
+  model.eval();
+  model.to(options.device);
   torch::NoGradGuard no_grad;
-  const auto& o = model->options();
+  const auto& o = model.model_options();
   std::vector<BenchRow> rows;
   auto report = [&](const BenchRow& row) {
     rows.push_back(row);
@@ -76,13 +76,13 @@ std::vector<BenchRow> run_benchmark(models::ThinkingViT& model, const BenchOptio
         row.stage = s;
         row.batch = batch;
         row.precision = precision;
-        row.timing = time_calls([&] { model->forward_stage(s, images, tokens); }, options.warmup,
+        row.timing = time_calls([&] { model.forward_stage(s, images, tokens); }, options.warmup,
                                 options.reps, options.device);
         row.images_per_s = 1000.0 * batch / row.timing.median_ms;
         row.reach.assign(o.num_stages(), 0.0);
         row.reach[s] = 1.0;
         report(row);
-        tokens = model->forward_stage(s, images, tokens).tokens;
+        tokens = model.forward_stage(s, images, tokens).tokens;
       }
       for (const double tau : options.taus) {
         BenchRow row;
@@ -91,7 +91,7 @@ std::vector<BenchRow> run_benchmark(models::ThinkingViT& model, const BenchOptio
         row.batch = batch;
         row.precision = precision;
         models::ElasticOutput last;
-        row.timing = time_calls([&] { last = model->forward_elastic(images, tau, options.rule); },
+        row.timing = time_calls([&] { last = model.forward_elastic(images, tau, options.rule); },
                                 options.warmup, options.reps, options.device);
         row.images_per_s = 1000.0 * batch / row.timing.median_ms;
         for (const auto n : last.samples_per_stage)

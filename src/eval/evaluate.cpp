@@ -40,29 +40,29 @@ void set_accuracy(StageRecords& r) {
   }
 }
 
-StageRecords evaluate(models::ThinkingViT& model, data::DataLoader& loader,
+StageRecords evaluate(models::ElasticModel& model, data::DataLoader& loader,
                       models::EntropyRule rule, const c10::Device& device, bool bf16,
                       const std::function<void(int64_t, int64_t)>& progress,
                       const std::function<void(const at::Tensor&)>& on_batch) {
-  const bool was_training = model->is_training();
-  model->eval();
+  const bool was_training = model.is_training();
+  model.eval();
   torch::NoGradGuard no_grad;
   compat::AutocastGuard autocast(device.type(), at::kBFloat16, bf16);
-  const int64_t num_stages = model->options().num_stages();
+  const int64_t num_stages = model.num_stages();
   std::vector<std::vector<at::Tensor>> logits(num_stages);
   std::vector<at::Tensor> labels;
   const int64_t total = loader.num_batches();
   int64_t done = 0;
   while (auto batch = loader.next()) {
     const auto images = batch->images.to(device, /*non_blocking=*/true);
-    auto outputs = model->forward_all(images);
+    auto outputs = model.forward_all(images);
     for (int64_t s = 0; s < num_stages; ++s)
       logits[s].push_back(outputs[s].logits.to(at::kFloat).cpu());
     labels.push_back(batch->labels);
     if (on_batch) on_batch(images);
     if (progress) progress(++done, total);
   }
-  if (was_training) model->train();
+  if (was_training) model.train();
   TVIT_CHECK(!labels.empty(), "evaluation: the loader produced no batches");
   std::vector<at::Tensor> stacked;
   for (auto& l : logits) stacked.push_back(at::cat(l));

@@ -23,7 +23,7 @@ at::Tensor exit_stages(const StageRecords& r, double tau) {
   return exit;
 }
 
-SweepRow sweep_at(const StageRecords& r, const models::ThinkingViTOptions& options, double tau,
+SweepRow sweep_at(const StageRecords& r, const models::ModelOptions& options, double tau,
                   models::MacConvention convention) {
   const int64_t num_stages = r.entropy.size(0);
   TVIT_CHECK(num_stages == options.num_stages(), "sweep: records have ", num_stages,
@@ -141,7 +141,7 @@ Table entropy_histogram_table(const std::vector<EntropyBin>& bins) {
 }
 
 BudgetChoice choose_within_budget(const StageRecords& choose, const StageRecords& report,
-                                  const models::ThinkingViTOptions& options,
+                                  const models::ModelOptions& options,
                                   const std::vector<MeasuredSweepRow>& rows, double max_gmacs,
                                   double min_throughput) {
   BudgetChoice best;

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <set>
 
+#include "thinkingvit/models/thinking_vit.h"
 #include "thinkingvit/util/error.h"
 
 namespace thinkingvit::io {
@@ -58,21 +59,6 @@ bool starts_with(const std::string& s, const std::string& prefix) {
   return s.compare(0, prefix.size(), prefix) == 0;
 }
 
-// Which dimensions of a tensor are channel widths that nesting may crop or extend; the others
-// (tokens, kernel size, input channels, classes) must match exactly.
-std::vector<bool> width_dims(const std::string& name, int64_t ndim) {
-  if (name == "cls_token" || name == "pos_embed") return {false, false, true};
-  if (name == "patch_embed.proj.weight") return {true, false, false, false};
-  if (name == "head.weight") return {false, true};
-  if (name == "head.bias" || starts_with(name, "alpha.")) return std::vector<bool>(ndim, false);
-  return std::vector<bool>(ndim, true);
-}
-
-// The qkv tensors stack q, k and v along dim 0: adapt each block separately.
-bool is_qkv(const std::string& name) {
-  return ends_with(name, "attn.qkv.weight") || ends_with(name, "attn.qkv.bias");
-}
-
 at::Tensor split_qkv(const at::Tensor& t) {
   auto shape = t.sizes().vec();
   shape[0] /= 3;
@@ -84,18 +70,19 @@ struct Plan {
   std::string name;
   at::Tensor file, model;
   TensorStatus status;
+  bool stacked_qkv;
 };
 
 }  // namespace
 
-LoadReport load_state_dict(models::ThinkingViT& model, const TensorMap& tensors,
+LoadReport load_state_dict(models::ElasticModel& model, const TensorMap& tensors,
                            const std::string& source, const LoadOptions& options) {
   const std::string where = "checkpoint '" + source + "'";
   LoadReport report;
   report.source = source;
   std::vector<Plan> plans;
-  auto params = model->named_parameters(/*recurse=*/true);
-  auto buffers = model->named_buffers(/*recurse=*/true);
+  auto params = model.named_parameters(/*recurse=*/true);
+  auto buffers = model.named_buffers(/*recurse=*/true);
   std::map<std::string, at::Tensor> targets;
   for (const auto& item : params) targets[item.key()] = item.value();
   for (const auto& item : buffers) targets[item.key()] = item.value();
@@ -115,14 +102,15 @@ LoadReport load_state_dict(models::ThinkingViT& model, const TensorMap& tensors,
            shape_str(mshape), " (", why, ")");
     };
     if (fshape.size() != mshape.size()) mismatch("different number of dimensions");
-    const auto widths = width_dims(name, static_cast<int64_t>(mshape.size()));
+    const auto layout = model.tensor_layout(name, static_cast<int64_t>(mshape.size()));
+    const auto& widths = layout.nested;
     bool larger = false, smaller = false;
     for (size_t d = 0; d < fshape.size(); ++d) {
       if (fshape[d] == mshape[d]) continue;
       if (!widths[d]) mismatch("dimension " + std::to_string(d) + " cannot be adapted");
       (fshape[d] > mshape[d] ? larger : smaller) = true;
     }
-    if (is_qkv(name) && fshape[0] % 3 != 0) mismatch("qkv rows must be a multiple of 3");
+    if (layout.stacked_qkv && fshape[0] % 3 != 0) mismatch("qkv rows must be a multiple of 3");
     if (larger && smaller) mismatch("larger in some dimensions and smaller in others");
     TensorStatus status = TensorStatus::kLoaded;
     if (larger) {
@@ -133,7 +121,7 @@ LoadReport load_state_dict(models::ThinkingViT& model, const TensorMap& tensors,
       status = TensorStatus::kEmbedded;
     }
     report.tensors.push_back({name, status, fshape, mshape});
-    plans.push_back({name, file, target, status});
+    plans.push_back({name, file, target, status, layout.stacked_qkv});
   }
   for (const auto& [name, file] : tensors) {
     if (!targets.count(name)) {
@@ -159,7 +147,7 @@ LoadReport load_state_dict(models::ThinkingViT& model, const TensorMap& tensors,
   for (auto& plan : plans) {
     auto src = plan.file.to(plan.model.device(), plan.model.scalar_type());
     auto dst = plan.model;
-    if (plan.status != TensorStatus::kLoaded && is_qkv(plan.name)) {
+    if (plan.status != TensorStatus::kLoaded && plan.stacked_qkv) {
       src = split_qkv(src);
       dst = split_qkv(dst);
     }
@@ -173,21 +161,24 @@ LoadReport load_state_dict(models::ThinkingViT& model, const TensorMap& tensors,
   return report;
 }
 
-TensorMap state_dict(const models::ThinkingViT& model) {
+TensorMap state_dict(const models::ElasticModel& model) {
   TensorMap out;
-  for (const auto& item : model->named_parameters(/*recurse=*/true)) {
+  for (const auto& item : model.named_parameters(/*recurse=*/true)) {
     out[item.key()] = item.value().detach().to(at::kCPU, at::kFloat).contiguous().clone();
   }
-  for (const auto& item : model->named_buffers(/*recurse=*/true)) {
+  for (const auto& item : model.named_buffers(/*recurse=*/true)) {
     out[item.key()] = item.value().detach().to(at::kCPU).contiguous().clone();
   }
   return out;
 }
 
-void save_weights(const models::ThinkingViT& model, const std::string& path,
+void save_weights(const models::ElasticModel& model, const std::string& path,
                   std::map<std::string, std::string> metadata) {
   metadata.emplace("format", "pt");
-  metadata.emplace("thinking_stages", shape_str(model->options().stages()));
+  metadata.emplace("architecture", model.model_options().architecture());
+  if (const auto* vit = model.model_options().vit()) {
+    metadata.emplace("thinking_stages", shape_str(vit->stages()));
+  }
   write_safetensors(path, state_dict(model), metadata);
 }
 
@@ -213,15 +204,57 @@ const at::Tensor& require(const TensorMap& tensors, const std::string& name,
   return it->second;
 }
 
+// A DeiT-style ThinkingViT from timm-named tensors: width, depth, patch, channels, classes,
+// image size, and the stages from the recycling projections.
+models::ThinkingViTOptions vit_options_from_state(const TensorMap& tensors,
+                                                  const std::string& source, int64_t head_dim) {
+  const std::string where = "checkpoint '" + source + "'";
+  const auto& cls = require(tensors, "cls_token", source, 3);
+  const auto& pos = require(tensors, "pos_embed", source, 3);
+  const auto& patch = require(tensors, "patch_embed.proj.weight", source, 4);
+  const auto& head = require(tensors, "head.weight", source, 2);
+  const auto& fc1 = require(tensors, "blocks.0.mlp.fc1.weight", source, 2);
+  const int64_t dim = cls.size(2);
+  int64_t depth = 0;
+  while (tensors.count("blocks." + std::to_string(depth) + ".norm1.weight")) ++depth;
+  const int64_t patches = pos.size(1) - 1;
+  const auto grid = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(patches))));
+  TVIT_CHECK(grid * grid == patches, where, ": pos_embed has ", pos.size(1),
+             " tokens, expected 1 + a square number of patches");
+  TVIT_CHECK(dim % head_dim == 0, where, ": width ", dim, " is not a multiple of head_dim ",
+             head_dim);
+  std::vector<int64_t> stages;
+  for (int64_t t = 0;; ++t) {
+    auto it = tensors.find(models::recycle_projection_name(t) + ".weight");
+    if (it == tensors.end()) break;
+    const int64_t k = it->second.size(1);
+    TVIT_CHECK(k % head_dim == 0, where, ": ", it->first, " takes width ", k,
+               ", not a multiple of head_dim ", head_dim);
+    stages.push_back(k / head_dim);
+  }
+  stages.push_back(dim / head_dim);
+  auto options = models::ThinkingViTOptions()
+                     .image_size(grid * patch.size(2))
+                     .patch_size(patch.size(2))
+                     .in_channels(patch.size(1))
+                     .num_classes(head.size(0))
+                     .head_dim(head_dim)
+                     .depth(depth)
+                     .mlp_ratio(static_cast<double>(fc1.size(0)) / static_cast<double>(dim))
+                     .qkv_bias(tensors.count("blocks.0.attn.qkv.bias") > 0)
+                     .stages(stages);
+  options.validate();
+  return options;
+}
+
 // The architecture of a Hugging Face style folder: shapes from the tensors, overridden by a
 // timm-style config.json (num_classes; model_args: thinking_stages, img_size, patch_size,
 // in_chans, depth, mlp_ratio, qkv_bias, num_heads).
 // More heads than any ViT has: a larger count in config.json is a broken file.
 constexpr int64_t kMaxHeads = 1024;
 
-models::ThinkingViTOptions options_from_config_json(const TensorMap& tensors,
-                                                    const std::string& source,
-                                                    const std::string& path) {
+models::ModelOptions options_from_config_json(const TensorMap& tensors, const std::string& source,
+                                              const std::string& path) {
   nlohmann::json config;
   std::error_code error;
   TVIT_CHECK(!fs::is_directory(path, error), "'", path, "': is a directory, expected a JSON file");
@@ -275,7 +308,7 @@ models::ThinkingViTOptions options_from_config_json(const TensorMap& tensors,
     }
     if (heads > 0 && width % heads == 0) head_dim = width / heads;
   }
-  auto options = options_from_state(tensors, source, head_dim);
+  auto options = vit_options_from_state(tensors, source, head_dim);
   int64_t value = options.num_classes();
   get_int(config, "num_classes", value);
   options.num_classes(value);
@@ -345,8 +378,11 @@ std::vector<std::string> label_names_from_config_json(const std::string& path,
 
 }  // namespace
 
-std::string config_json(const models::ThinkingViTOptions& o,
+std::string config_json(const models::ModelOptions& options,
                         const std::vector<std::string>& label_names) {
+  TVIT_CHECK(options.vit() != nullptr, "config.json: no schema for the architecture '",
+             options.architecture(), "'");
+  const auto& o = *options.vit();
   nlohmann::json j = {{"architecture", "thinkingvit"},
                       {"num_classes", o.num_classes()},
                       {"model_args",
@@ -362,45 +398,9 @@ std::string config_json(const models::ThinkingViTOptions& o,
   return j.dump(2) + "\n";
 }
 
-models::ThinkingViTOptions options_from_state(const TensorMap& tensors, const std::string& source,
-                                              int64_t head_dim) {
-  const std::string where = "checkpoint '" + source + "'";
-  const auto& cls = require(tensors, "cls_token", source, 3);
-  const auto& pos = require(tensors, "pos_embed", source, 3);
-  const auto& patch = require(tensors, "patch_embed.proj.weight", source, 4);
-  const auto& head = require(tensors, "head.weight", source, 2);
-  const auto& fc1 = require(tensors, "blocks.0.mlp.fc1.weight", source, 2);
-  const int64_t dim = cls.size(2);
-  int64_t depth = 0;
-  while (tensors.count("blocks." + std::to_string(depth) + ".norm1.weight")) ++depth;
-  const int64_t patches = pos.size(1) - 1;
-  const auto grid = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(patches))));
-  TVIT_CHECK(grid * grid == patches, where, ": pos_embed has ", pos.size(1),
-             " tokens, expected 1 + a square number of patches");
-  TVIT_CHECK(dim % head_dim == 0, where, ": width ", dim, " is not a multiple of head_dim ",
-             head_dim);
-  std::vector<int64_t> stages;
-  for (int64_t t = 0;; ++t) {
-    auto it = tensors.find(models::recycle_projection_name(t) + ".weight");
-    if (it == tensors.end()) break;
-    const int64_t k = it->second.size(1);
-    TVIT_CHECK(k % head_dim == 0, where, ": ", it->first, " takes width ", k,
-               ", not a multiple of head_dim ", head_dim);
-    stages.push_back(k / head_dim);
-  }
-  stages.push_back(dim / head_dim);
-  auto options = models::ThinkingViTOptions()
-                     .image_size(grid * patch.size(2))
-                     .patch_size(patch.size(2))
-                     .in_channels(patch.size(1))
-                     .num_classes(head.size(0))
-                     .head_dim(head_dim)
-                     .depth(depth)
-                     .mlp_ratio(static_cast<double>(fc1.size(0)) / static_cast<double>(dim))
-                     .qkv_bias(tensors.count("blocks.0.attn.qkv.bias") > 0)
-                     .stages(stages);
-  options.validate();
-  return options;
+models::ModelOptions options_from_state(const TensorMap& tensors, const std::string& source,
+                                        int64_t head_dim) {
+  return vit_options_from_state(tensors, source, head_dim);
 }
 
 WeightsSource read_weights(const std::string& path) {

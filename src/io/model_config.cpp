@@ -76,7 +76,7 @@ std::vector<YamlEntry> yaml_entries(const YAML::Node& map, const YamlWhere& wher
 
 namespace {
 
-using OptionSetter = std::function<void(models::ThinkingViTOptions&)>;
+using OptionSetter = std::function<void(models::ModelOptions&)>;
 
 const std::vector<std::string> kOptionKeys = {
     "image_size", "patch_size", "in_channels", "num_classes", "head_dim",
@@ -89,33 +89,41 @@ OptionSetter read_option(const std::string& key, const YAML::Node& value,
   const auto path = "model." + key;
   const auto integer = [&] { return yaml_read<int64_t>(value, where, path, "an integer"); };
   const auto number = [&] { return yaml_read<double>(value, where, path, "a number"); };
-  using Options = models::ThinkingViTOptions;
-  if (key == "image_size") return [v = integer()](Options& o) { o.image_size(v); };
-  if (key == "patch_size") return [v = integer()](Options& o) { o.patch_size(v); };
-  if (key == "in_channels") return [v = integer()](Options& o) { o.in_channels(v); };
+  // A ViT key on a model of another family is an error naming the key.
+  const auto vit = [path, where](models::ModelOptions& o) -> models::ThinkingViTOptions& {
+    auto* v = o.vit();
+    TVIT_CHECK(v != nullptr, where, ": key '", path, "' is a ViT option; the model is '",
+               o.architecture(), "'");
+    return *v;
+  };
+  using Options = models::ModelOptions;
+  if (key == "image_size") return [v = integer(), vit](Options& o) { vit(o).image_size(v); };
+  if (key == "patch_size") return [v = integer(), vit](Options& o) { vit(o).patch_size(v); };
+  if (key == "in_channels") return [v = integer(), vit](Options& o) { vit(o).in_channels(v); };
   if (key == "num_classes") return [v = integer()](Options& o) { o.num_classes(v); };
-  if (key == "head_dim") return [v = integer()](Options& o) { o.head_dim(v); };
-  if (key == "depth") return [v = integer()](Options& o) { o.depth(v); };
-  if (key == "mlp_ratio") return [v = number()](Options& o) { o.mlp_ratio(v); };
-  if (key == "norm_eps") return [v = number()](Options& o) { o.norm_eps(v); };
-  if (key == "drop_path_rate") return [v = number()](Options& o) { o.drop_path_rate(v); };
+  if (key == "head_dim") return [v = integer(), vit](Options& o) { vit(o).head_dim(v); };
+  if (key == "depth") return [v = integer(), vit](Options& o) { vit(o).depth(v); };
+  if (key == "mlp_ratio") return [v = number(), vit](Options& o) { vit(o).mlp_ratio(v); };
+  if (key == "norm_eps") return [v = number(), vit](Options& o) { vit(o).norm_eps(v); };
+  if (key == "drop_path_rate") return [v = number(), vit](Options& o) { vit(o).drop_path_rate(v); };
   if (key == "qkv_bias") {
-    return
-        [v = yaml_read<bool>(value, where, path, "true or false")](Options& o) { o.qkv_bias(v); };
+    return [v = yaml_read<bool>(value, where, path, "true or false"), vit](Options& o) {
+      vit(o).qkv_bias(v);
+    };
   }
   if (key == "recycling") {
     return
         [v = yaml_read<bool>(value, where, path, "true or false")](Options& o) { o.recycling(v); };
   }
   if (key == "stages") {
-    return [v = yaml_read<std::vector<int64_t>>(value, where, path, "a list of head counts")](
-               Options& o) { o.stages(v); };
+    return [v = yaml_read<std::vector<int64_t>>(value, where, path, "a list of head counts"),
+            vit](Options& o) { vit(o).stages(v); };
   }
   if (key == "attention") {
     const auto text = value.IsScalar() ? value.Scalar() : "";
     const auto backend = models::attention_backend_from(text);
     if (!backend) fail_type(where, value, path, "'fused', 'explicit' or 'small'");
-    return [b = *backend](Options& o) { o.attention(b); };
+    return [b = *backend, vit](Options& o) { vit(o).attention(b); };
   }
   return nullptr;
 }
@@ -164,7 +172,7 @@ void YamlModelSection::read_key(const std::string& key, const YAML::Node& value,
     const auto name = yaml_read_string(value, where, "model.preset");
     if (!name.empty()) {
       try {
-        models::preset(name);
+        models::model_preset(name);
       } catch (const Error& e) {
         fail(where, ": key 'model.preset': ", e.what());
       }
@@ -182,8 +190,8 @@ void YamlModelSection::read_key(const std::string& key, const YAML::Node& value,
   origins_[key] = where;
 }
 
-models::ThinkingViTOptions YamlModelSection::options() const {
-  auto options = preset_.empty() ? models::ThinkingViTOptions() : models::preset(preset_);
+models::ModelOptions YamlModelSection::options() const {
+  auto options = preset_.empty() ? models::ModelOptions() : models::model_preset(preset_);
   for (const auto& [key, assign] : explicit_) assign(options);
   return options;
 }
@@ -194,8 +202,11 @@ std::string YamlModelSection::origin(const std::string& key) const {
 }
 
 void YamlModelSection::emit(YAML::Emitter& out, const std::string& preset,
-                            const models::ThinkingViTOptions& o, const std::string& init_from,
+                            const models::ModelOptions& options, const std::string& init_from,
                             bool init_strict) {
+  TVIT_CHECK(options.vit() != nullptr, "config.yaml: no model keys for the architecture '",
+             options.architecture(), "'");
+  const auto& o = *options.vit();
   const auto key = [&](const char* name) -> YAML::Emitter& {
     return out << YAML::Key << name << YAML::Value;
   };
@@ -217,7 +228,7 @@ void YamlModelSection::emit(YAML::Emitter& out, const std::string& preset,
   key("init_strict") << init_strict;
 }
 
-models::ThinkingViTOptions model_options_from_yaml(const std::string& path) {
+models::ModelOptions model_options_from_yaml(const std::string& path) {
   TVIT_CHECK(std::filesystem::exists(path), "config '", path, "': no such file");
   YAML::Node root;
   try {

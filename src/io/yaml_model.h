@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "thinkingvit/models/vit_options.h"
+#include "thinkingvit/models/model_options.h"
 #include "thinkingvit/util/error.h"
 
 namespace thinkingvit::io {
@@ -72,7 +72,7 @@ class YamlModelSection {
 
   const std::string& preset() const { return preset_; }
   // The preset (or the default options) with the explicit keys applied; not validated.
-  models::ThinkingViTOptions options() const;
+  models::ModelOptions options() const;
   const std::string& init_from() const { return init_from_; }
   bool init_strict() const { return init_strict_; }
   // Where the last value of `key` came from, or "" when it was never given.
@@ -81,13 +81,13 @@ class YamlModelSection {
   // The section as explicit YAML keys (the preset, every option, init_from, init_strict) inside
   // the caller's open map, so that reading it back gives the same options whatever the preset.
   static void emit(YAML::Emitter& out, const std::string& preset,
-                   const models::ThinkingViTOptions& options, const std::string& init_from,
+                   const models::ModelOptions& options, const std::string& init_from,
                    bool init_strict);
 
  private:
   std::string preset_;
   // Option key -> its assignment, type-checked when read.
-  std::map<std::string, std::function<void(models::ThinkingViTOptions&)>> explicit_;
+  std::map<std::string, std::function<void(models::ModelOptions&)>> explicit_;
   std::string init_from_;
   bool init_strict_ = false;
   std::map<std::string, std::string> origins_;

@@ -26,17 +26,34 @@ StageMacs stage_macs(const ThinkingViTOptions& o, int64_t stage) {
   return m;
 }
 
-double expected_macs(const ThinkingViTOptions& o, const std::vector<double>& reach,
-                     MacConvention convention, bool with_recycle) {
-  TVIT_CHECK(static_cast<int64_t>(reach.size()) == o.num_stages(), "expected one share per stage (",
-             o.num_stages(), "), found ", reach.size());
-  double total = 0.0;
-  for (int64_t s = 0; s < o.num_stages(); ++s) {
-    const auto m = stage_macs(o, s);
-    const double cost = static_cast<double>(m.total(convention) + (with_recycle ? m.recycle : 0));
-    total += reach[s] * cost;
+int64_t MacBreakdown::total(MacConvention convention) const {
+  int64_t sum = 0;
+  for (const auto& t : terms) {
+    if (t.counted == MacCounted::kBoth ||
+        (t.counted == MacCounted::kFvcoreOnly && convention == MacConvention::kFvcore)) {
+      sum += t.macs;
+    }
   }
-  return total;
+  return sum;
+}
+
+int64_t MacBreakdown::uncounted() const {
+  int64_t sum = 0;
+  for (const auto& t : terms) {
+    if (t.counted == MacCounted::kNeither) sum += t.macs;
+  }
+  return sum;
+}
+
+MacBreakdown breakdown(const StageMacs& m) {
+  return {{{"patch embed", m.patch_embed, MacCounted::kBoth},
+           {"qkv", m.qkv, MacCounted::kBoth},
+           {"attention matmuls (q·kᵀ, attn·v)", m.attention, MacCounted::kBoth},
+           {"attention proj", m.proj, MacCounted::kBoth},
+           {"MLP", m.mlp, MacCounted::kBoth},
+           {"head", m.head, MacCounted::kBoth},
+           {"LayerNorm", m.layer_norm, MacCounted::kFvcoreOnly},
+           {"recycling projection", m.recycle, MacCounted::kNeither}}};
 }
 
 MacConvention parse_mac_convention(const std::string& text, const std::string& what) {

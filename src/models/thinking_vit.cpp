@@ -85,7 +85,8 @@ void PatchEmbedImpl::reset() {
 
 // ---- the model ----
 
-ThinkingViTImpl::ThinkingViTImpl(ThinkingViTOptions options) : options_(std::move(options)) {
+ThinkingViTImpl::ThinkingViTImpl(ThinkingViTOptions options)
+    : options_(std::move(options)), model_options_(options_) {
   options_.validate();
   reset();
 }
@@ -235,54 +236,29 @@ StageOutput ThinkingViTImpl::forward_stage(int64_t stage, const at::Tensor& imag
   return {logits, z};
 }
 
-std::vector<StageOutput> ThinkingViTImpl::forward_all(const at::Tensor& images) {
-  std::vector<StageOutput> outputs;
-  for (int64_t s = 0; s < options_.num_stages(); ++s) {
-    outputs.push_back(forward_stage(s, images, s > 0 ? outputs.back().tokens : at::Tensor()));
-  }
-  return outputs;
+namespace {
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-ElasticOutput ThinkingViTImpl::forward_elastic(const at::Tensor& images, double tau,
-                                               EntropyRule rule) {
-  const int64_t batch = images.size(0);
-  const int64_t num_stages = options_.num_stages();
-  const auto device = images.device();
-  ElasticOutput out;
-  out.exit_stage = torch::full({batch}, num_stages - 1, torch::dtype(torch::kLong).device(device));
-  out.entropy = torch::empty({batch}, torch::dtype(torch::kFloat).device(device));
-  out.stage_entropy = torch::full({num_stages, batch}, std::numeric_limits<float>::quiet_NaN(),
-                                  torch::dtype(torch::kFloat).device(device));
+}  // namespace
 
-  auto active = torch::arange(batch, torch::dtype(torch::kLong).device(device));  // sample ids
-  at::Tensor tokens;
-  for (int64_t s = 0; s < num_stages && active.size(0) > 0; ++s) {
-    const bool everyone = active.size(0) == batch;
-    auto x = everyone ? images : images.index_select(0, active);
-    auto stage_out = forward_stage(s, x, tokens);
-    auto h = entropy(stage_out.logits, rule);  // A
-    if (!out.logits.defined()) {
-      out.logits = torch::empty({batch, stage_out.logits.size(1)}, stage_out.logits.options());
-    }
-    out.samples_per_stage.push_back(active.size(0));
-    out.stage_entropy[s].index_copy_(0, active, h);
-
-    // Decided samples keep this stage's answer; the last stage decides everyone left.
-    auto stop = s + 1 == num_stages ? torch::ones_like(h, torch::kBool) : h < tau;  // A
-    auto stop_idx = stop.nonzero().squeeze(1);
-    auto done = active.index_select(0, stop_idx);
-    out.logits.index_copy_(0, done, stage_out.logits.index_select(0, stop_idx));
-    out.entropy.index_copy_(0, done, h.index_select(0, stop_idx));
-    out.exit_stage.index_fill_(0, done, s);
-
-    auto keep_idx = stop.logical_not().nonzero().squeeze(1);
-    active = active.index_select(0, keep_idx);
-    tokens = stage_out.tokens.index_select(0, keep_idx);
+TensorLayout ThinkingViTImpl::tensor_layout(const std::string& name, int64_t ndim) const {
+  const bool qkv = ends_with(name, "attn.qkv.weight") || ends_with(name, "attn.qkv.bias");
+  if (name == "cls_token" || name == "pos_embed") return {{false, false, true}, false};
+  if (name == "patch_embed.proj.weight") return {{true, false, false, false}, false};
+  if (name == "head.weight") return {{false, true}, false};
+  if (name == "head.bias" || name.rfind("alpha.", 0) == 0) {
+    return {std::vector<bool>(ndim, false), false};
   }
-  while (static_cast<int64_t>(out.samples_per_stage.size()) < num_stages) {
-    out.samples_per_stage.push_back(0);
-  }
-  return out;
+  return {std::vector<bool>(ndim, true), qkv};
+}
+
+bool ThinkingViTImpl::decays(const std::string& name, const at::Tensor& param) const {
+  return ElasticModel::decays(name, param) && name != "pos_embed" && name != "cls_token" &&
+         name.rfind("alpha.", 0) != 0;
 }
 
 // ---- parameter counts ----

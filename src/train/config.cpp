@@ -394,12 +394,17 @@ class Loader {
     require(p >= 0 && p <= 1, key, "expects a probability in [0, 1], found ", format_number(p));
   }
 
+  // What sets the number of stages: "model.stages [3, 6]" for a ViT.
+  std::string stages_source() const {
+    const auto* vit = config_.model.options.vit();
+    return vit ? "model.stages " + shape_str(vit->stages()) : config_.model.options.architecture();
+  }
+
   void require_stage_list(const std::string& key, const std::vector<double>& values,
                           int64_t num_stages) const {
     if (values.empty()) return;
     require(static_cast<int64_t>(values.size()) == num_stages, key, "expects one value per stage (",
-            num_stages, " for model.stages ", shape_str(config_.model.options.stages()),
-            "), found ", list_text(values));
+            num_stages, " for ", stages_source(), "), found ", list_text(values));
     const bool non_negative =
         std::all_of(values.begin(), values.end(), [](double v) { return v >= 0; });
     const double sum = std::accumulate(values.begin(), values.end(), 0.0);

@@ -23,29 +23,19 @@ double learning_rate(const ScheduleSection& s, double lr, double t) {
          0.5 * (lr - s.min_lr) * (1.0 + std::cos(M_PI * t / static_cast<double>(s.epochs)));
 }
 
-bool uses_weight_decay(const std::string& name, const at::Tensor& param) {
-  auto ends_with = [&](const std::string& suffix) {
-    return name.size() >= suffix.size() &&
-           name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
-  };
-  return !(param.dim() <= 1 || ends_with(".bias") || name == "pos_embed" || name == "cls_token" ||
-           name.rfind("alpha.", 0) == 0);
-}
-
-ParamGroups split_param_groups(const models::ThinkingViT& model) {
+ParamGroups split_param_groups(const models::ElasticModel& model) {
   ParamGroups groups;
-  for (const auto& item : model->named_parameters()) {
-    (uses_weight_decay(item.key(), item.value()) ? groups.decay : groups.no_decay)
-        .push_back(item.key());
+  for (const auto& item : model.named_parameters()) {
+    (model.decays(item.key(), item.value()) ? groups.decay : groups.no_decay).push_back(item.key());
   }
   return groups;
 }
 
-std::unique_ptr<torch::optim::AdamW> make_optimizer(models::ThinkingViT& model,
+std::unique_ptr<torch::optim::AdamW> make_optimizer(models::ElasticModel& model,
                                                     const OptimizerSection& o, double lr) {
   std::vector<at::Tensor> decay, no_decay;
-  for (auto& item : model->named_parameters()) {
-    (uses_weight_decay(item.key(), item.value()) ? decay : no_decay).push_back(item.value());
+  for (auto& item : model.named_parameters()) {
+    (model.decays(item.key(), item.value()) ? decay : no_decay).push_back(item.value());
   }
   auto options = [&](double wd) {
     return std::make_unique<torch::optim::AdamWOptions>(
@@ -95,14 +85,14 @@ std::vector<int64_t> sample_stages(const SamplingSection& s, int64_t n, std::mt1
   return chosen;
 }
 
-ModelEma::ModelEma(const models::ThinkingViT& model, double decay) : decay_(decay) {
+ModelEma::ModelEma(const models::ElasticModel& model, double decay) : decay_(decay) {
   TVIT_CHECK(decay > 0 && decay < 1, "ema.decay: expected a value in (0, 1), found ", decay);
   // A fresh model and a copy of the weights: LibTorch cannot clone() a ParameterList.
-  ema_ = models::ThinkingViT(model->options());
+  ema_ = models::make_model(model.model_options());
   torch::NoGradGuard no_grad;
-  auto src = model->named_parameters();
+  auto src = model.named_parameters();
   for (auto& item : ema_->named_parameters()) item.value().copy_(src[item.key()]);
-  auto src_buffers = model->named_buffers();
+  auto src_buffers = model.named_buffers();
   for (auto& item : ema_->named_buffers()) item.value().copy_(src_buffers[item.key()]);
   const auto device = src.size() > 0 ? src.begin()->value().device() : c10::Device(c10::kCPU);
   ema_->to(device);
@@ -110,13 +100,13 @@ ModelEma::ModelEma(const models::ThinkingViT& model, double decay) : decay_(deca
   ema_->eval();
 }
 
-void ModelEma::update(const models::ThinkingViT& model) {
+void ModelEma::update(const models::ElasticModel& model) {
   torch::NoGradGuard no_grad;
-  auto src = model->named_parameters();
+  auto src = model.named_parameters();
   for (auto& item : ema_->named_parameters()) {
     item.value().mul_(decay_).add_(src[item.key()].detach(), 1.0 - decay_);
   }
-  auto src_buffers = model->named_buffers();
+  auto src_buffers = model.named_buffers();
   for (auto& item : ema_->named_buffers()) {
     if (at::isFloatingType(item.value().scalar_type())) {
       item.value().mul_(decay_).add_(src_buffers[item.key()], 1.0 - decay_);

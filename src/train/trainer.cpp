@@ -93,7 +93,7 @@ struct TrainState {
 };
 
 void save_checkpoint(const RunPaths& paths, const TrainConfig& config,
-                     const std::vector<std::string>& label_names, models::ThinkingViT& model,
+                     const std::vector<std::string>& label_names, models::ElasticModel& model,
                      ModelEma* ema, torch::optim::Optimizer& optimizer, const TrainState& state,
                      int keep_last) {
   char name[32];
@@ -121,7 +121,7 @@ void save_checkpoint(const RunPaths& paths, const TrainConfig& config,
     fs::remove_all(folders[i]);
 }
 
-TrainState load_checkpoint(const RunPaths& paths, models::ThinkingViT& model, ModelEma* ema,
+TrainState load_checkpoint(const RunPaths& paths, models::ElasticModel& model, ModelEma* ema,
                            torch::optim::Optimizer& optimizer, const c10::Device& device) {
   std::ifstream last(paths.checkpoints / "LAST");
   std::string name;
@@ -228,7 +228,7 @@ class Trainer {
     return history;
   }
 
-  const models::ThinkingViTOptions& mo() const { return config_.model.options; }
+  const models::ModelOptions& mo() const { return config_.model.options; }
 
   void prepare() {
     prepare_processes();
@@ -325,13 +325,13 @@ class Trainer {
   // Model (every rank starts from rank 0's weights), optimiser, EMA, resume, gradient reducer.
   void prepare_model() {
     torch::manual_seed(config_.run.seed);
-    model_ = models::ThinkingViT(mo());
+    model_ = models::make_model(mo());
     if (!config_.model.init_from.empty()) {
       const auto weights = io::read_weights(config_.model.init_from);
       io::LoadOptions init;
       init.strict = config_.model.init_strict;
       init.allow_missing = true;
-      const auto report = io::load_state_dict(model_, weights.tensors, weights.path, init);
+      const auto report = io::load_state_dict(*model_, weights.tensors, weights.path, init);
       spdlog::info("initialised from '{}': {}", weights.path, report.summary());
     }
     model_->to(device_);
@@ -344,10 +344,11 @@ class Trainer {
     lr_ = effective_lr(config_.optimizer, global_batch);
     spdlog::info("lr: base {} for batch {}, effective {} for global batch {}", config_.optimizer.lr,
                  config_.optimizer.lr_base_batch, lr_, global_batch);
-    optimizer_ = make_optimizer(model_, config_.optimizer, lr_);
-    if (config_.ema.enabled) ema_ = std::make_unique<ModelEma>(model_, config_.ema.decay);
+    optimizer_ = make_optimizer(*model_, config_.optimizer, lr_);
+    if (config_.ema.enabled) ema_ = std::make_unique<ModelEma>(*model_, config_.ema.decay);
     loss_weights_ = stage_loss_weights(config_.loss, mo().num_stages());
-    if (options_.resume) state_ = load_checkpoint(paths_, model_, ema_.get(), *optimizer_, device_);
+    if (options_.resume)
+      state_ = load_checkpoint(paths_, *model_, ema_.get(), *optimizer_, device_);
     if (config_.distributed.overlap) reducer_ = dist_->make_reducer(params_);
     if (dist_->is_main()) metrics_.open(paths_.metrics, std::ios::app);
     total_epochs_ = config_.schedule.epochs + config_.schedule.cooldown_epochs;
@@ -460,7 +461,7 @@ class Trainer {
     optimizer_->step();
     optimizer_->zero_grad();
     ++state_.step;
-    if (ema_) ema_->update(model_);
+    if (ema_) ema_->update(*model_);
   }
 
   // Losses averaged over ranks and steps, throughput summed, data wait averaged; returns the
@@ -492,7 +493,7 @@ class Trainer {
     const bool bf16 = config_.precision.eval_dtype == "bf16";
     val_loader_->start_epoch(0, val_indices_);
     reduce_accuracy(
-        eval::evaluate(model_, *val_loader_, models::EntropyRule::kTop10, device_, bf16), *dist_,
+        eval::evaluate(*model_, *val_loader_, models::EntropyRule::kTop10, device_, bf16), *dist_,
         summary.val_top1, summary.val_top5);
     if (!ema_) return;
     val_loader_->start_epoch(0, val_indices_);
@@ -533,14 +534,14 @@ class Trainer {
     const bool due =
         (summary.epoch + 1) % std::max<int64_t>(1, config_.checkpoint.every_epochs) == 0;
     if (dist_->is_main() && (last || due)) {
-      save_checkpoint(paths_, config_, label_names_, model_, ema_.get(), *optimizer_, state_,
+      save_checkpoint(paths_, config_, label_names_, *model_, ema_.get(), *optimizer_, state_,
                       config_.checkpoint.keep_last);
     }
     if (!validated || summary.val_top1.back() <= state_.best_top1) return;
     state_.best_top1 = summary.val_top1.back();
     if (!dist_->is_main()) return;
     util::write_folder_atomic(paths_.best.string(), [&](const fs::path& dir) {
-      io::save_weights(model_, (dir / "model.safetensors").string(),
+      io::save_weights(*model_, (dir / "model.safetensors").string(),
                        {{"epoch", std::to_string(summary.epoch)}});
       if (ema_) io::save_weights(ema_->module(), (dir / "ema.safetensors").string());
       write_text_atomic(dir / "config.json", io::config_json(mo(), label_names_));
@@ -559,7 +560,7 @@ class Trainer {
   std::unique_ptr<data::DataLoader> train_loader_, val_loader_;
   std::vector<int64_t> val_indices_;
   data::SamplerOptions sampler_;
-  models::ThinkingViT model_{nullptr};
+  std::shared_ptr<models::ElasticModel> model_;
   std::vector<at::Tensor> params_;
   double lr_ = 0;
   std::unique_ptr<torch::optim::AdamW> optimizer_;

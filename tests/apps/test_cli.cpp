@@ -230,8 +230,8 @@ TEST(Cli, PredictNamesClassesStagesAndEntropies) {
   x = (x - torch::tensor({0.485, 0.456, 0.406}).view({1, 3, 1, 1})) /
       torch::tensor({0.229, 0.224, 0.225}).view({1, 3, 1, 1});
   auto source = io::read_weights(dir.file("hf"));
-  models::ThinkingViT model(*source.options);
-  io::load_state_dict(model, source.tensors, source.path);
+  const auto model = models::make_model(*source.options);
+  io::load_state_dict(*model, source.tensors, source.path);
   model->eval();
   torch::NoGradGuard no_grad;
   const auto want = model->forward_elastic(x.to(torch::kFloat), 1.3, models::EntropyRule::kTop10);

@@ -23,7 +23,7 @@ TEST(Benchmark, RowsForEveryStageAndThreshold) {
   options.taus = {0.0, 5.0};
   options.warmup = 0;
   options.reps = 1;
-  const auto rows = eval::run_benchmark(model, options);
+  const auto rows = eval::run_benchmark(*model, options);
   ASSERT_EQ(rows.size(), 2u * (3 + 2));
   EXPECT_EQ(rows[0].mode, "stage");
   EXPECT_EQ(rows[2].stage, 2);

@@ -9,7 +9,7 @@ BUILD=$1 CONSUMER=$2 FIXTURES=$3 TORCH_PREFIX=$4
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 cmake --install "$BUILD" --prefix "$TMP/prefix" >"$TMP/install.log"
-for f in bin/thinkingvit include/thinkingvit/models/thinking_vit.h share/thinkingvit/plot_sweep.sh \
+for f in bin/thinkingvit include/thinkingvit/models/elastic_model.h share/thinkingvit/plot_sweep.sh \
     lib/cmake/thinkingvit/thinkingvitConfig.cmake; do
   [ -e "$TMP/prefix/$f" ] || { echo "FAIL: $f not installed" >&2; exit 1; }
 done

@@ -25,7 +25,7 @@ io::TensorStatus status_of(const io::LoadReport& report, const std::string& name
 TEST(Checkpoint, CropsALargerModelIntoItsLeadingStages) {
   auto big = tiny_model({1, 2, 3}, /*seed=*/11);
   auto small = tiny_model({1, 2}, /*seed=*/12);
-  auto report = io::load_state_dict(small, io::state_dict(big), "big");
+  auto report = io::load_state_dict(*small, io::state_dict(*big), "big");
   EXPECT_EQ(status_of(report, "blocks.0.attn.qkv.weight"), io::TensorStatus::kCropped);
   EXPECT_EQ(status_of(report, "alpha.0"), io::TensorStatus::kLoaded);
   EXPECT_EQ(status_of(report, "proj_layer.weight"), io::TensorStatus::kCropped);
@@ -48,7 +48,7 @@ TEST(Checkpoint, EmbedsASmallerModelIntoTheLeadingSlices) {
   const auto untouched = model->named_parameters()["blocks.0.attn.qkv.weight"].clone();
   io::LoadOptions options;
   options.allow_missing = true;
-  auto report = io::load_state_dict(model, io::state_dict(tiny), "tiny", options);
+  auto report = io::load_state_dict(*model, io::state_dict(*tiny), "tiny", options);
   EXPECT_EQ(status_of(report, "blocks.0.attn.qkv.weight"), io::TensorStatus::kEmbedded);
   EXPECT_EQ(status_of(report, "head.bias"), io::TensorStatus::kLoaded);
   EXPECT_EQ(status_of(report, "alpha.0"), io::TensorStatus::kMissing);
@@ -68,44 +68,44 @@ TEST(Checkpoint, EmbedsASmallerModelIntoTheLeadingSlices) {
 
 TEST(Checkpoint, RejectsWhatCannotBeLoaded) {
   auto model = tiny_model({1, 2});
-  const auto before = io::state_dict(model);
-  auto good = io::state_dict(model);
+  const auto before = io::state_dict(*model);
+  auto good = io::state_dict(*model);
   io::LoadOptions strict;
   strict.strict = true;
 
   auto wrong_tokens = good;
   wrong_tokens["pos_embed"] = torch::zeros({1, 17, 8});
-  expect_error([&] { io::load_state_dict(model, wrong_tokens, "x.safetensors"); },
+  expect_error([&] { io::load_state_dict(*model, wrong_tokens, "x.safetensors"); },
                {"checkpoint 'x.safetensors'", "'pos_embed'", "[1, 17, 8]", "[1, 5, 8]"});
 
   auto wrong_dtype = good;
   wrong_dtype["norm.weight"] = torch::ones({8}, torch::kLong);
-  expect_error([&] { io::load_state_dict(model, wrong_dtype, "x.safetensors"); },
+  expect_error([&] { io::load_state_dict(*model, wrong_dtype, "x.safetensors"); },
                {"'norm.weight'", "Long", "floating"});
 
   auto missing = good;
   missing.erase("blocks.1.mlp.fc2.bias");
-  expect_error([&] { io::load_state_dict(model, missing, "x.safetensors"); },
+  expect_error([&] { io::load_state_dict(*model, missing, "x.safetensors"); },
                {"'blocks.1.mlp.fc2.bias'", "missing"});
 
   auto extra = good;
   extra["alpha.5"] = torch::zeros({1});
-  expect_error([&] { io::load_state_dict(model, extra, "x.safetensors", strict); },
+  expect_error([&] { io::load_state_dict(*model, extra, "x.safetensors", strict); },
                {"'alpha.5'", "unexpected", "--strict"});
-  EXPECT_NO_THROW(io::load_state_dict(model, extra, "x.safetensors"));
+  EXPECT_NO_THROW(io::load_state_dict(*model, extra, "x.safetensors"));
 
-  auto bigger = io::state_dict(tiny_model({1, 2, 3}));
-  expect_error([&] { io::load_state_dict(model, bigger, "big.safetensors", strict); },
+  auto bigger = io::state_dict(*tiny_model({1, 2, 3}));
+  expect_error([&] { io::load_state_dict(*model, bigger, "big.safetensors", strict); },
                {"cropped", "--strict"});
   // Failed loads leave the model as it was.
-  for (const auto& [name, t] : io::state_dict(model))
+  for (const auto& [name, t] : io::state_dict(*model))
     EXPECT_TRUE(torch::equal(t, before.at(name))) << name;
 }
 
 TEST(Checkpoint, DeducesTheArchitectureFromTensorsAndConfigJson) {
   TempDir dir;
   auto model = tiny_model({1, 2, 3});
-  io::save_weights(model, dir.file("model.safetensors"));
+  io::save_weights(*model, dir.file("model.safetensors"));
   const auto flat = io::read_weights(dir.file("model.safetensors"));
   EXPECT_FALSE(flat.options.has_value());
   const auto deduced = io::options_from_state(flat.tensors, flat.path, /*head_dim=*/4);
@@ -129,7 +129,7 @@ TEST(Checkpoint, ConfigJsonRoundTrip) {
   auto options = tiny_options({1, 3});
   options.recycling(false);
   models::ThinkingViT model(options);
-  io::save_weights(model, dir.file("model.safetensors"));
+  io::save_weights(*model, dir.file("model.safetensors"));
   std::vector<std::string> names;
   for (int i = 0; i < 12; ++i) names.push_back("class " + std::to_string(i));
   std::ofstream(dir.file("config.json")) << io::config_json(options, names);
@@ -152,7 +152,7 @@ TEST(Checkpoint, ConfigJsonRoundTrip) {
 TEST(Checkpoint, BrokenConfigJsonNamesItself) {
   TempDir dir;
   models::ThinkingViT model(tiny_options({1, 3}));
-  io::save_weights(model, dir.file("model.safetensors"));
+  io::save_weights(*model, dir.file("model.safetensors"));
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"[1, 2]", "expected a JSON object"},
       {R"({"model_args": "vit"})", "model_args must be an object"},
@@ -177,8 +177,9 @@ TEST(Checkpoint, ModelSectionOfAYamlConfig) {
   std::ofstream(path)
       << "model:\n  preset: thinkingvit_mnist_2h_4h\n  depth: 3\n  stages: [1, 4]\n";
   const auto o = io::model_options_from_yaml(path);
-  EXPECT_EQ(o.depth(), 3);
-  EXPECT_EQ(o.stages(), (std::vector<int64_t>{1, 4}));
+  ASSERT_NE(o.vit(), nullptr);
+  EXPECT_EQ(o.vit()->depth(), 3);
+  EXPECT_EQ(o.vit()->stages(), (std::vector<int64_t>{1, 4}));
   EXPECT_EQ(o.image_size(), 28);
   std::ofstream(path) << "model:\n  depth: 3\n  widht: 4\n";
   expect_error([&] { io::model_options_from_yaml(path); },
@@ -204,8 +205,9 @@ TEST(Checkpoint, ShippedModelConfigsParse) {
     ++parsed;
   }
   EXPECT_GE(parsed, 2);
-  EXPECT_EQ(io::model_options_from_yaml((dir / "thinkingvit_3h_6h_model.yaml").string()).stages(),
-            models::preset("thinkingvit_3h_6h").stages());
+  EXPECT_EQ(
+      io::model_options_from_yaml((dir / "thinkingvit_3h_6h_model.yaml").string()).vit()->stages(),
+      models::preset("thinkingvit_3h_6h").stages());
 }
 
 }  // namespace thinkingvit::testing

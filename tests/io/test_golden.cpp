@@ -17,11 +17,11 @@ class Golden : public ::testing::Test {
   }
   models::ThinkingViT load(models::AttentionBackend backend) {
     auto options = io::options_from_state(weights_.tensors, weights_.path, /*head_dim=*/4);
-    options.attention(backend);
-    models::ThinkingViT model(options);
+    options.vit()->attention(backend);
+    models::ThinkingViT model(*options.vit());
     io::LoadOptions strict;
     strict.strict = true;
-    io::load_state_dict(model, weights_.tensors, weights_.path, strict);
+    io::load_state_dict(*model, weights_.tensors, weights_.path, strict);
     model->eval();
     return model;
   }

@@ -151,9 +151,9 @@ TEST(ThinkingViT, EveryParameterReceivesAGradient) {
 TEST(ThinkingViT, SaveThenLoadGivesIdenticalLogits) {
   TempDir dir;
   auto model = tiny_model();
-  io::save_weights(model, dir.file("w.safetensors"));
+  io::save_weights(*model, dir.file("w.safetensors"));
   auto other = tiny_model({1, 2, 3}, /*seed=*/99);
-  auto report = io::load_state_dict(other, io::read_safetensors(dir.file("w.safetensors")).tensors,
+  auto report = io::load_state_dict(*other, io::read_safetensors(dir.file("w.safetensors")).tensors,
                                     "w.safetensors", io::LoadOptions{/*strict=*/true});
   EXPECT_TRUE(report.exact());
   auto images = tiny_images(3);
@@ -213,7 +213,7 @@ TEST(ThinkingViT, EvalCacheFollowsWeightChanges) {
 
 TEST(ThinkingViT, StateDictNamesMatchTheReleasedCheckpoint) {
   models::ThinkingViT model(models::preset("thinkingvit_3h_6h"));
-  auto state = io::state_dict(model);
+  auto state = io::state_dict(*model);
   EXPECT_EQ(state.size(), 155u);
   int64_t n = 0;
   for (const auto& [name, t] : state) n += t.numel();
@@ -230,10 +230,10 @@ TEST(ThinkingViT, StateDictNamesMatchTheReleasedCheckpoint) {
   EXPECT_EQ(shape("proj_layer.bias"), (std::vector<int64_t>{384}));
   EXPECT_EQ(state.at("alpha.0").item<float>(), 0.0f);  // recycling starts switched off
   models::ThinkingViT three(models::preset("thinkingvit_3h_6h_12h"));
-  auto s3 = io::state_dict(three);
+  auto s3 = io::state_dict(*three);
   EXPECT_EQ(s3.at("proj_layer2.weight").sizes().vec(), (std::vector<int64_t>{768, 384}));
   EXPECT_TRUE(s3.count("alpha.1"));
-  EXPECT_EQ(io::state_dict(models::ThinkingViT(models::preset("deit_tiny_patch16_224"))).size(),
+  EXPECT_EQ(io::state_dict(*models::ThinkingViT(models::preset("deit_tiny_patch16_224"))).size(),
             152u);
 }
 

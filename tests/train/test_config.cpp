@@ -94,7 +94,7 @@ TEST(ConfigDefaults, EmptyFileGivesTheStructDefaults) {
   }
   const auto c = parse("");
   EXPECT_EQ(c.model.preset, "");
-  EXPECT_EQ(c.model.options.stages(), (std::vector<int64_t>{3, 6}));
+  EXPECT_EQ(c.model.options.vit()->stages(), (std::vector<int64_t>{3, 6}));
   EXPECT_EQ(c.model.options.image_size(), 224);
   EXPECT_EQ(c.data.dataset, "fashion-mnist");
   EXPECT_DOUBLE_EQ(c.optimizer.lr, 5e-4);
@@ -114,10 +114,10 @@ TEST(ConfigDefaults, EmptyFileGivesTheStructDefaults) {
 TEST(ConfigYaml, FileValuesOverrideTheDefaults) {
   const auto c = parse(kSmallConfig);
   EXPECT_EQ(c.model.preset, "thinkingvit_mnist_2h_4h");
-  EXPECT_EQ(c.model.options.depth(), 3);  // explicit key over the preset
+  EXPECT_EQ(c.model.options.vit()->depth(), 3);  // explicit key over the preset
   EXPECT_EQ(c.model.options.image_size(), 28);
   EXPECT_EQ(c.model.options.in_channels(), 1);
-  EXPECT_EQ(c.model.options.stages(), (std::vector<int64_t>{2, 4}));
+  EXPECT_EQ(c.model.options.vit()->stages(), (std::vector<int64_t>{2, 4}));
   EXPECT_EQ(c.model.init_from, "weights/tiny.safetensors");
   EXPECT_FALSE(c.model.init_strict);
   EXPECT_EQ(c.data.dataset, "synthetic");
@@ -159,8 +159,8 @@ TEST(ConfigOverrides, SetWinsOverTheFileInOrder) {
                            "ema={enabled: true, decay: 0.999}", "run.output_dir = runs/other"});
   EXPECT_DOUBLE_EQ(c.optimizer.lr, 3e-3);  // the later --set wins
   EXPECT_FALSE(c.schedule.per_step);
-  EXPECT_EQ(c.model.options.stages(), (std::vector<int64_t>{1, 2, 4}));
-  EXPECT_EQ(c.model.options.depth(), 3);  // from the file
+  EXPECT_EQ(c.model.options.vit()->stages(), (std::vector<int64_t>{1, 2, 4}));
+  EXPECT_EQ(c.model.options.vit()->depth(), 3);  // from the file
   EXPECT_EQ(c.loss.stage_weights, (std::vector<double>{1, 1, 2}));
   EXPECT_TRUE(c.sampling.weights.empty());
   EXPECT_DOUBLE_EQ(c.augment.train.scale[0], 0.25);
@@ -174,9 +174,9 @@ TEST(ConfigOverrides, APresetKeepsTheExplicitModelKeys) {
   const auto c = parse("model:\n  preset: thinkingvit_3h_6h\n  depth: 6\n",
                        {"model.preset=thinkingvit_2h_3h_6h", "model.drop_path_rate=0.2"});
   EXPECT_EQ(c.model.preset, "thinkingvit_2h_3h_6h");
-  EXPECT_EQ(c.model.options.stages(), (std::vector<int64_t>{2, 3, 6}));
-  EXPECT_EQ(c.model.options.depth(), 6);
-  EXPECT_DOUBLE_EQ(c.model.options.drop_path_rate(), 0.2);
+  EXPECT_EQ(c.model.options.vit()->stages(), (std::vector<int64_t>{2, 3, 6}));
+  EXPECT_EQ(c.model.options.vit()->depth(), 6);
+  EXPECT_DOUBLE_EQ(c.model.options.vit()->drop_path_rate(), 0.2);
 }
 
 TEST(ConfigOverrides, ChecksRunAfterEveryOverride) {
@@ -333,7 +333,7 @@ TEST(ConfigRoundTrip, ToYamlReadsBackToTheSameConfig) {
   EXPECT_EQ(to_yaml(back), text);
   EXPECT_EQ(back.model.preset, c.model.preset);
   EXPECT_EQ(back.model.options.describe(), c.model.options.describe());
-  EXPECT_EQ(back.model.options.attention(), models::AttentionBackend::kSmall);
+  EXPECT_EQ(back.model.options.vit()->attention(), models::AttentionBackend::kSmall);
   EXPECT_FALSE(back.model.options.recycling());
   EXPECT_TRUE(back.model.init_strict);
   EXPECT_EQ(back.model.init_from, c.model.init_from);
@@ -382,7 +382,7 @@ TEST(ConfigShipped, EveryConfigLoadsAndRoundTrips) {
 
 TEST(ConfigShipped, ReleasedRecipeHasTheReleasedValues) {
   const auto c = load_config((configs_dir() / "thinkingvit_3h_6h_imagenet.yaml").string());
-  EXPECT_EQ(c.model.options.stages(), (std::vector<int64_t>{3, 6}));
+  EXPECT_EQ(c.model.options.vit()->stages(), (std::vector<int64_t>{3, 6}));
   EXPECT_EQ(c.model.options.describe(),
             models::preset("thinkingvit_3h_6h").drop_path_rate(0.1).describe());
   EXPECT_FALSE(c.model.init_from.empty());

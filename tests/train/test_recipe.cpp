@@ -25,7 +25,7 @@ TEST(Recipe, LearningRateScheduleMatchesTheReleasedValues) {
 
 TEST(Recipe, EveryParameterInExactlyOneGroupChosenByName) {
   auto model = tiny_model({1, 2});
-  const auto groups = train::split_param_groups(model);
+  const auto groups = train::split_param_groups(*model);
   std::set<std::string> decay(groups.decay.begin(), groups.decay.end());
   std::set<std::string> no_decay(groups.no_decay.begin(), groups.no_decay.end());
   size_t n = 0;
@@ -43,7 +43,7 @@ TEST(Recipe, EveryParameterInExactlyOneGroupChosenByName) {
                            "proj_layer.weight", "patch_embed.proj.weight"}) {
     EXPECT_TRUE(decay.count(name)) << name;
   }
-  auto optimizer = train::make_optimizer(model, train::OptimizerSection{}, 1e-3);
+  auto optimizer = train::make_optimizer(*model, train::OptimizerSection{}, 1e-3);
   ASSERT_EQ(optimizer->param_groups().size(), 2u);
   EXPECT_EQ(optimizer->param_groups()[0].params().size(), decay.size());
   train::set_learning_rate(*optimizer, 0.25);
@@ -87,18 +87,18 @@ TEST(Recipe, StageSampling) {
 
 TEST(Recipe, EmaArithmetic) {
   auto model = tiny_model({1, 2});
-  train::ModelEma ema(model, 0.9);
-  const auto before = ema.module()->named_parameters()["head.weight"].clone();
+  train::ModelEma ema(*model, 0.9);
+  const auto before = ema.module().named_parameters()["head.weight"].clone();
   {
     torch::NoGradGuard no_grad;
     model->named_parameters()["head.weight"].add_(1.0);
   }
-  ema.update(model);
+  ema.update(*model);
   const auto expected = before * 0.9 + model->named_parameters()["head.weight"] * 0.1;
   EXPECT_TRUE(
-      torch::allclose(ema.module()->named_parameters()["head.weight"], expected, 1e-6, 1e-6));
-  EXPECT_FALSE(ema.module()->named_parameters()["head.weight"].requires_grad());
-  expect_error([&] { train::ModelEma(model, 1.5); }, {"ema.decay"});
+      torch::allclose(ema.module().named_parameters()["head.weight"], expected, 1e-6, 1e-6));
+  EXPECT_FALSE(ema.module().named_parameters()["head.weight"].requires_grad());
+  expect_error([&] { train::ModelEma(*model, 1.5); }, {"ema.decay"});
 }
 
 }  // namespace thinkingvit::testing

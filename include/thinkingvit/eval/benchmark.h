@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "thinkingvit/eval/table.h"
-#include "thinkingvit/models/thinking_vit.h"
+#include "thinkingvit/models/elastic_model.h"
 
 namespace thinkingvit::eval {
 
@@ -48,7 +48,7 @@ struct BenchRow {
 Timing time_calls(const std::function<void()>& fn, int warmup, int reps, const c10::Device& device);
 
 // The model is used in eval mode under no-grad; `progress` receives one line per row.
-std::vector<BenchRow> run_benchmark(models::ThinkingViT& model, const BenchOptions& options,
+std::vector<BenchRow> run_benchmark(models::ElasticModel& model, const BenchOptions& options,
                                     const std::function<void(const std::string&)>& progress = {});
 
 // Where the numbers came from, printed in every row.

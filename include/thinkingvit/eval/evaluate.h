@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "thinkingvit/data/loader.h"
-#include "thinkingvit/models/thinking_vit.h"
+#include "thinkingvit/models/elastic_model.h"
 
 namespace thinkingvit::eval {
 
@@ -25,7 +25,7 @@ struct StageRecords {
 // Runs every stage on every batch of `loader` (an epoch must have been started) in eval mode,
 // under bf16 autocast when `bf16`. `progress(done, total)` is called after each batch, and
 // `on_batch(images)` with each batch's images on `device` (sweep keeps some for timing).
-StageRecords evaluate(models::ThinkingViT& model, data::DataLoader& loader,
+StageRecords evaluate(models::ElasticModel& model, data::DataLoader& loader,
                       models::EntropyRule rule, const c10::Device& device, bool bf16 = false,
                       const std::function<void(int64_t, int64_t)>& progress = {},
                       const std::function<void(const at::Tensor&)>& on_batch = {});

@@ -7,7 +7,7 @@
 
 #include "thinkingvit/eval/evaluate.h"
 #include "thinkingvit/eval/table.h"
-#include "thinkingvit/models/macs.h"
+#include "thinkingvit/models/model_options.h"
 
 namespace thinkingvit::eval {
 
@@ -22,8 +22,8 @@ struct SweepRow {
 
 // A sample stops at the first stage with H < tau; the last stage takes everything left.
 at::Tensor exit_stages(const StageRecords& records, double tau);
-SweepRow sweep_at(const StageRecords& records, const models::ThinkingViTOptions& options,
-                  double tau, models::MacConvention convention = models::MacConvention::kReleased);
+SweepRow sweep_at(const StageRecords& records, const models::ModelOptions& options, double tau,
+                  models::MacConvention convention = models::MacConvention::kReleased);
 
 // "0,0.5,1" or "start:stop:step" (inclusive of stop within rounding) -> thresholds.
 std::vector<double> parse_thresholds(const std::string& text, const std::string& what);
@@ -72,7 +72,7 @@ struct BudgetChoice {
   SweepRow reported;       // on `report`
 };
 BudgetChoice choose_within_budget(const StageRecords& choose, const StageRecords& report,
-                                  const models::ThinkingViTOptions& options,
+                                  const models::ModelOptions& options,
                                   const std::vector<MeasuredSweepRow>& rows, double max_gmacs,
                                   double min_throughput);
 

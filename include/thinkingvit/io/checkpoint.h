@@ -1,7 +1,8 @@
 #pragma once
-// Loading weights into a ThinkingViT with the adaptation rules of the released code (exact,
-// crop a larger checkpoint, embed a smaller one into the leading slices) and saving them in a
-// form the released Python code loads unchanged (timm names, fp32, contiguous safetensors).
+// Loading weights into an elastic model with the adaptation rules of the released code (exact,
+// crop a larger checkpoint, embed a smaller one into the leading slices, where the model's
+// tensor_layout allows it) and saving them in a form the released Python code loads unchanged
+// (timm names, fp32, contiguous safetensors).
 
 #include <map>
 #include <optional>
@@ -9,7 +10,7 @@
 #include <vector>
 
 #include "thinkingvit/io/safetensors.h"
-#include "thinkingvit/models/thinking_vit.h"
+#include "thinkingvit/models/elastic_model.h"
 
 namespace thinkingvit::io {
 
@@ -42,22 +43,22 @@ struct LoadOptions {
 // Copies `tensors` into the model following the rules above. Throws thinkingvit::Error naming
 // `source` and the tensor on a shape that cannot be adapted, a non-float dtype, or (per
 // options) missing/unexpected/inexact tensors. The model is left unchanged on error.
-LoadReport load_state_dict(models::ThinkingViT& model, const TensorMap& tensors,
+LoadReport load_state_dict(models::ElasticModel& model, const TensorMap& tensors,
                            const std::string& source, const LoadOptions& options = {});
 
 // timm-named fp32 state dict (parameters and buffers), detached CPU copies.
-TensorMap state_dict(const models::ThinkingViT& model);
+TensorMap state_dict(const models::ElasticModel& model);
 
 // Writes the state dict as safetensors (atomic).
-void save_weights(const models::ThinkingViT& model, const std::string& path,
+void save_weights(const models::ElasticModel& model, const std::string& path,
                   std::map<std::string, std::string> metadata = {});
 
 // Weights read from a file or folder, with the architecture if the source states it.
 struct WeightsSource {
   std::string path;  // the tensor file actually read
   TensorMap tensors;
-  std::optional<models::ThinkingViTOptions> options;  // from config.json, when present
-  std::vector<std::string> label_names;               // config.json "label_names", when present
+  std::optional<models::ModelOptions> options;  // from config.json, when present
+  std::vector<std::string> label_names;         // config.json "label_names", when present
 };
 
 // PATH may be a Hugging Face style folder (config.json + model.safetensors; stages from
@@ -67,13 +68,13 @@ WeightsSource read_weights(const std::string& path);
 
 // Deduces the architecture from timm-named tensors (width, depth, patch, channels, classes,
 // image size, stages from the recycling projections), assuming `head_dim`.
-models::ThinkingViTOptions options_from_state(const TensorMap& tensors, const std::string& source,
-                                              int64_t head_dim = 64);
+models::ModelOptions options_from_state(const TensorMap& tensors, const std::string& source,
+                                        int64_t head_dim = 64);
 
 // The timm-style config.json of a weights folder, the schema options_from_config_json and
 // read_weights read back: architecture, num_classes, model_args (thinking_stages, img_size,
 // patch_size, in_chans, depth, mlp_ratio, qkv_bias, recycling) and label_names (one per class).
-std::string config_json(const models::ThinkingViTOptions& options,
+std::string config_json(const models::ModelOptions& options,
                         const std::vector<std::string>& label_names);
 
 }  // namespace thinkingvit::io

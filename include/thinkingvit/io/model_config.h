@@ -3,7 +3,7 @@
 
 #include <string>
 
-#include "thinkingvit/models/vit_options.h"
+#include "thinkingvit/models/model_options.h"
 
 namespace thinkingvit::io {
 
@@ -13,6 +13,6 @@ namespace thinkingvit::io {
 // init_strict are accepted and ignored here, so a training configuration is also a model file;
 // train::load_config reads the section with the same parser. Unknown keys and wrong types are
 // errors naming the file, line and key.
-models::ThinkingViTOptions model_options_from_yaml(const std::string& path);
+models::ModelOptions model_options_from_yaml(const std::string& path);
 
 }  // namespace thinkingvit::io

@@ -30,10 +30,24 @@ struct StageMacs {
 
 StageMacs stage_macs(const ThinkingViTOptions& options, int64_t stage);
 
-// Average MACs per image when a share `reach[i]` of the images runs stage i (reach[0] = 1):
-// every image pays for every stage it ran. `with_recycle` adds the recycling projections.
-double expected_macs(const ThinkingViTOptions& options, const std::vector<double>& reach,
-                     MacConvention convention, bool with_recycle = false);
+// Which totals count a term of a breakdown.
+enum class MacCounted { kBoth, kFvcoreOnly, kNeither };
+
+struct MacTerm {
+  std::string name;  // "qkv", "MLP", ...
+  int64_t macs = 0;
+  MacCounted counted = MacCounted::kBoth;
+};
+
+// The MACs of one image through one stage, term by term, for any model family.
+struct MacBreakdown {
+  std::vector<MacTerm> terms;
+  int64_t total(MacConvention convention) const;
+  int64_t uncounted() const;  // the terms in no total (recycling projections)
+};
+
+// A ViT stage's StageMacs as a breakdown.
+MacBreakdown breakdown(const StageMacs& macs);
 
 MacConvention parse_mac_convention(const std::string& text, const std::string& what);
 std::string to_string(MacConvention convention);

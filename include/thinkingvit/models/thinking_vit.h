@@ -15,26 +15,10 @@
 #include <optional>
 #include <vector>
 
-#include "thinkingvit/models/entropy.h"
+#include "thinkingvit/models/elastic_model.h"
 #include "thinkingvit/models/vit_options.h"
 
 namespace thinkingvit::models {
-
-// What a stage produces: B x K logits and the B x N x k tokens after the final LayerNorm
-// (CLS included), which the next stage recycles.
-struct StageOutput {
-  at::Tensor logits;
-  at::Tensor tokens;
-};
-
-// Result of elastic inference over a batch of B samples and S stages.
-struct ElasticOutput {
-  at::Tensor logits;         // B x K, from the stage each sample stopped at
-  at::Tensor exit_stage;     // B, int64, 0-based
-  at::Tensor entropy;        // B, float32, entropy at the exit stage
-  at::Tensor stage_entropy;  // S x B, float32, NaN where a stage did not run on a sample
-  std::vector<int64_t> samples_per_stage;  // how many samples each stage processed
-};
 
 // The sliced weights one stage uses in one block, in the shapes at::linear wants.
 struct BlockWeights {
@@ -101,10 +85,10 @@ class PatchEmbedImpl : public torch::nn::Cloneable<PatchEmbedImpl> {
 };
 TORCH_MODULE(PatchEmbed);
 
-class ThinkingViTImpl : public torch::nn::Cloneable<ThinkingViTImpl> {
+class ThinkingViTImpl : public ElasticModel {
  public:
   explicit ThinkingViTImpl(ThinkingViTOptions options);
-  void reset() override;
+  void reset();
   // timm 0.3.2 init (what DeiT trained with): trunc-normal(0.02) for cls/pos/Linear weights,
   // zero biases, LayerNorm 1/0, default init for the patch conv and the recycling projections.
   void reset_parameters();
@@ -113,22 +97,21 @@ class ThinkingViTImpl : public torch::nn::Cloneable<ThinkingViTImpl> {
   // Runs stage `stage` on B x C x H x W images; `prev_tokens` (B x N x k_{stage-1}) are the
   // previous stage's tokens and are required for stage > 0.
   StageOutput forward_stage(int64_t stage, const at::Tensor& images,
-                            const at::Tensor& prev_tokens = {});
-  // Every stage on every sample, each recycling the previous one (training, evaluation).
-  std::vector<StageOutput> forward_all(const at::Tensor& images);
-  // Progressive inference: stage 0 on the batch, each later stage only on the samples whose
-  // entropy is not below tau (gather, run, scatter back). A sample stops when H < tau.
-  ElasticOutput forward_elastic(const at::Tensor& images, double tau,
-                                EntropyRule rule = EntropyRule::kTop10);
+                            const at::Tensor& prev_tokens = {}) override;
 
   // Gathers the weights stage `stage` uses: views that carry gradients when grad mode is on;
   // in no-grad mode contiguous copies, cached and refreshed when any parameter changes
   // (in-place version or storage), so eval forwards do not re-gather qkv rows.
   StageWeights stage_weights(int64_t stage);
   // Switches the no-grad cache above off (re-gather on every forward), for measurements.
-  void set_weight_cache(bool enabled) { weight_cache_ = enabled; }
+  void set_weight_cache(bool enabled) override { weight_cache_ = enabled; }
 
   const ThinkingViTOptions& options() const { return options_; }
+  const ModelOptions& model_options() const override { return model_options_; }
+  // Channel widths nest in every tensor but the head's classes, the token count and the kernel.
+  TensorLayout tensor_layout(const std::string& name, int64_t ndim) const override;
+  // Not decayed, as DeiT: biases, LayerNorms, pos_embed, cls_token and the recycling gains.
+  bool decays(const std::string& name, const at::Tensor& param) const override;
 
   PatchEmbed patch_embed{nullptr};
   at::Tensor cls_token, pos_embed;
@@ -143,6 +126,7 @@ class ThinkingViTImpl : public torch::nn::Cloneable<ThinkingViTImpl> {
   std::vector<int64_t> parameter_signature() const;
 
   ThinkingViTOptions options_;
+  ModelOptions model_options_;
   std::vector<Block> block_list_;
   std::vector<StageWeights> cached_weights_;  // per stage, for no-grad forwards
   std::vector<int64_t> cache_signature_;

@@ -22,6 +22,9 @@ std::optional<AttentionBackend> attention_backend_from(const std::string& name);
 const char* attention_backend_name(AttentionBackend backend);
 
 struct ThinkingViTOptions {
+  // config.json's "architecture" for this family.
+  static constexpr const char* kArchitecture = "thinkingvit";
+
   TORCH_ARG(int64_t, image_size) = 224;
   TORCH_ARG(int64_t, patch_size) = 16;
   TORCH_ARG(int64_t, in_channels) = 3;

@@ -10,13 +10,13 @@
 #include "thinkingvit/data/mixing.h"
 #include "thinkingvit/data/open.h"
 #include "thinkingvit/data/transforms.h"
-#include "thinkingvit/models/vit_options.h"
+#include "thinkingvit/models/model_options.h"
 
 namespace thinkingvit::train {
 
 struct ModelSection {
   std::string preset;  // base architecture; the fields below override it when set in YAML
-  models::ThinkingViTOptions options;
+  models::ModelOptions options;
   std::string init_from;     // checkpoint to initialise from (crop / embed into leading slices)
   bool init_strict = false;  // anything but an exact load is an error
 };

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "thinkingvit/models/thinking_vit.h"
+#include "thinkingvit/models/elastic_model.h"
 #include "thinkingvit/train/config.h"
 
 namespace thinkingvit::train {
@@ -21,15 +21,14 @@ double effective_lr(const OptimizerSection& optimizer, int64_t global_batch);
 // then min_lr + (lr - min_lr)(1 + cos(pi t / epochs)) / 2, then min_lr in the cool-down.
 double learning_rate(const ScheduleSection& schedule, double lr, double t);
 
-// No weight decay for 1-D parameters, biases, pos_embed, cls_token and alpha (by name).
-bool uses_weight_decay(const std::string& name, const at::Tensor& param);
-
 struct ParamGroups {
   std::vector<std::string> decay, no_decay;  // parameter names
 };
-ParamGroups split_param_groups(const models::ThinkingViT& model);
+// Decayed or not as the model's decays() says (DeiT: no decay for 1-D parameters, biases,
+// position embeddings, tokens and recycling gains).
+ParamGroups split_param_groups(const models::ElasticModel& model);
 
-std::unique_ptr<torch::optim::AdamW> make_optimizer(models::ThinkingViT& model,
+std::unique_ptr<torch::optim::AdamW> make_optimizer(models::ElasticModel& model,
                                                     const OptimizerSection& options, double lr);
 void set_learning_rate(torch::optim::Optimizer& optimizer, double lr);
 
@@ -47,13 +46,13 @@ std::vector<int64_t> sample_stages(const SamplingSection& sampling, int64_t num_
 // ema = decay * ema + (1 - decay) * model, over every floating parameter and buffer.
 class ModelEma {
  public:
-  ModelEma(const models::ThinkingViT& model, double decay);
-  void update(const models::ThinkingViT& model);
-  models::ThinkingViT& module() { return ema_; }
+  ModelEma(const models::ElasticModel& model, double decay);
+  void update(const models::ElasticModel& model);
+  models::ElasticModel& module() { return *ema_; }
   double decay() const { return decay_; }
 
  private:
-  models::ThinkingViT ema_{nullptr};
+  std::shared_ptr<models::ElasticModel> ema_;
   double decay_;
 };
 

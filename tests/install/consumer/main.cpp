@@ -6,7 +6,7 @@
 
 #include <thinkingvit/io/checkpoint.h>
 #include <thinkingvit/io/safetensors.h>
-#include <thinkingvit/models/thinking_vit.h>
+#include <thinkingvit/models/elastic_model.h>
 
 #include <iostream>
 #include <string>
@@ -23,8 +23,8 @@ int main(int argc, char** argv) {
     const auto options = weights.options ? *weights.options
                                          : tv::io::options_from_state(weights.tensors, weights.path,
                                                                       std::stoi(argv[4]));
-    tv::models::ThinkingViT model(options);
-    tv::io::load_state_dict(model, weights.tensors, weights.path);
+    const auto model = tv::models::make_model(options);
+    tv::io::load_state_dict(*model, weights.tensors, weights.path);
     model->eval();
     torch::NoGradGuard no_grad;
     const auto file = tv::io::read_safetensors(argv[2]).tensors;

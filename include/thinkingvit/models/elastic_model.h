@@ -1,0 +1,79 @@
+#pragma once
+// A model with nested stages: what training, evaluation, sweeps, benchmarks and the commands
+// need from one, whatever its family. Stage 0 runs from the image alone; stage i > 0 may also
+// take the tokens stage i - 1 produced (Token Recycling). Elastic inference stops a sample at
+// the first stage whose prediction entropy is below a threshold.
+
+#include <torch/nn/module.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "thinkingvit/models/entropy.h"
+#include "thinkingvit/models/model_options.h"
+
+namespace thinkingvit::models {
+
+// What a stage produces: B x K logits and the tokens after the final norm (B x N x k), which the
+// next stage recycles.
+struct StageOutput {
+  at::Tensor logits;
+  at::Tensor tokens;
+};
+
+// Result of elastic inference over a batch of B samples and S stages.
+struct ElasticOutput {
+  at::Tensor logits;         // B x K, from the stage each sample stopped at
+  at::Tensor exit_stage;     // B, int64, 0-based
+  at::Tensor entropy;        // B, float32, entropy at the exit stage
+  at::Tensor stage_entropy;  // S x B, float32, NaN where a stage did not run on a sample
+  std::vector<int64_t> samples_per_stage;  // how many samples each stage processed
+};
+
+// How a checkpoint tensor of another width fits the model's tensor of the same name.
+struct TensorLayout {
+  std::vector<bool> nested;  // per dimension: a channel width nesting may crop or extend
+  bool stacked_qkv = false;  // dim 0 stacks q, k and v: each third is adapted on its own
+};
+
+class ElasticModel : public torch::nn::Module {
+ public:
+  using torch::nn::Module::Module;
+
+  virtual const ModelOptions& model_options() const = 0;
+  int64_t num_stages() const { return model_options().num_stages(); }
+
+  // Runs stage `stage` on B x C x H x W images; `prev_tokens` are the previous stage's tokens
+  // (required for stage > 0 when the model recycles).
+  virtual StageOutput forward_stage(int64_t stage, const at::Tensor& images,
+                                    const at::Tensor& prev_tokens = {}) = 0;
+  // Every stage on every sample, each recycling the previous one (training, evaluation).
+  std::vector<StageOutput> forward_all(const at::Tensor& images);
+  // Progressive inference: stage 0 on the batch, each later stage only on the samples whose
+  // entropy is not below tau (gather, run, scatter back). A sample stops when H < tau.
+  ElasticOutput forward_elastic(const at::Tensor& images, double tau,
+                                EntropyRule rule = EntropyRule::kTop10);
+
+  MacBreakdown stage_macs(int64_t stage) const { return model_options().stage_macs(stage); }
+  int64_t stage_parameter_count(int64_t stage) const {
+    return model_options().stage_parameter_count(stage);
+  }
+
+  // The names of the state dict: parameters, then buffers, as the released checkpoints name them.
+  std::vector<std::string> state_dict_names() const;
+  // How loading adapts a checkpoint tensor of another width; by default nothing is nested and
+  // only exact shapes load.
+  virtual TensorLayout tensor_layout(const std::string& name, int64_t ndim) const;
+  // Whether AdamW decays a parameter: by default every weight of two or more dimensions that is
+  // not a bias.
+  virtual bool decays(const std::string& name, const at::Tensor& param) const;
+  // Inference-time caches of gathered weights, where a family keeps any (off for measurements).
+  virtual void set_weight_cache(bool enabled) { (void)enabled; }
+};
+
+// A freshly initialised model of the family and shape `options` describe.
+std::shared_ptr<ElasticModel> make_model(const ModelOptions& options);
+
+}  // namespace thinkingvit::models

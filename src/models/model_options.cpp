@@ -1,0 +1,104 @@
+#include "thinkingvit/models/model_options.h"
+
+#include <algorithm>
+
+#include "thinkingvit/models/thinking_vit.h"
+#include "thinkingvit/util/error.h"
+
+namespace thinkingvit::models {
+
+ModelOptions::ModelOptions(ThinkingViTOptions vit) : options_(std::move(vit)) {}
+
+std::string ModelOptions::architecture() const {
+  return std::visit([](const auto& o) { return std::string(o.kArchitecture); }, options_);
+}
+
+int64_t ModelOptions::image_size() const {
+  return std::visit([](const auto& o) { return o.image_size(); }, options_);
+}
+int64_t ModelOptions::in_channels() const {
+  return std::visit([](const auto& o) { return o.in_channels(); }, options_);
+}
+int64_t ModelOptions::num_classes() const {
+  return std::visit([](const auto& o) { return o.num_classes(); }, options_);
+}
+int64_t ModelOptions::num_stages() const {
+  return std::visit([](const auto& o) { return o.num_stages(); }, options_);
+}
+bool ModelOptions::recycling() const {
+  return std::visit([](const auto& o) { return o.recycling(); }, options_);
+}
+ModelOptions& ModelOptions::num_classes(int64_t value) {
+  std::visit([value](auto& o) { o.num_classes(value); }, options_);
+  return *this;
+}
+ModelOptions& ModelOptions::recycling(bool value) {
+  std::visit([value](auto& o) { o.recycling(value); }, options_);
+  return *this;
+}
+void ModelOptions::validate() const {
+  std::visit([](const auto& o) { o.validate(); }, options_);
+}
+std::string ModelOptions::describe() const {
+  return std::visit([](const auto& o) { return o.describe(); }, options_);
+}
+
+namespace {
+
+void check_stage(const ModelOptions& o, int64_t stage) {
+  TVIT_CHECK(stage >= 0 && stage < o.num_stages(), "stage ", stage, " out of range: the model has ",
+             o.num_stages(), " stage(s)");
+}
+
+}  // namespace
+
+std::string ModelOptions::stage_heads(int64_t stage) const {
+  check_stage(*this, stage);
+  const auto& o = std::get<ThinkingViTOptions>(options_);
+  return std::to_string(o.stages()[stage]);
+}
+
+MacBreakdown ModelOptions::stage_macs(int64_t stage) const {
+  check_stage(*this, stage);
+  return breakdown(models::stage_macs(std::get<ThinkingViTOptions>(options_), stage));
+}
+
+int64_t ModelOptions::stage_parameter_count(int64_t stage) const {
+  check_stage(*this, stage);
+  return models::stage_parameter_count(std::get<ThinkingViTOptions>(options_), stage);
+}
+
+int64_t ModelOptions::parameter_count() const {
+  return total_parameter_count(std::get<ThinkingViTOptions>(options_));
+}
+
+double expected_macs(const ModelOptions& options, const std::vector<double>& reach,
+                     MacConvention convention, bool with_uncounted) {
+  TVIT_CHECK(static_cast<int64_t>(reach.size()) == options.num_stages(),
+             "expected one share per stage (", options.num_stages(), "), found ", reach.size());
+  double total = 0.0;
+  for (int64_t s = 0; s < options.num_stages(); ++s) {
+    const auto m = options.stage_macs(s);
+    const auto cost = m.total(convention) + (with_uncounted ? m.uncounted() : 0);
+    total += reach[s] * static_cast<double>(cost);
+  }
+  return total;
+}
+
+ModelOptions model_preset(const std::string& name) {
+  const auto names = model_preset_names();
+  if (std::find(names.begin(), names.end(), name) == names.end()) {
+    std::string known;
+    for (const auto& n : names) known += (known.empty() ? "" : ", ") + n;
+    fail("unknown preset '", name, "'; expected one of: ", known);
+  }
+  return preset(name);
+}
+
+std::vector<std::string> model_preset_names() {
+  auto names = preset_names();
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+}  // namespace thinkingvit::models

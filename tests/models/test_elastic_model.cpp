@@ -1,0 +1,97 @@
+// The elastic-model interface as the layers above models/ see it: built from ModelOptions by
+// make_model, driven through ElasticModel& only.
+
+#include <gtest/gtest.h>
+
+#include "../test_util.h"
+#include "thinkingvit/models/elastic_model.h"
+#include "thinkingvit/models/thinking_vit.h"
+
+namespace thinkingvit::testing {
+
+TEST(ElasticModel, MakeModelBuildsTheFamilyTheOptionsName) {
+  const models::ModelOptions options = models::model_preset("thinkingvit_mnist_2h_4h");
+  EXPECT_EQ(options.architecture(), "thinkingvit");
+  const auto model = models::make_model(options);
+  ASSERT_NE(dynamic_cast<models::ThinkingViTImpl*>(model.get()), nullptr);
+  EXPECT_EQ(model->num_stages(), 2);
+  EXPECT_EQ(model->model_options(), options);
+  EXPECT_EQ(options.stage_heads(0), "2");
+  EXPECT_EQ(options.stage_heads(1), "4");
+  expect_error([&] { options.stage_heads(2); }, {"stage 2 out of range", "2 stage(s)"});
+}
+
+TEST(ElasticModel, CountsAgreeWithTheModelItBuilds) {
+  const models::ModelOptions options = models::model_preset("thinkingvit_mnist_2h_4h");
+  const auto model = models::make_model(options);
+  int64_t numel = 0;
+  for (const auto& p : model->parameters()) numel += p.numel();
+  EXPECT_EQ(options.parameter_count(), numel);
+  const auto& vit = *options.vit();
+  EXPECT_EQ(model->stage_parameter_count(1), models::stage_parameter_count(vit, 1));
+  for (int64_t s = 0; s < 2; ++s) {
+    const auto breakdown = model->stage_macs(s);
+    const auto direct = models::stage_macs(vit, s);
+    EXPECT_EQ(breakdown.total(models::MacConvention::kReleased),
+              direct.total(models::MacConvention::kReleased));
+    EXPECT_EQ(breakdown.total(models::MacConvention::kFvcore),
+              direct.total(models::MacConvention::kFvcore));
+    EXPECT_EQ(breakdown.uncounted(), direct.recycle);
+  }
+  // Half the images reach stage 1: stage 0 for all, stage 1 for half, recycling only on request.
+  const double s0 =
+      static_cast<double>(model->stage_macs(0).total(models::MacConvention::kReleased));
+  const double s1 =
+      static_cast<double>(model->stage_macs(1).total(models::MacConvention::kReleased));
+  const double r1 = static_cast<double>(model->stage_macs(1).uncounted());
+  EXPECT_DOUBLE_EQ(models::expected_macs(options, {1.0, 0.5}, models::MacConvention::kReleased),
+                   s0 + 0.5 * s1);
+  EXPECT_DOUBLE_EQ(
+      models::expected_macs(options, {1.0, 0.5}, models::MacConvention::kReleased, true),
+      s0 + 0.5 * (s1 + r1));
+  expect_error([&] { models::expected_macs(options, {1.0}, models::MacConvention::kReleased); },
+               {"one share per stage (2)", "found 1"});
+}
+
+TEST(ElasticModel, StateDictNamesAndWeightDecayFollowDeit) {
+  const auto model = models::make_model(models::model_preset("thinkingvit_mnist_2h_4h"));
+  const auto names = model->state_dict_names();
+  for (const char* name :
+       {"cls_token", "pos_embed", "patch_embed.proj.weight", "blocks.5.attn.qkv.weight",
+        "norm.bias", "head.weight", "alpha.0", "proj_layer.weight"}) {
+    EXPECT_NE(std::find(names.begin(), names.end(), name), names.end()) << name;
+  }
+  auto params = model->named_parameters();
+  EXPECT_TRUE(model->decays("blocks.0.attn.qkv.weight", params["blocks.0.attn.qkv.weight"]));
+  EXPECT_TRUE(model->decays("proj_layer.weight", params["proj_layer.weight"]));
+  for (const char* name :
+       {"cls_token", "pos_embed", "alpha.0", "blocks.0.attn.qkv.bias", "blocks.0.norm1.weight"}) {
+    EXPECT_FALSE(model->decays(name, params[name])) << name;
+  }
+  // Nesting: widths crop and embed, the classes and the token count do not.
+  EXPECT_EQ(model->tensor_layout("head.weight", 2).nested, (std::vector<bool>{false, true}));
+  EXPECT_EQ(model->tensor_layout("pos_embed", 3).nested, (std::vector<bool>{false, false, true}));
+  EXPECT_TRUE(model->tensor_layout("blocks.0.attn.qkv.weight", 2).stacked_qkv);
+}
+
+TEST(ElasticModel, ElasticForwardThroughTheInterfaceMatchesEveryStage) {
+  torch::manual_seed(3);
+  const auto model = models::make_model(models::model_preset("thinkingvit_mnist_2h_4h"));
+  model->eval();
+  torch::NoGradGuard no_grad;
+  const auto x = torch::randn({5, 1, 28, 28});
+  const auto all = model->forward_all(x);
+  const auto h0 = models::entropy(all[0].logits);
+  // A threshold between the samples' stage-0 entropies: some stop, some go on.
+  const double tau = h0.median().item<double>();
+  const auto out = model->forward_elastic(x, tau);
+  for (int64_t b = 0; b < 5; ++b) {
+    const int64_t want = h0[b].item<double>() < tau ? 0 : 1;
+    EXPECT_EQ(out.exit_stage[b].item<int64_t>(), want) << b;
+    EXPECT_TRUE(close_scaled(out.logits[b], all[want].logits[b], 1e-5)) << b;
+  }
+  EXPECT_EQ(out.samples_per_stage[0], 5);
+  EXPECT_EQ(out.samples_per_stage[1], (h0 >= tau).sum().item<int64_t>());
+}
+
+}  // namespace thinkingvit::testing
