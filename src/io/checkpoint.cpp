@@ -8,6 +8,7 @@
 #include <fstream>
 #include <set>
 
+#include "swin_schema.h"
 #include "thinkingvit/models/thinking_vit.h"
 #include "thinkingvit/util/error.h"
 
@@ -51,10 +52,6 @@ std::string LoadReport::summary() const {
 
 namespace {
 
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() &&
-         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
 bool starts_with(const std::string& s, const std::string& prefix) {
   return s.compare(0, prefix.size(), prefix) == 0;
 }
@@ -75,8 +72,10 @@ struct Plan {
 
 }  // namespace
 
-LoadReport load_state_dict(models::ElasticModel& model, const TensorMap& tensors,
+LoadReport load_state_dict(models::ElasticModel& model, const TensorMap& file_tensors,
                            const std::string& source, const LoadOptions& options) {
+  const TensorMap tensors =
+      model.model_options().swin() ? swin::adapt_checkpoint(file_tensors) : file_tensors;
   const std::string where = "checkpoint '" + source + "'";
   LoadReport report;
   report.source = source;
@@ -268,6 +267,7 @@ models::ModelOptions options_from_config_json(const TensorMap& tensors, const st
   // The structure first, so that a broken config.json is reported as such, not as a shape
   // mismatch in the weights it was meant to describe.
   TVIT_CHECK(config.is_object(), "'", path, "': expected a JSON object, found ", config.dump());
+  if (swin::is_swin_config(config)) return swin::options_from_config(config, path);
   TVIT_CHECK(!config.contains("model_args") || config["model_args"].is_object(), "'", path,
              "': model_args must be an object, found ", config["model_args"].dump());
   if (config.contains("model_args") && config["model_args"].contains("thinking_stages")) {
@@ -380,8 +380,11 @@ std::vector<std::string> label_names_from_config_json(const std::string& path,
 
 std::string config_json(const models::ModelOptions& options,
                         const std::vector<std::string>& label_names) {
-  TVIT_CHECK(options.vit() != nullptr, "config.json: no schema for the architecture '",
-             options.architecture(), "'");
+  if (const auto* swin = options.swin()) {
+    auto j = swin::config_json(*swin);
+    if (!label_names.empty()) j["label_names"] = label_names;
+    return j.dump(2) + "\n";
+  }
   const auto& o = *options.vit();
   nlohmann::json j = {{"architecture", "thinkingvit"},
                       {"num_classes", o.num_classes()},
@@ -393,13 +396,14 @@ std::string config_json(const models::ModelOptions& options,
                         {"depth", o.depth()},
                         {"mlp_ratio", o.mlp_ratio()},
                         {"qkv_bias", o.qkv_bias()},
-                        {"recycling", o.recycling()}}},
-                      {"label_names", label_names}};
+                        {"recycling", o.recycling()}}}};
+  if (!label_names.empty()) j["label_names"] = label_names;
   return j.dump(2) + "\n";
 }
 
 models::ModelOptions options_from_state(const TensorMap& tensors, const std::string& source,
                                         int64_t head_dim) {
+  if (swin::is_swin_state(tensors)) return swin::options_from_state(tensors, source);
   return vit_options_from_state(tensors, source, head_dim);
 }
 

@@ -79,9 +79,22 @@ namespace {
 using OptionSetter = std::function<void(models::ModelOptions&)>;
 
 const std::vector<std::string> kOptionKeys = {
-    "image_size", "patch_size", "in_channels", "num_classes", "head_dim",
-    "depth",      "mlp_ratio",  "qkv_bias",    "norm_eps",    "drop_path_rate",
-    "stages",     "attention",  "recycling"};
+    "image_size", "patch_size", "in_channels", "num_classes", "mlp_ratio", "qkv_bias", "norm_eps",
+    "drop_path_rate", "attention", "recycling",
+    // ViT
+    "head_dim", "depth", "stages",
+    // Swin
+    "embed_dim", "depths", "num_heads", "window_size", "head_rounds"};
+
+// Applies `f` to the options of whichever family the model is.
+template <typename F>
+void on_family(models::ModelOptions& o, F&& f) {
+  if (auto* vit = o.vit()) {
+    f(*vit);
+  } else {
+    f(*o.swin());
+  }
+}
 
 // Reads `value` as the option `key`; throws on a wrong type, returns null for an unknown key.
 OptionSetter read_option(const std::string& key, const YAML::Node& value,
@@ -89,41 +102,71 @@ OptionSetter read_option(const std::string& key, const YAML::Node& value,
   const auto path = "model." + key;
   const auto integer = [&] { return yaml_read<int64_t>(value, where, path, "an integer"); };
   const auto number = [&] { return yaml_read<double>(value, where, path, "a number"); };
-  // A ViT key on a model of another family is an error naming the key.
+  const auto boolean = [&] { return yaml_read<bool>(value, where, path, "true or false"); };
+  const auto list = [&](const char* what) {
+    return yaml_read<std::vector<int64_t>>(value, where, path, what);
+  };
+  // A key of one family on a model of the other is an error naming the key.
   const auto vit = [path, where](models::ModelOptions& o) -> models::ThinkingViTOptions& {
-    auto* v = o.vit();
-    TVIT_CHECK(v != nullptr, where, ": key '", path, "' is a ViT option; the model is '",
+    TVIT_CHECK(o.vit() != nullptr, where, ": key '", path, "' is a ViT option; the model is '",
                o.architecture(), "'");
-    return *v;
+    return *o.vit();
+  };
+  const auto swin = [path, where](models::ModelOptions& o) -> models::ThinkingSwinOptions& {
+    TVIT_CHECK(o.swin() != nullptr, where, ": key '", path, "' is a Swin option; the model is '",
+               o.architecture(), "' (set model.family: swin or a Swin preset)");
+    return *o.swin();
   };
   using Options = models::ModelOptions;
-  if (key == "image_size") return [v = integer(), vit](Options& o) { vit(o).image_size(v); };
-  if (key == "patch_size") return [v = integer(), vit](Options& o) { vit(o).patch_size(v); };
-  if (key == "in_channels") return [v = integer(), vit](Options& o) { vit(o).in_channels(v); };
+  // Keys every family has.
+  if (key == "image_size") {
+    return [v = integer()](Options& o) { on_family(o, [&](auto& f) { f.image_size(v); }); };
+  }
+  if (key == "patch_size") {
+    return [v = integer()](Options& o) { on_family(o, [&](auto& f) { f.patch_size(v); }); };
+  }
+  if (key == "in_channels") {
+    return [v = integer()](Options& o) { on_family(o, [&](auto& f) { f.in_channels(v); }); };
+  }
   if (key == "num_classes") return [v = integer()](Options& o) { o.num_classes(v); };
-  if (key == "head_dim") return [v = integer(), vit](Options& o) { vit(o).head_dim(v); };
-  if (key == "depth") return [v = integer(), vit](Options& o) { vit(o).depth(v); };
-  if (key == "mlp_ratio") return [v = number(), vit](Options& o) { vit(o).mlp_ratio(v); };
-  if (key == "norm_eps") return [v = number(), vit](Options& o) { vit(o).norm_eps(v); };
-  if (key == "drop_path_rate") return [v = number(), vit](Options& o) { vit(o).drop_path_rate(v); };
+  if (key == "mlp_ratio") {
+    return [v = number()](Options& o) { on_family(o, [&](auto& f) { f.mlp_ratio(v); }); };
+  }
+  if (key == "norm_eps") {
+    return [v = number()](Options& o) { on_family(o, [&](auto& f) { f.norm_eps(v); }); };
+  }
+  if (key == "drop_path_rate") {
+    return [v = number()](Options& o) { on_family(o, [&](auto& f) { f.drop_path_rate(v); }); };
+  }
   if (key == "qkv_bias") {
-    return [v = yaml_read<bool>(value, where, path, "true or false"), vit](Options& o) {
-      vit(o).qkv_bias(v);
-    };
+    return [v = boolean()](Options& o) { on_family(o, [&](auto& f) { f.qkv_bias(v); }); };
   }
-  if (key == "recycling") {
-    return
-        [v = yaml_read<bool>(value, where, path, "true or false")](Options& o) { o.recycling(v); };
-  }
-  if (key == "stages") {
-    return [v = yaml_read<std::vector<int64_t>>(value, where, path, "a list of head counts"),
-            vit](Options& o) { vit(o).stages(v); };
-  }
+  if (key == "recycling") return [v = boolean()](Options& o) { o.recycling(v); };
   if (key == "attention") {
     const auto text = value.IsScalar() ? value.Scalar() : "";
     const auto backend = models::attention_backend_from(text);
     if (!backend) fail_type(where, value, path, "'fused', 'explicit' or 'small'");
-    return [b = *backend, vit](Options& o) { vit(o).attention(b); };
+    return [b = *backend](Options& o) { on_family(o, [&](auto& f) { f.attention(b); }); };
+  }
+  // ViT keys.
+  if (key == "head_dim") return [v = integer(), vit](Options& o) { vit(o).head_dim(v); };
+  if (key == "depth") return [v = integer(), vit](Options& o) { vit(o).depth(v); };
+  if (key == "stages") {
+    return [v = list("a list of head counts"), vit](Options& o) { vit(o).stages(v); };
+  }
+  // Swin keys.
+  if (key == "embed_dim") return [v = integer(), swin](Options& o) { swin(o).embed_dim(v); };
+  if (key == "window_size") return [v = integer(), swin](Options& o) { swin(o).window_size(v); };
+  if (key == "depths") {
+    return [v = list("a list of block counts"), swin](Options& o) { swin(o).depths(v); };
+  }
+  if (key == "num_heads") {
+    return [v = list("a list of head counts"), swin](Options& o) { swin(o).num_heads(v); };
+  }
+  if (key == "head_rounds") {
+    return [v = yaml_read<std::vector<std::vector<int64_t>>>(value, where, path,
+                                                             "a list of head-count lists"),
+            swin](Options& o) { swin(o).head_rounds(v); };
   }
   return nullptr;
 }
@@ -138,7 +181,7 @@ std::string joined(const std::vector<std::string>& names) {
 
 const std::vector<std::string>& YamlModelSection::keys() {
   static const std::vector<std::string> all = [] {
-    std::vector<std::string> k = {"preset"};
+    std::vector<std::string> k = {"preset", "family"};
     k.insert(k.end(), kOptionKeys.begin(), kOptionKeys.end());
     k.push_back("init_from");
     k.push_back("init_strict");
@@ -157,12 +200,12 @@ void YamlModelSection::read_map(const YAML::Node& model, const YamlWhere& where)
     TVIT_CHECK(known(e.name), where(e.key), ": unknown key 'model.", e.name,
                "' (model keys: ", joined(keys()), ")");
   }
-  // The preset is the base, wherever it stands in the map.
+  // The preset (or family) is the base, wherever it stands in the map.
   for (const auto& e : entries) {
-    if (e.name == "preset") read_key(e.name, e.value, where(e.key));
+    if (e.name == "preset" || e.name == "family") read_key(e.name, e.value, where(e.key));
   }
   for (const auto& e : entries) {
-    if (e.name != "preset") read_key(e.name, e.value, where(e.key));
+    if (e.name != "preset" && e.name != "family") read_key(e.name, e.value, where(e.key));
   }
 }
 
@@ -178,6 +221,10 @@ void YamlModelSection::read_key(const std::string& key, const YAML::Node& value,
       }
     }
     preset_ = name;
+  } else if (key == "family") {
+    family_ = yaml_read_string(value, where, "model.family");
+    TVIT_CHECK(family_ == "vit" || family_ == "swin" || family_.empty(), where,
+               ": key 'model.family' expects 'vit' or 'swin', found '", family_, "'");
   } else if (key == "init_from") {
     init_from_ = yaml_read_string(value, where, "model.init_from");
   } else if (key == "init_strict") {
@@ -191,7 +238,17 @@ void YamlModelSection::read_key(const std::string& key, const YAML::Node& value,
 }
 
 models::ModelOptions YamlModelSection::options() const {
-  auto options = preset_.empty() ? models::ModelOptions() : models::model_preset(preset_);
+  models::ModelOptions options;
+  if (!preset_.empty()) {
+    options = models::model_preset(preset_);
+  } else if (family_ == "swin") {
+    options = models::ThinkingSwinOptions();
+  }
+  if (!family_.empty()) {
+    const bool swin = options.swin() != nullptr;
+    TVIT_CHECK(swin == (family_ == "swin"), origin("family"), ": key 'model.family' is '", family_,
+               "' but preset '", preset_, "' is a ", swin ? "Swin" : "ViT");
+  }
   for (const auto& [key, assign] : explicit_) assign(options);
   return options;
 }
@@ -204,26 +261,41 @@ std::string YamlModelSection::origin(const std::string& key) const {
 void YamlModelSection::emit(YAML::Emitter& out, const std::string& preset,
                             const models::ModelOptions& options, const std::string& init_from,
                             bool init_strict) {
-  TVIT_CHECK(options.vit() != nullptr, "config.yaml: no model keys for the architecture '",
-             options.architecture(), "'");
-  const auto& o = *options.vit();
   const auto key = [&](const char* name) -> YAML::Emitter& {
     return out << YAML::Key << name << YAML::Value;
   };
   key("preset") << YAML::DoubleQuoted << preset;
-  key("image_size") << o.image_size();
-  key("patch_size") << o.patch_size();
-  key("in_channels") << o.in_channels();
-  key("num_classes") << o.num_classes();
-  key("head_dim") << o.head_dim();
-  key("depth") << o.depth();
-  key("mlp_ratio") << format_number(o.mlp_ratio());
-  key("qkv_bias") << o.qkv_bias();
-  key("norm_eps") << format_number(o.norm_eps());
-  key("drop_path_rate") << format_number(o.drop_path_rate());
-  key("stages") << YAML::Flow << o.stages();
-  key("attention") << models::attention_backend_name(o.attention());
-  key("recycling") << o.recycling();
+  key("family") << (options.swin() ? "swin" : "vit");
+  key("image_size") << options.image_size();
+  key("in_channels") << options.in_channels();
+  key("num_classes") << options.num_classes();
+  if (const auto* o = options.vit()) {
+    key("patch_size") << o->patch_size();
+    key("head_dim") << o->head_dim();
+    key("depth") << o->depth();
+    key("mlp_ratio") << format_number(o->mlp_ratio());
+    key("qkv_bias") << o->qkv_bias();
+    key("norm_eps") << format_number(o->norm_eps());
+    key("drop_path_rate") << format_number(o->drop_path_rate());
+    key("stages") << YAML::Flow << o->stages();
+    key("attention") << models::attention_backend_name(o->attention());
+  } else {
+    const auto* s = options.swin();
+    key("patch_size") << s->patch_size();
+    key("embed_dim") << s->embed_dim();
+    key("depths") << YAML::Flow << s->depths();
+    key("num_heads") << YAML::Flow << s->num_heads();
+    key("window_size") << s->window_size();
+    key("mlp_ratio") << format_number(s->mlp_ratio());
+    key("qkv_bias") << s->qkv_bias();
+    key("norm_eps") << format_number(s->norm_eps());
+    key("drop_path_rate") << format_number(s->drop_path_rate());
+    out << YAML::Key << "head_rounds" << YAML::Value << YAML::Flow << YAML::BeginSeq;
+    for (const auto& round : s->head_rounds()) out << YAML::Flow << round;
+    out << YAML::EndSeq;
+    key("attention") << models::attention_backend_name(s->attention());
+  }
+  key("recycling") << options.recycling();
   key("init_from") << YAML::DoubleQuoted << init_from;
   key("init_strict") << init_strict;
 }

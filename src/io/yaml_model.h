@@ -86,6 +86,7 @@ class YamlModelSection {
 
  private:
   std::string preset_;
+  std::string family_;  // "vit" | "swin" | "" (the preset's, or ViT)
   // Option key -> its assignment, type-checked when read.
   std::map<std::string, std::function<void(models::ModelOptions&)>> explicit_;
   std::string init_from_;

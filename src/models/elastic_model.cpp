@@ -4,6 +4,7 @@
 
 #include <limits>
 
+#include "thinkingvit/models/thinking_swin.h"
 #include "thinkingvit/models/thinking_vit.h"
 #include "thinkingvit/util/error.h"
 
@@ -81,6 +82,7 @@ bool ElasticModel::decays(const std::string& name, const at::Tensor& param) cons
 std::shared_ptr<ElasticModel> make_model(const ModelOptions& options) {
   options.validate();
   if (const auto* vit = options.vit()) return std::make_shared<ThinkingViTImpl>(*vit);
+  if (const auto* swin = options.swin()) return std::make_shared<ThinkingSwinImpl>(*swin);
   fail("no model family for the architecture '", options.architecture(), "'");
 }
 

@@ -8,6 +8,7 @@
 namespace thinkingvit::models {
 
 ModelOptions::ModelOptions(ThinkingViTOptions vit) : options_(std::move(vit)) {}
+ModelOptions::ModelOptions(ThinkingSwinOptions swin) : options_(std::move(swin)) {}
 
 std::string ModelOptions::architecture() const {
   return std::visit([](const auto& o) { return std::string(o.kArchitecture); }, options_);
@@ -54,22 +55,29 @@ void check_stage(const ModelOptions& o, int64_t stage) {
 
 std::string ModelOptions::stage_heads(int64_t stage) const {
   check_stage(*this, stage);
-  const auto& o = std::get<ThinkingViTOptions>(options_);
-  return std::to_string(o.stages()[stage]);
+  if (const auto* o = swin()) {
+    std::string out;
+    for (auto h : o->head_rounds()[stage]) out += (out.empty() ? "" : "-") + std::to_string(h);
+    return out;
+  }
+  return std::to_string(vit()->stages()[stage]);
 }
 
 MacBreakdown ModelOptions::stage_macs(int64_t stage) const {
   check_stage(*this, stage);
-  return breakdown(models::stage_macs(std::get<ThinkingViTOptions>(options_), stage));
+  if (const auto* o = swin()) return swin_stage_macs(*o, stage);
+  return breakdown(models::stage_macs(*vit(), stage));
 }
 
 int64_t ModelOptions::stage_parameter_count(int64_t stage) const {
   check_stage(*this, stage);
-  return models::stage_parameter_count(std::get<ThinkingViTOptions>(options_), stage);
+  if (const auto* o = swin()) return swin_stage_parameter_count(*o, stage);
+  return models::stage_parameter_count(*vit(), stage);
 }
 
 int64_t ModelOptions::parameter_count() const {
-  return total_parameter_count(std::get<ThinkingViTOptions>(options_));
+  if (const auto* o = swin()) return swin_parameter_count(*o);
+  return total_parameter_count(*vit());
 }
 
 double expected_macs(const ModelOptions& options, const std::vector<double>& reach,
@@ -92,11 +100,14 @@ ModelOptions model_preset(const std::string& name) {
     for (const auto& n : names) known += (known.empty() ? "" : ", ") + n;
     fail("unknown preset '", name, "'; expected one of: ", known);
   }
+  if (is_swin_preset(name)) return swin_preset(name);
   return preset(name);
 }
 
 std::vector<std::string> model_preset_names() {
   auto names = preset_names();
+  const auto& swin = swin_preset_names();
+  names.insert(names.end(), swin.begin(), swin.end());
   std::sort(names.begin(), names.end());
   return names;
 }

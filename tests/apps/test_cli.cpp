@@ -68,6 +68,42 @@ TEST(Cli, MacsPrintsTheExactFigures) {
   EXPECT_NE(r.out.find("reach 1,0.5: 3.5531 GMACs"), std::string::npos) << r.out;
 }
 
+TEST(Cli, MacsOfSwinAreTheReleasedFigures) {
+  TempDir dir;
+  auto r = run(dir, "macs --preset thinkingvit_swin_s");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("stage 0 (3-3-6-12 heads)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("2,817,590,784"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("8,857,684,992"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("| token projector | 0 | 116,809,728 |"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("parameters: 49,667,795"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("every stage (tau = 0): 11.6753 GMACs"), std::string::npos) << r.out;
+}
+
+TEST(Cli, InferRunsTheSwinFolderOfTheExport) {
+  TempDir dir;
+  const auto file = io::read_safetensors(fixture("swin_tiny_weights.safetensors"));
+  std::filesystem::create_directories(dir.path() / "swin");
+  std::ofstream(dir.file("swin/config.json")) << file.metadata.at("config");
+  std::filesystem::copy_file(fixture("swin_tiny_weights.safetensors"),
+                             dir.path() / "swin" / "model.safetensors");
+  const auto golden = io::read_safetensors(fixture("swin_tiny_golden.safetensors")).tensors;
+  const double tau = golden.at("thresholds")[2].item<double>();
+  auto r = run(dir, "infer --weights " + dir.file("swin") + " --input " +
+                        fixture("swin_tiny_golden.safetensors") + " --output " +
+                        dir.file("out.safetensors") + " --threshold " + std::to_string(tau));
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto out = io::read_safetensors(dir.file("out.safetensors")).tensors;
+  EXPECT_TRUE(close_scaled(out.at("logits.1"), golden.at("logits.1"), 1e-4));
+  EXPECT_TRUE(close_scaled(out.at("entropy.0"), golden.at("entropy_top10.0"), 1e-4));
+  // std::to_string rounds tau to 6 decimals: the midpoints are far from every entropy.
+  EXPECT_TRUE(torch::equal(out.at("exit_stage"), golden.at("exit_round")[2]));
+  r = run(dir, "bench --weights " + dir.file("swin") +
+                   " --batch-sizes 2 --reps 1 --warmup 0 --taus 0.5 --threads 1");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("elastic"), std::string::npos) << r.out;
+}
+
 TEST(Cli, InferMatchesTheGoldenReference) {
   TempDir dir;
   // The golden fixture holds more than images; infer reads only the 'images' tensor.

@@ -10,16 +10,18 @@
 #include <vector>
 
 #include "thinkingvit/models/macs.h"
+#include "thinkingvit/models/swin_options.h"
 #include "thinkingvit/models/vit_options.h"
 
 namespace thinkingvit::models {
 
 class ModelOptions {
  public:
-  ModelOptions() = default;              // a ThinkingViTOptions() with its defaults
-  ModelOptions(ThinkingViTOptions vit);  // NOLINT(google-explicit-constructor)
+  ModelOptions() = default;                // a ThinkingViTOptions() with its defaults
+  ModelOptions(ThinkingViTOptions vit);    // NOLINT(google-explicit-constructor)
+  ModelOptions(ThinkingSwinOptions swin);  // NOLINT(google-explicit-constructor)
 
-  // "thinkingvit" (DeiT-style ViT); the name config.json's "architecture" carries.
+  // The family: "thinkingvit" (DeiT-style ViT) or "thinkingvit_swin".
   std::string architecture() const;
 
   int64_t image_size() const;
@@ -31,7 +33,8 @@ class ModelOptions {
   ModelOptions& num_classes(int64_t value);
   ModelOptions& recycling(bool value);
 
-  // The heads stage `stage` runs: "3" for a ViT stage; tables print it in their "heads" column.
+  // The heads stage `stage` runs: "3" for a ViT stage, "3-3-6-12" (per level) for a Swin round;
+  // tables print it in their "heads" column.
   std::string stage_heads(int64_t stage) const;
   // Per-stage MACs of one image by layer kind, and the parameters a stage uses.
   MacBreakdown stage_macs(int64_t stage) const;
@@ -45,11 +48,13 @@ class ModelOptions {
   // The family's own options; nullptr when the model is of another family.
   const ThinkingViTOptions* vit() const { return std::get_if<ThinkingViTOptions>(&options_); }
   ThinkingViTOptions* vit() { return std::get_if<ThinkingViTOptions>(&options_); }
+  const ThinkingSwinOptions* swin() const { return std::get_if<ThinkingSwinOptions>(&options_); }
+  ThinkingSwinOptions* swin() { return std::get_if<ThinkingSwinOptions>(&options_); }
 
   bool operator==(const ModelOptions& other) const { return describe() == other.describe(); }
 
  private:
-  std::variant<ThinkingViTOptions> options_;
+  std::variant<ThinkingViTOptions, ThinkingSwinOptions> options_;
 };
 
 // Average MACs per image when a share `reach[i]` of the images runs stage i (reach[0] = 1):
