@@ -219,6 +219,7 @@ const std::vector<Field>& fields() {
       TVIT_FIELD(schedule.min_lr),
       TVIT_FIELD(schedule.cooldown_epochs),
       TVIT_FIELD(schedule.per_step),
+      TVIT_FIELD(schedule.warmup_prefix),
       TVIT_FIELD(ema.enabled),
       TVIT_FIELD(ema.decay),
       TVIT_FIELD(sampling.mode),

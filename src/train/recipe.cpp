@@ -18,6 +18,7 @@ double learning_rate(const ScheduleSection& s, double lr, double t) {
   if (t < s.warmup_epochs) {
     return s.warmup_lr + t * (lr - s.warmup_lr) / s.warmup_epochs;
   }
+  if (s.warmup_prefix) t -= s.warmup_epochs;
   if (t >= static_cast<double>(s.epochs)) return s.min_lr;  // cool-down
   return s.min_lr +
          0.5 * (lr - s.min_lr) * (1.0 + std::cos(M_PI * t / static_cast<double>(s.epochs)));

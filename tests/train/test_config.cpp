@@ -380,6 +380,31 @@ TEST(ConfigShipped, EveryConfigLoadsAndRoundTrips) {
   EXPECT_GE(loaded, 5);
 }
 
+TEST(ConfigShipped, SwinRecipeIsArgsSwinYaml) {
+  const auto c = load_config((configs_dir() / "thinkingvit_swin_s_imagenet.yaml").string());
+  ASSERT_NE(c.model.options.swin(), nullptr);
+  EXPECT_EQ(c.model.options.swin()->head_rounds(),
+            (std::vector<std::vector<int64_t>>{{3, 3, 6, 12}, {3, 6, 12, 24}}));
+  EXPECT_EQ(c.model.options.swin()->depths(), (std::vector<int64_t>{2, 2, 18, 2}));
+  EXPECT_DOUBLE_EQ(c.model.options.swin()->drop_path_rate(), 0.3);
+  EXPECT_EQ(c.data.batch_size * 4 * c.optimizer.accum_steps, 1024);  // x 4 GPUs
+  EXPECT_DOUBLE_EQ(c.optimizer.lr * 1024 / c.optimizer.lr_base_batch, 1e-3);
+  EXPECT_DOUBLE_EQ(c.optimizer.clip_grad, 5.0);
+  EXPECT_EQ(c.schedule.epochs + c.schedule.cooldown_epochs, 310);
+  EXPECT_EQ(c.schedule.warmup_epochs, 20);
+  EXPECT_TRUE(c.schedule.warmup_prefix);
+  EXPECT_DOUBLE_EQ(c.schedule.warmup_lr, 5e-7);
+  EXPECT_DOUBLE_EQ(c.schedule.min_lr, 5e-6);
+  EXPECT_EQ(c.data.repeated_aug, 1);  // off
+  EXPECT_EQ(c.loss.stage_weights, (std::vector<double>{0.5, 0.5}));
+  EXPECT_EQ(c.sampling.mode, "all");
+  EXPECT_DOUBLE_EQ(c.ema.decay, 0.99996);
+  EXPECT_EQ(c.augment.train.interpolation, data::Interpolation::kBicubic);
+  EXPECT_DOUBLE_EQ(c.augment.eval.crop_pct, 0.9);
+  EXPECT_EQ(c.precision.dtype, "fp32");
+  EXPECT_TRUE(c.precision.tf32);
+}
+
 TEST(ConfigShipped, ReleasedRecipeHasTheReleasedValues) {
   const auto c = load_config((configs_dir() / "thinkingvit_3h_6h_imagenet.yaml").string());
   EXPECT_EQ(c.model.options.vit()->stages(), (std::vector<int64_t>{3, 6}));

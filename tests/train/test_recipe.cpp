@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
+
 #include <torch/torch.h>
+#include <cmath>
 
 #include <set>
 
@@ -7,6 +9,24 @@
 #include "thinkingvit/train/recipe.h"
 
 namespace thinkingvit::testing {
+
+TEST(Recipe, SwinScheduleStartsTheCosineAfterItsWarmup) {
+  // args_swin.yaml: lr 1e-3 (5e-4 x 1024 / 512), 20 warm-up epochs from 5e-7 before a 300-epoch
+  // cosine to 5e-6, 310 epochs run.
+  train::ScheduleSection s;
+  s.epochs = 300;
+  s.warmup_epochs = 20;
+  s.warmup_lr = 5e-7;
+  s.min_lr = 5e-6;
+  s.warmup_prefix = true;
+  const double lr = 1e-3;
+  EXPECT_DOUBLE_EQ(train::learning_rate(s, lr, 0.0), 5e-7);
+  EXPECT_DOUBLE_EQ(train::learning_rate(s, lr, 10.0), 5e-7 + 10.0 * (lr - 5e-7) / 20.0);
+  EXPECT_DOUBLE_EQ(train::learning_rate(s, lr, 20.0), lr);  // the cosine's start
+  const double last = 5e-6 + 0.5 * (lr - 5e-6) * (1.0 + std::cos(M_PI * 289.0 / 300.0));
+  EXPECT_DOUBLE_EQ(train::learning_rate(s, lr, 309.0), last);
+  EXPECT_NEAR(last, 8.3e-6, 1e-7);  // the last epoch never reaches min_lr
+}
 
 TEST(Recipe, LearningRateScheduleMatchesTheReleasedValues) {
   train::ScheduleSection s;  // 300 epochs, 5 warm-up from 1e-6, min 1e-5

@@ -49,6 +49,9 @@ struct ScheduleSection {
   double min_lr = 1e-5;
   int64_t cooldown_epochs = 10;
   bool per_step = false;  // false: stepped per epoch, as released
+  // true: the cosine starts after the warm-up, on t - warmup_epochs (timm's warmup_prefix, the
+  // Swin recipe); false: the warm-up overlaps the cosine's start (DeiT).
+  bool warmup_prefix = false;
 };
 
 struct EmaSection {

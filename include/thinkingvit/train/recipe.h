@@ -18,7 +18,8 @@ namespace thinkingvit::train {
 double effective_lr(const OptimizerSection& optimizer, int64_t global_batch);
 
 // Learning rate at (fractional) epoch t: linear warm-up from warmup_lr over warmup_epochs,
-// then min_lr + (lr - min_lr)(1 + cos(pi t / epochs)) / 2, then min_lr in the cool-down.
+// then min_lr + (lr - min_lr)(1 + cos(pi t / epochs)) / 2, then min_lr in the cool-down; with
+// warmup_prefix the cosine runs on t - warmup_epochs.
 double learning_rate(const ScheduleSection& schedule, double lr, double t);
 
 struct ParamGroups {
