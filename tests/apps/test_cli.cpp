@@ -164,6 +164,34 @@ TEST(Cli, BenchWritesEveryFormat) {
   EXPECT_FALSE(std::filesystem::exists(dir.file("c.json")));
 }
 
+TEST(Cli, TrainEvalSweepASwin) {
+  TempDir dir;
+  std::ofstream(dir.file("swin.yaml"))
+      << "model:\n  family: swin\n  image_size: 8\n  patch_size: 1\n  num_classes: 12\n"
+         "  embed_dim: 8\n  depths: [2, 1]\n  num_heads: [2, 4]\n  window_size: 4\n"
+         "  head_rounds: [[1, 2], [2, 4]]\n"
+         "data:\n  dataset: synthetic\n  synthetic_size: 32\n  batch_size: 8\n  eval_batch_size: "
+         "16\n  num_workers: 1\n"
+         "augment:\n  train:\n    size: 8\n  eval:\n    size: 8\n    crop_pct: 1.0\n"
+         "schedule:\n  epochs: 1\n  warmup_epochs: 1\n  cooldown_epochs: 0\n"
+         "run:\n  threads: 1\n";
+  const auto run_dir = dir.file("run");
+  auto r = run(dir, "train --config " + dir.file("swin.yaml") + " --output-dir " + run_dir);
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = run(dir, "eval --run " + run_dir + " --format csv");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("0,1-2,"), std::string::npos) << r.out;  // round 0 runs heads 1-2
+  EXPECT_NE(r.out.find("1,2-4,"), std::string::npos) << r.out;
+  r = run(dir, "sweep --run " + run_dir + " --taus 0,9 --reps 1 --timing-batches 1 --no-plot");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto json = nlohmann::json::parse(slurp(run_dir + "/sweep/sweep.json"));
+  ASSERT_EQ(json.size(), 2u);
+  EXPECT_EQ(json[0]["stop_share"], "0.000/1.000");
+  EXPECT_EQ(json[1]["stop_share"], "1.000/0.000");
+  // The timed early exit ran round 2 on no image at tau 9.
+  EXPECT_EQ(json[1]["timed_reach"], "1.000/0.000") << json[1].dump();
+}
+
 TEST(Cli, TrainEvalSweepOnASyntheticSet) {
   TempDir dir;
   std::ofstream(dir.file("tiny.yaml"))
