@@ -46,6 +46,7 @@ void run_bench(const BenchArgs& args) {
   std::optional<io::WeightsSource> weights;
   if (!args.weights.empty()) weights = io::read_weights(args.weights);
   const auto model_options = resolve_model(args.model, weights ? &*weights : nullptr);
+  models::check_fits_in_memory(model_options, 1, "model");
   const auto model = models::make_model(model_options);
   if (weights) {
     const auto report = io::load_state_dict(*model, weights->tensors, weights->path);

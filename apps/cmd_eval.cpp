@@ -31,8 +31,9 @@ void run_eval(const EvalArgs& args) {
   progress.finish();
   eval::Table table({"stage", "heads", "top1", "top5", "images", "weights"});
   for (size_t s = 0; s < records.top1.size(); ++s) {
-    table.add_row({static_cast<int64_t>(s), setup.config.model.options.stage_heads(s),
-                   records.top1[s], records.top5[s], records.num_samples, setup.weights_path});
+    table.add_row({static_cast<int64_t>(s),
+                   heads_cell(setup.config.model.options, static_cast<int64_t>(s)), records.top1[s],
+                   records.top5[s], records.num_samples, setup.weights_path});
   }
   table.set_precision(2);
   std::cout << "preprocessing: " << setup.preprocessing << "\n";

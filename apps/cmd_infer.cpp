@@ -48,6 +48,7 @@ void run_infer(const InferArgs& args) {
   const auto options = resolve_model(args.model, &weights);
   spdlog::info("model: {}", options.describe());
 
+  models::check_fits_in_memory(options, 1, "model");
   const auto model = models::make_model(options);
   io::LoadOptions load;
   load.strict = args.strict;
@@ -89,6 +90,7 @@ void run_infer(const InferArgs& args) {
   }
   std::map<std::string, std::string> metadata = {{"entropy_rule", args.entropy_rule},
                                                  {"model", options.describe()}};
+  if (const auto* vit = options.vit()) metadata["stages"] = shape_str(vit->stages());
   if (args.threshold) {
     out["logits"] = at::cat(selected);
     out["exit_stage"] = at::cat(exit_stage);

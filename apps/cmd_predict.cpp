@@ -107,6 +107,7 @@ void run_predict(const PredictArgs& args) {
   if (args.ema) weights_path = ema_weights_path(weights_path);
   const auto weights = io::read_weights(weights_path);
   const auto options = config ? config->model.options : resolve_model(args.model, &weights);
+  models::check_fits_in_memory(options, 1, "model");
   const auto model = models::make_model(options);
   const auto report = io::load_state_dict(*model, weights.tensors, weights.path);
   spdlog::info("weights '{}': {}", weights.path, report.summary());
@@ -183,7 +184,7 @@ void run_predict(const PredictArgs& args) {
           top += (r ? ", " : "") + names[top_i[row][r].item<int64_t>()] + " " +
                  format_prob(top_p[row][r].item<float>());
         }
-        table.add_row({files[kept[j]], stage, options.stage_heads(stage),
+        table.add_row({files[kept[j]], stage, heads_cell(options, stage),
                        static_cast<double>(out.entropy[row].item<float>()),
                        names[top_i[row][0].item<int64_t>()],
                        static_cast<double>(top_p[row][0].item<float>()), top});

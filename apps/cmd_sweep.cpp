@@ -145,7 +145,7 @@ void run_sweep(const SweepArgs& args) {
   table.save((fs::path(out_dir) / "sweep.md").string(), eval::TableFormat::kMarkdown);
   eval::Table stages({"stage", "heads", "top1", "gmacs", "img_per_s"});
   for (int64_t s = 0; s < mo.num_stages(); ++s) {
-    stages.add_row({s, mo.stage_heads(s), records.top1[s],
+    stages.add_row({s, heads_cell(mo, s), records.top1[s],
                     mo.stage_macs(s).total(models::MacConvention::kReleased) / 1e9, stage_ips[s]});
   }
   stages.save((fs::path(out_dir) / "stages.csv").string(), eval::TableFormat::kCsv);

@@ -7,6 +7,7 @@
 
 #include "thinkingvit/eval/table.h"
 #include "thinkingvit/io/model_config.h"
+#include "thinkingvit/train/config.h"
 #include "thinkingvit/util/compat.h"
 #include "thinkingvit/util/error.h"
 
@@ -47,6 +48,8 @@ c10::Device use_device(const std::string& name, const std::string& flag) {
 }
 
 void set_threads(int threads) {
+  TVIT_CHECK(threads <= train::kMaxThreads, "--threads: expects at most ", train::kMaxThreads,
+             ", found ", threads);
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   at::set_num_threads(threads);
 }
@@ -68,6 +71,11 @@ void check_output(const std::string& path) {
 
 void save_table(const eval::Table& table, const std::string& path) {
   table.save(path, eval::table_format_for_path(path, "--output"));
+}
+
+eval::Table::Cell heads_cell(const models::ModelOptions& options, int64_t stage) {
+  if (const auto* vit = options.vit()) return vit->stages().at(stage);
+  return options.stage_heads(stage);
 }
 
 std::string with_commas(int64_t value) {

@@ -10,9 +10,7 @@
 #include "thinkingvit/io/checkpoint.h"
 #include "thinkingvit/models/model_options.h"
 
-namespace thinkingvit::eval {
-class Table;
-}  // namespace thinkingvit::eval
+#include "thinkingvit/eval/table.h"
 
 namespace thinkingvit::apps {
 
@@ -44,6 +42,10 @@ void add_output_flag(CLI::App& app, std::string& output);
 void check_output(const std::string& path);
 // Writes `table` to an --output path, atomically.
 void save_table(const eval::Table& table, const std::string& path);
+
+// The "heads" cell of a stage's row: a ViT stage's head count as a number, a Swin round's heads
+// per level as text ("3-3-6-12").
+eval::Table::Cell heads_cell(const models::ModelOptions& options, int64_t stage);
 
 // 1253683200 -> "1,253,683,200"
 std::string with_commas(int64_t value);

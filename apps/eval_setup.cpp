@@ -44,6 +44,7 @@ EvalSetup make_eval_setup(const EvalSource& s) {
   if (s.ema) weights = ema_weights_path(weights);
   setup.weights_path = weights;
   const auto source = io::read_weights(weights);
+  models::check_fits_in_memory(setup.config.model.options, 1, "model");
   setup.model = models::make_model(setup.config.model.options);
   const auto report = io::load_state_dict(*setup.model, source.tensors, source.path);
   spdlog::info("weights '{}': {}", source.path, report.summary());

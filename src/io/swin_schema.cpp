@@ -125,23 +125,37 @@ nlohmann::json config_json(const models::ThinkingSwinOptions& o) {
       architecture = arch;
     }
   }
+  nlohmann::json args = {{"img_size", o.image_size()},
+                         {"patch_size", o.patch_size()},
+                         {"in_chans", o.in_channels()},
+                         {"window_size", o.window_size()},
+                         {"embed_dim", o.embed_dim()},
+                         {"depths", o.depths()},
+                         {"num_heads", o.num_heads()},
+                         {"mlp_ratio", o.mlp_ratio()},
+                         {"qkv_bias", o.qkv_bias()},
+                         {"head_rounds", o.head_rounds()},
+                         {"build_token_projector", o.num_stages() > 1}};
+  if (!o.recycling()) args["recycling"] = false;  // ours; timm's constructor has no such key
+  const int64_t last = o.resolution(o.num_levels() - 1);
+  // timm reads model_args only beside a pretrained_cfg (else it takes the file for an old one).
+  nlohmann::json pretrained = {{"input_size", {o.in_channels(), o.image_size(), o.image_size()}},
+                               {"fixed_input_size", true},
+                               {"interpolation", "bicubic"},
+                               {"crop_pct", 0.9},
+                               {"crop_mode", "center"},
+                               {"mean", {0.485, 0.456, 0.406}},
+                               {"std", {0.229, 0.224, 0.225}},
+                               {"num_classes", o.num_classes()},
+                               {"pool_size", {last, last}},
+                               {"first_conv", "patch_embed.proj"},
+                               {"classifier", "head.fc"}};
   return {{"architecture", architecture},
           {"num_classes", o.num_classes()},
           {"num_features", o.level_dim(o.num_levels() - 1)},
           {"global_pool", "avg"},
-          {"model_args",
-           {{"img_size", o.image_size()},
-            {"patch_size", o.patch_size()},
-            {"in_chans", o.in_channels()},
-            {"window_size", o.window_size()},
-            {"embed_dim", o.embed_dim()},
-            {"depths", o.depths()},
-            {"num_heads", o.num_heads()},
-            {"mlp_ratio", o.mlp_ratio()},
-            {"qkv_bias", o.qkv_bias()},
-            {"head_rounds", o.head_rounds()},
-            {"build_token_projector", o.num_stages() > 1},
-            {"recycling", o.recycling()}}}};
+          {"model_args", args},
+          {"pretrained_cfg", pretrained}};
 }
 
 bool is_swin_state(const TensorMap& tensors) {
@@ -199,7 +213,10 @@ models::ThinkingSwinOptions options_from_state(const TensorMap& tensors,
 }
 
 TensorMap adapt_checkpoint(const TensorMap& tensors) {
-  const bool old_layout = !tensors.count("head.fc.weight") && tensors.count("head.weight");
+  // Microsoft's layout merges at the end of a level (layers.0.downsample exists) and names the
+  // classifier "head"; timm's merges at the start of the next and names it "head.fc".
+  const bool old_merges = tensors.count("layers.0.downsample.reduction.weight") > 0;
+  const bool old_head = !tensors.count("head.fc.weight");
   static const std::regex downsample(R"(^layers\.(\d+)\.downsample\.(.*)$)");
   TensorMap out;
   for (const auto& [name, t] : tensors) {
@@ -209,9 +226,9 @@ TensorMap adapt_checkpoint(const TensorMap& tensors) {
     }
     std::string key = name;
     std::smatch m;
-    if (old_layout && std::regex_match(name, m, downsample)) {
+    if (old_merges && std::regex_match(name, m, downsample)) {
       key = "layers." + std::to_string(std::stoll(m[1]) + 1) + ".downsample." + m[2].str();
-    } else if (old_layout && starts_with(name, "head.")) {
+    } else if (old_head && starts_with(name, "head.")) {
       key = "head.fc." + name.substr(5);
     }
     out[key] = t;

@@ -18,7 +18,8 @@ bool is_swin_config(const nlohmann::json& config);
 // mlp_ratio, qkv_bias, head_rounds, recycling) and num_classes. Errors name `path` and the key.
 models::ThinkingSwinOptions options_from_config(const nlohmann::json& config,
                                                 const std::string& path);
-// The config.json the export writes (without label_names).
+// The config.json the export writes (without label_names): timm loads it; model_args.recycling
+// appears only when false.
 nlohmann::json config_json(const models::ThinkingSwinOptions& options);
 
 // timm Swin tensors: "layers.0.blocks.0.attn.relative_position_bias_table" is present.

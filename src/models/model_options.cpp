@@ -1,6 +1,9 @@
 #include "thinkingvit/models/model_options.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cmath>
 
 #include "thinkingvit/models/thinking_vit.h"
 #include "thinkingvit/util/error.h"
@@ -39,6 +42,23 @@ ModelOptions& ModelOptions::recycling(bool value) {
 }
 void ModelOptions::validate() const {
   std::visit([](const auto& o) { o.validate(); }, options_);
+  const auto n = static_cast<double>(parameter_count());
+  TVIT_CHECK(n <= kMaxParameters, "model options: the model would have ", n,
+             " parameters, beyond the supported ", kMaxParameters, " (", describe(), ")");
+}
+
+void check_fits_in_memory(const ModelOptions& options, int copies, const std::string& what) {
+  const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
+  if (pages <= 0 || page <= 0) return;  // unknown: nothing to compare with
+  const double available = static_cast<double>(pages) * static_cast<double>(page);
+  const double need = static_cast<double>(options.parameter_count()) * 4.0 * copies;
+  const double gib = 1024.0 * 1024.0 * 1024.0;
+  TVIT_CHECK(need <= available, what, ": the model has ", options.parameter_count(),
+             " parameters; ", copies == 1 ? "its float32 weights need " : "training needs ",
+             std::round(need / gib * 10) / 10, " GiB",
+             copies == 1 ? "" : " (weights, gradients, AdamW moments, EMA)",
+             ", more than this machine's ", std::round(available / gib * 10) / 10, " GiB (",
+             options.describe(), ")");
 }
 std::string ModelOptions::describe() const {
   return std::visit([](const auto& o) { return o.describe(); }, options_);

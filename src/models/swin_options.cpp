@@ -41,6 +41,17 @@ int64_t ThinkingSwinOptions::round_hidden(int64_t stage, int64_t level) const {
 
 void ThinkingSwinOptions::validate() const {
   const auto option = [](const char* name) { return std::string("model option '") + name + "'"; };
+  const auto bound = [&](const char* name, double value, double max) {
+    TVIT_CHECK(value <= max, option(name), ": ", value, " is beyond the supported ", max);
+  };
+  bound("image_size", static_cast<double>(image_size_), kMaxImageSize);
+  bound("in_channels", static_cast<double>(in_channels_), kMaxChannels);
+  bound("num_classes", static_cast<double>(num_classes_), kMaxClasses);
+  bound("embed_dim", static_cast<double>(embed_dim_), 8192);
+  bound("window_size", static_cast<double>(window_size_), 256);
+  bound("mlp_ratio", mlp_ratio_, kMaxMlpRatio);
+  for (auto d : depths_) bound("depths", static_cast<double>(d), kMaxDepth);
+  for (auto h : num_heads_) bound("num_heads", static_cast<double>(h), 1024);
   TVIT_CHECK(patch_size_ > 0 && image_size_ > 0, option("image_size"), "/'patch_size': expected ",
              "positive values, found ", image_size_, "/", patch_size_);
   TVIT_CHECK(image_size_ % patch_size_ == 0, option("image_size"), ": ", image_size_,
@@ -90,6 +101,22 @@ void ThinkingSwinOptions::validate() const {
                  i, " give no whole channel count in the released code");
     }
   }
+  // Sizes that follow from several options, in floating point so that nothing overflows: the
+  // shift mask built at construction, and the MACs of an image (the counters use int64).
+  double macs = 0, mask = 0;
+  for (int64_t i = 0; i < num_levels(); ++i) {
+    const double ws = static_cast<double>(window(i));
+    const double padded = std::ceil(static_cast<double>(resolution(i)) / ws) * ws;
+    const double k = static_cast<double>(level_dim(i));
+    const double hidden = k * mlp_ratio_;
+    macs += static_cast<double>(depths_[i]) * padded * padded *
+            (4 * k * k + 2 * k * hidden + 2 * ws * ws * k);
+    mask = std::max(mask, padded * padded * ws * ws);
+  }
+  TVIT_CHECK(mask <= 1 << 28, option("image_size"), "/'window_size': the shift mask would hold ",
+             mask, " values, beyond the supported 2^28");
+  TVIT_CHECK(macs <= 1e17, "model options: an image would cost ", macs,
+             " MACs, beyond the supported 1e17 (", describe(), ")");
 }
 
 std::string ThinkingSwinOptions::describe() const {
@@ -98,7 +125,8 @@ std::string ThinkingSwinOptions::describe() const {
       << " patch_size=" << patch_size_ << " in_channels=" << in_channels_
       << " num_classes=" << num_classes_ << " embed_dim=" << embed_dim_
       << " depths=" << shape_str(depths_) << " num_heads=" << shape_str(num_heads_)
-      << " window_size=" << window_size_ << " mlp_ratio=" << mlp_ratio_ << " norm_eps=" << norm_eps_
+      << " window_size=" << window_size_ << " mlp_ratio=" << mlp_ratio_
+      << " qkv_bias=" << (qkv_bias_ ? "true" : "false") << " norm_eps=" << norm_eps_
       << " drop_path_rate=" << drop_path_rate_ << (recycling_ ? "" : " recycling=false");
   return out.str();
 }
@@ -129,7 +157,7 @@ MacBreakdown swin_stage_macs(const ThinkingSwinOptions& o, int64_t stage) {
   }
   const int64_t last = o.round_width(stage, levels - 1);
   norm += 5 * o.resolution(levels - 1) * o.resolution(levels - 1) * last;
-  if (stage > 0) {
+  if (stage > 0) {  // counted with the round it feeds, as released; in no total without recycling
     const int64_t c_in = o.round_width(stage - 1, levels - 1), c_out = o.round_width(stage, 0);
     const int64_t src = o.resolution(levels - 1), s = o.upsample_factor();
     projector = c_in * src * src * s * s + c_out * grid * grid * c_in;
@@ -141,7 +169,7 @@ MacBreakdown swin_stage_macs(const ThinkingSwinOptions& o, int64_t stage) {
            {"MLP", mlp, MacCounted::kBoth},
            {"patch merging", merging, MacCounted::kBoth},
            {"head", last * o.num_classes(), MacCounted::kBoth},
-           {"token projector", projector, MacCounted::kBoth},
+           {"token projector", projector, o.recycling() ? MacCounted::kBoth : MacCounted::kNeither},
            {"LayerNorm", norm, MacCounted::kFvcoreOnly}}};
 }
 

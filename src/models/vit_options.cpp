@@ -49,6 +49,24 @@ void ThinkingViTOptions::validate() const {
   TVIT_CHECK(norm_eps_ > 0, "model option 'norm_eps': expected > 0, found ", norm_eps_);
   TVIT_CHECK(drop_path_rate_ >= 0 && drop_path_rate_ < 1,
              "model option 'drop_path_rate': expected a value in [0, 1), found ", drop_path_rate_);
+  // Bounds far beyond any ViT, checked before anything is allocated.
+  const auto bound = [](const char* name, double value, double max) {
+    TVIT_CHECK(value <= max, "model option '", name, "': ", value, " is beyond the supported ",
+               max);
+  };
+  bound("image_size", static_cast<double>(image_size_), kMaxImageSize);
+  bound("in_channels", static_cast<double>(in_channels_), kMaxChannels);
+  bound("num_classes", static_cast<double>(num_classes_), kMaxClasses);
+  bound("head_dim", static_cast<double>(head_dim_), 4096);
+  bound("depth", static_cast<double>(depth_), kMaxDepth);
+  bound("mlp_ratio", mlp_ratio_, kMaxMlpRatio);
+  bound("stages", static_cast<double>(stages_.back()), 1024);
+  bound("image_size", static_cast<double>(num_patches()), 1 << 20);  // tokens per image
+  // The MACs of an image, in floating point (the counters use int64).
+  const double n = static_cast<double>(num_tokens()), k = static_cast<double>(embed_dim());
+  const double macs = static_cast<double>(depth_) * n * k * (4 * k + 2 * k * mlp_ratio_ + 2 * n);
+  TVIT_CHECK(macs <= 1e17, "model options: an image would cost ", macs,
+             " MACs, beyond the supported 1e17 (", describe(), ")");
 }
 
 std::string ThinkingViTOptions::describe() const {

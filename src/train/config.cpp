@@ -462,10 +462,14 @@ class Loader {
     require(d.batch_size >= 1, "data.batch_size", "expects an integer >= 1, found ", d.batch_size);
     require(d.eval_batch_size >= 1, "data.eval_batch_size", "expects an integer >= 1, found ",
             d.eval_batch_size);
-    require(d.num_workers >= 0, "data.num_workers", "expects an integer >= 0, found ",
-            d.num_workers);
-    require(d.prefetch_batches >= 1, "data.prefetch_batches", "expects an integer >= 1, found ",
-            d.prefetch_batches);
+    // Threads beyond these fail to start or stall the machine; batches beyond these are memory.
+    require(d.num_workers >= 0 && d.num_workers <= kMaxThreads, "data.num_workers",
+            "expects an integer in 0..", kMaxThreads, ", found ", d.num_workers);
+    require(d.prefetch_batches >= 1 && d.prefetch_batches <= 1024, "data.prefetch_batches",
+            "expects an integer in 1..1024, found ", d.prefetch_batches);
+    require(d.batch_size <= 1 << 20 && d.eval_batch_size <= 1 << 20, "data.batch_size",
+            "expects at most 1048576 images per batch, found ",
+            std::max(d.batch_size, d.eval_batch_size));
     require(d.repeated_aug >= 1, "data.repeated_aug", "expects an integer >= 1 (1: off), found ",
             d.repeated_aug);
 
@@ -567,8 +571,8 @@ class Loader {
 
     const auto& r = c.run;
     require(!r.output_dir.empty(), "run.output_dir", "expects a folder, found nothing");
-    require(r.threads >= 0, "run.threads", "expects an integer >= 0 (0: automatic), found ",
-            r.threads);
+    require(r.threads >= 0 && r.threads <= kMaxThreads, "run.threads", "expects an integer in 0..",
+            kMaxThreads, " (0: automatic), found ", r.threads);
     require(r.log_every_steps >= 1, "run.log_every_steps", "expects an integer >= 1, found ",
             r.log_every_steps);
     require(r.eval_every_epochs >= 1, "run.eval_every_epochs", "expects an integer >= 1, found ",

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <thread>
 
 #include "thinkingvit/data/loader.h"
@@ -178,18 +179,21 @@ class LogGuard {
   void to_file(const fs::path& path) {
     sink_ = std::make_shared<spdlog::sinks::basic_file_sink_mt>(path.string());
     spdlog::default_logger()->sinks().push_back(sink_);
-    spdlog::flush_every(std::chrono::seconds(5));
+    // Every line reaches the file at once: a killed run's log ends with its last line.
+    spdlog::default_logger()->flush_on(spdlog::level::info);
   }
   void warnings_only() { spdlog::default_logger()->set_level(spdlog::level::warn); }
   ~LogGuard() {
     auto& sinks = spdlog::default_logger()->sinks();
     if (sink_) sinks.erase(std::remove(sinks.begin(), sinks.end(), sink_), sinks.end());
     spdlog::default_logger()->set_level(level_);
+    spdlog::default_logger()->flush_on(flush_level_);
   }
 
  private:
   std::shared_ptr<spdlog::sinks::sink> sink_;
   spdlog::level::level_enum level_ = spdlog::default_logger()->level();
+  spdlog::level::level_enum flush_level_ = spdlog::default_logger()->flush_level();
 };
 
 // One training run. prepare(): processes, logs, data, model; then each epoch() runs its step()s,
@@ -325,6 +329,7 @@ class Trainer {
   // Model (every rank starts from rank 0's weights), optimiser, EMA, resume, gradient reducer.
   void prepare_model() {
     torch::manual_seed(config_.run.seed);
+    models::check_fits_in_memory(mo(), config_.ema.enabled ? 5 : 4, "model");
     model_ = models::make_model(mo());
     if (!config_.model.init_from.empty()) {
       const auto weights = io::read_weights(config_.model.init_from);
@@ -366,6 +371,7 @@ class Trainer {
     EpochSummary summary;
     summary.epoch = e;
     summary.stage_loss.assign(mo().num_stages(), 0.0);
+    summary.stage_steps.assign(mo().num_stages(), 0);
     EpochCounters counters;
     util::Progress progress("epoch " + std::to_string(e), steps, "step");
     for (int64_t i = 0; i < steps; ++i) {
@@ -423,6 +429,7 @@ class Trainer {
         TVIT_CHECK(std::isfinite(value), "non-finite loss ", value, " at epoch ", e, " step ", i,
                    " stage ", s, "; stopping (the last checkpoint is kept)");
         summary.stage_loss[s] += value;
+        summary.stage_steps[s] += 1;
         loss = loss + loss_weights_[s] * stage_loss;
       }
     }
@@ -471,14 +478,22 @@ class Trainer {
     std::vector<double> values = {summary.loss, static_cast<double>(counters.images),
                                   counters.wait_s / elapsed,
                                   static_cast<double>(train_loader_->skipped())};
+    const size_t n = summary.stage_loss.size();
     values.insert(values.end(), summary.stage_loss.begin(), summary.stage_loss.end());
+    values.insert(values.end(), summary.stage_steps.begin(), summary.stage_steps.end());
     values = dist_->sum(values);
     const double w = dist_->world_size();
     summary.loss = values[0] / w / steps;
     summary.images_per_s = values[1] / elapsed;
     summary.data_wait_share = values[2] / w;
-    for (size_t s = 0; s < summary.stage_loss.size(); ++s)
-      summary.stage_loss[s] = values[4 + s] / w / steps;
+    // A stage's loss is its mean over the steps that ran it (sandwich and stochastic sampling
+    // skip stages); NaN when no step did.
+    for (size_t s = 0; s < n; ++s) {
+      const double ran = values[4 + n + s];
+      summary.stage_steps[s] = static_cast<int64_t>(ran / w);
+      summary.stage_loss[s] =
+          ran > 0 ? values[4 + s] / ran : std::numeric_limits<double>::quiet_NaN();
+    }
     return static_cast<int64_t>(values[3]);
   }
 
@@ -517,6 +532,7 @@ class Trainer {
                         {"lr", summary.lr},
                         {"loss", summary.loss},
                         {"stage_loss", summary.stage_loss},
+                        {"stage_steps", summary.stage_steps},
                         {"images_per_s", summary.images_per_s},
                         {"data_wait_share", summary.data_wait_share},
                         {"val_top1", summary.val_top1},
@@ -530,6 +546,19 @@ class Trainer {
   // validation top-1 of the last stage. Rank 0 writes; every rank tracks the state.
   void checkpoint(const EpochSummary& summary, bool validated) {
     state_.epoch = summary.epoch;
+    // best/ first, and best_top1 with it, so that the checkpoint records the best it follows: a
+    // resumed run then never replaces best/ with a worse model.
+    if (validated && summary.val_top1.back() > state_.best_top1) {
+      state_.best_top1 = summary.val_top1.back();
+      if (dist_->is_main()) {
+        util::write_folder_atomic(paths_.best.string(), [&](const fs::path& dir) {
+          io::save_weights(*model_, (dir / "model.safetensors").string(),
+                           {{"epoch", std::to_string(summary.epoch)}});
+          if (ema_) io::save_weights(ema_->module(), (dir / "ema.safetensors").string());
+          write_text_atomic(dir / "config.json", io::config_json(mo(), label_names_));
+        });
+      }
+    }
     const bool last = summary.epoch + 1 == total_epochs_;
     const bool due =
         (summary.epoch + 1) % std::max<int64_t>(1, config_.checkpoint.every_epochs) == 0;
@@ -537,15 +566,6 @@ class Trainer {
       save_checkpoint(paths_, config_, label_names_, *model_, ema_.get(), *optimizer_, state_,
                       config_.checkpoint.keep_last);
     }
-    if (!validated || summary.val_top1.back() <= state_.best_top1) return;
-    state_.best_top1 = summary.val_top1.back();
-    if (!dist_->is_main()) return;
-    util::write_folder_atomic(paths_.best.string(), [&](const fs::path& dir) {
-      io::save_weights(*model_, (dir / "model.safetensors").string(),
-                       {{"epoch", std::to_string(summary.epoch)}});
-      if (ema_) io::save_weights(ema_->module(), (dir / "ema.safetensors").string());
-      write_text_atomic(dir / "config.json", io::config_json(mo(), label_names_));
-    });
   }
 
   const TrainConfig config_;

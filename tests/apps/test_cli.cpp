@@ -164,6 +164,30 @@ TEST(Cli, BenchWritesEveryFormat) {
   EXPECT_FALSE(std::filesystem::exists(dir.file("c.json")));
 }
 
+TEST(Cli, AKilledRunKeepsItsLogLines) {
+  TempDir dir;
+  std::ofstream(dir.file("tiny.yaml"))
+      << "model:\n  image_size: 8\n  patch_size: 4\n  num_classes: 12\n  head_dim: 4\n  depth: 2\n"
+         "  stages: [1, 2]\n"
+         "data:\n  dataset: synthetic\n  synthetic_size: 32\n  batch_size: 8\n  num_workers: 1\n"
+         "augment:\n  train:\n    size: 8\n  eval:\n    size: 8\n    crop_pct: 1.0\n"
+         "schedule:\n  epochs: 500\n  warmup_epochs: 1\n  cooldown_epochs: 0\n"
+         "run:\n  threads: 1\n";
+  const auto run_dir = dir.file("run");
+  // SIGKILL as soon as the first epoch's metrics line exists (its log line was printed before).
+  const std::string cmd = "(" + std::string(THINKINGVIT_BIN) + " train --config " +
+                          dir.file("tiny.yaml") + " --output-dir " + run_dir +
+                          " >/dev/null 2>&1 & pid=$!; for i in $(seq 1 1200); do grep -q "
+                          "'\"type\":\"epoch\"' " +
+                          run_dir +
+                          "/metrics.jsonl 2>/dev/null && break; sleep 0.05; done; kill -9 $pid; "
+                          "wait $pid 2>/dev/null; true)";
+  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  const auto log = slurp(run_dir + "/train.log");
+  EXPECT_NE(log.find("epoch 1/500: loss"), std::string::npos) << log;
+  EXPECT_EQ(log.find("epoch 500/500"), std::string::npos);  // it was killed, not finished
+}
+
 TEST(Cli, TrainEvalSweepASwin) {
   TempDir dir;
   std::ofstream(dir.file("swin.yaml"))
@@ -278,13 +302,26 @@ TEST(Cli, PredictNamesClassesStagesAndEntropies) {
     data::write_image_file(paths.back(), image);
   }
   std::ofstream(dir.file("images/zz_corrupt.jpg")) << "\xff\xd8 not a jpeg";
+  // A real JPEG whose frame header claims 65500 x 65500 pixels: refused before decoding.
+  {
+    data::Image image(8, 8, 3);
+    data::write_image_file(dir.file("images/zz_huge.jpg"), image);
+    auto bytes = slurp(dir.file("images/zz_huge.jpg"));
+    const auto sof = bytes.find("\xff\xc0");
+    ASSERT_NE(sof, std::string::npos);
+    for (size_t i = 5; i < 9; ++i) bytes[sof + i] = i % 2 ? '\xff' : '\xdc';  // H, W = 65500
+    std::ofstream(dir.file("images/zz_huge.jpg"), std::ios::binary) << bytes;
+  }
 
   auto r = run(dir, "predict " + dir.file("images") + " --weights " + dir.file("hf") +
                         " --tau 1.3 --crop-pct 1 --top-k 3 --batch-size 3 --threads 1 --output " +
                         dir.file("pred.json"));
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.err.find("zz_corrupt.jpg"), std::string::npos) << r.err;
-  EXPECT_NE(r.err.find("1 unreadable, skipped"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("zz_huge.jpg': image too large: its header says 65500 x 65500"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("2 unreadable, skipped"), std::string::npos) << r.err;
   const auto rows = nlohmann::json::parse(slurp(dir.file("pred.json")));
   ASSERT_EQ(rows.size(), 8u);
 

@@ -95,3 +95,56 @@ TEST(ElasticModel, ElasticForwardThroughTheInterfaceMatchesEveryStage) {
 }
 
 }  // namespace thinkingvit::testing
+
+namespace thinkingvit::testing {
+
+// Sizes from files are checked before anything is allocated; the error names the option.
+TEST(ModelBounds, AbsurdSizesAreRefusedByName) {
+  const auto vit = [](auto set) {
+    auto o = models::preset("deit_tiny_patch16_224");
+    set(o);
+    return models::ModelOptions(o);
+  };
+  expect_error([&] { vit([](auto& o) { o.num_classes(1000000000000); }).validate(); },
+               {"'num_classes'", "beyond the supported"});
+  expect_error([&] { vit([](auto& o) { o.depth(1000000000); }).validate(); },
+               {"'depth'", "beyond the supported"});
+  expect_error([&] { vit([](auto& o) { o.mlp_ratio(1e9); }).validate(); },
+               {"'mlp_ratio'", "beyond the supported"});
+  expect_error([&] { vit([](auto& o) { o.image_size(100000); }).validate(); },
+               {"'image_size'", "beyond the supported"});
+  // Each option within its bound, together too costly to count in int64.
+  expect_error([&] { vit([](auto& o) { o.head_dim(4096).stages({1024}); }).validate(); },
+               {"beyond the supported"});
+  const auto swin = [](auto set) {
+    auto o = models::swin_preset("thinkingvit_swin_s");
+    set(o);
+    return models::ModelOptions(o);
+  };
+  expect_error([&] { swin([](auto& o) { o.embed_dim(6000000); }).validate(); },
+               {"'embed_dim'", "beyond the supported"});
+  expect_error([&] { swin([](auto& o) {
+                       o.depths({2, 2, 100000000, 2});
+                     }).validate(); },
+               {"'depths'", "beyond the supported"});
+  expect_error([&] { swin([](auto& o) { o.mlp_ratio(1e30); }).validate(); },
+               {"'mlp_ratio'", "beyond the supported"});
+  // The shift mask a 16384 px image with patch 1 and window 256 would need.
+  expect_error(
+      [&] { swin([](auto& o) { o.image_size(16384).patch_size(2).window_size(256); }).validate(); },
+      {"shift mask would hold"});
+}
+
+TEST(ModelBounds, AModelTooLargeForThisMachineIsRefusedWithTheFigure) {
+  // 80 billion parameters: 1.6 TB to train, beyond any machine this suite runs on.
+  auto o = models::preset("deit_tiny_patch16_224");
+  o.depth(1024).head_dim(64).stages({40});
+  const models::ModelOptions options(o);
+  options.validate();
+  expect_error([&] { models::check_fits_in_memory(options, 5, "model"); },
+               {"model: the model has", "training needs", "GiB", "more than this machine's"});
+  // A small model fits.
+  models::check_fits_in_memory(models::model_preset("thinkingvit_mnist_2h_4h"), 5, "model");
+}
+
+}  // namespace thinkingvit::testing

@@ -380,6 +380,14 @@ TEST(ConfigShipped, EveryConfigLoadsAndRoundTrips) {
   EXPECT_GE(loaded, 5);
 }
 
+TEST(Config, ThreadCountsAreBounded) {
+  // 100000 workers used to abort without a message; 100000 threads hung.
+  expect_error([] { config_from_yaml_text("data:\n  num_workers: 100000\n", "w.yaml"); },
+               {"w.yaml", "line 2", "'data.num_workers'", "0..512", "100000"});
+  expect_error([] { config_from_yaml_text("run:\n  threads: 100000\n", "t.yaml"); },
+               {"t.yaml", "line 2", "'run.threads'", "0..512", "100000"});
+}
+
 TEST(ConfigShipped, SwinRecipeIsArgsSwinYaml) {
   const auto c = load_config((configs_dir() / "thinkingvit_swin_s_imagenet.yaml").string());
   ASSERT_NE(c.model.options.swin(), nullptr);

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
+#include <nlohmann/json.hpp>
 
 #include <filesystem>
 #include <fstream>
@@ -33,6 +34,43 @@ TEST(Trainer, TinyModelOverfitsATinyDataset) {
        {"config.yaml", "train.log", "metrics.jsonl", "checkpoints/LAST",
         "checkpoints/epoch_0059/model.safetensors", "best/model.safetensors", "best/config.json"}) {
     EXPECT_TRUE(std::filesystem::exists(run / f)) << f;
+  }
+}
+
+TEST(Trainer, ACheckpointRecordsTheBestItFollows) {
+  // The checkpoint of an epoch that set a new best holds that best: a resumed run compares its
+  // next epochs with it, not with the best before.
+  TempDir dir;
+  auto c = tiny_config(dir.file("run"));
+  c.schedule.epochs = 1;
+  const auto history = train::train(c);
+  const auto state = nlohmann::json::parse(
+      std::ifstream(dir.path() / "run" / "checkpoints" / "epoch_0000" / "state.json"));
+  EXPECT_DOUBLE_EQ(state["best_top1"].get<double>(), history.back().val_top1.back());
+  EXPECT_TRUE(std::filesystem::exists(dir.path() / "run" / "best" / "model.safetensors"));
+}
+
+TEST(Trainer, AStageLossIsItsMeanOverTheStepsThatRanIt) {
+  // lr 0: the weights never change, so a stage's loss on a batch does not depend on the
+  // sampling; stochastic sampling runs each stage on some steps only.
+  TempDir dir;
+  auto c = tiny_config(dir.file("all"));
+  c.schedule.epochs = 1;
+  c.optimizer.lr = 0;
+  c.schedule.warmup_lr = 0;
+  c.ema.enabled = false;
+  c.data.synthetic_size = 64;
+  const auto all = train::train(c).back();
+  c.run.output_dir = dir.file("stochastic");
+  c.sampling.mode = "stochastic";
+  const auto some = train::train(c).back();
+  ASSERT_EQ(some.stage_steps.size(), 2u);
+  EXPECT_EQ(some.stage_steps[0] + some.stage_steps[1], 8);  // one stage per step
+  EXPECT_EQ(all.stage_steps, (std::vector<int64_t>{8, 8}));
+  for (int s = 0; s < 2; ++s) {
+    if (some.stage_steps[s] == 0) continue;
+    // Means over different batches of one fixed model: close, not half (the old division).
+    EXPECT_NEAR(some.stage_loss[s], all.stage_loss[s], 0.25 * all.stage_loss[s]) << s;
   }
 }
 

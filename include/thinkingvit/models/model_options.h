@@ -63,6 +63,11 @@ class ModelOptions {
 double expected_macs(const ModelOptions& options, const std::vector<double>& reach,
                      MacConvention convention, bool with_uncounted = false);
 
+// Refuses, naming `what` and the figures, a model whose float32 parameters times `copies` (1 to
+// run it; 5 to train it: weights, gradients, two AdamW moments, EMA) exceed the physical memory.
+// Activations are not counted.
+void check_fits_in_memory(const ModelOptions& options, int copies, const std::string& what);
+
 // Every named architecture of every family, and the names in sorted order.
 ModelOptions model_preset(const std::string& name);
 std::vector<std::string> model_preset_names();

@@ -12,6 +12,16 @@
 
 namespace thinkingvit::models {
 
+// Upper bounds of options read from files, far beyond any published model: a larger value is a
+// broken file, refused before anything is allocated.
+constexpr double kMaxImageSize = 16384;
+constexpr double kMaxChannels = 64;
+constexpr double kMaxClasses = 10000000;
+constexpr double kMaxDepth = 1024;
+constexpr double kMaxMlpRatio = 64;
+// Parameters of the largest model accepted (100 billion).
+constexpr double kMaxParameters = 1e11;
+
 // kFused: LibTorch's scaled-dot-product kernel; kExplicit: softmax(q kᵀ) v written out;
 // kSmall: this project's CPU kernel for short sequences (models/small_attention.h), the fused
 // kernel where it does not apply.

@@ -14,6 +14,9 @@
 
 namespace thinkingvit::train {
 
+// The most threads a setting may ask for (data.num_workers, run.threads, --threads).
+constexpr int kMaxThreads = 512;
+
 struct ModelSection {
   std::string preset;  // base architecture; the fields below override it when set in YAML
   models::ModelOptions options;

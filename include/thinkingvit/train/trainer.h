@@ -25,7 +25,8 @@ struct EpochSummary {
   int64_t epoch = 0;
   double lr = 0;
   double loss = 0;
-  std::vector<double> stage_loss;
+  std::vector<double> stage_loss;    // mean over the steps that ran each stage
+  std::vector<int64_t> stage_steps;  // steps that ran each stage, per process
   double images_per_s = 0;
   double data_wait_share = 0;  // share of the epoch spent waiting for batches
   std::vector<double> val_top1, val_top5, ema_top1;
