@@ -122,13 +122,8 @@ void save_checkpoint(const RunPaths& paths, const TrainConfig& config,
     fs::remove_all(folders[i]);
 }
 
-TrainState load_checkpoint(const RunPaths& paths, models::ElasticModel& model, ModelEma* ema,
-                           torch::optim::Optimizer& optimizer, const c10::Device& device) {
-  std::ifstream last(paths.checkpoints / "LAST");
-  std::string name;
-  TVIT_CHECK(last && (last >> name), "--resume: no checkpoint in '", paths.checkpoints.string(),
-             "' (expected a LAST file written by an earlier run)");
-  const fs::path dir = paths.checkpoints / name;
+TrainState load_checkpoint_folder(const fs::path& dir, models::ElasticModel& model, ModelEma* ema,
+                                  torch::optim::Optimizer& optimizer, const c10::Device& device) {
   io::LoadOptions strict;
   strict.strict = true;
   io::load_state_dict(model, io::read_safetensors((dir / "model.safetensors").string()).tensors,
@@ -146,8 +141,41 @@ TrainState load_checkpoint(const RunPaths& paths, models::ElasticModel& model, M
   state.epoch = j.at("epoch").get<int64_t>();
   state.step = j.at("step").get<int64_t>();
   state.best_top1 = j.at("best_top1").get<double>();
-  spdlog::info("resumed from {} (epoch {}, step {})", dir.string(), state.epoch, state.step);
   return state;
+}
+
+// The checkpoint LAST names; when it cannot be loaded (a damaged file), the newest older one,
+// with a warning. Every part is loaded again from the folder that succeeds.
+TrainState load_checkpoint(const RunPaths& paths, models::ElasticModel& model, ModelEma* ema,
+                           torch::optim::Optimizer& optimizer, const c10::Device& device) {
+  std::ifstream last(paths.checkpoints / "LAST");
+  std::string name;
+  TVIT_CHECK(last && (last >> name), "--resume: no checkpoint in '", paths.checkpoints.string(),
+             "' (expected a LAST file written by an earlier run)");
+  std::vector<std::string> candidates = {name};
+  std::vector<std::string> older;
+  for (const auto& e : fs::directory_iterator(paths.checkpoints)) {
+    const auto folder = e.path().filename().string();
+    if (e.is_directory() && folder.rfind("epoch_", 0) == 0 && folder < name)
+      older.push_back(folder);
+  }
+  std::sort(older.rbegin(), older.rend());
+  candidates.insert(candidates.end(), older.begin(), older.end());
+  std::string why;
+  for (const auto& candidate : candidates) {
+    const fs::path dir = paths.checkpoints / candidate;
+    try {
+      const auto state = load_checkpoint_folder(dir, model, ema, optimizer, device);
+      spdlog::info("resumed from {} (epoch {}, step {})", dir.string(), state.epoch, state.step);
+      return state;
+    } catch (const std::exception& e) {
+      why = e.what();
+      spdlog::warn("checkpoint '{}' cannot be loaded ({}); trying the one before", dir.string(),
+                   why);
+    }
+  }
+  fail("--resume: no loadable checkpoint in '", paths.checkpoints.string(),
+       "' (the last error: ", why, ")");
 }
 
 // Top-1 / top-5 percentages per stage over every rank's share of the validation set.

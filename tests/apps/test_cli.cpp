@@ -26,13 +26,6 @@ struct RunResult {
   std::string out, err;
 };
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 RunResult run(const TempDir& dir, const std::string& args) {
   const auto out = dir.file("stdout.txt"), err = dir.file("stderr.txt");
   const std::string cmd = std::string(THINKINGVIT_BIN) + " " + args + " >" + out + " 2>" + err;

@@ -7,6 +7,7 @@
 #include "../test_util.h"
 #include "../train/tiny_config.h"
 #include "thinkingvit/io/safetensors.h"
+#include "thinkingvit/models/elastic_model.h"
 #include "thinkingvit/models/entropy.h"
 #include "thinkingvit/train/trainer.h"
 #include "thinkingvit/util/compat.h"
@@ -56,6 +57,42 @@ Pass run(models::ThinkingViT& model, const at::Tensor& images, bool bf16) {
 }
 
 }  // namespace
+
+TEST(Cuda, SwinMaskedAttentionMatchesTheCpu_CUDA) {
+  REQUIRE_GPU();
+  // The fused kernel with the relative position bias and shift mask as an additive mask, forward
+  // and backward (the mask carries the bias tables' gradients), and early exit, on the GPU.
+  compat::set_tf32(false);  // cuDNN convolutions default to TF32; compare in full float32
+  auto options = models::model_preset("thinkingvit_swin_cifar");
+  torch::manual_seed(11);
+  const auto images = torch::randn({4, 3, 32, 32});
+  std::vector<std::map<std::string, at::Tensor>> grads;
+  std::vector<at::Tensor> logits;
+  for (const auto& device : {c10::Device(c10::kCPU), kGpu}) {
+    torch::manual_seed(12);
+    auto model = models::make_model(options);
+    {
+      torch::NoGradGuard no_grad;
+      for (auto& p : model->named_parameters()) {
+        if (p.key().rfind("alpha", 0) == 0) p.value().fill_(0.5);
+      }
+    }
+    model->to(device);
+    const auto outs = model->forward_all(images.to(device));
+    (outs[0].logits.square().sum() + outs[1].logits.square().sum()).backward();
+    logits.push_back(outs[1].logits.cpu());
+    std::map<std::string, at::Tensor> g;
+    for (const auto& p : model->named_parameters()) g[p.key()] = p.value().grad().cpu();
+    grads.push_back(g);
+    model->eval();
+    torch::NoGradGuard no_grad;
+    const auto elastic = model->forward_elastic(images.to(device), 1.0);
+    EXPECT_EQ(elastic.logits.device().type(), device.type());
+  }
+  EXPECT_TRUE(close_scaled(logits[1], logits[0], 1e-3));
+  for (const auto& [name, g] : grads[0])
+    EXPECT_TRUE(close_scaled(grads[1].at(name), g, 1e-2)) << name;
+}
 
 TEST(Cuda, AttentionBackendsMatchTheCpu_CUDA) {
   REQUIRE_GPU();

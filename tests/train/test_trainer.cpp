@@ -74,6 +74,30 @@ TEST(Trainer, AStageLossIsItsMeanOverTheStepsThatRanIt) {
   }
 }
 
+TEST(Trainer, ADamagedLastCheckpointFallsBackToTheOneBefore) {
+  TempDir dir;
+  auto c = tiny_config(dir.file("run"));
+  c.schedule.epochs = 2;
+  c.checkpoint.keep_last = 3;
+  ASSERT_EQ(train::train(c).size(), 2u);
+  const auto damaged = dir.path() / "run" / "checkpoints" / "epoch_0001" / "model.safetensors";
+  std::filesystem::resize_file(damaged, 10);
+  c.schedule.epochs = 3;
+  train::TrainOptions resume;
+  resume.resume = true;
+  const auto history = train::train(c, resume);
+  ASSERT_EQ(history.size(), 2u);  // epoch_0000 loaded: epochs 1 and 2 run again
+  EXPECT_EQ(history.front().epoch, 1);
+  const auto log = slurp((dir.path() / "run" / "train.log").string());
+  EXPECT_NE(log.find("epoch_0001' cannot be loaded"), std::string::npos) << log;
+  // Nothing loadable at all: one error naming the folder.
+  for (const auto& e : std::filesystem::directory_iterator(dir.path() / "run" / "checkpoints")) {
+    if (e.is_directory()) std::filesystem::resize_file(e.path() / "model.safetensors", 10);
+  }
+  expect_error([&] { train::train(c, resume); },
+               {"--resume: no loadable checkpoint", "checkpoints"});
+}
+
 TEST(Trainer, KilledAndResumedEqualsUninterrupted) {
   TempDir dir;
   const auto whole = tiny_config(dir.file("whole"));
