@@ -100,10 +100,19 @@ void save_checkpoint(const RunPaths& paths, const TrainConfig& config,
   char name[32];
   std::snprintf(name, sizeof name, "epoch_%04lld", static_cast<long long>(state.epoch));
   fs::create_directories(paths.checkpoints);
+  for (const auto& e : fs::directory_iterator(paths.checkpoints)) {  // left by killed writers
+    if (e.is_directory() && e.path().filename().string().rfind(".tmp-epoch_", 0) == 0) {
+      std::error_code ignored;
+      fs::remove_all(e.path(), ignored);
+    }
+  }
   util::write_folder_atomic((paths.checkpoints / name).string(), [&](const fs::path& dir) {
     io::save_weights(model, (dir / "model.safetensors").string());
     if (ema) io::save_weights(ema->module(), (dir / "ema.safetensors").string());
-    torch::save(optimizer, (dir / "optimizer.pt").string());
+    // Through our checked atomic writer: a failed write is an Error, never an abort inside
+    // LibTorch's archive writer.
+    util::write_file_atomic((dir / "optimizer.pt").string(),
+                            [&](std::ostream& out) { torch::save(optimizer, out); });
     nlohmann::json j = {
         {"epoch", state.epoch}, {"step", state.step}, {"best_top1", state.best_top1}};
     write_text_atomic(dir / "state.json", j.dump(2) + "\n");
@@ -176,6 +185,29 @@ TrainState load_checkpoint(const RunPaths& paths, models::ElasticModel& model, M
   }
   fail("--resume: no loadable checkpoint in '", paths.checkpoints.string(),
        "' (the last error: ", why, ")");
+}
+
+// Removes the metrics lines of epochs after `epoch` (the ones a killed run wrote past its last
+// checkpoint, which the resumed run writes again), so that no step appears twice.
+void drop_metrics_after(const fs::path& path, int64_t epoch) {
+  std::ifstream in(path);
+  if (!in) return;
+  std::string kept, line;
+  int64_t dropped = 0;
+  while (std::getline(in, line)) {
+    const auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (j.is_object() && j.contains("epoch") && j["epoch"].is_number_integer() &&
+        j["epoch"].get<int64_t>() > epoch) {
+      ++dropped;
+      continue;
+    }
+    kept += line + "\n";
+  }
+  in.close();
+  if (dropped == 0) return;
+  write_text_atomic(path, kept);
+  spdlog::info("metrics.jsonl: dropped {} line(s) after epoch {}, to be written again", dropped,
+               epoch);
 }
 
 // Top-1 / top-5 percentages per stage over every rank's share of the validation set.
@@ -383,7 +415,10 @@ class Trainer {
     if (options_.resume)
       state_ = load_checkpoint(paths_, *model_, ema_.get(), *optimizer_, device_);
     if (config_.distributed.overlap) reducer_ = dist_->make_reducer(params_);
-    if (dist_->is_main()) metrics_.open(paths_.metrics, std::ios::app);
+    if (dist_->is_main()) {
+      if (options_.resume) drop_metrics_after(paths_.metrics, state_.epoch);
+      metrics_.open(paths_.metrics, std::ios::app);
+    }
     total_epochs_ = config_.schedule.epochs + config_.schedule.cooldown_epochs;
   }
 

@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -36,6 +37,14 @@ void write_file_atomic(const std::string& path, const std::function<void(std::os
       write(out);
       out.flush();
       TVIT_CHECK(out, "cannot write '", path, "': write failed (disk full?)");
+      // Fault injection for tests: a write to a path ending in $THINKINGVIT_FAIL_WRITE fails as a
+      // full disk would, after its temp file exists.
+      const char* fault = std::getenv("THINKINGVIT_FAIL_WRITE");
+      const std::string suffix = fault != nullptr ? fault : "";
+      TVIT_CHECK(suffix.empty() || path.size() < suffix.size() ||
+                     path.compare(path.size() - suffix.size(), suffix.size(), suffix) != 0,
+                 "cannot write '", path, "': ", std::strerror(ENOSPC),
+                 " (injected by THINKINGVIT_FAIL_WRITE)");
     }
     const int fd = ::open(tmp.c_str(), O_RDONLY);
     TVIT_CHECK(fd >= 0, "cannot write '", path, "': ", std::strerror(errno));

@@ -98,6 +98,32 @@ TEST(Trainer, ADamagedLastCheckpointFallsBackToTheOneBefore) {
                {"--resume: no loadable checkpoint", "checkpoints"});
 }
 
+TEST(Trainer, AFailedCheckpointWriteIsOneErrorAndLosesNothing) {
+  TempDir dir;
+  auto c = tiny_config(dir.file("run"));
+  c.schedule.epochs = 1;
+  ASSERT_EQ(train::train(c).size(), 1u);
+  // A killed writer's temp folder, and a full disk while the optimizer state is written.
+  std::filesystem::create_directories(dir.path() / "run" / "checkpoints" / ".tmp-epoch_0007");
+  c.schedule.epochs = 2;
+  train::TrainOptions resume;
+  resume.resume = true;
+  ::setenv("THINKINGVIT_FAIL_WRITE", "optimizer.pt", 1);
+  expect_error([&] { train::train(c, resume); },
+               {"cannot write '", "epoch_0001/optimizer.pt", "No space left on device"});
+  ::unsetenv("THINKINGVIT_FAIL_WRITE");
+  std::vector<std::string> left;
+  for (const auto& e : std::filesystem::directory_iterator(dir.path() / "run" / "checkpoints")) {
+    left.push_back(e.path().filename().string());
+  }
+  std::sort(left.begin(), left.end());
+  EXPECT_EQ(left, (std::vector<std::string>{"LAST", "epoch_0000"}));  // no temp folder, no part
+  // The previous checkpoint still loads: the resumed run redoes epoch 1.
+  const auto history = train::train(c, resume);
+  ASSERT_EQ(history.size(), 1u);
+  EXPECT_EQ(history.front().epoch, 1);
+}
+
 TEST(Trainer, KilledAndResumedEqualsUninterrupted) {
   TempDir dir;
   const auto whole = tiny_config(dir.file("whole"));
@@ -106,9 +132,26 @@ TEST(Trainer, KilledAndResumedEqualsUninterrupted) {
   train::TrainOptions first;
   first.stop_after_epochs = 1;
   ASSERT_EQ(train::train(parts, first).size(), 1u);
+  // A kill in epoch 1 after two logged steps: its lines are past the checkpoint of epoch 0.
+  std::ofstream(dir.file("parts/metrics.jsonl"), std::ios::app)
+      << R"({"type":"step","epoch":1,"step":5,"loss":9.0})"
+      << "\n"
+      << R"({"type":"step","epoch":1,"step":6,"loss":9.0})"
+      << "\n";
   train::TrainOptions rest;
   rest.resume = true;
   ASSERT_EQ(train::train(parts, rest).size(), 2u);
+  // metrics.jsonl: the same lines as the uninterrupted run's, no step twice.
+  const auto lines = [&](const std::string& run) {
+    std::vector<std::pair<std::string, int64_t>> out;
+    std::ifstream in(dir.file(run + "/metrics.jsonl"));
+    for (std::string line; std::getline(in, line);) {
+      const auto j = nlohmann::json::parse(line);
+      out.emplace_back(j["type"].get<std::string>(), j["step"].get<int64_t>());
+    }
+    return out;
+  };
+  EXPECT_EQ(lines("parts"), lines("whole"));
   for (const auto* file : {"model.safetensors", "ema.safetensors"}) {
     const auto a = io::read_safetensors(dir.file("whole/checkpoints/epoch_0002/") + file).tensors;
     const auto b = io::read_safetensors(dir.file("parts/checkpoints/epoch_0002/") + file).tensors;

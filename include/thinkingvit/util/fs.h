@@ -13,7 +13,8 @@ namespace thinkingvit::util {
 std::vector<char> read_file(const std::string& path);
 
 // Calls write(stream) on "<path>.tmp-<pid>", flushes and fsyncs it, then renames it to path.
-// On any failure the temp file is removed and an Error naming path is thrown.
+// On any failure the temp file is removed and an Error naming path is thrown. Tests inject a
+// full disk for paths ending in the environment variable THINKINGVIT_FAIL_WRITE.
 void write_file_atomic(const std::string& path, const std::function<void(std::ostream&)>& write);
 
 // Writes the folder `path` atomically: fill(temp) fills ".tmp-<name>" beside it, which then takes
