@@ -1,8 +1,8 @@
 #pragma once
 // The architecture of an elastic model, whichever family it belongs to. Everything above
 // models/ holds a ModelOptions and asks it what every family answers (input size, classes,
-// stages, MACs, parameters); a family's own options are reached through vit() only where one of
-// its own keys is set.
+// stages, MACs, parameters); a family's own options are reached through vit() or swin() only
+// where one of its own keys is set.
 
 #include <cstdint>
 #include <string>
