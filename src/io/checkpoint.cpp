@@ -9,8 +9,8 @@
 #include <set>
 
 #include "swin_schema.h"
-#include "thinkingvit/models/thinking_vit.h"
 #include "thinkingvit/util/error.h"
+#include "thinkingvit/util/text.h"
 
 namespace thinkingvit::io {
 
@@ -51,10 +51,6 @@ std::string LoadReport::summary() const {
 }
 
 namespace {
-
-bool starts_with(const std::string& s, const std::string& prefix) {
-  return s.compare(0, prefix.size(), prefix) == 0;
-}
 
 at::Tensor split_qkv(const at::Tensor& t) {
   auto shape = t.sizes().vec();
@@ -186,7 +182,7 @@ namespace {
 void strip_prefix(TensorMap& tensors, const std::string& prefix) {
   if (tensors.empty()) return;
   for (const auto& [name, unused] : tensors) {
-    if (!starts_with(name, prefix)) return;
+    if (!util::starts_with(name, prefix)) return;
   }
   TensorMap stripped;
   for (auto& [name, t] : tensors) stripped[name.substr(prefix.size())] = t;

@@ -4,14 +4,11 @@
 #include <regex>
 
 #include "thinkingvit/util/error.h"
+#include "thinkingvit/util/text.h"
 
 namespace thinkingvit::io::swin {
 
 namespace {
-
-bool starts_with(const std::string& s, const std::string& prefix) {
-  return s.compare(0, prefix.size(), prefix) == 0;
-}
 
 // The timm architectures a Swin config.json may name, as our presets.
 const std::vector<std::pair<std::string, std::string>>& architectures() {
@@ -32,7 +29,7 @@ bool is_swin_config(const nlohmann::json& config) {
     return true;
   }
   return config.contains("architecture") && config["architecture"].is_string() &&
-         starts_with(config["architecture"].get<std::string>(), "swin");
+         util::starts_with(config["architecture"].get<std::string>(), "swin");
 }
 
 models::ThinkingSwinOptions options_from_config(const nlohmann::json& config,
@@ -228,7 +225,7 @@ TensorMap adapt_checkpoint(const TensorMap& tensors) {
     std::smatch m;
     if (old_merges && std::regex_match(name, m, downsample)) {
       key = "layers." + std::to_string(std::stoll(m[1]) + 1) + ".downsample." + m[2].str();
-    } else if (old_head && starts_with(name, "head.")) {
+    } else if (old_head && util::starts_with(name, "head.")) {
       key = "head.fc." + name.substr(5);
     }
     out[key] = t;

@@ -7,6 +7,7 @@
 #include "thinkingvit/models/thinking_swin.h"
 #include "thinkingvit/models/thinking_vit.h"
 #include "thinkingvit/util/error.h"
+#include "thinkingvit/util/text.h"
 
 namespace thinkingvit::models {
 
@@ -16,6 +17,10 @@ std::vector<StageOutput> ElasticModel::forward_all(const at::Tensor& images) {
     outputs.push_back(forward_stage(s, images, s > 0 ? outputs.back().tokens : at::Tensor()));
   }
   return outputs;
+}
+
+std::string recycle_projection_name(int64_t transition) {
+  return transition == 0 ? "proj_layer" : "proj_layer" + std::to_string(transition + 1);
 }
 
 ElasticOutput ElasticModel::forward_elastic(const at::Tensor& images, double tau,
@@ -73,10 +78,7 @@ TensorLayout ElasticModel::tensor_layout(const std::string& name, int64_t ndim) 
 }
 
 bool ElasticModel::decays(const std::string& name, const at::Tensor& param) const {
-  const std::string bias = ".bias";
-  const bool is_bias =
-      name.size() >= bias.size() && name.compare(name.size() - bias.size(), bias.size(), bias) == 0;
-  return param.dim() > 1 && !is_bias;
+  return param.dim() > 1 && !util::ends_with(name, ".bias");
 }
 
 std::shared_ptr<ElasticModel> make_model(const ModelOptions& options) {

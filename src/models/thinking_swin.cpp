@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include "thinkingvit/util/error.h"
+#include "thinkingvit/util/text.h"
 
 namespace thinkingvit::models {
 
@@ -17,10 +18,6 @@ ModulePtr child(torch::nn::Module& parent, const std::string& name) {
 
 torch::nn::LayerNorm layer_norm(int64_t dim, double eps) {
   return torch::nn::LayerNorm(torch::nn::LayerNormOptions({dim}).eps(eps));
-}
-
-std::string projector_name(int64_t transition) {
-  return transition == 0 ? "proj_layer" : "proj_layer" + std::to_string(transition + 1);
 }
 
 // Rows [0, rows) and columns [0, cols) of a weight; the whole tensor when they already cover it.
@@ -109,7 +106,7 @@ ThinkingSwinImpl::ThinkingSwinImpl(ThinkingSwinOptions options)
     for (int64_t t = 0; t + 1 < o.num_stages(); ++t) {
       alpha->append(torch::zeros({1}).requires_grad_());
       const int64_t c_in = o.round_width(t, o.num_levels() - 1), c_out = o.round_width(t + 1, 0);
-      auto projector = child(*this, projector_name(t));
+      auto projector = child(*this, recycle_projection_name(t));
       auto up = projector->register_module(
           "upsample",
           torch::nn::ConvTranspose2d(
@@ -126,10 +123,8 @@ void ThinkingSwinImpl::pretty_print(std::ostream& stream) const {
 }
 
 bool ThinkingSwinImpl::decays(const std::string& name, const at::Tensor& param) const {
-  const std::string table = "relative_position_bias_table";
-  const bool is_table = name.size() >= table.size() &&
-                        name.compare(name.size() - table.size(), table.size(), table) == 0;
-  return ElasticModel::decays(name, param) && !is_table;
+  return ElasticModel::decays(name, param) &&
+         !util::ends_with(name, "relative_position_bias_table");
 }
 
 const ThinkingSwinImpl::Geometry& ThinkingSwinImpl::geometry(int64_t level,

@@ -6,6 +6,7 @@
 
 #include "thinkingvit/models/sliced_ops.h"
 #include "thinkingvit/util/error.h"
+#include "thinkingvit/util/text.h"
 
 namespace thinkingvit::models {
 
@@ -30,10 +31,6 @@ torch::nn::LayerNorm layer_norm(int64_t dim, double eps) {
 }
 
 }  // namespace
-
-std::string recycle_projection_name(int64_t transition) {
-  return transition == 0 ? "proj_layer" : "proj_layer" + std::to_string(transition + 1);
-}
 
 // ---- building blocks (registration only; the maths is in sliced_ops) ----
 
@@ -236,21 +233,13 @@ StageOutput ThinkingViTImpl::forward_stage(int64_t stage, const at::Tensor& imag
   return {logits, z};
 }
 
-namespace {
-
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() &&
-         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
-}  // namespace
-
 TensorLayout ThinkingViTImpl::tensor_layout(const std::string& name, int64_t ndim) const {
-  const bool qkv = ends_with(name, "attn.qkv.weight") || ends_with(name, "attn.qkv.bias");
+  const bool qkv =
+      util::ends_with(name, "attn.qkv.weight") || util::ends_with(name, "attn.qkv.bias");
   if (name == "cls_token" || name == "pos_embed") return {{false, false, true}, false};
   if (name == "patch_embed.proj.weight") return {{true, false, false, false}, false};
   if (name == "head.weight") return {{false, true}, false};
-  if (name == "head.bias" || name.rfind("alpha.", 0) == 0) {
+  if (name == "head.bias" || util::starts_with(name, "alpha.")) {
     return {std::vector<bool>(ndim, false), false};
   }
   return {std::vector<bool>(ndim, true), qkv};
@@ -258,7 +247,7 @@ TensorLayout ThinkingViTImpl::tensor_layout(const std::string& name, int64_t ndi
 
 bool ThinkingViTImpl::decays(const std::string& name, const at::Tensor& param) const {
   return ElasticModel::decays(name, param) && name != "pos_embed" && name != "cls_token" &&
-         name.rfind("alpha.", 0) != 0;
+         !util::starts_with(name, "alpha.");
 }
 
 // ---- parameter counts ----

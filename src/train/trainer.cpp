@@ -93,6 +93,17 @@ struct TrainState {
   double best_top1 = -1;
 };
 
+// The names of the folders in `dir` that start with `prefix`, sorted.
+std::vector<std::string> folders_named(const fs::path& dir, const std::string& prefix) {
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    const auto name = e.path().filename().string();
+    if (e.is_directory() && util::starts_with(name, prefix)) names.push_back(name);
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
 void save_checkpoint(const RunPaths& paths, const TrainConfig& config,
                      const std::vector<std::string>& label_names, models::ElasticModel& model,
                      ModelEma* ema, torch::optim::Optimizer& optimizer, const TrainState& state,
@@ -100,11 +111,9 @@ void save_checkpoint(const RunPaths& paths, const TrainConfig& config,
   char name[32];
   std::snprintf(name, sizeof name, "epoch_%04lld", static_cast<long long>(state.epoch));
   fs::create_directories(paths.checkpoints);
-  for (const auto& e : fs::directory_iterator(paths.checkpoints)) {  // left by killed writers
-    if (e.is_directory() && e.path().filename().string().rfind(".tmp-epoch_", 0) == 0) {
-      std::error_code ignored;
-      fs::remove_all(e.path(), ignored);
-    }
+  for (const auto& stale : folders_named(paths.checkpoints, ".tmp-epoch_")) {  // killed writers'
+    std::error_code ignored;
+    fs::remove_all(paths.checkpoints / stale, ignored);
   }
   util::write_folder_atomic((paths.checkpoints / name).string(), [&](const fs::path& dir) {
     io::save_weights(model, (dir / "model.safetensors").string());
@@ -121,14 +130,9 @@ void save_checkpoint(const RunPaths& paths, const TrainConfig& config,
   });
   write_text_atomic(paths.checkpoints / "LAST", std::string(name) + "\n");
   // keep-last-k: remove the oldest epoch folders.
-  std::vector<fs::path> folders;
-  for (const auto& e : fs::directory_iterator(paths.checkpoints)) {
-    if (e.is_directory() && e.path().filename().string().rfind("epoch_", 0) == 0)
-      folders.push_back(e.path());
-  }
-  std::sort(folders.begin(), folders.end());
+  const auto folders = folders_named(paths.checkpoints, "epoch_");
   for (size_t i = 0; keep_last > 0 && i + keep_last < folders.size(); ++i)
-    fs::remove_all(folders[i]);
+    fs::remove_all(paths.checkpoints / folders[i]);
 }
 
 TrainState load_checkpoint_folder(const fs::path& dir, models::ElasticModel& model, ModelEma* ema,
@@ -162,14 +166,10 @@ TrainState load_checkpoint(const RunPaths& paths, models::ElasticModel& model, M
   TVIT_CHECK(last && (last >> name), "--resume: no checkpoint in '", paths.checkpoints.string(),
              "' (expected a LAST file written by an earlier run)");
   std::vector<std::string> candidates = {name};
-  std::vector<std::string> older;
-  for (const auto& e : fs::directory_iterator(paths.checkpoints)) {
-    const auto folder = e.path().filename().string();
-    if (e.is_directory() && folder.rfind("epoch_", 0) == 0 && folder < name)
-      older.push_back(folder);
+  const auto folders = folders_named(paths.checkpoints, "epoch_");
+  for (auto it = folders.rbegin(); it != folders.rend(); ++it) {  // newest first
+    if (*it < name) candidates.push_back(*it);
   }
-  std::sort(older.rbegin(), older.rend());
-  candidates.insert(candidates.end(), older.begin(), older.end());
   std::string why;
   for (const auto& candidate : candidates) {
     const fs::path dir = paths.checkpoints / candidate;

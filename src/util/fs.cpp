@@ -12,6 +12,7 @@
 #include <fstream>
 
 #include "thinkingvit/util/error.h"
+#include "thinkingvit/util/text.h"
 
 namespace thinkingvit::util {
 
@@ -40,11 +41,8 @@ void write_file_atomic(const std::string& path, const std::function<void(std::os
       // Fault injection for tests: a write to a path ending in $THINKINGVIT_FAIL_WRITE fails as a
       // full disk would, after its temp file exists.
       const char* fault = std::getenv("THINKINGVIT_FAIL_WRITE");
-      const std::string suffix = fault != nullptr ? fault : "";
-      TVIT_CHECK(suffix.empty() || path.size() < suffix.size() ||
-                     path.compare(path.size() - suffix.size(), suffix.size(), suffix) != 0,
-                 "cannot write '", path, "': ", std::strerror(ENOSPC),
-                 " (injected by THINKINGVIT_FAIL_WRITE)");
+      TVIT_CHECK(fault == nullptr || *fault == '\0' || !ends_with(path, fault), "cannot write '",
+                 path, "': ", std::strerror(ENOSPC), " (injected by THINKINGVIT_FAIL_WRITE)");
     }
     const int fd = ::open(tmp.c_str(), O_RDONLY);
     TVIT_CHECK(fd >= 0, "cannot write '", path, "': ", std::strerror(errno));

@@ -73,6 +73,10 @@ class ElasticModel : public torch::nn::Module {
   virtual void set_weight_cache(bool enabled) { (void)enabled; }
 };
 
+// Name of the recycling projection feeding stage `transition + 1` ("proj_layer", "proj_layer2",
+// ...), as the released checkpoints of every family name it.
+std::string recycle_projection_name(int64_t transition);
+
 // A freshly initialised model of the family and shape `options` describe.
 std::shared_ptr<ElasticModel> make_model(const ModelOptions& options);
 

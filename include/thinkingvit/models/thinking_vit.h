@@ -134,9 +134,6 @@ class ThinkingViTImpl : public ElasticModel {
 };
 TORCH_MODULE(ThinkingViT);
 
-// Name of the recycling projection feeding stage `transition + 1` ("proj_layer", "proj_layer2").
-std::string recycle_projection_name(int64_t transition);
-
 // Number of parameters a stage uses (the leading slices plus its recycling projection).
 int64_t stage_parameter_count(const ThinkingViTOptions& options, int64_t stage);
 int64_t total_parameter_count(const ThinkingViTOptions& options);

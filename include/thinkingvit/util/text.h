@@ -14,6 +14,14 @@ inline std::string trim(const std::string& s) {
   return s.substr(begin, s.find_last_not_of(" \t\r\n") - begin + 1);
 }
 
+inline bool starts_with(const std::string& s, const std::string& prefix) {
+  return s.compare(0, prefix.size(), prefix) == 0;
+}
+inline bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
 // {0.25, 0.75}, 3 -> "0.250/0.750": numbers with `digits` decimals, joined by '/'.
 inline std::string join_fixed(const std::vector<double>& values, int digits) {
   std::string out;
