@@ -12,6 +12,7 @@
 #include <malloc.h>
 #endif
 
+#include "thinkingvit/train/trainer.h"
 #include "thinkingvit/util/build_info.h"
 #include "thinkingvit/util/error.h"
 
@@ -51,6 +52,8 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
+  } catch (const thinkingvit::train::Stopped&) {  // SIGTERM / SIGUSR1: the trainer said where
+    return thinkingvit::train::kExitStopped;
   } catch (const thinkingvit::Error& e) {
     std::cerr << "error: " << e.what() << "\n";
     return 1;

@@ -8,6 +8,8 @@
 #
 # Rank 0 prints as usual; the other ranks print only warnings and errors, prefixed "[rank N]".
 # MASTER_PORT defaults to a free port; set it (and MASTER_ADDR) to override.
+# SIGTERM and SIGUSR1 are passed on to every process (a training run then writes a checkpoint
+# and exits with 75, which this script returns); SIGINT stops them all at once.
 set -euo pipefail
 if [[ $# -lt 2 || ! $1 =~ ^[1-9][0-9]*$ ]]; then
   echo "usage: $0 NUM_PROCESSES COMMAND [ARGS...]" >&2
@@ -25,7 +27,14 @@ export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
-trap 'cleanup; exit 130' INT TERM
+forwarded=""
+forward() {
+  forwarded=$1
+  for p in "${pids[@]}"; do kill -s "$1" "$p" 2>/dev/null || true; done
+}
+trap 'cleanup; exit 130' INT
+trap 'forward TERM' TERM
+trap 'forward USR1' USR1
 for ((r = 0; r < n; r++)); do
   if ((r == 0)); then
     RANK=$r LOCAL_RANK=$r "$@" &
@@ -43,10 +52,14 @@ while ((${#running[@]} > 0)); do
   wait -n -p finished "${!running[@]}"  # the first of the remaining processes to end
   rc=$?
   set -e
-  [[ -n $finished ]] || break
+  if [[ -z ${finished:-} ]]; then
+    ((rc > 128 && rc != 255)) && continue  # a signal was passed on: keep waiting for them
+    break
+  fi
   unset "running[$finished]"
   if ((rc != 0)); then
     status=$rc
+    [[ -n $forwarded ]] && continue  # stopping on request: each process ends on its own
     echo "launch_local: a process failed (exit $rc); stopping the others" >&2
     cleanup
     break

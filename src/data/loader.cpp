@@ -35,18 +35,20 @@ DataLoader::~DataLoader() {
   for (auto& t : workers_) t.join();
 }
 
-void DataLoader::start_epoch(int64_t epoch, std::vector<int64_t> indices) {
+void DataLoader::start_epoch(int64_t epoch, std::vector<int64_t> indices, int64_t first_batch) {
   auto next = std::make_shared<Epoch>();
   next->epoch = epoch;
   next->indices = std::move(indices);
   const int64_t n = static_cast<int64_t>(next->indices.size());
   next->num_batches = options_.drop_last ? n / options_.batch_size
                                          : (n + options_.batch_size - 1) / options_.batch_size;
+  TVIT_CHECK(first_batch >= 0 && first_batch <= next->num_batches, "data loader: first batch ",
+             first_batch, " is outside the epoch's ", next->num_batches, " batches");
   {
     std::lock_guard<std::mutex> lock(mutex_);
     next->id = epoch_ ? epoch_->id + 1 : 1;
     epoch_ = std::move(next);
-    next_build_ = next_return_ = 0;
+    next_build_ = next_return_ = first_batch;
     ready_.clear();
     error_ = nullptr;
   }

@@ -229,6 +229,7 @@ const std::vector<Field>& fields() {
       TVIT_FIELD(precision.eval_dtype),
       TVIT_FIELD(precision.tf32),
       TVIT_FIELD(checkpoint.every_epochs),
+      TVIT_FIELD(checkpoint.every_steps),
       TVIT_FIELD(checkpoint.keep_last),
       TVIT_FIELD(distributed.backend),
       TVIT_FIELD(distributed.timeout_s),
@@ -559,6 +560,8 @@ class Loader {
     require_one_of("precision.eval_dtype", c.precision.eval_dtype, kDtypes);
     require(c.checkpoint.every_epochs >= 1, "checkpoint.every_epochs",
             "expects an integer >= 1, found ", c.checkpoint.every_epochs);
+    require(c.checkpoint.every_steps >= 0, "checkpoint.every_steps",
+            "expects an integer >= 0 (0: off), found ", c.checkpoint.every_steps);
     require(c.checkpoint.keep_last >= 1, "checkpoint.keep_last", "expects an integer >= 1, found ",
             c.checkpoint.keep_last);
 

@@ -5,11 +5,17 @@
 #include <torch/torch.h>
 #include <nlohmann/json.hpp>
 
+#include <array>
+#include <atomic>
 #include <chrono>
 #include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <optional>
 #include <thread>
 
 #include "thinkingvit/data/loader.h"
@@ -87,11 +93,44 @@ void write_text_atomic(const fs::path& path, const std::string& text) {
   util::write_file_atomic(path.string(), [&](std::ostream& out) { out << text; });
 }
 
+// Where a run stands: the last finished epoch and how far the next one got.
 struct TrainState {
   int64_t epoch = -1;  // last finished epoch
+  int64_t batch = 0;   // batches of epoch + 1 done: a mid-epoch checkpoint (0 at a boundary)
   int64_t step = 0;    // optimizer steps so far
   double best_top1 = -1;
+  // Mid-epoch: every rank's running totals of the unfinished epoch, rank 0's first.
+  std::vector<std::vector<double>> partial;
 };
+
+// "epoch_0003": epoch 3 finished; "epoch_0004_batch_000120": 120 batches of epoch 4 done.
+std::string checkpoint_name(const TrainState& state) {
+  char name[64];
+  if (state.batch == 0) {
+    std::snprintf(name, sizeof name, "epoch_%04lld", static_cast<long long>(state.epoch));
+  } else {
+    std::snprintf(name, sizeof name, "epoch_%04lld_batch_%06lld",
+                  static_cast<long long>(state.epoch + 1), static_cast<long long>(state.batch));
+  }
+  return name;
+}
+
+// Where a checkpoint folder's name puts it in the run, (epoch, batch) with a finished epoch
+// after its mid-epoch checkpoints; nullopt for any other name.
+std::optional<std::pair<int64_t, int64_t>> checkpoint_position(const std::string& name) {
+  long long epoch = 0, batch = 0;
+  int used = 0;
+  const auto whole = [&] { return used == static_cast<int>(name.size()); };
+  if (std::sscanf(name.c_str(), "epoch_%lld_batch_%lld%n", &epoch, &batch, &used) == 2 && whole() &&
+      batch > 0) {
+    return std::make_pair<int64_t, int64_t>(epoch, batch);
+  }
+  used = 0;
+  if (std::sscanf(name.c_str(), "epoch_%lld%n", &epoch, &used) == 1 && whole()) {
+    return std::make_pair<int64_t, int64_t>(epoch, std::numeric_limits<int64_t>::max());
+  }
+  return std::nullopt;
+}
 
 // The names of the folders in `dir` that start with `prefix`, sorted.
 std::vector<std::string> folders_named(const fs::path& dir, const std::string& prefix) {
@@ -104,12 +143,24 @@ std::vector<std::string> folders_named(const fs::path& dir, const std::string& p
   return names;
 }
 
+// The checkpoint folders of a run, oldest first.
+std::vector<std::string> checkpoint_folders(const fs::path& dir) {
+  std::vector<std::string> names;
+  for (auto& name : folders_named(dir, "epoch_")) {
+    if (checkpoint_position(name)) names.push_back(std::move(name));
+  }
+  std::sort(names.begin(), names.end(), [](const std::string& a, const std::string& b) {
+    return *checkpoint_position(a) < *checkpoint_position(b);
+  });
+  return names;
+}
+
+// `midway` runs while the folder is half written (a test's kill point).
 void save_checkpoint(const RunPaths& paths, const TrainConfig& config,
                      const std::vector<std::string>& label_names, models::ElasticModel& model,
                      ModelEma* ema, torch::optim::Optimizer& optimizer, const TrainState& state,
-                     int keep_last) {
-  char name[32];
-  std::snprintf(name, sizeof name, "epoch_%04lld", static_cast<long long>(state.epoch));
+                     int keep_last, const std::function<void()>& midway) {
+  const std::string name = checkpoint_name(state);
   fs::create_directories(paths.checkpoints);
   for (const auto& stale : folders_named(paths.checkpoints, ".tmp-epoch_")) {  // killed writers'
     std::error_code ignored;
@@ -117,20 +168,25 @@ void save_checkpoint(const RunPaths& paths, const TrainConfig& config,
   }
   util::write_folder_atomic((paths.checkpoints / name).string(), [&](const fs::path& dir) {
     io::save_weights(model, (dir / "model.safetensors").string());
+    midway();
     if (ema) io::save_weights(ema->module(), (dir / "ema.safetensors").string());
     // Through our checked atomic writer: a failed write is an Error, never an abort inside
     // LibTorch's archive writer.
     util::write_file_atomic((dir / "optimizer.pt").string(),
                             [&](std::ostream& out) { torch::save(optimizer, out); });
-    nlohmann::json j = {
-        {"epoch", state.epoch}, {"step", state.step}, {"best_top1", state.best_top1}};
+    nlohmann::json j = {{"epoch", state.epoch},
+                        {"batch", state.batch},
+                        {"step", state.step},
+                        {"best_top1", state.best_top1},
+                        {"world_size", state.partial.size()},
+                        {"partial", state.partial}};
     write_text_atomic(dir / "state.json", j.dump(2) + "\n");
     write_text_atomic(dir / "config.yaml", to_yaml(config));
     write_text_atomic(dir / "config.json", io::config_json(config.model.options, label_names));
   });
-  write_text_atomic(paths.checkpoints / "LAST", std::string(name) + "\n");
-  // keep-last-k: remove the oldest epoch folders.
-  const auto folders = folders_named(paths.checkpoints, "epoch_");
+  write_text_atomic(paths.checkpoints / "LAST", name + "\n");
+  // keep-last-k: remove the oldest folders, now that the new one is complete.
+  const auto folders = checkpoint_folders(paths.checkpoints);
   for (size_t i = 0; keep_last > 0 && i + keep_last < folders.size(); ++i)
     fs::remove_all(paths.checkpoints / folders[i]);
 }
@@ -154,6 +210,11 @@ TrainState load_checkpoint_folder(const fs::path& dir, models::ElasticModel& mod
   state.epoch = j.at("epoch").get<int64_t>();
   state.step = j.at("step").get<int64_t>();
   state.best_top1 = j.at("best_top1").get<double>();
+  if (j.contains("batch")) state.batch = j.at("batch").get<int64_t>();
+  if (j.contains("partial"))
+    state.partial = j.at("partial").get<std::vector<std::vector<double>>>();
+  TVIT_CHECK(state.batch >= 0 && (state.batch == 0 || !state.partial.empty()), "'",
+             (dir / "state.json").string(), "': a mid-epoch checkpoint without its totals");
   return state;
 }
 
@@ -163,19 +224,20 @@ TrainState load_checkpoint(const RunPaths& paths, models::ElasticModel& model, M
                            torch::optim::Optimizer& optimizer, const c10::Device& device) {
   std::ifstream last(paths.checkpoints / "LAST");
   std::string name;
-  TVIT_CHECK(last && (last >> name), "--resume: no checkpoint in '", paths.checkpoints.string(),
-             "' (expected a LAST file written by an earlier run)");
+  TVIT_CHECK(last && (last >> name) && checkpoint_position(name), "--resume: no checkpoint in '",
+             paths.checkpoints.string(), "' (expected a LAST file written by an earlier run)");
   std::vector<std::string> candidates = {name};
-  const auto folders = folders_named(paths.checkpoints, "epoch_");
+  const auto folders = checkpoint_folders(paths.checkpoints);
   for (auto it = folders.rbegin(); it != folders.rend(); ++it) {  // newest first
-    if (*it < name) candidates.push_back(*it);
+    if (*checkpoint_position(*it) < *checkpoint_position(name)) candidates.push_back(*it);
   }
   std::string why;
   for (const auto& candidate : candidates) {
     const fs::path dir = paths.checkpoints / candidate;
     try {
       const auto state = load_checkpoint_folder(dir, model, ema, optimizer, device);
-      spdlog::info("resumed from {} (epoch {}, step {})", dir.string(), state.epoch, state.step);
+      spdlog::info("resumed from {} (epoch {}, batch {}, step {})", dir.string(), state.epoch + 1,
+                   state.batch, state.step);
       return state;
     } catch (const std::exception& e) {
       why = e.what();
@@ -187,27 +249,40 @@ TrainState load_checkpoint(const RunPaths& paths, models::ElasticModel& model, M
        "' (the last error: ", why, ")");
 }
 
-// Removes the metrics lines of epochs after `epoch` (the ones a killed run wrote past its last
-// checkpoint, which the resumed run writes again), so that no step appears twice.
-void drop_metrics_after(const fs::path& path, int64_t epoch) {
+// Removes the metrics lines written past the checkpoint `state` (a killed run's, which the
+// resumed run writes again), so that no line appears twice: epoch lines after state.epoch, and
+// step lines of the batches after the checkpoint's.
+void drop_metrics_after(const fs::path& path, const TrainState& state) {
   std::ifstream in(path);
   if (!in) return;
   std::string kept, line;
   int64_t dropped = 0;
+  const auto integer = [](const nlohmann::json& j, const char* key, int64_t fallback) {
+    return j.contains(key) && j[key].is_number_integer() ? j[key].get<int64_t>() : fallback;
+  };
   while (std::getline(in, line)) {
     const auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (j.is_object() && j.contains("epoch") && j["epoch"].is_number_integer() &&
-        j["epoch"].get<int64_t>() > epoch) {
-      ++dropped;
-      continue;
+    if (j.is_object()) {
+      const int64_t epoch = integer(j, "epoch", -1);
+      const bool step_line = j.contains("type") && j["type"] == "step";
+      // A step line names the batch it followed (older runs' lines do not: dropped with their
+      // epoch's mid-epoch part).
+      const bool past =
+          step_line ? epoch > state.epoch + 1 || (epoch == state.epoch + 1 &&
+                                                  integer(j, "batch", state.batch) >= state.batch)
+                    : epoch > state.epoch;
+      if (past) {
+        ++dropped;
+        continue;
+      }
     }
     kept += line + "\n";
   }
   in.close();
   if (dropped == 0) return;
   write_text_atomic(path, kept);
-  spdlog::info("metrics.jsonl: dropped {} line(s) after epoch {}, to be written again", dropped,
-               epoch);
+  spdlog::info("metrics.jsonl: dropped {} line(s) past the checkpoint, to be written again",
+               dropped);
 }
 
 // Top-1 / top-5 percentages per stage over every rank's share of the validation set.
@@ -232,6 +307,65 @@ void reduce_accuracy(const eval::StageRecords& records, Distributed& dist,
 }  // namespace
 
 namespace {
+
+std::atomic<int> stop_signal{0};  // the last SIGTERM / SIGUSR1 received, 0: none
+static_assert(std::atomic<int>::is_always_lock_free, "a signal handler may only touch these");
+
+extern "C" void note_stop_signal(int signal) { stop_signal.store(signal); }
+
+// While a run trains, SIGTERM and SIGUSR1 (what SLURM sends before preemption or the time
+// limit) only raise a flag: the run finishes its step, writes a checkpoint and stops.
+class StopSignals {
+ public:
+  StopSignals() {
+    stop_signal.store(0);
+    struct sigaction action = {};
+    action.sa_handler = note_stop_signal;
+    sigemptyset(&action.sa_mask);
+    for (size_t i = 0; i < kSignals.size(); ++i) sigaction(kSignals[i], &action, &previous_[i]);
+  }
+  ~StopSignals() {
+    for (size_t i = 0; i < kSignals.size(); ++i) sigaction(kSignals[i], &previous_[i], nullptr);
+  }
+  StopSignals(const StopSignals&) = delete;
+  StopSignals& operator=(const StopSignals&) = delete;
+  static int received() { return stop_signal.load(); }
+
+ private:
+  static constexpr std::array<int, 2> kSignals = {SIGTERM, SIGUSR1};
+  std::array<struct sigaction, 2> previous_;
+};
+
+// For tests: THINKINGVIT_KILL_AT=POINT:N[:RANK] kills the process (SIGKILL, nothing flushed or
+// cleaned) at POINT of global batch N (counted from 1 over the whole run): "forward" (after the
+// forward pass, mid-step), "batch" (after the step) or "checkpoint" (halfway through writing the
+// checkpoint that follows batch N); "sigterm" and "sigusr1" send that signal after the step
+// instead. With RANK, only that rank.
+class KillPoint {
+ public:
+  explicit KillPoint(int rank) {
+    const char* spec = std::getenv("THINKINGVIT_KILL_AT");
+    if (spec == nullptr || *spec == '\0') return;
+    char point[16] = {};
+    long long batch = 0;
+    int only_rank = -1;
+    TVIT_CHECK(std::sscanf(spec, "%15[a-z0-9]:%lld:%d", point, &batch, &only_rank) >= 2,
+               "THINKINGVIT_KILL_AT: expected POINT:BATCH[:RANK], found '", spec, "'");
+    if (only_rank >= 0 && only_rank != rank) return;
+    point_ = point;
+    batch_ = batch;
+  }
+  void operator()(const std::string& point, int64_t global_batch) const {
+    if (global_batch != batch_) return;
+    if (point_ == point) std::raise(SIGKILL);
+    if (point == "batch" && point_ == "sigterm") std::raise(SIGTERM);
+    if (point == "batch" && point_ == "sigusr1") std::raise(SIGUSR1);
+  }
+
+ private:
+  std::string point_;
+  int64_t batch_ = -1;
+};
 
 // The log file (rank 0) or a quieter console (other ranks), undone when training ends.
 class LogGuard {
@@ -266,6 +400,7 @@ class Trainer {
 
   std::vector<EpochSummary> run() {
     const bool new_folder = !fs::exists(paths_.root);
+    StopSignals signals;
     try {
       prepare();
       return epochs();
@@ -326,7 +461,10 @@ class Trainer {
     }
     claim_run_folder();
     if (dist_->is_main()) {
-      fs::create_directories(paths_.root);
+      std::error_code error;
+      fs::create_directories(paths_.root, error);
+      TVIT_CHECK(!error, "run.output_dir '", paths_.root.string(),
+                 "': cannot create the run folder (", error.message(), ")");
       logs_.to_file(paths_.log);
     } else {
       logs_.warnings_only();
@@ -412,21 +550,25 @@ class Trainer {
     optimizer_ = make_optimizer(*model_, config_.optimizer, lr_);
     if (config_.ema.enabled) ema_ = std::make_unique<ModelEma>(*model_, config_.ema.decay);
     loss_weights_ = stage_loss_weights(config_.loss, mo().num_stages());
-    if (options_.resume)
+    if (options_.resume) {
       state_ = load_checkpoint(paths_, *model_, ema_.get(), *optimizer_, device_);
+      TVIT_CHECK(
+          state_.batch == 0 || static_cast<int64_t>(state_.partial.size()) == dist_->world_size(),
+          "--resume: the last checkpoint was written mid-epoch by ", state_.partial.size(),
+          " process(es); resume it with as many (this job has ", dist_->world_size(),
+          "), or remove it to resume from the epoch before");
+    }
     if (config_.distributed.overlap) reducer_ = dist_->make_reducer(params_);
     if (dist_->is_main()) {
-      if (options_.resume) drop_metrics_after(paths_.metrics, state_.epoch);
+      if (options_.resume) drop_metrics_after(paths_.metrics, state_);
       metrics_.open(paths_.metrics, std::ios::app);
     }
     total_epochs_ = config_.schedule.epochs + config_.schedule.cooldown_epochs;
   }
 
   EpochSummary epoch(int64_t e) {
-    torch::manual_seed(config_.run.seed * 1000003 + e +
-                       (static_cast<uint64_t>(dist_->rank()) << 32));  // drop path differs by rank
-    auto rng = data::sample_rng(config_.run.seed, e, /*index=*/-7);
-    train_loader_->start_epoch(e, data::epoch_indices(sets_.train->size(), e, sampler_));
+    const int64_t first = e == state_.epoch + 1 ? state_.batch : 0;  // resumed mid-epoch
+    train_loader_->start_epoch(e, data::epoch_indices(sets_.train->size(), e, sampler_), first);
     const int64_t steps = train_loader_->num_batches();
     TVIT_CHECK(steps > 0, "data.batch_size ", config_.data.batch_size,
                " exceeds the training set (", sets_.train->size(), " images)");
@@ -436,33 +578,137 @@ class Trainer {
     summary.stage_loss.assign(mo().num_stages(), 0.0);
     summary.stage_steps.assign(mo().num_stages(), 0);
     EpochCounters counters;
-    util::Progress progress("epoch " + std::to_string(e), steps, "step");
-    for (int64_t i = 0; i < steps; ++i) {
-      const double loss = step(e, i, steps, rng, summary, counters);
+    counters.skipped_base = train_loader_->skipped();
+    if (first > 0) restore_totals(state_.partial.at(dist_->rank()), summary, counters);
+    state_.partial.clear();
+    util::Progress progress("epoch " + std::to_string(e), steps - first, "step");
+    bool checkpoint_due = false;
+    for (int64_t i = first; i < steps; ++i) {
+      const double loss = step(e, i, steps, summary, counters);
       char extra[96];
       std::snprintf(extra, sizeof extra, "loss %.4f lr %.2e", loss, summary.lr);
-      progress.update(i + 1, extra);
+      progress.update(i + 1 - first, extra);
+      const int64_t batch = e * steps + i + 1;
+      kill_at_("batch", batch);
+      // Checkpoints and stops fall between optimizer steps (never inside an accumulation).
+      if ((i + 1) % config_.optimizer.accum_steps != 0 && i + 1 != steps) continue;
+      const int64_t every = config_.checkpoint.every_steps;
+      checkpoint_due = every > 0 && state_.step % every == 0;
+      const bool stop = stop_requested();
+      if (i + 1 == steps) {  // the epoch's end follows: it writes the checkpoint
+        checkpoint_due = checkpoint_due || stop;
+        break;
+      }
+      if (checkpoint_due || stop) {
+        save_mid_epoch(i + 1, batch, summary, counters);
+        if (stop) stopped();
+      }
     }
     progress.finish();
     const int64_t skipped = reduce_over_ranks(summary, counters, steps);
     const bool validated = validates(e);
     if (validated) validate(summary);
     log_epoch(summary, validated, skipped);
-    checkpoint(summary, validated);
+    checkpoint(summary, validated, checkpoint_due, (e + 1) * steps);
+    if (stop_signal_received_ && e + 1 < total_epochs_) stopped();
     return summary;
   }
 
   struct EpochCounters {
-    Clock::time_point start = Clock::now();
-    double wait_s = 0;   // waiting for batches
-    int64_t images = 0;  // this rank's
+    Clock::time_point start = Clock::now();  // less the time before a resume
+    double wait_s = 0;                       // waiting for batches
+    int64_t images = 0;                      // this rank's
+    int64_t skipped_base = 0;                // the loader's count of unreadable images at the start
+    int64_t skipped = 0;                     // unreadable images before a resume
+    int64_t skipped_now(const data::DataLoader& loader) const {
+      return skipped + loader.skipped() - skipped_base;
+    }
   };
+
+  // A rank's running totals of its epoch, as numbers: what a mid-epoch checkpoint keeps so that
+  // the resumed epoch reports what the uninterrupted one would.
+  std::vector<double> epoch_totals(const EpochSummary& summary,
+                                   const EpochCounters& counters) const {
+    std::vector<double> v = {summary.loss,
+                             summary.lr,
+                             static_cast<double>(counters.images),
+                             counters.wait_s,
+                             std::chrono::duration<double>(Clock::now() - counters.start).count(),
+                             static_cast<double>(counters.skipped_now(*train_loader_))};
+    v.insert(v.end(), summary.stage_loss.begin(), summary.stage_loss.end());
+    v.insert(v.end(), summary.stage_steps.begin(), summary.stage_steps.end());
+    return v;
+  }
+
+  void restore_totals(const std::vector<double>& v, EpochSummary& summary,
+                      EpochCounters& counters) const {
+    const size_t n = summary.stage_loss.size();
+    TVIT_CHECK(v.size() == 6 + 2 * n, "--resume: the mid-epoch checkpoint holds ", v.size(),
+               " running totals, this model needs ", 6 + 2 * n);
+    summary.loss = v[0];
+    summary.lr = v[1];
+    counters.images = static_cast<int64_t>(v[2]);
+    counters.wait_s = v[3];
+    counters.start -=
+        std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(v[4]));
+    counters.skipped = static_cast<int64_t>(v[5]);
+    for (size_t s = 0; s < n; ++s) {
+      summary.stage_loss[s] = v[6 + s];
+      summary.stage_steps[s] = static_cast<int64_t>(v[6 + n + s]);
+    }
+  }
+
+  // Whether SIGTERM / SIGUSR1 reached this process or, in a job, any rank: every rank stops
+  // after the same step.
+  bool stop_requested() {
+    double received = StopSignals::received() != 0 ? 1.0 : 0.0;
+    if (dist_->enabled()) received = dist_->sum({received})[0];
+    if (received > 0 && !stop_signal_received_) {
+      stop_signal_received_ = true;
+      spdlog::warn("stop requested (SIGTERM or SIGUSR1): writing a checkpoint after this step");
+    }
+    return stop_signal_received_;
+  }
+
+  [[noreturn]] void stopped() {
+    const auto where = (paths_.checkpoints / checkpoint_name(state_)).string();
+    const std::string message =
+        "stopped by a signal; checkpoint '" + where + "' holds the run (continue it with --resume)";
+    spdlog::warn("{}", message);
+    throw Stopped(message);
+  }
+
+  // A checkpoint after batch `batch_in_epoch` of this epoch, with every rank's running totals.
+  void save_mid_epoch(int64_t batch_in_epoch, int64_t global_batch, const EpochSummary& summary,
+                      const EpochCounters& counters) {
+    const auto mine = epoch_totals(summary, counters);
+    const size_t k = mine.size(), world = static_cast<size_t>(dist_->world_size());
+    // Every rank's totals in rank order: each rank fills its own slot, the sum adds zeros.
+    std::vector<double> all(k * world, 0.0);
+    std::copy(mine.begin(), mine.end(), all.begin() + static_cast<int64_t>(k * dist_->rank()));
+    all = dist_->sum(all);
+    state_.batch = batch_in_epoch;
+    state_.partial.clear();
+    for (size_t r = 0; r < world; ++r)
+      state_.partial.emplace_back(all.begin() + r * k, all.begin() + (r + 1) * k);
+    if (dist_->is_main()) write_checkpoint(global_batch);
+    state_.partial.clear();
+  }
+
+  void write_checkpoint(int64_t global_batch) {
+    save_checkpoint(paths_, config_, label_names_, *model_, ema_.get(), *optimizer_, state_,
+                    config_.checkpoint.keep_last, [&] { kill_at_("checkpoint", global_batch); });
+  }
 
   // One batch: forward every chosen stage (the ones before it too, when recycling), the weighted
   // loss, backward, and every accum_steps batches the averaged gradients' optimizer step.
-  double step(int64_t e, int64_t i, int64_t steps, data::Rng& rng, EpochSummary& summary,
-              EpochCounters& counters) {
+  double step(int64_t e, int64_t i, int64_t steps, EpochSummary& summary, EpochCounters& counters) {
     started_ = true;
+    // The batch's randomness is a function of (seed, epoch, batch) alone, so that a run resumed
+    // mid-epoch draws what the uninterrupted one drew: mixing and stage sampling the same on
+    // every rank, LibTorch's generator (drop path) different on each.
+    auto rng = data::sample_rng(config_.run.seed, e, -16 - i);
+    torch::manual_seed(rng() ^ (0x9E3779B97F4A7C15ull * static_cast<uint64_t>(dist_->rank() + 1)));
     const double t = config_.schedule.per_step ? e + static_cast<double>(i) / steps : e;
     summary.lr = learning_rate(config_.schedule, lr_, t);
     set_learning_rate(*optimizer_, summary.lr);
@@ -496,6 +742,7 @@ class Trainer {
         loss = loss + loss_weights_[s] * stage_loss;
       }
     }
+    kill_at_("forward", e * steps + i + 1);
     const bool step_now = (i + 1) % config_.optimizer.accum_steps == 0 || i + 1 == steps;
     const auto scaled_loss = loss / config_.optimizer.accum_steps;
     if (reducer_ && step_now) reducer_->prepare(scaled_loss);
@@ -509,6 +756,7 @@ class Trainer {
       const double elapsed = std::chrono::duration<double>(Clock::now() - counters.start).count();
       nlohmann::json j = {{"type", "step"},
                           {"epoch", e},
+                          {"batch", i},
                           {"step", state_.step},
                           {"lr", summary.lr},
                           {"loss", loss_value},
@@ -540,7 +788,7 @@ class Trainer {
     const double elapsed = std::chrono::duration<double>(Clock::now() - counters.start).count();
     std::vector<double> values = {summary.loss, static_cast<double>(counters.images),
                                   counters.wait_s / elapsed,
-                                  static_cast<double>(train_loader_->skipped())};
+                                  static_cast<double>(counters.skipped_now(*train_loader_))};
     const size_t n = summary.stage_loss.size();
     values.insert(values.end(), summary.stage_loss.begin(), summary.stage_loss.end());
     values.insert(values.end(), summary.stage_steps.begin(), summary.stage_steps.end());
@@ -605,10 +853,12 @@ class Trainer {
     if (dist_->is_main()) metrics_ << j.dump() << "\n" << std::flush;
   }
 
-  // checkpoints/epoch_NNNN every N epochs and the last (keep-last-k), best/ on a new best
-  // validation top-1 of the last stage. Rank 0 writes; every rank tracks the state.
-  void checkpoint(const EpochSummary& summary, bool validated) {
+  // checkpoints/epoch_NNNN every N epochs, the last, and when a step checkpoint or a stop fell
+  // on the epoch's last batch (`due`); keep-last-k; best/ on a new best validation top-1 of the
+  // last stage. Rank 0 writes; every rank tracks the state.
+  void checkpoint(const EpochSummary& summary, bool validated, bool due, int64_t global_batch) {
     state_.epoch = summary.epoch;
+    state_.batch = 0;
     // best/ first, and best_top1 with it, so that the checkpoint records the best it follows: a
     // resumed run then never replaces best/ with a worse model.
     if (validated && summary.val_top1.back() > state_.best_top1) {
@@ -623,12 +873,8 @@ class Trainer {
       }
     }
     const bool last = summary.epoch + 1 == total_epochs_;
-    const bool due =
-        (summary.epoch + 1) % std::max<int64_t>(1, config_.checkpoint.every_epochs) == 0;
-    if (dist_->is_main() && (last || due)) {
-      save_checkpoint(paths_, config_, label_names_, *model_, ema_.get(), *optimizer_, state_,
-                      config_.checkpoint.keep_last);
-    }
+    due = due || (summary.epoch + 1) % config_.checkpoint.every_epochs == 0;
+    if (dist_->is_main() && (last || due)) write_checkpoint(global_batch);
   }
 
   const TrainConfig config_;
@@ -654,6 +900,8 @@ class Trainer {
   std::ofstream metrics_;
   int64_t total_epochs_ = 0;
   bool started_ = false;  // a training step has begun: the run folder is worth keeping
+  bool stop_signal_received_ = false;
+  KillPoint kill_at_{dist_env().rank};
 };
 
 }  // namespace

@@ -88,6 +88,28 @@ TEST(Loader, SameBatchesForAnyNumberOfWorkers) {
   EXPECT_EQ(runs[0][1].labels[2].item<int64_t>(), 7 % 3);
 }
 
+// A resumed epoch starts at a later batch: the batches from there are the whole epoch's.
+TEST(Loader, AnEpochStartedAtALaterBatchGivesTheSameBatches) {
+  auto dataset = std::make_shared<CountingDataset>(23, std::set<int64_t>{4, 17});
+  data::LoaderOptions o;
+  o.batch_size = 5;
+  o.num_workers = 2;
+  o.seed = 9;
+  data::DataLoader loader(dataset, noisy_transform(), o);
+  const auto whole = epoch(loader, 3, range(23));
+  loader.start_epoch(3, range(23), 2);
+  EXPECT_EQ(loader.num_batches(), 5);
+  for (size_t b = 2; b < whole.size(); ++b) {
+    auto batch = loader.next();
+    ASSERT_TRUE(batch.has_value());
+    EXPECT_EQ(batch->number, static_cast<int64_t>(b));
+    EXPECT_EQ(batch->indices, whole[b].indices);
+    EXPECT_TRUE(torch::equal(batch->images, whole[b].images)) << "batch " << b;
+  }
+  EXPECT_FALSE(loader.next().has_value());
+  expect_error([&] { loader.start_epoch(3, range(23), 6); }, {"first batch 6", "5 batches"});
+}
+
 TEST(Loader, EpochsDifferAndDropLast) {
   auto dataset = std::make_shared<CountingDataset>(10, std::set<int64_t>{});
   data::LoaderOptions o;

@@ -288,6 +288,8 @@ TEST(ConfigErrors, RangeChecksNameTheLineOfTheValue) {
       {"augment:\n  mix:\n    label_smoothing: 1\n", {"line 3", "'augment.mix.label_smoothing'"}},
       {"augment:\n  mix:\n    mixup_alpha: -0.1\n", {"line 3", "'augment.mix.mixup_alpha'"}},
       {"checkpoint:\n  keep_last: 0\n", {"line 2", "'checkpoint.keep_last'"}},
+      {"checkpoint:\n  every_steps: -5\n",
+       {"line 2", "'checkpoint.every_steps' expects an integer >= 0 (0: off), found -5"}},
       {"run:\n  device: tpu\n", {"line 2", "'run.device'", "auto, cpu, cuda"}},
       {"run:\n  output_dir: \"\"\n", {"line 2", "'run.output_dir'"}},
       // A check involving two keys names the line of the key it reports.

@@ -309,10 +309,10 @@ TEST(Distributed, AMissingPeerFailsWithinTheTimeout) {
   TempDir dir;
   write_config(dir);
   const auto start = std::chrono::steady_clock::now();
-  const int code = shell("RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=29731 " +
-                         std::string(THINKINGVIT_BIN) + " train --config " + dir.file("tiny.yaml") +
-                         " --output-dir " + dir.file("run") +
-                         " --set distributed.timeout_s=2 > /dev/null 2> " + dir.file("err.txt"));
+  const int code = shell(
+      "RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(free_port()) + " " +
+      std::string(THINKINGVIT_BIN) + " train --config " + dir.file("tiny.yaml") + " --output-dir " +
+      dir.file("run") + " --set distributed.timeout_s=2 > /dev/null 2> " + dir.file("err.txt"));
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   EXPECT_NE(code, 0);

@@ -118,6 +118,18 @@ TEST(Trainer, AFailedCheckpointWriteIsOneErrorAndLosesNothing) {
   }
   std::sort(left.begin(), left.end());
   EXPECT_EQ(left, (std::vector<std::string>{"LAST", "epoch_0000"}));  // no temp folder, no part
+  // The same for a mid-epoch checkpoint (every 2 steps; 4 batches an epoch).
+  c.checkpoint.every_steps = 2;
+  ::setenv("THINKINGVIT_FAIL_WRITE", "epoch_0001_batch_000002/optimizer.pt", 1);
+  expect_error([&] { train::train(c, resume); },
+               {"cannot write '", "epoch_0001_batch_000002/optimizer.pt", "No space left"});
+  ::unsetenv("THINKINGVIT_FAIL_WRITE");
+  left.clear();
+  for (const auto& e : std::filesystem::directory_iterator(dir.path() / "run" / "checkpoints")) {
+    left.push_back(e.path().filename().string());
+  }
+  std::sort(left.begin(), left.end());
+  EXPECT_EQ(left, (std::vector<std::string>{"LAST", "epoch_0000"}));
   // The previous checkpoint still loads: the resumed run redoes epoch 1.
   const auto history = train::train(c, resume);
   ASSERT_EQ(history.size(), 1u);
@@ -228,6 +240,11 @@ TEST(Trainer, AFailedStartLeavesNoRunFolder) {
   resume.resume = true;
   expect_error([&] { train::train(tiny_config(dir.file("nothing")), resume); }, {"--resume"});
   EXPECT_FALSE(std::filesystem::exists(dir.file("nothing")));
+  // A run folder that cannot be made (root ignores permissions: a file stands in the way).
+  std::ofstream(dir.file("file")) << "x";
+  expect_error([&] { train::train(tiny_config(dir.file("file/run"))); },
+               {"run.output_dir '" + dir.file("file/run") + "': cannot create the run folder",
+                "Not a directory"});
 }
 
 TEST(Trainer, ChecksTheDataAgainstTheModel) {

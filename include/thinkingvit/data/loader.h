@@ -55,9 +55,10 @@ class DataLoader {
   DataLoader(const DataLoader&) = delete;
   DataLoader& operator=(const DataLoader&) = delete;
 
-  // Starts an epoch over `indices` (from a sampler); batches of a previous epoch not yet
+  // Starts an epoch over `indices` (from a sampler) at batch `first_batch` (a resumed epoch:
+  // the batches from there are those of the whole epoch); batches of a previous epoch not yet
   // taken are dropped.
-  void start_epoch(int64_t epoch, std::vector<int64_t> indices);
+  void start_epoch(int64_t epoch, std::vector<int64_t> indices, int64_t first_batch = 0);
   // The next batch in order, or nullopt at the end of the epoch. Rethrows worker errors.
   std::optional<Batch> next();
   int64_t num_batches() const;

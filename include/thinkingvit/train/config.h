@@ -78,7 +78,10 @@ struct PrecisionSection {
 
 struct CheckpointSection {
   int64_t every_epochs = 1;
-  int keep_last = 3;
+  // Also every N optimizer steps, mid-epoch (0: off); resuming from one is exact. SIGTERM and
+  // SIGUSR1 (SLURM's warnings before preemption) write one at the next step and stop the run.
+  int64_t every_steps = 0;
+  int keep_last = 3;  // checkpoint folders kept, epoch and mid-epoch ones together
 };
 
 // Multi-process data parallelism; the ranks come from torchrun / SLURM variables

@@ -3,6 +3,7 @@
 // per-stage losses and accuracies, EMA, atomic checkpoints and exact resume.
 
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,15 @@ struct TrainOptions {
   bool overwrite = false;          // start again in a folder that holds a run (else an Error)
   int64_t stop_after_epochs = -1;  // for tests: stop early as if killed (-1: run to the end)
 };
+
+// Thrown by train() when SIGTERM or SIGUSR1 stopped the run: the step finished and a checkpoint
+// was written (its folder is in the message); train() with resume continues exactly. `train`
+// exits with kExitStopped then.
+class Stopped : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+constexpr int kExitStopped = 75;  // EX_TEMPFAIL: nothing failed, run again to continue
 
 // Runs the whole schedule; returns one summary per epoch run in this call. Writes into
 // config.run.output_dir: config.yaml, train.log, metrics.jsonl, checkpoints/, best/.
