@@ -14,6 +14,7 @@
 #   JOBS               parallel compile jobs (default: number of cores)
 #   THINKINGVIT_CACHE  where the pinned torch lives (default: ~/.cache/thinkingvit)
 #   TORCH_PYTHON       use this Python's torch (skips the search above)
+#   CMAKE_ARGS         more cmake arguments, after the defaults (scripts/fuzz.sh sets them)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -86,7 +87,9 @@ fi
 
 generator=()
 [ -f "$BUILD_DIR/CMakeCache.txt" ] || generator=(-G Ninja)
+read -r -a extra_args <<<"${CMAKE_ARGS:-}"
 cmake -S . -B "$BUILD_DIR" "${generator[@]}" "${cuda_flag[@]}" -DCMAKE_BUILD_TYPE=Release \
-  -DCMAKE_PREFIX_PATH="$prefix" -DTorch_DIR="$prefix/Torch" -DTHINKINGVIT_PYTHON="$py"
+  -DCMAKE_PREFIX_PATH="$prefix" -DTorch_DIR="$prefix/Torch" -DTHINKINGVIT_PYTHON="$py" \
+  "${extra_args[@]}"
 cmake --build "$BUILD_DIR" -j "$JOBS"
 echo "setup: built $BUILD_DIR/thinkingvit"
