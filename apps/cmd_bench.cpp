@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <iostream>
 
@@ -46,7 +47,12 @@ void run_bench(const BenchArgs& args) {
   std::optional<io::WeightsSource> weights;
   if (!args.weights.empty()) weights = io::read_weights(args.weights);
   const auto model_options = resolve_model(args.model, weights ? &*weights : nullptr);
-  models::check_fits_in_memory(model_options, 1, "model");
+  models::check_fits_in_memory(
+      model_options, 1, "model",
+      options.batch_sizes.empty()
+          ? 0
+          : *std::max_element(options.batch_sizes.begin(), options.batch_sizes.end()),
+      /*training=*/false, options.device);
   const auto model = models::make_model(model_options);
   if (weights) {
     const auto report = io::load_state_dict(*model, weights->tensors, weights->path);

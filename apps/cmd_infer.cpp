@@ -48,7 +48,7 @@ void run_infer(const InferArgs& args) {
   const auto options = resolve_model(args.model, &weights);
   spdlog::info("model: {}", options.describe());
 
-  models::check_fits_in_memory(options, 1, "model");
+  models::check_fits_in_memory(options, 1, "model", 0, false, device);
   const auto model = models::make_model(options);
   io::LoadOptions load;
   load.strict = args.strict;

@@ -107,7 +107,7 @@ void run_predict(const PredictArgs& args) {
   if (args.ema) weights_path = ema_weights_path(weights_path);
   const auto weights = io::read_weights(weights_path);
   const auto options = config ? config->model.options : resolve_model(args.model, &weights);
-  models::check_fits_in_memory(options, 1, "model");
+  models::check_fits_in_memory(options, 1, "model", args.batch_size, /*training=*/false, device);
   const auto model = models::make_model(options);
   const auto report = io::load_state_dict(*model, weights.tensors, weights.path);
   spdlog::info("weights '{}': {}", weights.path, report.summary());

@@ -44,12 +44,13 @@ EvalSetup make_eval_setup(const EvalSource& s) {
   if (s.ema) weights = ema_weights_path(weights);
   setup.weights_path = weights;
   const auto source = io::read_weights(weights);
-  models::check_fits_in_memory(setup.config.model.options, 1, "model");
+  setup.device = s.device.empty() ? use_device(setup.config.run.device, "run.device")
+                                  : use_device(s.device, "--device");
+  models::check_fits_in_memory(setup.config.model.options, 1, "model",
+                               setup.config.data.eval_batch_size, /*training=*/false, setup.device);
   setup.model = models::make_model(setup.config.model.options);
   const auto report = io::load_state_dict(*setup.model, source.tensors, source.path);
   spdlog::info("weights '{}': {}", source.path, report.summary());
-  setup.device = s.device.empty() ? use_device(setup.config.run.device, "run.device")
-                                  : use_device(s.device, "--device");
   compat::set_tf32(setup.config.precision.tf32);
   setup.model->to(setup.device);
   setup.model->eval();

@@ -82,7 +82,9 @@ LoadReport load_state_dict(models::ElasticModel& model, const TensorMap& file_te
   for (const auto& item : params) targets[item.key()] = item.value();
   for (const auto& item : buffers) targets[item.key()] = item.value();
 
-  for (const auto& [name, target] : targets) {
+  for (const auto& item : targets) {
+    const std::string& name = item.first;  // a plain reference: the lambdas below capture it
+    const at::Tensor& target = item.second;
     auto it = tensors.find(name);
     if (it == tensors.end()) {
       report.tensors.push_back({name, TensorStatus::kMissing, {}, target.sizes().vec()});

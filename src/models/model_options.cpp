@@ -1,11 +1,11 @@
 #include "thinkingvit/models/model_options.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 
 #include "thinkingvit/models/thinking_vit.h"
+#include "thinkingvit/util/compat.h"
 #include "thinkingvit/util/error.h"
 
 namespace thinkingvit::models {
@@ -47,19 +47,78 @@ void ModelOptions::validate() const {
              " parameters, beyond the supported ", kMaxParameters, " (", describe(), ")");
 }
 
-void check_fits_in_memory(const ModelOptions& options, int copies, const std::string& what) {
-  const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
-  if (pages <= 0 || page <= 0) return;  // unknown: nothing to compare with
-  const double available = static_cast<double>(pages) * static_cast<double>(page);
-  const double need = static_cast<double>(options.parameter_count()) * 4.0 * copies;
-  const double gib = 1024.0 * 1024.0 * 1024.0;
-  TVIT_CHECK(need <= available, what, ": the model has ", options.parameter_count(),
-             " parameters; ", copies == 1 ? "its float32 weights need " : "training needs ",
-             std::round(need / gib * 10) / 10, " GiB",
-             copies == 1 ? "" : " (weights, gradients, AdamW moments, EMA)",
-             ", more than this machine's ", std::round(available / gib * 10) / 10, " GiB (",
-             options.describe(), ")");
+namespace {
+
+// Floats of activations per image (see estimate_memory).
+double vit_activations(const ThinkingViTOptions& o, bool training) {
+  const double n = static_cast<double>(o.num_tokens()), r = o.mlp_ratio();
+  double sum = 0, largest = 0;
+  for (const auto heads : o.stages()) {
+    const double d = static_cast<double>(heads * o.head_dim()), h = static_cast<double>(heads);
+    sum += static_cast<double>(o.depth()) * ((8 + 2 * r) * n * d + 2 * h * n * n);
+    largest = std::max(largest, (5 + r) * n * d + 2 * h * n * n);
+  }
+  return training ? sum : largest;
 }
+
+double swin_activations(const ThinkingSwinOptions& o, bool training) {
+  double sum = 0, largest = 0;
+  for (int64_t stage = 0; stage < o.num_stages(); ++stage) {
+    for (int64_t level = 0; level < o.num_levels(); ++level) {
+      const double res = static_cast<double>(o.resolution(level));
+      const double window = static_cast<double>(o.window(level));
+      const double padded = std::pow(std::ceil(res / window) * window, 2.0);
+      const double n = res * res, c = static_cast<double>(o.round_width(stage, level));
+      const double hidden = static_cast<double>(o.round_hidden(stage, level));
+      const double attention =
+          2 * static_cast<double>(o.round_heads(stage, level)) * padded * window * window;
+      sum += static_cast<double>(o.depths()[level]) * (n * (8 * c + 2 * hidden) + attention);
+      largest = std::max(largest, n * (5 * c + hidden) + attention);
+    }
+  }
+  return training ? sum : largest;
+}
+
+}  // namespace
+
+MemoryEstimate estimate_memory(const ModelOptions& options, int copies, int64_t batch,
+                               bool training) {
+  MemoryEstimate m;
+  m.weights = static_cast<double>(options.parameter_count()) * 4.0 * copies;
+  const double per_image = options.swin() ? swin_activations(*options.swin(), training)
+                                          : vit_activations(*options.vit(), training);
+  m.activations = per_image * 4.0 * static_cast<double>(batch);
+  return m;
+}
+
+namespace {
+
+std::string gib(double bytes) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.1f GiB", bytes / (1024.0 * 1024.0 * 1024.0));
+  return text;
+}
+
+}  // namespace
+
+void check_fits_in_memory(const ModelOptions& options, int copies, const std::string& what,
+                          int64_t batch, bool training, const c10::Device& device) {
+  const double available = compat::device_memory_bytes(device);
+  if (available <= 0) return;  // unknown: nothing to compare with
+  const auto need = estimate_memory(options, copies, batch, training);
+  if (need.total() <= available) return;
+  const std::string weights = copies == 1   ? "weights "
+                              : copies == 4 ? "weights, gradients and AdamW moments "
+                                            : "weights, gradients, AdamW moments and EMA ";
+  fail(what, ": the model has ", options.parameter_count(), " parameters; ",
+       training ? "training" : "running", " it",
+       batch > 0 ? " on batches of " + std::to_string(batch) : std::string(), " needs about ",
+       gib(need.total()), " (", weights, gib(need.weights),
+       batch > 0 ? ", activations " + gib(need.activations) : std::string(), "), more than the ",
+       gib(available), " of ", device.is_cuda() ? "GPU " + device.str() : "this machine", " (",
+       options.describe(), ")");
+}
+
 std::string ModelOptions::describe() const {
   return std::visit([](const auto& o) { return o.describe(); }, options_);
 }

@@ -527,7 +527,8 @@ class Trainer {
   // Model (every rank starts from rank 0's weights), optimiser, EMA, resume, gradient reducer.
   void prepare_model() {
     torch::manual_seed(config_.run.seed);
-    models::check_fits_in_memory(mo(), config_.ema.enabled ? 5 : 4, "model");
+    models::check_fits_in_memory(mo(), config_.ema.enabled ? 5 : 4, "model",
+                                 config_.data.batch_size, /*training=*/true, device_);
     model_ = models::make_model(mo());
     if (!config_.model.init_from.empty()) {
       const auto weights = io::read_weights(config_.model.init_from);

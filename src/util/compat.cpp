@@ -4,6 +4,7 @@
 #include <ATen/autocast_mode.h>
 #include <ATen/detail/CUDAHooksInterface.h>
 #include <torch/version.h>
+#include <unistd.h>
 
 #ifdef THINKINGVIT_HAVE_CUDA
 #include <ATen/cuda/CUDAContext.h>
@@ -35,6 +36,20 @@ int cuda_device_count() {
 }
 
 bool cuda_available() { return cuda_device_count() > 0; }
+
+double device_memory_bytes(const c10::Device& device) {
+#ifdef THINKINGVIT_HAVE_CUDA
+  if (device.is_cuda() && cuda_available()) {
+    return static_cast<double>(at::cuda::getDeviceProperties(device.has_index()
+                                                                 ? device.index()
+                                                                 : c10::cuda::current_device())
+                                   ->totalGlobalMem);
+  }
+#endif
+  if (device.is_cuda()) return 0;
+  const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
+  return pages > 0 && page > 0 ? static_cast<double>(pages) * static_cast<double>(page) : 0;
+}
 
 std::string gpu_name(const c10::Device& device) {
 #ifdef THINKINGVIT_HAVE_CUDA

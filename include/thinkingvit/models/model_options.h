@@ -4,6 +4,8 @@
 // stages, MACs, parameters); a family's own options are reached through vit() or swin() only
 // where one of its own keys is set.
 
+#include <c10/core/Device.h>
+
 #include <cstdint>
 #include <string>
 #include <variant>
@@ -63,10 +65,28 @@ class ModelOptions {
 double expected_macs(const ModelOptions& options, const std::vector<double>& reach,
                      MacConvention convention, bool with_uncounted = false);
 
-// Refuses, naming `what` and the figures, a model whose float32 parameters times `copies` (1 to
-// run it; 5 to train it: weights, gradients, two AdamW moments, EMA) exceed the physical memory.
-// Activations are not counted.
-void check_fits_in_memory(const ModelOptions& options, int copies, const std::string& what);
+// What running a model takes in memory, in bytes of float32.
+struct MemoryEstimate {
+  double weights = 0;      // the parameters times `copies`
+  double activations = 0;  // of one batch through every stage
+  double total() const { return weights + activations; }
+};
+
+// `copies`: 1 to run the model; 5 to train it (weights, gradients, two AdamW moments, EMA), 4
+// without EMA. Activations are estimated from the layer shapes for `batch` images. Training:
+// what autograd keeps for backward, per block and image (8 + 2·mlp_ratio)·N·D + 2·h·N² floats
+// for a ViT stage of width D and h heads over N tokens (a Swin block: N·(8·C + 2·hidden) +
+// 2·h·N_padded·window²), summed over every block of every stage. Inference: the largest block's
+// working set, (5 + mlp_ratio)·N·D + 2·h·N² (Swin: N·(5·C + hidden) + 2·h·N_padded·window²).
+MemoryEstimate estimate_memory(const ModelOptions& options, int copies, int64_t batch,
+                               bool training);
+
+// Refuses, naming `what` and the figures, a model and batch whose estimate_memory exceeds the
+// memory of `device` (its GPU's; this machine's physical memory for the CPU). Batch 0: the
+// weights alone.
+void check_fits_in_memory(const ModelOptions& options, int copies, const std::string& what,
+                          int64_t batch = 0, bool training = false,
+                          const c10::Device& device = c10::Device(c10::kCPU));
 
 // Every named architecture of every family, and the names in sorted order.
 ModelOptions model_preset(const std::string& name);

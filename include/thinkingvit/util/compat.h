@@ -24,6 +24,10 @@ int cuda_device_count();
 // "NVIDIA H200" for a CUDA device (its index, or the current one), "" elsewhere.
 std::string gpu_name(const c10::Device& device);
 
+// Bytes of memory on `device`: its GPU's total for CUDA, this machine's physical memory for the
+// CPU; 0 when unknown.
+double device_memory_bytes(const c10::Device& device);
+
 // "cpu", "cuda" (the current GPU) or "cuda:N" -> a device; an unknown name, or a GPU this build
 // or machine does not have, is an Error naming `flag`.
 c10::Device parse_device(const std::string& name, const std::string& flag);
