@@ -111,6 +111,7 @@ bool tf32_enabled() {
   return at::globalContext().float32MatmulPrecision() != at::Float32MatmulPrecision::HIGHEST;
 }
 
+#ifdef THINKINGVIT_HAVE_CUDA
 namespace {
 
 // 13000 -> "13.0"; 91900 -> "9.19.0" (cuDNN 9 codes major*10000 + minor*100 + patch).
@@ -123,6 +124,7 @@ std::string version_from_code(long code, bool three_parts) {
 }
 
 }  // namespace
+#endif
 
 RuntimeVersions runtime_versions() {
   RuntimeVersions v{std::to_string(TORCH_VERSION_MAJOR) + "." +

@@ -335,7 +335,8 @@ TEST(RandAugmentParse, InvalidPoliciesNameTheSection) {
       {"rand-p1.5", "'p1.5'"},   {"rand-m9..1", "'m9..1'"},
       {"rand-mmax0", "'mmax0'"}, {"rand-tweights", "'tweights'"},
       {"", "start with 'rand'"}};
-  for (const auto& [text, fragment] : bad) {
+  for (const auto& [policy, fragment] : bad) {
+    const std::string& text = policy;  // a plain reference: the lambda captures it
     SCOPED_TRACE(text);
     expect_error([&] { data::parse_rand_augment(text, "--aa"); },
                  {"--aa", "'" + text + "'", fragment});
