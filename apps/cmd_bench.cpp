@@ -27,6 +27,7 @@ struct BenchArgs {
   int warmup = 2, reps = 10, threads = 0;
   std::string format = "md", output;
   bool no_weight_cache = false;
+  bool train = false;
 };
 
 void run_bench(const BenchArgs& args) {
@@ -39,6 +40,7 @@ void run_bench(const BenchArgs& args) {
   for (const auto& p : args.precisions)
     options.precisions.push_back(eval::parse_precision(p, "--precision"));
   options.taus = args.taus;
+  options.train = args.train;
   options.rule = models::parse_entropy_rule(args.entropy_rule, "--entropy");
   options.warmup = args.warmup;
   options.reps = args.reps;
@@ -48,11 +50,11 @@ void run_bench(const BenchArgs& args) {
   if (!args.weights.empty()) weights = io::read_weights(args.weights);
   const auto model_options = resolve_model(args.model, weights ? &*weights : nullptr);
   models::check_fits_in_memory(
-      model_options, 1, "model",
+      model_options, options.train ? 4 : 1, "model",
       options.batch_sizes.empty()
           ? 0
           : *std::max_element(options.batch_sizes.begin(), options.batch_sizes.end()),
-      /*training=*/false, options.device);
+      /*training=*/options.train, options.device);
   const auto model = models::make_model(model_options);
   if (weights) {
     const auto report = io::load_state_dict(*model, weights->tensors, weights->path);
@@ -87,6 +89,8 @@ void add_bench_command(CLI::App& root) {
       ->capture_default_str();
   cmd->add_option("--taus", args->taus, "comma-separated thresholds for elastic rows")
       ->delimiter(',');
+  cmd->add_flag("--train", args->train,
+                "add a training-step row: every stage, mean cross-entropy, backward, AdamW");
   cmd->add_option("--entropy", args->entropy_rule, "entropy rule: top10 or full")
       ->capture_default_str();
   add_device_flag(*cmd, args->device);

@@ -45,6 +45,44 @@ Timing time_calls(const std::function<void()>& fn, int warmup, int reps,
   return {median, ms.front(), ms.back()};
 }
 
+namespace {
+
+// Training steps on `images` with random labels; the model's weights are put back afterwards.
+Timing time_training_steps(models::ElasticModel& model, const at::Tensor& images,
+                           const BenchOptions& options) {
+  std::vector<at::Tensor> saved;
+  for (const auto& p : model.parameters()) saved.push_back(p.detach().clone());
+  torch::AutoGradMode grad(true);
+  model.train();
+  const auto& o = model.model_options();
+  torch::optim::AdamW optimizer(model.parameters(),
+                                torch::optim::AdamWOptions(1e-4).weight_decay(0.05));
+  const auto labels =
+      torch::randint(o.num_classes(), {images.size(0)}, images.options().dtype(at::kLong));
+  const auto timing = time_calls(
+      [&] {
+        at::Tensor tokens, loss;
+        for (int64_t s = 0; s < o.num_stages(); ++s) {
+          auto out = model.forward_stage(s, images, tokens);
+          tokens = out.tokens;
+          auto ce = torch::nn::functional::cross_entropy(out.logits.to(at::kFloat), labels) /
+                    static_cast<double>(o.num_stages());
+          loss = loss.defined() ? loss + ce : ce;
+        }
+        optimizer.zero_grad();
+        loss.backward();
+        optimizer.step();
+      },
+      options.warmup, options.reps, options.device);
+  model.eval();
+  torch::NoGradGuard no_grad;
+  const auto params = model.parameters();
+  for (size_t i = 0; i < params.size(); ++i) params[i].copy_(saved[i]);
+  return timing;
+}
+
+}  // namespace
+
 std::vector<BenchRow> run_benchmark(models::ElasticModel& model, const BenchOptions& options,
                                     const std::function<void(const std::string&)>& progress) {
   model.eval();
@@ -96,6 +134,16 @@ std::vector<BenchRow> run_benchmark(models::ElasticModel& model, const BenchOpti
         row.images_per_s = 1000.0 * batch / row.timing.median_ms;
         for (const auto n : last.samples_per_stage)
           row.reach.push_back(static_cast<double>(n) / batch);
+        report(row);
+      }
+      if (options.train) {
+        BenchRow row;
+        row.mode = "train";
+        row.batch = batch;
+        row.precision = precision;
+        row.timing = time_training_steps(model, images, options);
+        row.images_per_s = 1000.0 * batch / row.timing.median_ms;
+        row.reach.assign(o.num_stages(), 1.0);
         report(row);
       }
     }

@@ -16,6 +16,26 @@ TEST(Benchmark, TimesWarmupAndRepetitions) {
   expect_error([] { eval::time_calls([] {}, 0, 0, c10::Device(c10::kCPU)); }, {"repetitions"});
 }
 
+// The training-step row puts the weights back (AdamW moved them) and the model in eval mode.
+TEST(Benchmark, ATrainingStepRowLeavesTheWeightsAsTheyWere) {
+  auto model = tiny_model();
+  std::vector<at::Tensor> before;
+  for (const auto& p : model->parameters()) before.push_back(p.detach().clone());
+  eval::BenchOptions options;
+  options.batch_sizes = {4};
+  options.train = true;
+  options.warmup = 0;
+  options.reps = 2;
+  const auto rows = eval::run_benchmark(*model, options);
+  ASSERT_EQ(rows.size(), 3u + 1);
+  EXPECT_EQ(rows.back().mode, "train");
+  EXPECT_EQ(rows.back().reach, (std::vector<double>{1, 1, 1}));
+  EXPECT_GT(rows.back().images_per_s, 0.0);
+  const auto params = model->parameters();
+  for (size_t i = 0; i < params.size(); ++i) EXPECT_TRUE(torch::equal(params[i], before[i])) << i;
+  EXPECT_FALSE(model->is_training());
+}
+
 TEST(Benchmark, RowsForEveryStageAndThreshold) {
   auto model = tiny_model();
   eval::BenchOptions options;

@@ -26,6 +26,9 @@ struct BenchOptions {
   int warmup = 2;
   int reps = 10;
   uint64_t seed = 0;
+  // Also a training step: every stage (recycling), the mean cross-entropy, backward and AdamW
+  // (the weights are restored afterwards).
+  bool train = false;
 };
 
 // Milliseconds per call of one timed configuration.
@@ -34,7 +37,7 @@ struct Timing {
 };
 
 struct BenchRow {
-  std::string mode;    // "stage" (one stage alone) or "elastic"
+  std::string mode;    // "stage" (one stage alone), "elastic" or "train"
   int64_t stage = -1;  // for "stage" rows
   double tau = 0;      // for "elastic" rows
   int64_t batch = 0;
