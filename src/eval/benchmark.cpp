@@ -10,6 +10,7 @@
 #include <sstream>
 #include <thread>
 
+#include "thinkingvit/train/recipe.h"
 #include "thinkingvit/util/build_info.h"
 #include "thinkingvit/util/compat.h"
 #include "thinkingvit/util/error.h"
@@ -55,8 +56,9 @@ Timing time_training_steps(models::ElasticModel& model, const at::Tensor& images
   torch::AutoGradMode grad(true);
   model.train();
   const auto& o = model.model_options();
-  torch::optim::AdamW optimizer(model.parameters(),
-                                torch::optim::AdamWOptions(1e-4).weight_decay(0.05));
+  // The optimizer training uses.
+  train::FusedAdamW optimizer({torch::optim::OptimizerParamGroup(model.parameters())},
+                              torch::optim::AdamWOptions(1e-4).weight_decay(0.05));
   const auto labels =
       torch::randint(o.num_classes(), {images.size(0)}, images.options().dtype(at::kLong));
   const auto timing = time_calls(

@@ -45,7 +45,54 @@ std::unique_ptr<torch::optim::AdamW> make_optimizer(models::ElasticModel& model,
   std::vector<torch::optim::OptimizerParamGroup> groups;
   groups.emplace_back(decay, options(o.weight_decay));
   groups.emplace_back(no_decay, options(0.0));
-  return std::make_unique<torch::optim::AdamW>(groups, torch::optim::AdamWOptions(lr));
+  return std::make_unique<FusedAdamW>(groups, torch::optim::AdamWOptions(lr));
+}
+
+at::Tensor FusedAdamW::step(LossClosure closure) {
+  at::NoGradGuard no_grad;
+  at::Tensor loss;
+  if (closure) {
+    at::AutoGradMode enable_grad(true);
+    loss = closure();
+  }
+  for (auto& group : param_groups()) {
+    const auto& o = static_cast<const torch::optim::AdamWOptions&>(group.options());
+    std::vector<at::Tensor> params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs;
+    std::vector<float> steps;
+    for (auto& p : group.params()) {
+      if (!p.grad().defined()) continue;  // as PyTorch: no gradient, no update, no decay
+      TVIT_CHECK(!p.grad().is_sparse(), "AdamW does not support sparse gradients");
+      TVIT_CHECK(params.empty() || (p.device() == params.front().device() &&
+                                    p.scalar_type() == params.front().scalar_type()),
+                 "FusedAdamW: a parameter group mixes devices or dtypes (",
+                 params.front().toString(), " and ", p.toString(), ")");
+      auto& slot = state_[p.unsafeGetTensorImpl()];
+      if (!slot) {
+        auto state = std::make_unique<torch::optim::AdamWParamState>();
+        state->step(0);
+        state->exp_avg(at::zeros_like(p, at::MemoryFormat::Preserve));
+        state->exp_avg_sq(at::zeros_like(p, at::MemoryFormat::Preserve));
+        if (o.amsgrad()) state->max_exp_avg_sq(at::zeros_like(p, at::MemoryFormat::Preserve));
+        slot = std::move(state);
+      }
+      auto& state = static_cast<torch::optim::AdamWParamState&>(*slot);
+      state.step(state.step() + 1);
+      params.push_back(p);
+      grads.push_back(p.grad());
+      exp_avgs.push_back(state.exp_avg());
+      exp_avg_sqs.push_back(state.exp_avg_sq());
+      if (o.amsgrad()) max_exp_avg_sqs.push_back(state.max_exp_avg_sq());
+      steps.push_back(static_cast<float>(state.step()));
+    }
+    if (params.empty()) continue;
+    // Every step count in one tensor (one copy to the device), handed over as 0-d views.
+    const auto step_tensor = at::tensor(steps, at::kFloat).to(params.front().device());
+    const auto state_steps = step_tensor.unbind(0);
+    at::_fused_adamw_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, o.lr(),
+                      std::get<0>(o.betas()), std::get<1>(o.betas()), o.weight_decay(), o.eps(),
+                      o.amsgrad(), /*maximize=*/false);
+  }
+  return loss;
 }
 
 void set_learning_rate(torch::optim::Optimizer& optimizer, double lr) {

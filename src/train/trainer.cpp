@@ -722,6 +722,8 @@ class Trainer {
     const auto stages = sample_stages(config_.sampling, mo().num_stages(), rng);
 
     at::Tensor loss = torch::zeros({}, torch::TensorOptions().device(device_));
+    std::vector<at::Tensor> stage_losses;  // detached, read back once per step
+    std::vector<int64_t> ran;
     {
       compat::AutocastGuard autocast(device_.type(), at::kBFloat16,
                                      config_.precision.dtype == "bf16");
@@ -735,13 +737,21 @@ class Trainer {
         if (!chosen) continue;
         ++next;
         auto stage_loss = soft_target_cross_entropy(out.logits, targets);
-        const double value = stage_loss.item<double>();
-        TVIT_CHECK(std::isfinite(value), "non-finite loss ", value, " at epoch ", e, " step ", i,
-                   " stage ", s, "; stopping (the last checkpoint is kept)");
-        summary.stage_loss[s] += value;
-        summary.stage_steps[s] += 1;
+        stage_losses.push_back(stage_loss.detach());
+        ran.push_back(s);
         loss = loss + loss_weights_[s] * stage_loss;
       }
+    }
+    // One host synchronisation per step for every stage's loss (not one per stage).
+    const auto values = torch::stack(stage_losses).to(at::kCPU, at::kDouble);
+    double loss_value = 0;
+    for (size_t k = 0; k < ran.size(); ++k) {
+      const double value = values[static_cast<int64_t>(k)].item<double>();
+      TVIT_CHECK(std::isfinite(value), "non-finite loss ", value, " at epoch ", e, " step ", i,
+                 " stage ", ran[k], "; stopping (the last checkpoint is kept)");
+      summary.stage_loss[ran[k]] += value;
+      summary.stage_steps[ran[k]] += 1;
+      loss_value += loss_weights_[ran[k]] * value;
     }
     kill_at_("forward", e * steps + i + 1);
     const bool step_now = (i + 1) % config_.optimizer.accum_steps == 0 || i + 1 == steps;
@@ -750,7 +760,6 @@ class Trainer {
     scaled_loss.backward();
     if (step_now) optimizer_step();
 
-    const double loss_value = loss.item<double>();
     summary.loss += loss_value;
     counters.images += batch->images.size(0);
     if (dist_->is_main() && (i + 1) % config_.run.log_every_steps == 0) {

@@ -122,3 +122,63 @@ TEST(Recipe, EmaArithmetic) {
 }
 
 }  // namespace thinkingvit::testing
+
+namespace thinkingvit::testing {
+
+// The fused AdamW takes LibTorch's AdamW steps: two groups (decayed or not), a parameter a step
+// did not use (no gradient: no update, no decay), with and without amsgrad; and its state is
+// AdamW's, so each loads the other's saved state and continues identically.
+TEST(Recipe, FusedAdamWStepsAsAdamW) {
+  for (const bool amsgrad : {false, true}) {
+    torch::manual_seed(5);
+    const std::vector<at::Tensor> init = {torch::randn({7, 5}), torch::randn({5}),
+                                          torch::randn({3, 2, 2}), torch::randn({4})};
+    auto make = [&](auto tag) {
+      using Optimizer = typename decltype(tag)::type;
+      std::vector<at::Tensor> params;
+      for (const auto& t : init) params.push_back(t.clone().requires_grad_());
+      auto options = [&](double wd) {
+        return std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(3e-2)
+                                                                .betas({0.8, 0.95})
+                                                                .eps(1e-7)
+                                                                .weight_decay(wd)
+                                                                .amsgrad(amsgrad));
+      };
+      std::vector<torch::optim::OptimizerParamGroup> groups;
+      groups.emplace_back(std::vector<at::Tensor>{params[0], params[2]}, options(0.1));
+      groups.emplace_back(std::vector<at::Tensor>{params[1], params[3]}, options(0.0));
+      return std::make_pair(params, std::make_unique<Optimizer>(groups));
+    };
+    auto [a, reference] = make(std::common_type<torch::optim::AdamW>());
+    auto [b, fused] = make(std::common_type<train::FusedAdamW>());
+    auto run_steps = [](std::vector<at::Tensor>& p, torch::optim::Optimizer& opt, int first,
+                        int count) {
+      for (int s = first; s < first + count; ++s) {
+        opt.zero_grad();
+        // Parameter 3 is unused on even steps.
+        auto loss = (p[0].sin() * (s + 1)).sum() + p[1].pow(2).sum() + p[2].tanh().sum();
+        if (s % 2) loss = loss + (p[3] * p[3].exp()).sum();
+        loss.backward();
+        opt.step();
+      }
+    };
+    run_steps(a, *reference, 0, 5);
+    run_steps(b, *fused, 0, 5);
+    for (size_t i = 0; i < a.size(); ++i) {
+      EXPECT_TRUE(close_scaled(b[i], a[i], 1e-5)) << "amsgrad " << amsgrad << " param " << i;
+      EXPECT_FALSE(torch::equal(a[i], init[i])) << i;
+    }
+    // Saved by one, loaded by the other: the next steps agree too.
+    std::stringstream fused_state, reference_state;
+    torch::save(*fused, fused_state);
+    torch::save(*reference, reference_state);
+    torch::load(*reference, fused_state);
+    torch::load(*fused, reference_state);
+    run_steps(a, *reference, 5, 3);
+    run_steps(b, *fused, 5, 3);
+    for (size_t i = 0; i < a.size(); ++i)
+      EXPECT_TRUE(close_scaled(b[i], a[i], 1e-5)) << "after the swap, param " << i;
+  }
+}
+
+}  // namespace thinkingvit::testing

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# This project against the PyTorch implementations of ThinkingViT 3H->6H, side by side: the
+# authors' released code (scripts/bench_released.py, given a checkout), a strong eager
+# implementation (scripts/bench_torch.py) and, with --compile, its torch.compile. The runs are
+# interleaved (ours, released, eager, compiled, ours, ...) for PAIRS rounds, and every row (each
+# stage alone, elastic at tau, the training step) gets its images/s per implementation (median
+# over rounds) and the ratio ours / theirs: the median of the per-round ratios with its min..max.
+#
+#   scripts/bench_compare.sh [--released PATH] [--compile] [--pairs 5] [--batch 16]
+#       [--threads 1] [--precision fp32|bf16] [--taus 0] [--device cpu] [--reps 10]
+#
+# Needs a built build/thinkingvit and a Python with torch ($PYTHON; default: python3 when it
+# imports torch, else the pinned torch of scripts/setup.sh). The released code also needs what
+# its vendored timm imports (torchvision, pillow, pyyaml, safetensors).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+released="" compile=0 pairs=5 batch=16 threads=1 precision=fp32 taus=0 device=cpu reps=10
+while (($#)); do
+  case $1 in
+    --released) released=$2; shift 2 ;;
+    --compile) compile=1; shift ;;
+    --pairs) pairs=$2; shift 2 ;;
+    --batch) batch=$2; shift 2 ;;
+    --threads) threads=$2; shift 2 ;;
+    --precision) precision=$2; shift 2 ;;
+    --taus) taus=$2; shift 2 ;;
+    --device) device=$2; shift 2 ;;
+    --reps) reps=$2; shift 2 ;;
+    *) echo "bench_compare: unknown option '$1' (see the header of $0)" >&2; exit 2 ;;
+  esac
+done
+[[ $pairs =~ ^[1-9][0-9]*$ ]] || { echo "bench_compare: --pairs expects a count >= 1, found '$pairs'" >&2; exit 2; }
+[[ -z $released || -d $released ]] || { echo "bench_compare: --released '$released' is not a folder" >&2; exit 2; }
+[[ -x build/thinkingvit ]] || { echo "bench_compare: build/thinkingvit not found; run scripts/setup.sh" >&2; exit 2; }
+py=${PYTHON:-python3}
+if ! "$py" -c 'import torch' 2>/dev/null; then
+  py=$(ls -d "${THINKINGVIT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/thinkingvit}"/torch-*/bin/python 2>/dev/null | tail -1)
+  [[ -n $py ]] || { echo "bench_compare: no Python with torch (set PYTHON)" >&2; exit 2; }
+fi
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+export OMP_NUM_THREADS=$threads
+common=(--batch "$batch" --threads "$threads" --precision "$precision" --taus "$taus" --device "$device"
+        --reps "$reps" --warmup 2 --train)
+for ((r = 0; r < pairs; r++)); do
+  echo "bench_compare: round $((r + 1)) of $pairs" >&2
+  build/thinkingvit bench --preset thinkingvit_3h_6h --batch-sizes "$batch" --threads "$threads" \
+    --precision "$precision" --taus "$taus" --device "$device" --reps "$reps" --warmup 2 --train \
+    --format csv > "$out/ours.$r.csv" 2> "$out/ours.log"
+  [[ -n $released ]] && "$py" scripts/bench_released.py "$released" "${common[@]}" > "$out/released.$r.csv"
+  "$py" scripts/bench_torch.py "${common[@]}" > "$out/eager.$r.csv"
+  ((compile)) && "$py" scripts/bench_torch.py --compile "${common[@]}" > "$out/compiled.$r.csv"
+done
+"$py" - "$out" "$pairs" <<'PY'
+import csv, glob, os, statistics, sys
+out, pairs = sys.argv[1], int(sys.argv[2])
+impls = [i for i in ("ours", "released", "eager", "compiled") if glob.glob(f"{out}/{i}.*.csv")]
+
+def key(row):
+    tau = row["tau"] if row["mode"] == "elastic" else "-"
+    if tau != "-":
+        tau = f"{float(tau):g}"
+    return (row["mode"], row["stage"], tau)
+
+rate = {}  # (impl, key) -> [img/s per round]
+info = ""
+for impl in impls:
+    for r in range(pairs):
+        with open(f"{out}/{impl}.{r}.csv") as f:
+            for row in csv.DictReader(f):
+                rate.setdefault((impl, key(row)), []).append(float(row["img_per_s"]))
+                if impl == "ours":
+                    info = f"{row['device']}, {row['threads']} thread(s), batch {row['batch']}, {row['precision']}"
+keys = []
+for impl in impls:
+    for (i, k) in rate:
+        if i == impl and k not in keys:
+            keys.append(k)
+print(f"ThinkingViT 3H->6H, {info}; {pairs} interleaved rounds; img/s = median over rounds")
+head = ["row"] + [f"{i} img/s" for i in impls] + [f"ours/{i} (min..max)" for i in impls if i != "ours"]
+print("| " + " | ".join(head) + " |")
+print("|" + "---|" * len(head))
+for k in keys:
+    name = k[0] + (f" {k[1]}" if k[1] != "-" else "") + (f" tau {k[2]}" if k[2] != "-" else "")
+    cells = [name]
+    for i in impls:
+        v = rate.get((i, k))
+        cells.append(f"{statistics.median(v):.2f}" if v else "-")
+    for i in impls:
+        if i == "ours":
+            continue
+        a, b = rate.get(("ours", k)), rate.get((i, k))
+        if not a or not b:
+            cells.append("-")
+            continue
+        ratios = [x / y for x, y in zip(a, b)]
+        cells.append(f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}..{max(ratios):.2f})")
+    print("| " + " | ".join(cells) + " |")
+PY
