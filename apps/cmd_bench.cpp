@@ -21,7 +21,7 @@ struct BenchArgs {
   std::string weights;
   std::vector<int64_t> batch_sizes = {64};
   std::vector<std::string> precisions = {"fp32"};
-  std::vector<double> taus;
+  std::vector<double> taus, stop_shares;
   std::string entropy_rule = "top10";
   std::string device = "auto";
   int warmup = 2, reps = 10, threads = 0;
@@ -40,6 +40,7 @@ void run_bench(const BenchArgs& args) {
   for (const auto& p : args.precisions)
     options.precisions.push_back(eval::parse_precision(p, "--precision"));
   options.taus = args.taus;
+  options.stop_shares = args.stop_shares;
   options.train = args.train;
   options.rule = models::parse_entropy_rule(args.entropy_rule, "--entropy");
   options.warmup = args.warmup;
@@ -88,6 +89,10 @@ void add_bench_command(CLI::App& root) {
       ->delimiter(',')
       ->capture_default_str();
   cmd->add_option("--taus", args->taus, "comma-separated thresholds for elastic rows")
+      ->delimiter(',');
+  cmd->add_option("--stop-shares", args->stop_shares,
+                  "elastic rows at the thresholds where these shares of the batch stop at stage 0 "
+                  "(e.g. 0.5)")
       ->delimiter(',');
   cmd->add_flag("--train", args->train,
                 "add a training-step row: every stage, mean cross-entropy, backward, AdamW");

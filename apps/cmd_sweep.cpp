@@ -32,7 +32,7 @@ struct SweepArgs {
   std::string entropy_rule = "top10";
   std::string output_dir;
   int64_t timing_batches = 4;
-  int reps = 3;
+  int reps = 5;
   double budget_gmacs = 0, budget_throughput = 0;
   bool no_plot = false;
   std::string plot_script;  // default: found beside the binary
@@ -82,52 +82,58 @@ void run_sweep(const SweepArgs& args) {
     progress.finish();
   }
 
-  // Standalone stage throughput on the timing batches (each stage fed its predecessor's tokens).
+  // Throughput on the timing batches: every stage alone (fed its predecessor's tokens, computed
+  // beforehand) and every threshold, timed against each other in interleaved rounds, so that no
+  // row gains from being timed when the machine happens to be faster.
   torch::NoGradGuard no_grad;
   int64_t timed_images = 0;
   for (const auto& x : timing) timed_images += x.size(0);
-  std::vector<double> stage_ips;
-  {
-    std::vector<at::Tensor> tokens(timing.size());
-    for (int64_t s = 0; s < mo.num_stages(); ++s) {
-      auto t = eval::time_calls(
-          [&] {
-            for (size_t b = 0; b < timing.size(); ++b)
-              setup.model->forward_stage(s, timing[b], tokens[b]);
-          },
-          1, args.reps, setup.device);
-      stage_ips.push_back(1000.0 * timed_images / t.median_ms);
+  const int64_t num_stages = mo.num_stages();
+  std::vector<std::vector<at::Tensor>> inputs(num_stages, std::vector<at::Tensor>(timing.size()));
+  std::vector<std::function<void()>> fns;
+  for (int64_t s = 0; s < num_stages; ++s) {
+    fns.push_back([&, s] {
       for (size_t b = 0; b < timing.size(); ++b)
-        tokens[b] = setup.model->forward_stage(s, timing[b], tokens[b]).tokens;
-    }
+        setup.model->forward_stage(s, timing[b], inputs[s][b]);
+    });
+    if (s + 1 == num_stages) break;
+    for (size_t b = 0; b < timing.size(); ++b)
+      inputs[s + 1][b] = setup.model->forward_stage(s, timing[b], inputs[s][b]).tokens;
   }
+  std::vector<std::vector<double>> reach(taus.size(), std::vector<double>(num_stages, 0.0));
+  for (size_t i = 0; i < taus.size(); ++i) {
+    fns.push_back([&, i] {
+      std::fill(reach[i].begin(), reach[i].end(), 0.0);
+      for (const auto& x : timing) {
+        auto out = setup.model->forward_elastic(x, taus[i], rule);
+        for (int64_t s = 0; s < num_stages; ++s) reach[i][s] += out.samples_per_stage[s];
+      }
+    });
+  }
+  util::Progress progress("throughput (" + std::to_string(num_stages) + " stages, " +
+                              std::to_string(taus.size()) + " thresholds, " +
+                              std::to_string(timed_images) + " images)",
+                          args.reps, "round");
+  const auto timings = eval::time_interleaved(fns, 1, args.reps, setup.device,
+                                              [&](int done) { progress.update(done); });
+  progress.finish();
+  std::vector<double> stage_ips;
+  for (int64_t s = 0; s < num_stages; ++s)
+    stage_ips.push_back(1000.0 * timed_images / timings[s].median_ms);
 
   const auto info = eval::describe_run(setup.device);
   std::vector<eval::MeasuredSweepRow> rows;
-  util::Progress progress("throughput", static_cast<int64_t>(taus.size()), "tau");
   for (size_t i = 0; i < taus.size(); ++i) {
-    const double tau = taus[i];
+    const auto& t = timings[num_stages + i];
     eval::MeasuredSweepRow row;
-    row.sweep = eval::sweep_at(records, mo, tau);
-    std::vector<double> reach(mo.num_stages(), 0.0);
-    auto t = eval::time_calls(
-        [&] {
-          std::fill(reach.begin(), reach.end(), 0.0);
-          for (const auto& x : timing) {
-            auto out = setup.model->forward_elastic(x, tau, rule);
-            for (int64_t s = 0; s < mo.num_stages(); ++s) reach[s] += out.samples_per_stage[s];
-          }
-        },
-        1, args.reps, setup.device);
-    for (auto& r : reach) r /= timed_images;
+    row.sweep = eval::sweep_at(records, mo, taus[i]);
+    for (auto& r : reach[i]) r /= timed_images;
     row.img_per_s = 1000.0 * timed_images / t.median_ms;
     row.img_per_s_spread = 1000.0 * timed_images / t.min_ms - 1000.0 * timed_images / t.max_ms;
-    row.img_per_s_formula = eval::predicted_throughput(reach, stage_ips);
-    row.timed_reach = reach;
+    row.img_per_s_formula = eval::predicted_throughput(reach[i], stage_ips);
+    row.timed_reach = reach[i];
     rows.push_back(std::move(row));
-    progress.update(static_cast<int64_t>(i + 1));
   }
-  progress.finish();
   const auto table = eval::sweep_table(rows, setup.config.data.eval_batch_size, info.device,
                                        precision, info.threads);
 
@@ -202,7 +208,9 @@ void add_sweep_command(CLI::App& root) {
   cmd->add_option("--timing-batches", args->timing_batches,
                   "validation batches timed per threshold")
       ->capture_default_str();
-  cmd->add_option("--reps", args->reps, "timed repetitions per threshold (median reported)")
+  cmd->add_option("--reps", args->reps,
+                  "interleaved timing rounds of every stage and threshold (median and spread "
+                  "reported)")
       ->capture_default_str();
   cmd->add_option("--budget-gmacs", args->budget_gmacs, "pick the best tau within this many GMACs");
   cmd->add_option("--budget-throughput", args->budget_throughput,

@@ -10,6 +10,7 @@
 #include <sstream>
 #include <thread>
 
+#include "thinkingvit/models/entropy.h"
 #include "thinkingvit/train/recipe.h"
 #include "thinkingvit/util/build_info.h"
 #include "thinkingvit/util/compat.h"
@@ -27,23 +28,49 @@ std::string to_string(Precision precision) {
   return precision == Precision::kFp32 ? "fp32" : "bf16";
 }
 
-Timing time_calls(const std::function<void()>& fn, int warmup, int reps,
-                  const c10::Device& device) {
-  TVIT_CHECK(reps > 0, "benchmark: repetitions must be > 0, found ", reps);
-  for (int i = 0; i < warmup; ++i) fn();
-  std::vector<double> ms;
-  for (int i = 0; i < reps; ++i) {
-    compat::synchronize(device);
-    const auto start = std::chrono::steady_clock::now();
-    fn();
-    compat::synchronize(device);
-    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
-                     .count());
-  }
+namespace {
+
+Timing summarize(std::vector<double> ms) {
   std::sort(ms.begin(), ms.end());
   const size_t n = ms.size();
   const double median = n % 2 ? ms[n / 2] : 0.5 * (ms[n / 2 - 1] + ms[n / 2]);
   return {median, ms.front(), ms.back()};
+}
+
+double time_once(const std::function<void()>& fn, const c10::Device& device) {
+  compat::synchronize(device);
+  const auto start = std::chrono::steady_clock::now();
+  fn();
+  compat::synchronize(device);
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+      .count();
+}
+
+}  // namespace
+
+std::vector<Timing> time_interleaved(const std::vector<std::function<void()>>& fns, int warmup,
+                                     int reps, const c10::Device& device,
+                                     const std::function<void(int)>& round_done) {
+  TVIT_CHECK(reps > 0, "benchmark: repetitions must be > 0, found ", reps);
+  const size_t n = fns.size();
+  for (int r = 0; r < warmup; ++r)
+    for (const auto& fn : fns) fn();
+  std::vector<std::vector<double>> ms(n);
+  for (int r = 0; r < reps; ++r) {
+    for (size_t k = 0; k < n; ++k) {
+      const size_t i = (static_cast<size_t>(r) + k) % n;
+      ms[i].push_back(time_once(fns[i], device));
+    }
+    if (round_done) round_done(r + 1);
+  }
+  std::vector<Timing> out;
+  for (auto& m : ms) out.push_back(summarize(std::move(m)));
+  return out;
+}
+
+Timing time_calls(const std::function<void()>& fn, int warmup, int reps,
+                  const c10::Device& device) {
+  return time_interleaved({fn}, warmup, reps, device).front();
 }
 
 namespace {
@@ -85,6 +112,17 @@ Timing time_training_steps(models::ElasticModel& model, const at::Tensor& images
 
 }  // namespace
 
+double tau_for_share(const at::Tensor& entropy, double share) {
+  TVIT_CHECK(share >= 0 && share <= 1, "benchmark: a stop share must lie in [0, 1], found ", share);
+  const auto sorted = std::get<0>(entropy.to(at::kCPU, at::kDouble).sort());
+  const int64_t n = sorted.size(0);
+  const auto k = static_cast<int64_t>(std::llround(share * static_cast<double>(n)));
+  const double* e = sorted.data_ptr<double>();
+  if (k <= 0) return e[0];          // an image stops when its entropy is below tau: none
+  if (k >= n) return e[n - 1] + 1;  // all
+  return 0.5 * (e[k - 1] + e[k]);
+}
+
 std::vector<BenchRow> run_benchmark(models::ElasticModel& model, const BenchOptions& options,
                                     const std::function<void(const std::string&)>& progress) {
   model.eval();
@@ -109,33 +147,48 @@ std::vector<BenchRow> run_benchmark(models::ElasticModel& model, const BenchOpti
       torch::manual_seed(options.seed);
       auto images = torch::randn({batch, o.in_channels(), o.image_size(), o.image_size()},
                                  torch::TensorOptions().device(options.device));
-      at::Tensor tokens;  // the previous stage's output, computed outside the timed region
+      // Every stage alone (fed its predecessor's tokens, computed outside the timed region) and
+      // every threshold, timed against each other in interleaved rounds.
+      std::vector<BenchRow> timed;
+      std::vector<std::function<void()>> fns;
+      std::vector<at::Tensor> inputs(o.num_stages());
       for (int64_t s = 0; s < o.num_stages(); ++s) {
         BenchRow row;
         row.mode = "stage";
         row.stage = s;
-        row.batch = batch;
-        row.precision = precision;
-        row.timing = time_calls([&] { model.forward_stage(s, images, tokens); }, options.warmup,
-                                options.reps, options.device);
-        row.images_per_s = 1000.0 * batch / row.timing.median_ms;
         row.reach.assign(o.num_stages(), 0.0);
         row.reach[s] = 1.0;
-        report(row);
-        tokens = model.forward_stage(s, images, tokens).tokens;
+        timed.push_back(row);
+        fns.push_back([&, s] { model.forward_stage(s, images, inputs[s]); });
+        if (s + 1 < o.num_stages())
+          inputs[s + 1] = model.forward_stage(s, images, inputs[s]).tokens;
       }
-      for (const double tau : options.taus) {
+      auto taus = options.taus;
+      if (!options.stop_shares.empty()) {
+        const auto entropy =
+            models::entropy(model.forward_stage(0, images, {}).logits, options.rule);
+        for (const double share : options.stop_shares)
+          taus.push_back(tau_for_share(entropy, share));
+      }
+      std::vector<models::ElasticOutput> last(taus.size());
+      for (size_t t = 0; t < taus.size(); ++t) {
         BenchRow row;
         row.mode = "elastic";
-        row.tau = tau;
+        row.tau = taus[t];
+        timed.push_back(row);
+        fns.push_back([&, t] { last[t] = model.forward_elastic(images, taus[t], options.rule); });
+      }
+      const auto timings = time_interleaved(fns, options.warmup, options.reps, options.device);
+      for (size_t k = 0; k < timed.size(); ++k) {
+        auto& row = timed[k];
         row.batch = batch;
         row.precision = precision;
-        models::ElasticOutput last;
-        row.timing = time_calls([&] { last = model.forward_elastic(images, tau, options.rule); },
-                                options.warmup, options.reps, options.device);
+        row.timing = timings[k];
         row.images_per_s = 1000.0 * batch / row.timing.median_ms;
-        for (const auto n : last.samples_per_stage)
-          row.reach.push_back(static_cast<double>(n) / batch);
+        if (row.mode == "elastic") {
+          for (const auto n : last[k - o.num_stages()].samples_per_stage)
+            row.reach.push_back(static_cast<double>(n) / batch);
+        }
         report(row);
       }
       if (options.train) {

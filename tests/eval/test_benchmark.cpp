@@ -16,6 +16,49 @@ TEST(Benchmark, TimesWarmupAndRepetitions) {
   expect_error([] { eval::time_calls([] {}, 0, 0, c10::Device(c10::kCPU)); }, {"repetitions"});
 }
 
+// Interleaved rounds: warm-up in order, then each round starts one function later.
+TEST(Benchmark, InterleavedRoundsRotateTheOrder) {
+  std::vector<int> calls;
+  std::vector<std::function<void()>> fns;
+  for (int i = 0; i < 3; ++i) fns.push_back([&calls, i] { calls.push_back(i); });
+  std::vector<int> rounds;
+  const auto timings = eval::time_interleaved(fns, /*warmup=*/1, /*reps=*/3, c10::Device(c10::kCPU),
+                                              [&](int done) { rounds.push_back(done); });
+  EXPECT_EQ(calls, (std::vector<int>{0, 1, 2, 0, 1, 2, 1, 2, 0, 2, 0, 1}));
+  EXPECT_EQ(rounds, (std::vector<int>{1, 2, 3}));
+  ASSERT_EQ(timings.size(), 3u);
+  for (const auto& t : timings) {
+    EXPECT_LE(t.min_ms, t.median_ms);
+    EXPECT_LE(t.median_ms, t.max_ms);
+  }
+}
+
+// The threshold for a stop share lets exactly that share of the entropies below it.
+TEST(Benchmark, TauForAShareStopsThatShare) {
+  const auto entropy = torch::tensor({0.5, 0.1, 0.9, 0.3}, torch::kDouble);
+  EXPECT_DOUBLE_EQ(eval::tau_for_share(entropy, 0.5), 0.4);
+  EXPECT_DOUBLE_EQ(eval::tau_for_share(entropy, 0.25), 0.2);
+  EXPECT_DOUBLE_EQ(eval::tau_for_share(entropy, 0.0), 0.1);
+  EXPECT_DOUBLE_EQ(eval::tau_for_share(entropy, 1.0), 1.9);
+  for (const double share : {0.0, 0.25, 0.5, 0.75, 1.0}) {
+    const double tau = eval::tau_for_share(entropy, share);
+    EXPECT_EQ(entropy.lt(tau).sum().item<int64_t>(), static_cast<int64_t>(share * 4)) << share;
+  }
+  expect_error([&] { eval::tau_for_share(entropy, 1.5); }, {"stop share", "[0, 1]", "1.5"});
+  // In a benchmark: half of the batch stops at stage 0.
+  auto model = tiny_model();
+  eval::BenchOptions options;
+  options.batch_sizes = {8};
+  options.stop_shares = {0.5};
+  options.warmup = 0;
+  options.reps = 1;
+  const auto rows = eval::run_benchmark(*model, options);
+  ASSERT_EQ(rows.size(), 3u + 1);
+  EXPECT_EQ(rows.back().mode, "elastic");
+  EXPECT_EQ(rows.back().reach[0], 1.0);
+  EXPECT_EQ(rows.back().reach[1], 0.5);
+}
+
 // The training-step row puts the weights back (AdamW moved them) and the model in eval mode.
 TEST(Benchmark, ATrainingStepRowLeavesTheWeightsAsTheyWere) {
   auto model = tiny_model();

@@ -21,6 +21,9 @@ struct BenchOptions {
   std::vector<int64_t> batch_sizes = {64};
   std::vector<Precision> precisions = {Precision::kFp32};
   std::vector<double> taus;  // elastic rows; none: stages only
+  // Elastic rows whose threshold lets this share of the batch stop at stage 0 (from the stage-0
+  // entropies of the benchmark's own images; see tau_for_share).
+  std::vector<double> stop_shares;
   models::EntropyRule rule = models::EntropyRule::kTop10;
   c10::Device device = c10::Device(c10::kCPU);
   int warmup = 2;
@@ -50,7 +53,21 @@ struct BenchRow {
 // Calls fn `warmup` times, then times `reps` calls (synchronising `device` around each).
 Timing time_calls(const std::function<void()>& fn, int warmup, int reps, const c10::Device& device);
 
-// The model is used in eval mode under no-grad; `progress` receives one line per row.
+// Times several configurations against each other: `warmup` untimed rounds, then `reps` rounds
+// that each time every function once, the order rotated by one per round (round r starts with
+// function r mod n). A drift in the machine's speed (clock, other load) then spreads over every
+// configuration instead of favouring the ones timed last. One Timing per function;
+// `round_done` (when given) hears of each finished round.
+std::vector<Timing> time_interleaved(const std::vector<std::function<void()>>& fns, int warmup,
+                                     int reps, const c10::Device& device,
+                                     const std::function<void(int)>& round_done = {});
+
+// The threshold at which round(share * n) of the n `entropy` values lie strictly below it
+// (halfway between neighbours; below the smallest for none, above the largest for all).
+double tau_for_share(const at::Tensor& entropy, double share);
+
+// Stage and elastic rows are timed interleaved (time_interleaved); the training-step row after
+// them. The model is used in eval mode under no-grad; `progress` receives one line per row.
 std::vector<BenchRow> run_benchmark(models::ElasticModel& model, const BenchOptions& options,
                                     const std::function<void(const std::string&)>& progress = {});
 
