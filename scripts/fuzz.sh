@@ -49,6 +49,6 @@ if [[ $mode == suite ]]; then
   exit "$status"
 fi
 status=0
-ctest --output-on-failure -j "$JOBS" -L fuzz --timeout $((seconds + 300)) || status=$?
+ctest --output-on-failure -j "$JOBS" -L fuzz || status=$?
 echo "fuzz: ${seconds} s per target; new inputs in $BUILD_DIR/tests/fuzz/work, crashes (if any) in $BUILD_DIR/tests/fuzz/crashes"
 exit "$status"

@@ -169,10 +169,6 @@ int reduced_decode_factor(int height, int width, int min_side) {
 
 namespace {
 
-// Pillow's decompression-bomb limit (2 x Image.MAX_IMAGE_PIXELS): larger images are refused
-// before any pixel buffer is allocated.
-constexpr int64_t kMaxPixels = 178956970;
-
 // Decoder margin around a chosen crop: a full iMCU (16 px) on every side, so that chroma
 // upsampling at the crop's edges sees the same neighbours as in a full decode.
 constexpr int kCropMargin = 16;
@@ -191,10 +187,10 @@ std::optional<DecodedFile> internal::decode_file(const std::string& path, int mi
   if (bytes.empty()) return reject("empty file");
   if (const auto size = peek_image_size(bytes.data(), bytes.size())) {
     const int64_t pixels = std::abs(int64_t{size->width}) * std::abs(int64_t{size->height});
-    if (pixels > kMaxPixels) {
+    if (pixels > kMaxImagePixels) {
       return reject("image too large: its header says " + std::to_string(size->width) + " x " +
                     std::to_string(size->height) + " pixels (" + std::to_string(pixels) +
-                    "), more than the " + std::to_string(kMaxPixels) + " this loader decodes");
+                    "), more than the " + std::to_string(kMaxImagePixels) + " this loader decodes");
     }
   }
 

@@ -62,6 +62,16 @@ std::optional<DecodedJpeg> decode_jpeg(const uint8_t* data, size_t size,
   jpeg_create_decompress(&cinfo);
   jpeg_mem_src(&cinfo, const_cast<unsigned char*>(data), static_cast<unsigned long>(size));
   jpeg_read_header(&cinfo, TRUE);
+  const int64_t pixels = int64_t{cinfo.image_width} * int64_t{cinfo.image_height};
+  if (pixels > kMaxImagePixels) {  // a bomb (or a damaged header): refused before allocating
+    jpeg_destroy_decompress(&cinfo);
+    if (why != nullptr) {
+      *why = "image too large: its header says " + std::to_string(cinfo.image_width) + " x " +
+             std::to_string(cinfo.image_height) + " pixels, more than " +
+             std::to_string(kMaxImagePixels);
+    }
+    return std::nullopt;
+  }
   cinfo.out_color_space = JCS_RGB;  // gray is replicated; CMYK / YCCK fail in start_decompress
   cinfo.scale_num = 1;
   cinfo.scale_denom = static_cast<unsigned int>(std::max(1, options.scale_denom));

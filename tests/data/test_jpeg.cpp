@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -157,6 +159,29 @@ TEST(Jpeg, CorruptDataIsRejectedWithTheDecodersReason) {
   std::string why;
   EXPECT_FALSE(data::decode_jpeg(bad.data(), bad.size(), {}, &why).has_value());
   EXPECT_EQ(why.rfind("libjpeg: ", 0), 0u) << why;
+}
+
+// Found by fuzz_image: a frame header claiming a huge image made the decoder allocate its
+// pixels (3 GB for a 431-byte file). Refused from the header, as the file loaders do.
+TEST(Jpeg, ADecompressionBombIsRefusedBeforeAllocating) {
+  TempDir dir;
+  const auto path = dir.file("bomb.jpg");
+  data::write_image_file(path, photo_like(8, 8, 3, 6));
+  auto bytes = file_bytes(path);
+  const std::vector<uint8_t> sof0 = {0xff, 0xc0};
+  const auto sof = std::search(bytes.begin(), bytes.end(), sof0.begin(), sof0.end());
+  ASSERT_NE(sof, bytes.end());
+  for (int i = 5; i < 9; ++i) sof[i] = i % 2 ? 0xff : 0xdc;  // height, width = 65500
+  std::string why;
+  EXPECT_FALSE(data::decode_jpeg(bytes.data(), bytes.size(), {}, &why).has_value());
+  EXPECT_EQ(why, "image too large: its header says 65500 x 65500 pixels, more than 178956970");
+  // A plausible size (4096 x 4096) passes the check: decoded, the missing data filled as
+  // libjpeg (and PIL) fill it.
+  for (int i = 5; i < 9; ++i) sof[i] = i % 2 ? 0x10 : 0x00;
+  const auto big = data::decode_jpeg(bytes.data(), bytes.size(), {}, &why);
+  ASSERT_TRUE(big.has_value());
+  EXPECT_EQ(big->image.height, 4096);
+  EXPECT_EQ(big->image.width, 4096);
 }
 #endif  // THINKINGVIT_HAVE_OPENCV
 

@@ -8,6 +8,10 @@
 
 namespace thinkingvit::data {
 
+// Pillow's decompression-bomb limit (2 x Image.MAX_IMAGE_PIXELS): images whose header claims
+// more pixels are refused before any pixel buffer is allocated.
+inline constexpr int64_t kMaxImagePixels = 178956970;
+
 struct Image {
   int height = 0;
   int width = 0;
