@@ -7,14 +7,14 @@
 # over rounds) and the ratio ours / theirs: the median of the per-round ratios with its min..max.
 #
 #   scripts/bench_compare.sh [--released PATH] [--compile] [--pairs 5] [--batch 16]
-#       [--threads 1] [--precision fp32|bf16] [--taus 0] [--device cpu] [--reps 10]
+#       [--threads 1] [--precision fp32|bf16] [--taus 0] [--device cpu] [--reps 10] [--warmup 2]
 #
 # Needs a built build/thinkingvit and a Python with torch ($PYTHON; default: python3 when it
 # imports torch, else the pinned torch of scripts/setup.sh). The released code also needs what
 # its vendored timm imports (torchvision, pillow, pyyaml, safetensors).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-released="" compile=0 pairs=5 batch=16 threads=1 precision=fp32 taus=0 device=cpu reps=10
+released="" compile=0 pairs=5 batch=16 threads=1 precision=fp32 taus=0 device=cpu reps=10 warmup=2
 while (($#)); do
   case $1 in
     --released) released=$2; shift 2 ;;
@@ -26,6 +26,7 @@ while (($#)); do
     --taus) taus=$2; shift 2 ;;
     --device) device=$2; shift 2 ;;
     --reps) reps=$2; shift 2 ;;
+    --warmup) warmup=$2; shift 2 ;;
     *) echo "bench_compare: unknown option '$1' (see the header of $0)" >&2; exit 2 ;;
   esac
 done
@@ -41,11 +42,11 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 export OMP_NUM_THREADS=$threads
 common=(--batch "$batch" --threads "$threads" --precision "$precision" --taus "$taus" --device "$device"
-        --reps "$reps" --warmup 2 --train)
+        --reps "$reps" --warmup "$warmup" --train)
 for ((r = 0; r < pairs; r++)); do
   echo "bench_compare: round $((r + 1)) of $pairs" >&2
   build/thinkingvit bench --preset thinkingvit_3h_6h --batch-sizes "$batch" --threads "$threads" \
-    --precision "$precision" --taus "$taus" --device "$device" --reps "$reps" --warmup 2 --train \
+    --precision "$precision" --taus "$taus" --device "$device" --reps "$reps" --warmup "$warmup" --train \
     --format csv > "$out/ours.$r.csv" 2> "$out/ours.log"
   [[ -n $released ]] && "$py" scripts/bench_released.py "$released" "${common[@]}" > "$out/released.$r.csv"
   "$py" scripts/bench_torch.py "${common[@]}" > "$out/eager.$r.csv"
