@@ -6,8 +6,10 @@
 
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -129,6 +131,27 @@ inline std::string slurp(const std::string& path) {
   std::stringstream s;
   s << in.rdbuf();
   return s.str();
+}
+
+// How a shell command ended: its exit status, or the signal that ended it.
+struct ShellExit {
+  int code = -1;   // exit status; -1 when a signal ended the shell itself
+  int signal = 0;  // that signal
+  // Killed by `sig`, whether the shell ran the program itself or reported its death (128 + sig).
+  bool killed_by(int sig) const { return signal == sig || code == 128 + sig; }
+};
+
+inline ShellExit run_shell(const std::string& cmd) {
+  const int status = std::system(cmd.c_str());
+  ShellExit e;
+  if (WIFEXITED(status)) e.code = WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) e.signal = WTERMSIG(status);
+  return e;
+}
+
+// scripts/launch_local.sh of this checkout: N processes as one job.
+inline std::string launcher_script() {
+  return std::string(THINKINGVIT_FIXTURES) + "/../../scripts/launch_local.sh";
 }
 
 inline std::string fixture(const std::string& name) {

@@ -185,7 +185,14 @@ std::optional<DecodedFile> internal::decode_file(const std::string& path, int mi
   std::vector<uint8_t> bytes;
   if (!read_whole_file(path, bytes, reason)) return reject("cannot read: " + reason);
   if (bytes.empty()) return reject("empty file");
-  if (const auto size = peek_image_size(bytes.data(), bytes.size())) {
+  const auto size = peek_image_size(bytes.data(), bytes.size());
+  // Only the formats image folders take reach a decoder: OpenCV's imdecode would otherwise try
+  // every codec it was built with (JPEG 2000, TIFF, DICOM, ...), and one of them aborts the
+  // process on a malformed file (found by fuzz_image).
+  if (!size && !is_jpeg(bytes.data(), bytes.size())) {
+    return reject("not a JPEG, PNG, BMP or WebP image");
+  }
+  if (size) {
     const int64_t pixels = std::abs(int64_t{size->width}) * std::abs(int64_t{size->height});
     if (pixels > kMaxImagePixels) {
       return reject("image too large: its header says " + std::to_string(size->width) + " x " +

@@ -183,6 +183,24 @@ TEST(Jpeg, ADecompressionBombIsRefusedBeforeAllocating) {
   EXPECT_EQ(big->image.height, 4096);
   EXPECT_EQ(big->image.width, 4096);
 }
+
+// Found by fuzz_image: a file of another format (there, DICOM) went to OpenCV's imdecode, which
+// tries every codec it has, and one aborted the process. Only the four formats reach a decoder.
+TEST(Jpeg, OnlyTheFourFormatsReachADecoder) {
+  TempDir dir;
+  const auto crash = file_bytes(std::string(THINKINGVIT_FIXTURES) +
+                                "/../fuzz/corpus/image/regression-dicom-abort");
+  ASSERT_GT(crash.size(), 1u);
+  std::ofstream(dir.file("x.jpg"), std::ios::binary)
+      .write(reinterpret_cast<const char*>(crash.data()) + 1,  // the target's option byte off
+             static_cast<std::streamsize>(crash.size() - 1));
+  std::string why;
+  EXPECT_FALSE(data::decode_image_file(dir.file("x.jpg"), 0, &why).has_value());
+  EXPECT_EQ(why, "not a JPEG, PNG, BMP or WebP image");
+  std::ofstream(dir.file("t.png"), std::ios::binary) << "II*" << '\0' << std::string(64, 'x');
+  EXPECT_FALSE(data::decode_image_file(dir.file("t.png"), 0, &why).has_value());  // TIFF
+  EXPECT_EQ(why, "not a JPEG, PNG, BMP or WebP image");
+}
 #endif  // THINKINGVIT_HAVE_OPENCV
 
 }  // namespace thinkingvit::testing

@@ -32,15 +32,6 @@ train::DistEnv env_of(const std::map<std::string, std::string>& vars) {
   });
 }
 
-int shell(const std::string& cmd) {
-  const int status = std::system(cmd.c_str());
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
-}
-
-std::string launcher() {
-  return std::string(THINKINGVIT_FIXTURES) + "/../../scripts/launch_local.sh";
-}
-
 // A tiny synthetic job whose randomness is all per sample (augmentation) or shared (schedule):
 // no mixup / cutmix (they pair samples within a batch) and no drop path.
 void write_config(const TempDir& dir) {
@@ -234,13 +225,16 @@ TEST(Distributed, TwoGlooProcessesEqualOneWithTheSameGlobalBatch) {
   write_config(dir);
   const std::string bin = THINKINGVIT_BIN;
   const std::string common = " train --config " + dir.file("tiny.yaml");
-  ASSERT_EQ(shell(bin + common + " --output-dir " + dir.file("one") + " > " + dir.file("one.log") +
-                  " 2>&1"),
+  ASSERT_EQ(run_shell(bin + common + " --output-dir " + dir.file("one") + " > " +
+                      dir.file("one.log") + " 2>&1")
+                .code,
             0)
       << slurp(dir.file("one.log"));
-  ASSERT_EQ(shell("bash " + launcher() + " 2 " + bin + common + " --output-dir " + dir.file("two") +
-                  " --set data.batch_size=4 > " + dir.file("two.log") + " 2>&1"),
-            0)
+  ASSERT_EQ(
+      run_shell("bash " + launcher_script() + " 2 " + bin + common + " --output-dir " +
+                dir.file("two") + " --set data.batch_size=4 > " + dir.file("two.log") + " 2>&1")
+          .code,
+      0)
       << slurp(dir.file("two.log"));
   EXPECT_NE(slurp(dir.file("two/train.log")).find("effective 0.001 for global batch 8"),
             std::string::npos);
@@ -289,9 +283,10 @@ TEST(Distributed, OverlappedAllReduceGivesTheWeightsOfTheSequentialOne) {
     std::map<std::string, io::TensorMap> weights;
     for (const char* overlap : {"true", "false"}) {
       const std::string out = dir.file("run" + std::to_string(m) + overlap);
-      ASSERT_EQ(shell("bash " + launcher() + " 2 " + bin + common + " --set " + modes[m] +
-                      " --set distributed.overlap=" + overlap + " --output-dir " + out + " > " +
-                      out + ".log 2>&1"),
+      ASSERT_EQ(run_shell("bash " + launcher_script() + " 2 " + bin + common + " --set " +
+                          modes[m] + " --set distributed.overlap=" + overlap + " --output-dir " +
+                          out + " > " + out + ".log 2>&1")
+                    .code,
                 0)
           << slurp(out + ".log");
       weights[overlap] =
@@ -309,10 +304,12 @@ TEST(Distributed, AMissingPeerFailsWithinTheTimeout) {
   TempDir dir;
   write_config(dir);
   const auto start = std::chrono::steady_clock::now();
-  const int code = shell(
-      "RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(free_port()) + " " +
-      std::string(THINKINGVIT_BIN) + " train --config " + dir.file("tiny.yaml") + " --output-dir " +
-      dir.file("run") + " --set distributed.timeout_s=2 > /dev/null 2> " + dir.file("err.txt"));
+  const int code =
+      run_shell("RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=" +
+                std::to_string(free_port()) + " " + std::string(THINKINGVIT_BIN) +
+                " train --config " + dir.file("tiny.yaml") + " --output-dir " + dir.file("run") +
+                " --set distributed.timeout_s=2 > /dev/null 2> " + dir.file("err.txt"))
+          .code;
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   EXPECT_NE(code, 0);
@@ -322,8 +319,10 @@ TEST(Distributed, AMissingPeerFailsWithinTheTimeout) {
   EXPECT_EQ(err.find("frame #"), std::string::npos) << "a backtrace instead of one line: " << err;
   // The launcher stops every process when one fails and returns its status.
   const int launched =
-      shell("bash " + launcher() + " 2 " + std::string(THINKINGVIT_BIN) + " train --config " +
-            dir.file("missing.yaml") + " > /dev/null 2> " + dir.file("launch.txt"));
+      run_shell("bash " + launcher_script() + " 2 " + std::string(THINKINGVIT_BIN) +
+                " train --config " + dir.file("missing.yaml") + " > /dev/null 2> " +
+                dir.file("launch.txt"))
+          .code;
   EXPECT_NE(launched, 0);
   EXPECT_NE(slurp(dir.file("launch.txt")).find("missing.yaml"), std::string::npos);
 }

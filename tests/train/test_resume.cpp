@@ -6,8 +6,6 @@
 #include <torch/torch.h>
 #include <nlohmann/json.hpp>
 
-#include <sys/wait.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
@@ -24,24 +22,6 @@ namespace thinkingvit::testing {
 namespace {
 
 namespace fs = std::filesystem;
-
-struct Exit {
-  int code = -1;   // exit status, or -1
-  int signal = 0;  // the signal that ended it, or 0
-  bool killed() const { return signal == SIGKILL || code == 128 + SIGKILL; }
-};
-
-Exit shell(const std::string& cmd) {
-  const int status = std::system(cmd.c_str());
-  Exit e;
-  if (WIFEXITED(status)) e.code = WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) e.signal = WTERMSIG(status);
-  return e;
-}
-
-std::string launcher() {
-  return std::string(THINKINGVIT_FIXTURES) + "/../../scripts/launch_local.sh";
-}
 
 // 48 images in batches of 4: 12 batches an epoch, 24 in the run, a checkpoint every 3 steps.
 // Every source of randomness is on: mixup / cutmix, drop path, stochastic stage sampling,
@@ -72,7 +52,7 @@ std::string train_cmd(const TempDir& dir, int processes, const std::string& run,
                           dir.file("tiny.yaml") + " --output-dir " + dir.file(run) + " " + flags;
   const std::string log = " >> " + dir.file(run + ".log") + " 2>&1";
   if (processes == 1) return env + " " + bin + log;
-  return env + " bash " + launcher() + " " + std::to_string(processes) + " " + bin +
+  return env + " bash " + launcher_script() + " " + std::to_string(processes) + " " + bin +
          " --set data.batch_size=2" + log;
 }
 
@@ -134,25 +114,26 @@ std::vector<std::string> kill_points(uint64_t seed, int processes) {
 void killed_five_times_equals_uninterrupted(int processes) {
   TempDir dir;
   write_config(dir);
-  ASSERT_EQ(shell(train_cmd(dir, processes, "whole")).code, 0) << slurp(dir.file("whole.log"));
+  ASSERT_EQ(run_shell(train_cmd(dir, processes, "whole")).code, 0) << slurp(dir.file("whole.log"));
   const uint64_t seed = std::random_device{}();
   const auto specs = kill_points(seed, processes);
   std::string plan;
   for (const auto& s : specs) plan += s + " ";
   SCOPED_TRACE("seed " + std::to_string(seed) + ", kill points " + plan);
   for (size_t k = 0; k < specs.size(); ++k) {
-    const auto e = shell(train_cmd(dir, processes, "parts", "THINKINGVIT_KILL_AT=" + specs[k],
-                                   k == 0 ? "" : "--resume"));
+    const auto e = run_shell(train_cmd(dir, processes, "parts", "THINKINGVIT_KILL_AT=" + specs[k],
+                                       k == 0 ? "" : "--resume"));
     // One process dies by SIGKILL; its peer (two processes) exits with an error.
     if (processes == 1) {
-      ASSERT_TRUE(e.killed()) << specs[k] << ": exit " << e.code << " signal " << e.signal << "\n"
-                              << slurp(dir.file("parts.log"));
+      ASSERT_TRUE(e.killed_by(SIGKILL))
+          << specs[k] << ": exit " << e.code << " signal " << e.signal << "\n"
+          << slurp(dir.file("parts.log"));
     } else {
       ASSERT_NE(e.code, 0) << specs[k] << "\n" << slurp(dir.file("parts.log"));
     }
     ASSERT_TRUE(fs::exists(dir.file("parts/checkpoints/LAST"))) << specs[k];
   }
-  ASSERT_EQ(shell(train_cmd(dir, processes, "parts", "", "--resume")).code, 0)
+  ASSERT_EQ(run_shell(train_cmd(dir, processes, "parts", "", "--resume")).code, 0)
       << slurp(dir.file("parts.log"));
   const auto log = slurp(dir.file("parts.log"));
   EXPECT_NE(log.find("_batch_"), std::string::npos) << "no run resumed mid-epoch:\n" << log;
@@ -184,12 +165,12 @@ TEST(Resume, TwoGlooProcessesKilledFiveTimesEqualUninterrupted) {
 TEST(Resume, SigtermAndSigusr1WriteACheckpointAndExitWith75) {
   TempDir dir;
   write_config(dir);
-  ASSERT_EQ(shell(train_cmd(dir, 1, "whole")).code, 0) << slurp(dir.file("whole.log"));
+  ASSERT_EQ(run_shell(train_cmd(dir, 1, "whole")).code, 0) << slurp(dir.file("whole.log"));
   const std::vector<std::pair<std::string, std::string>> stops = {
       {"sigterm:7", "epoch_0000_batch_000007"}, {"sigusr1:12", "epoch_0000"}};
   for (size_t k = 0; k < stops.size(); ++k) {
-    const auto e = shell(train_cmd(dir, 1, "parts", "THINKINGVIT_KILL_AT=" + stops[k].first,
-                                   k == 0 ? "" : "--resume"));
+    const auto e = run_shell(train_cmd(dir, 1, "parts", "THINKINGVIT_KILL_AT=" + stops[k].first,
+                                       k == 0 ? "" : "--resume"));
     ASSERT_EQ(e.code, 75) << stops[k].first << "\n" << slurp(dir.file("parts.log"));
     EXPECT_EQ(last_checkpoint(dir.file("parts")), stops[k].second);
     const auto log = slurp(dir.file("parts/train.log"));
@@ -198,7 +179,7 @@ TEST(Resume, SigtermAndSigusr1WriteACheckpointAndExitWith75) {
               std::string::npos)
         << log;
   }
-  ASSERT_EQ(shell(train_cmd(dir, 1, "parts", "", "--resume")).code, 0)
+  ASSERT_EQ(run_shell(train_cmd(dir, 1, "parts", "", "--resume")).code, 0)
       << slurp(dir.file("parts.log"));
   expect_same_weights(dir.file("whole/checkpoints/epoch_0001"),
                       dir.file("parts/checkpoints/epoch_0001"));
@@ -216,7 +197,7 @@ TEST(Resume, ALaunchedJobStopsTogetherOnSigterm) {
                           " & pid=$!; for i in $(seq 1 1200); do grep -q '\"type\":\"step\"' " +
                           run + "/metrics.jsonl 2>/dev/null && break; sleep 0.05; done; " +
                           "kill -TERM $pid; wait $pid)";
-  const auto e = shell(cmd);
+  const auto e = run_shell(cmd);
   const auto log = slurp(dir.file("run.log"));
   ASSERT_EQ(e.code, 75) << log;
   EXPECT_EQ(log.find("failed"), std::string::npos) << log;
@@ -246,8 +227,8 @@ TEST(Resume, ARankKilledMidStepEndsItsPeerWithOneLine) {
     };
     const auto start = std::chrono::steady_clock::now();
     const auto e =
-        shell("(" + rank_cmd(0) + " & a=$!; " + rank_cmd(1) +
-              " & b=$!; wait $a; ra=$?; wait $b; rb=$?; echo $ra $rb > " + out + ".codes)");
+        run_shell("(" + rank_cmd(0) + " & a=$!; " + rank_cmd(1) +
+                  " & b=$!; wait $a; ra=$?; wait $b; rb=$?; echo $ra $rb > " + out + ".codes)");
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     ASSERT_EQ(e.code, 0);
