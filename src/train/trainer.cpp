@@ -174,12 +174,13 @@ void save_checkpoint(const RunPaths& paths, const TrainConfig& config,
     // LibTorch's archive writer.
     util::write_file_atomic((dir / "optimizer.pt").string(),
                             [&](std::ostream& out) { torch::save(optimizer, out); });
-    nlohmann::json j = {{"epoch", state.epoch},
-                        {"batch", state.batch},
-                        {"step", state.step},
-                        {"best_top1", state.best_top1},
-                        {"world_size", state.partial.size()},
-                        {"partial", state.partial}};
+    nlohmann::json j = {
+        {"epoch", state.epoch}, {"step", state.step}, {"best_top1", state.best_top1}};
+    if (state.batch > 0) {  // mid-epoch: where, and every rank's running totals
+      j["batch"] = state.batch;
+      j["world_size"] = state.partial.size();
+      j["partial"] = state.partial;
+    }
     write_text_atomic(dir / "state.json", j.dump(2) + "\n");
     write_text_atomic(dir / "config.yaml", to_yaml(config));
     write_text_atomic(dir / "config.json", io::config_json(config.model.options, label_names));
