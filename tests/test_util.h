@@ -17,6 +17,7 @@
 
 #include "test_paths.h"
 #include "thinkingvit/data/image.h"
+#include "thinkingvit/models/swin_options.h"
 #include "thinkingvit/models/thinking_vit.h"
 #include "thinkingvit/util/error.h"
 
@@ -59,6 +60,20 @@ inline models::ThinkingViTOptions tiny_options(std::vector<int64_t> stages = {1,
       .head_dim(4)
       .depth(2)
       .stages(std::move(stages));
+}
+
+// 8x8 RGB images, patch 1: 8x8 tokens then 4x4 (window 4), widths 8 and 16, heads (2, 4),
+// depths (2, 1), 12 classes; round 0 runs heads (1, 2), round 1 (2, 4).
+inline models::ThinkingSwinOptions tiny_swin_options() {
+  return models::ThinkingSwinOptions()
+      .image_size(8)
+      .patch_size(1)
+      .embed_dim(8)
+      .depths({2, 1})
+      .num_heads({2, 4})
+      .window_size(4)
+      .num_classes(12)
+      .head_rounds({{1, 2}, {2, 4}});
 }
 
 // Every parameter random (LayerNorm weights around 1), alphas set to `alpha`.

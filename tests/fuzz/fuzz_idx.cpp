@@ -18,12 +18,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const auto images = fuzz::write_input("images-idx3-ubyte", bytes, first);
   const auto labels = fuzz::write_input("labels-idx1-ubyte", bytes + first, body - first);
   try {
-    const auto set = data::open_idx(images, labels, "fuzz");
-    (void)set->labels();
-    (void)set->class_names();
-    (void)set->describe();
-    for (int64_t i = 0; i < std::min<int64_t>(set->size(), 8); ++i) (void)set->get(i);
-    if (set->size() > 0) (void)set->get(set->size() - 1);
+    fuzz::read_dataset(*data::open_idx(images, labels, "fuzz"), 8);
   } catch (const Error&) {
   }
   return 0;

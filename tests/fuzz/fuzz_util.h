@@ -8,10 +8,13 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <string>
+
+#include "thinkingvit/data/dataset.h"
 
 namespace thinkingvit::fuzz {
 
@@ -44,6 +47,15 @@ inline std::string write_input(const std::string& name, const uint8_t* data, siz
   std::filesystem::create_directories(path.parent_path());
   write_bytes(path, data, size);
   return path.string();
+}
+
+// What a training run asks of an opened dataset: labels, names, the first `samples` and the last.
+inline void read_dataset(const data::Dataset& set, int64_t samples) {
+  (void)set.labels();
+  (void)set.class_names();
+  (void)set.describe();
+  for (int64_t i = 0; i < std::min<int64_t>(set.size(), samples); ++i) (void)set.get(i);
+  if (set.size() > 0) (void)set.get(set.size() - 1);
 }
 
 }  // namespace thinkingvit::fuzz

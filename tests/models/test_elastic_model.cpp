@@ -152,7 +152,8 @@ TEST(ModelBounds, AModelTooLargeForThisMachineIsRefusedWithTheFigure) {
 TEST(ModelBounds, ActivationsFollowTheStatedFormula) {
   // Tiny ViT: 5 tokens, depth 2, head_dim 4, stages 1 and 2 heads (widths 4, 8), MLP ratio 4.
   const models::ModelOptions vit(tiny_options({1, 2}));
-  // Training: 2 blocks x [(8 + 8) * 5 * D + 2 * h * 25] per stage = 2 * (320 + 50) + 2 * (640 + 100).
+  // Training: 2 blocks x [(8 + 8) * 5 * D + 2 * h * 25] per stage = 2 * (320 + 50) + 2 * (640 +
+  // 100).
   auto m = models::estimate_memory(vit, 5, 3, /*training=*/true);
   EXPECT_DOUBLE_EQ(m.activations, 3 * 4.0 * 2220);
   EXPECT_DOUBLE_EQ(m.weights, 5 * 4.0 * static_cast<double>(vit.parameter_count()));
@@ -161,15 +162,7 @@ TEST(ModelBounds, ActivationsFollowTheStatedFormula) {
   // Tiny Swin: 8x8 tokens then 4x4, window 4 (padded = tokens), widths per round (4, 8) and
   // (8, 16), heads (1, 2) and (2, 4), hidden 4 C, depths 2 and 1. A block keeps
   // N (8 C + 2 * 4 C) + 2 h N 16 floats: round 0 2 * 6144 + 3072, round 1 2 * 12288 + 6144.
-  const models::ModelOptions swin(models::ThinkingSwinOptions()
-                                      .image_size(8)
-                                      .patch_size(1)
-                                      .embed_dim(8)
-                                      .depths({2, 1})
-                                      .num_heads({2, 4})
-                                      .window_size(4)
-                                      .num_classes(12)
-                                      .head_rounds({{1, 2}, {2, 4}}));
+  const models::ModelOptions swin(tiny_swin_options());
   swin.validate();
   EXPECT_DOUBLE_EQ(models::estimate_memory(swin, 1, 2, true).activations, 2 * 4.0 * 46080);
   // Inference: the widest level-0 block, 9 * 64 * 8 + 2 * 2 * 64 * 16.
@@ -177,9 +170,8 @@ TEST(ModelBounds, ActivationsFollowTheStatedFormula) {
   // A 4096-pixel ViT's attention alone (65,537 tokens) cannot fit on this machine.
   auto big = tiny_options({1, 2});
   big.image_size(4096).patch_size(16);
-  expect_error(
-      [&] { models::check_fits_in_memory(big, 1, "model", 1, false); },
-      {"running it on batches of 1 needs about", "activations", "GiB", "of this machine"});
+  expect_error([&] { models::check_fits_in_memory(big, 1, "model", 1, false); },
+               {"running it on batches of 1 needs about", "activations", "GiB", "of this machine"});
 }
 
 }  // namespace thinkingvit::testing

@@ -286,16 +286,7 @@ TEST(ThinkingSwin, TimmWeightsStartTrainingWithoutRecycling) {
 TEST(ThinkingSwin, ASmallSwinTrainsAFewSteps) {
   TempDir dir;
   auto c = tiny_config(dir.file("run"));
-  c.model.options = models::ThinkingSwinOptions()
-                        .image_size(8)
-                        .patch_size(1)
-                        .embed_dim(8)
-                        .depths({2, 1})
-                        .num_heads({2, 4})
-                        .window_size(4)
-                        .num_classes(12)
-                        .drop_path_rate(0.1)
-                        .head_rounds({{1, 2}, {2, 4}});
+  c.model.options = tiny_swin_options().drop_path_rate(0.1);
   c.schedule.epochs = 2;
   const auto history = train::train(c);
   ASSERT_EQ(history.size(), 2u);
