@@ -10,7 +10,9 @@
 
 #include "common.h"
 #include "thinkingvit/eval/benchmark.h"
+#include "thinkingvit/models/cpu_kernels.h"
 #include "thinkingvit/util/error.h"
+#include "thinkingvit/util/fs.h"
 
 namespace thinkingvit::apps {
 
@@ -28,6 +30,9 @@ struct BenchArgs {
   std::string format = "md", output;
   bool no_weight_cache = false;
   bool train = false;
+  bool peak = false;
+  std::string profile;
+  int profile_calls = 3;
 };
 
 void run_bench(const BenchArgs& args) {
@@ -46,6 +51,15 @@ void run_bench(const BenchArgs& args) {
   options.warmup = args.warmup;
   options.reps = args.reps;
   options.device = use_device(args.device, "--device");
+  options.peak = args.peak;
+  if (!args.profile.empty()) {
+    TVIT_CHECK(args.profile_calls > 0, "--profile-calls: expected a count >= 1, found ",
+               args.profile_calls);
+    const auto parent = std::filesystem::absolute(args.profile).parent_path();
+    TVIT_CHECK(std::filesystem::is_directory(parent), "--profile: the folder '", parent.string(),
+               "' does not exist");
+    options.profile_calls = args.profile_calls;
+  }
 
   std::optional<io::WeightsSource> weights;
   if (!args.weights.empty()) weights = io::read_weights(args.weights);
@@ -63,8 +77,26 @@ void run_bench(const BenchArgs& args) {
   }
   model->set_weight_cache(!args.no_weight_cache);
   spdlog::info("model: {}", model_options.describe());
-  const auto rows = eval::run_benchmark(*model, options,
-                                        [](const std::string& line) { spdlog::info("{}", line); });
+  const auto log = [](const std::string& line) { spdlog::info("{}", line); };
+  std::vector<eval::BenchRow> rows;
+  if (args.profile.empty()) {
+    rows = eval::run_benchmark(*model, options, log);
+  } else {
+    // The profile folder appears whole or not at all: its traces are written into a temp folder.
+    util::write_folder_atomic(args.profile, [&](const std::filesystem::path& dir) {
+      options.trace_dir = dir.string();
+      rows = eval::run_benchmark(*model, options, log);
+      std::vector<std::pair<std::string, eval::Profile>> profiles;
+      for (const auto& row : rows) profiles.emplace_back(row.label(), row.profile);
+      eval::profile_table(profiles, 15)
+          .save((dir / "ops.md").string(), eval::TableFormat::kMarkdown);
+      eval::profile_table(profiles, 0).save((dir / "ops.csv").string(), eval::TableFormat::kCsv);
+    });
+    spdlog::info(
+        "wrote {}/ (ops.md: the top operators per row; ops.csv: all; a Chrome trace per row)",
+        args.profile);
+  }
+  if (options.device.is_cpu()) spdlog::info("cpu kernels: {}", models::cpu::describe());
   const auto table = eval::bench_table(rows, eval::describe_run(options.device));
   table.write(std::cout, format);
   if (!args.output.empty()) {
@@ -96,6 +128,13 @@ void add_bench_command(CLI::App& root) {
       ->delimiter(',');
   cmd->add_flag("--train", args->train,
                 "add a training-step row: every stage, mean cross-entropy, backward, AdamW");
+  cmd->add_flag("--peak", args->peak,
+                "also measure the device's GEMM peak per precision; rows report the share reached");
+  cmd->add_option("--profile", args->profile,
+                  "folder to write per-operator profiles to (ops.md, ops.csv, Chrome traces), "
+                  "one per row, taken after the timing");
+  cmd->add_option("--profile-calls", args->profile_calls, "calls profiled per row")
+      ->capture_default_str();
   cmd->add_option("--entropy", args->entropy_rule, "entropy rule: top10 or full")
       ->capture_default_str();
   add_device_flag(*cmd, args->device);

@@ -16,6 +16,7 @@
 #include "thinkingvit/eval/benchmark.h"
 #include "thinkingvit/eval/sweep.h"
 #include "thinkingvit/eval/table.h"
+#include "thinkingvit/models/cpu_kernels.h"
 #include "thinkingvit/util/compat.h"
 #include "thinkingvit/util/error.h"
 #include "thinkingvit/util/progress.h"
@@ -117,6 +118,7 @@ void run_sweep(const SweepArgs& args) {
   const auto timings = eval::time_interleaved(fns, 1, args.reps, setup.device,
                                               [&](int done) { progress.update(done); });
   progress.finish();
+  if (setup.device.is_cpu()) spdlog::info("cpu kernels: {}", models::cpu::describe());
   std::vector<double> stage_ips;
   for (int64_t s = 0; s < num_stages; ++s)
     stage_ips.push_back(1000.0 * timed_images / timings[s].median_ms);

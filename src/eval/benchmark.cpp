@@ -75,40 +75,53 @@ Timing time_calls(const std::function<void()>& fn, int warmup, int reps,
 
 namespace {
 
-// Training steps on `images` with random labels; the model's weights are put back afterwards.
-Timing time_training_steps(models::ElasticModel& model, const at::Tensor& images,
-                           const BenchOptions& options) {
-  std::vector<at::Tensor> saved;
-  for (const auto& p : model.parameters()) saved.push_back(p.detach().clone());
-  torch::AutoGradMode grad(true);
-  model.train();
-  const auto& o = model.model_options();
-  // The optimizer training uses.
-  train::FusedAdamW optimizer({torch::optim::OptimizerParamGroup(model.parameters())},
-                              torch::optim::AdamWOptions(1e-4).weight_decay(0.05));
-  const auto labels =
-      torch::randint(o.num_classes(), {images.size(0)}, images.options().dtype(at::kLong));
-  const auto timing = time_calls(
-      [&] {
-        at::Tensor tokens, loss;
-        for (int64_t s = 0; s < o.num_stages(); ++s) {
-          auto out = model.forward_stage(s, images, tokens);
-          tokens = out.tokens;
-          auto ce = torch::nn::functional::cross_entropy(out.logits.to(at::kFloat), labels) /
-                    static_cast<double>(o.num_stages());
-          loss = loss.defined() ? loss + ce : ce;
-        }
-        optimizer.zero_grad();
-        loss.backward();
-        optimizer.step();
-      },
-      options.warmup, options.reps, options.device);
-  model.eval();
-  torch::NoGradGuard no_grad;
-  const auto params = model.parameters();
-  for (size_t i = 0; i < params.size(); ++i) params[i].copy_(saved[i]);
-  return timing;
-}
+// Training steps on `images` with random labels; the model's weights (and its train / eval mode)
+// are put back when this goes.
+class TrainingSteps {
+ public:
+  TrainingSteps(models::ElasticModel& model, const at::Tensor& images)
+      : model_(model), images_(images), grad_(true) {
+    for (const auto& p : model.parameters()) saved_.push_back(p.detach().clone());
+    model.train();
+    // The optimizer training uses.
+    optimizer_ = std::make_unique<train::FusedAdamW>(
+        std::vector<torch::optim::OptimizerParamGroup>{
+            torch::optim::OptimizerParamGroup(model.parameters())},
+        torch::optim::AdamWOptions(1e-4).weight_decay(0.05));
+    labels_ = torch::randint(model.model_options().num_classes(), {images.size(0)},
+                             images.options().dtype(at::kLong));
+  }
+  ~TrainingSteps() {
+    model_.eval();
+    torch::NoGradGuard no_grad;
+    const auto params = model_.parameters();
+    for (size_t i = 0; i < params.size(); ++i) params[i].copy_(saved_[i]);
+  }
+  TrainingSteps(const TrainingSteps&) = delete;
+  TrainingSteps& operator=(const TrainingSteps&) = delete;
+
+  void step() {
+    const int64_t stages = model_.model_options().num_stages();
+    at::Tensor tokens, loss;
+    for (int64_t s = 0; s < stages; ++s) {
+      auto out = model_.forward_stage(s, images_, tokens);
+      tokens = out.tokens;
+      auto ce = torch::nn::functional::cross_entropy(out.logits.to(at::kFloat), labels_) /
+                static_cast<double>(stages);
+      loss = loss.defined() ? loss + ce : ce;
+    }
+    optimizer_->zero_grad();
+    loss.backward();
+    optimizer_->step();
+  }
+
+ private:
+  models::ElasticModel& model_;
+  at::Tensor images_, labels_;
+  torch::AutoGradMode grad_;
+  std::vector<at::Tensor> saved_;
+  std::unique_ptr<train::FusedAdamW> optimizer_;
+};
 
 }  // namespace
 
@@ -123,8 +136,41 @@ double tau_for_share(const at::Tensor& entropy, double share) {
   return 0.5 * (e[k - 1] + e[k]);
 }
 
+std::string BenchRow::label() const {
+  std::ostringstream out;
+  out << mode;
+  if (mode == "stage") out << stage;
+  if (mode == "elastic") out << "_tau" << tau;
+  out << "_b" << batch << "_" << to_string(precision);
+  return out.str();
+}
+
+double measure_gemm_peak(const c10::Device& device, Precision precision, int reps) {
+  TVIT_CHECK(reps > 0, "benchmark: repetitions must be > 0, found ", reps);
+  torch::NoGradGuard no_grad;
+  compat::AutocastGuard no_autocast(device.type(), at::kBFloat16, /*enabled=*/false);
+  const auto options = torch::TensorOptions().device(device).dtype(
+      precision == Precision::kBf16 ? at::kBFloat16 : at::kFloat);
+  const int64_t largest = device.is_cuda() ? 8192 : 4096;
+  int64_t n = 256;
+  at::Tensor a, b, out;
+  const auto mm = [&] { torch::mm_out(out, a, b); };
+  for (;;) {
+    a = torch::randn({n, n}, options);
+    b = torch::randn({n, n}, options);
+    out = torch::empty({n, n}, options);
+    if (time_calls(mm, 1, 1, device).median_ms >= 20 || n >= largest) break;
+    n *= 2;
+  }
+  const double ms = time_calls(mm, 1, reps, device).median_ms;
+  return 2.0 * static_cast<double>(n) * static_cast<double>(n) * static_cast<double>(n) /
+         (ms * 1e9);
+}
+
 std::vector<BenchRow> run_benchmark(models::ElasticModel& model, const BenchOptions& options,
                                     const std::function<void(const std::string&)>& progress) {
+  TVIT_CHECK(options.profile_calls >= 0, "benchmark: profile calls must be >= 0, found ",
+             options.profile_calls);
   model.eval();
   model.to(options.device);
   torch::NoGradGuard no_grad;
@@ -136,10 +182,34 @@ std::vector<BenchRow> run_benchmark(models::ElasticModel& model, const BenchOpti
     std::ostringstream line;
     line << row.mode << (row.mode == "stage" ? " " + std::to_string(row.stage) : "")
          << (row.mode == "elastic" ? " tau " + std::to_string(row.tau) : "") << ", batch "
-         << row.batch << ", " << to_string(row.precision) << ": " << row.images_per_s << " img/s";
+         << row.batch << ", " << to_string(row.precision) << ": " << row.images_per_s << " img/s, "
+         << row.tflops << " TFLOP/s";
+    if (row.peak_tflops > 0) line << " (" << 100.0 * row.tflops / row.peak_tflops << " % of peak)";
     progress(line.str());
   };
+  // Fills the figures every row derives from its timing, and profiles the row's call.
+  auto finish = [&](BenchRow& row, double peak, const std::function<void()>& fn) {
+    row.images_per_s = 1000.0 * static_cast<double>(row.batch) / row.timing.median_ms;
+    row.gmacs = models::expected_macs(o, row.reach, models::MacConvention::kReleased,
+                                      /*with_uncounted=*/true) /
+                1e9 * (row.mode == "train" ? 3.0 : 1.0);
+    row.tflops = 2.0 * row.gmacs * row.images_per_s / 1000.0;
+    row.peak_tflops = peak;
+    if (options.profile_calls > 0) {
+      const auto trace = options.trace_dir.empty()
+                             ? std::string()
+                             : options.trace_dir + "/" + row.label() + ".trace.json";
+      row.profile = profile_calls(fn, options.profile_calls, options.device, trace);
+    }
+    report(row);
+  };
   for (const auto precision : options.precisions) {
+    const double peak = options.peak ? measure_gemm_peak(options.device, precision) : 0.0;
+    if (peak > 0 && progress) {
+      std::ostringstream line;
+      line << "GEMM peak, " << to_string(precision) << ": " << peak << " TFLOP/s";
+      progress(line.str());
+    }
     compat::AutocastGuard autocast(options.device.type(), at::kBFloat16,
                                    precision == Precision::kBf16);
     for (const int64_t batch : options.batch_sizes) {
@@ -184,22 +254,22 @@ std::vector<BenchRow> run_benchmark(models::ElasticModel& model, const BenchOpti
         row.batch = batch;
         row.precision = precision;
         row.timing = timings[k];
-        row.images_per_s = 1000.0 * batch / row.timing.median_ms;
         if (row.mode == "elastic") {
           for (const auto n : last[k - o.num_stages()].samples_per_stage)
-            row.reach.push_back(static_cast<double>(n) / batch);
+            row.reach.push_back(static_cast<double>(n) / static_cast<double>(batch));
         }
-        report(row);
+        finish(row, peak, fns[k]);
       }
       if (options.train) {
+        TrainingSteps steps(model, images);
+        const auto step = [&] { steps.step(); };
         BenchRow row;
         row.mode = "train";
         row.batch = batch;
         row.precision = precision;
-        row.timing = time_training_steps(model, images, options);
-        row.images_per_s = 1000.0 * batch / row.timing.median_ms;
+        row.timing = time_calls(step, options.warmup, options.reps, options.device);
         row.reach.assign(o.num_stages(), 1.0);
-        report(row);
+        finish(row, peak, step);
       }
     }
   }
@@ -238,7 +308,7 @@ RunInfo describe_run(const c10::Device& device) {
 
 Table bench_table(const std::vector<BenchRow>& rows, const RunInfo& info) {
   Table table({"mode", "stage", "tau", "reach", "batch", "precision", "img_per_s", "median_ms",
-               "min_ms", "max_ms", "device", "threads", "build"});
+               "min_ms", "max_ms", "gmacs", "tflops", "peak_pct", "device", "threads", "build"});
   for (const auto& r : rows) {
     std::string reach;
     for (size_t i = 0; i < r.reach.size(); ++i) {
@@ -249,8 +319,10 @@ Table bench_table(const std::vector<BenchRow>& rows, const RunInfo& info) {
     table.add_row({r.mode, r.mode == "stage" ? Table::Cell(r.stage) : Table::Cell(std::string("-")),
                    r.mode == "elastic" ? Table::Cell(r.tau) : Table::Cell(std::string("-")), reach,
                    r.batch, to_string(r.precision), r.images_per_s, r.timing.median_ms,
-                   r.timing.min_ms, r.timing.max_ms, info.device,
-                   static_cast<int64_t>(info.threads), info.build});
+                   r.timing.min_ms, r.timing.max_ms, r.gmacs, r.tflops,
+                   r.peak_tflops > 0 ? Table::Cell(100.0 * r.tflops / r.peak_tflops)
+                                     : Table::Cell(std::string("-")),
+                   info.device, static_cast<int64_t>(info.threads), info.build});
   }
   table.set_precision(3);
   return table;

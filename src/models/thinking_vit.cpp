@@ -1,5 +1,6 @@
 #include "thinkingvit/models/thinking_vit.h"
 
+#include <ATen/autocast_mode.h>
 #include <torch/torch.h>
 
 #include <limits>
@@ -201,11 +202,36 @@ StageWeights ThinkingViTImpl::stage_weights(int64_t stage) {
   if (signature != cache_signature_) {
     cached_weights_.clear();
     cached_weights_.resize(options_.num_stages());
+    cached_autocast_weights_.clear();
     cache_signature_ = std::move(signature);
   }
   auto& cached = cached_weights_[stage];
   if (cached.width == 0) cached = gather_stage_weights(stage, /*contiguous=*/true);
-  return cached;
+  const auto device_type = cls_token.device().type();
+  if (!at::autocast::is_autocast_enabled(device_type)) return cached;
+  const auto dtype = at::autocast::get_autocast_dtype(device_type);
+  if (dtype != cached_autocast_dtype_ || cached_autocast_weights_.empty()) {
+    cached_autocast_weights_.assign(options_.num_stages(), StageWeights());
+    cached_autocast_dtype_ = dtype;
+  }
+  auto& cast = cached_autocast_weights_[stage];
+  if (cast.width == 0) {
+    // What autocast would cast on every call: the operands of convolution and linear layers.
+    // LayerNorm (run in float32 by autocast), the class token and position embedding stay.
+    cast = cached;
+    auto to = [dtype](at::Tensor& t) {
+      if (t.defined()) t = t.to(dtype);
+    };
+    for (auto* t : {&cast.patch_w, &cast.patch_b, &cast.head_w, &cast.head_b, &cast.recycle_w,
+                    &cast.recycle_b})
+      to(*t);
+    for (auto& b : cast.blocks) {
+      for (auto* t :
+           {&b.qkv_w, &b.qkv_b, &b.proj_w, &b.proj_b, &b.fc1_w, &b.fc1_b, &b.fc2_w, &b.fc2_b})
+        to(*t);
+    }
+  }
+  return cast;
 }
 
 StageOutput ThinkingViTImpl::forward_stage(int64_t stage, const at::Tensor& images,

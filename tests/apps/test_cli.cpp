@@ -157,6 +157,54 @@ TEST(Cli, BenchWritesEveryFormat) {
   EXPECT_FALSE(std::filesystem::exists(dir.file("c.json")));
 }
 
+// bench --profile: a folder with the top operators per row (markdown), all of them (CSV) and a
+// Chrome trace per row; --peak fills peak_pct; bad flags are one line and leave nothing.
+TEST(Cli, BenchProfilesEveryRow) {
+  TempDir dir;
+  std::ofstream(dir.file("tiny.yaml"))
+      << "model:\n  image_size: 8\n  patch_size: 4\n  num_classes: 12\n"
+         "  head_dim: 4\n  depth: 2\n  stages: [1, 2]\n";
+  const std::string bench = "bench --config " + dir.file("tiny.yaml") +
+                            " --batch-sizes 2 --reps 1 --warmup 0 --threads 1 --format csv";
+  auto r =
+      run(dir, bench + " --taus 0 --peak --profile " + dir.file("prof") + " --profile-calls 1");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(count_lines(r.out), 1 + 3) << r.out;
+  const auto md = slurp(dir.file("prof/ops.md"));
+  EXPECT_EQ(md.rfind("| row | where | op | calls | self_ms | total_ms | self_pct | wall_ms |", 0),
+            0u)
+      << md;
+  for (const std::string row : {"stage0_b2_fp32", "stage1_b2_fp32", "elastic_tau0_b2_fp32"}) {
+    EXPECT_NE(md.find("| " + row + " | cpu |"), std::string::npos) << row;
+    EXPECT_TRUE(std::filesystem::exists(dir.file("prof/" + row + ".trace.json"))) << row;
+  }
+  EXPECT_NE(slurp(dir.file("prof/ops.csv")).find("stage1_b2_fp32,cpu,"), std::string::npos);
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir.file("prof")),
+                          std::filesystem::directory_iterator()),
+            2 + 3);  // no temp folder left beside the traces
+  // --peak: the peak_pct column holds a positive share in every row.
+  std::istringstream lines(r.out);
+  std::string line;
+  std::getline(lines, line);
+  EXPECT_EQ(line.find(",gmacs,tflops,peak_pct,"), line.find(",min_ms,max_ms,") + 14) << line;
+  while (std::getline(lines, line)) {
+    std::vector<std::string> cells;
+    std::istringstream fields(line);
+    for (std::string cell; std::getline(fields, cell, ',');) cells.push_back(cell);
+    ASSERT_GT(cells.size(), 12u) << line;
+    EXPECT_GT(std::stod(cells[12]), 0.0) << line;  // peak_pct
+  }
+  r = run(dir, bench + " --profile " + dir.file("missing/prof"));
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("--profile: the folder '"), std::string::npos) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(dir.file("missing")));
+  r = run(dir, bench + " --profile " + dir.file("p2") + " --profile-calls 0");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("--profile-calls: expected a count >= 1, found 0"), std::string::npos)
+      << r.err;
+  EXPECT_FALSE(std::filesystem::exists(dir.file("p2")));
+}
+
 TEST(Cli, AKilledRunKeepsItsLogLines) {
   TempDir dir;
   std::ofstream(dir.file("tiny.yaml"))

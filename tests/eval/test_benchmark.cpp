@@ -1,7 +1,12 @@
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
 #include "../test_util.h"
+
 #include "thinkingvit/eval/benchmark.h"
+#include "thinkingvit/models/cpu_kernels.h"
 #include "thinkingvit/util/build_info.h"
 
 namespace thinkingvit::testing {
@@ -110,6 +115,128 @@ TEST(Benchmark, RowsForEveryStageAndThreshold) {
               info.build.find(", cpu,") != std::string::npos)
       << info.build;
   EXPECT_EQ(info.build, util::build_summary());
+}
+
+}  // namespace thinkingvit::testing
+
+namespace thinkingvit::testing {
+
+// Each row's work is the MAC count of what it ran: every stage reached (with its recycling
+// projection), three times over for a training step; TFLOP/s follows from the images/s.
+TEST(Benchmark, RowsCarryTheirMacsAndThroughput) {
+  auto model = tiny_model();
+  const auto& o = model->model_options();
+  eval::BenchOptions options;
+  options.batch_sizes = {3};
+  options.taus = {0.0};
+  options.train = true;
+  options.peak = true;
+  options.warmup = 0;
+  options.reps = 1;
+  const auto rows = eval::run_benchmark(*model, options);
+  ASSERT_EQ(rows.size(), 3u + 1 + 1);
+  std::vector<double> stage(3);
+  for (int64_t s = 0; s < 3; ++s) {
+    const auto m = o.stage_macs(s);
+    stage[s] = static_cast<double>(m.total(models::MacConvention::kReleased) + m.uncounted()) / 1e9;
+    EXPECT_DOUBLE_EQ(rows[s].gmacs, stage[s]) << s;
+  }
+  EXPECT_GT(stage[1], stage[0]);
+  EXPECT_NEAR(rows[3].gmacs, stage[0] + stage[1] + stage[2], 1e-12);        // tau = 0: all stages
+  EXPECT_NEAR(rows[4].gmacs, 3 * (stage[0] + stage[1] + stage[2]), 1e-12);  // training step
+  for (const auto& r : rows) {
+    EXPECT_NEAR(r.tflops, 2 * r.gmacs * r.images_per_s / 1000, 1e-9 * r.tflops) << r.label();
+    EXPECT_GT(r.peak_tflops, 0.0);
+    EXPECT_TRUE(r.profile.ops.empty());
+  }
+  EXPECT_EQ(rows[0].label(), "stage0_b3_fp32");
+  EXPECT_EQ(rows[3].label(), "elastic_tau0_b3_fp32");
+  EXPECT_EQ(rows[4].label(), "train_b3_fp32");
+  const auto table = eval::bench_table(rows, eval::describe_run(c10::Device(c10::kCPU)));
+  const auto& columns = table.columns();
+  const auto pct = std::find(columns.begin(), columns.end(), "peak_pct") - columns.begin();
+  ASSERT_LT(pct, static_cast<long>(columns.size()));
+  EXPECT_NEAR(std::get<double>(table.rows()[0][pct]), 100 * rows[0].tflops / rows[0].peak_tflops,
+              1e-9);
+}
+
+// The GEMM peak is 2 n³ over a matmul's time: a positive, finite rate in either precision.
+TEST(Benchmark, TheGemmPeakIsARate) {
+  for (const auto precision : {eval::Precision::kFp32, eval::Precision::kBf16}) {
+    const double peak = eval::measure_gemm_peak(c10::Device(c10::kCPU), precision, 1);
+    EXPECT_TRUE(std::isfinite(peak) && peak > 0) << peak;
+  }
+}
+
+// Self time is an operator's duration less that of the operators it called: at::linear calls
+// addmm, so linear's total includes addmm's and its self time does not.
+TEST(Profile, SelfTimeExcludesNestedOperators) {
+  const auto x = torch::randn({64, 128}), w = torch::randn({256, 128}), b = torch::randn({256});
+  const auto profile = eval::profile_calls([&] { at::linear(x, w, b); }, 3, c10::Device(c10::kCPU));
+  auto find = [&](const std::string& name) -> const eval::OpStat* {
+    for (const auto& op : profile.ops)
+      if (op.name == name) return &op;
+    return nullptr;
+  };
+  const auto* linear = find("aten::linear");
+  const auto* addmm = find("aten::addmm");
+  ASSERT_TRUE(linear && addmm);
+  EXPECT_DOUBLE_EQ(linear->calls, 1.0);  // per profiled call
+  EXPECT_DOUBLE_EQ(addmm->calls, 1.0);
+  EXPECT_GE(linear->total_ms, addmm->total_ms);
+  EXPECT_LE(linear->self_ms, linear->total_ms - addmm->total_ms + 1e-9);
+  // Every operator ran inside the one top-level linear: the self times add up to its total.
+  double self = 0;
+  for (const auto& op : profile.ops) {
+    EXPECT_EQ(op.where, "cpu");
+    self += op.self_ms;
+  }
+  EXPECT_NEAR(self, linear->total_ms, 1e-6 * linear->total_ms);
+  EXPECT_LE(self, profile.wall_ms * 1.05 + 1e-3);
+  expect_error([] { eval::profile_calls([] {}, 0, c10::Device(c10::kCPU)); }, {"calls", "0"});
+}
+
+// A profiled benchmark: per row, the model's operators with their call counts per forward (a
+// tiny ViT of depth 2 runs four linears per block and the head), a Chrome trace per row, and a
+// table of the top operators.
+TEST(Profile, BenchmarkRowsCarryTheirOperators) {
+  TempDir dir;
+  auto model = tiny_model();
+  eval::BenchOptions options;
+  options.batch_sizes = {2};
+  options.warmup = 0;
+  options.reps = 1;
+  options.profile_calls = 2;
+  options.trace_dir = dir.path().string();
+  const char* env = std::getenv("THINKINGVIT_CPU_KERNELS");
+  models::cpu::set_policy(models::cpu::KernelPolicy::kAten);
+  const auto rows = eval::run_benchmark(*model, options);
+  models::cpu::set_policy(
+      models::cpu::parse_kernel_policy(env && *env ? env : "auto", "THINKINGVIT_CPU_KERNELS"));
+  ASSERT_EQ(rows.size(), 3u);
+  for (const auto& row : rows) {
+    double linears = -1;
+    for (const auto& op : row.profile.ops)
+      if (op.name == "aten::linear") linears = op.calls;
+    // Stage 0: 2 blocks x 4 + head; later stages add the recycling projection.
+    EXPECT_DOUBLE_EQ(linears, row.stage == 0 ? 9.0 : 10.0) << row.label();
+    EXPECT_GT(row.profile.wall_ms, 0.0);
+    const auto trace = dir.file(row.label() + ".trace.json");
+    ASSERT_TRUE(std::filesystem::exists(trace)) << trace;
+    EXPECT_NE(slurp(trace).find("aten::linear"), std::string::npos);
+  }
+  std::vector<std::pair<std::string, eval::Profile>> profiles;
+  for (const auto& row : rows) profiles.emplace_back(row.label(), row.profile);
+  const auto top = eval::profile_table(profiles, 2);
+  EXPECT_EQ(top.rows().size(), 3u * 2);
+  EXPECT_EQ(std::get<std::string>(top.rows()[0][0]), "stage0_b2_fp32");
+  const auto all = eval::profile_table(profiles, 0);
+  EXPECT_EQ(all.rows().size(),
+            rows[0].profile.ops.size() + rows[1].profile.ops.size() + rows[2].profile.ops.size());
+  double pct = 0;
+  for (const auto& r : all.rows())
+    if (std::get<std::string>(r[0]) == "stage1_b2_fp32") pct += std::get<double>(r[6]);
+  EXPECT_NEAR(pct, 100.0, 1e-6);
 }
 
 }  // namespace thinkingvit::testing

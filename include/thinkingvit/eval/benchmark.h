@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "thinkingvit/eval/profile.h"
 #include "thinkingvit/eval/table.h"
 #include "thinkingvit/models/elastic_model.h"
 
@@ -32,6 +33,14 @@ struct BenchOptions {
   // Also a training step: every stage (recycling), the mean cross-entropy, backward and AdamW
   // (the weights are restored afterwards).
   bool train = false;
+  // When > 0: after the timing, each row's call is run this many more times under the profiler
+  // (BenchRow::profile); with `trace_dir` set, each row's Chrome trace is written there as
+  // "<row label>.trace.json".
+  int profile_calls = 0;
+  std::string trace_dir;
+  // Also measure the device's dense matrix-multiply peak at each precision (measure_gemm_peak),
+  // so that every row reports the share of it that the model reaches.
+  bool peak = false;
 };
 
 // Milliseconds per call of one timed configuration.
@@ -48,7 +57,23 @@ struct BenchRow {
   Timing timing;
   double images_per_s = 0;
   std::vector<double> reach;  // share of images each stage ran on
+  // Multiply-accumulates per image that the row does: every stage an image ran (its matmuls,
+  // convolution and recycling projection; LayerNorm, softmax and GELU not counted), times 3 for
+  // a training step (backward ≈ twice the forward).
+  double gmacs = 0;
+  double tflops = 0;       // achieved: 2 · gmacs · images_per_s / 1000
+  double peak_tflops = 0;  // the device's GEMM peak at this precision, 0 when not measured
+  Profile profile;         // filled when BenchOptions::profile_calls > 0
+
+  // "stage0_b16_fp32", "elastic_tau0.5_b16_bf16", "train_b16_fp32".
+  std::string label() const;
 };
+
+// The device's dense matrix-multiply throughput at `precision` in TFLOP/s: square matmuls of
+// operands in that type (bf16 with float accumulation), sized so that one call takes tens of
+// milliseconds (at most 8192 on a GPU, 4096 on a CPU), median of `reps` calls, with the current
+// intra-op threads.
+double measure_gemm_peak(const c10::Device& device, Precision precision, int reps = 5);
 
 // Calls fn `warmup` times, then times `reps` calls (synchronising `device` around each).
 Timing time_calls(const std::function<void()>& fn, int warmup, int reps, const c10::Device& device);

@@ -129,6 +129,10 @@ class ThinkingViTImpl : public ElasticModel {
   ModelOptions model_options_;
   std::vector<Block> block_list_;
   std::vector<StageWeights> cached_weights_;  // per stage, for no-grad forwards
+  // The same with the matmul and convolution weights in autocast's dtype (cast once, not on
+  // every call as autocast does outside grad mode).
+  std::vector<StageWeights> cached_autocast_weights_;
+  c10::ScalarType cached_autocast_dtype_ = c10::ScalarType::Undefined;
   std::vector<int64_t> cache_signature_;
   bool weight_cache_ = true;
 };

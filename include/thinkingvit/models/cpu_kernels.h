@@ -1,0 +1,52 @@
+#pragma once
+// Inference kernels for the CPU, chosen by measurement on the machine at hand.
+//
+// ATen's linear goes through MKL's (or OpenBLAS's) sgemm; oneDNN, which LibTorch carries too, can
+// be markedly faster on some CPUs (on AMD Zen 4, MKL runs its AVX2 code: oneDNN's fp32 linear is
+// 10-17 % faster there) and fuses the bias and GELU into the GEMM's epilogue. For attention at
+// ViT lengths, the flash kernel wins in float32 and batched matmuls win in bfloat16 on CPUs
+// without AMX. Which is faster differs between machines, so each choice is measured once per
+// process and dtype on a ViT-sized problem (a few milliseconds) and kept.
+//
+// Used only where no gradient is recorded (inference under no-grad) on CPU tensors; everything
+// else takes ATen's ops unchanged. THINKINGVIT_CPU_KERNELS=aten turns the choice off (ATen's
+// linear and fused attention everywhere); =onednn forces oneDNN linears and matmul attention.
+
+#include <ATen/core/Tensor.h>
+
+#include <string>
+
+namespace thinkingvit::models::cpu {
+
+enum class KernelPolicy {
+  kAuto,    // measure once per dtype, take the faster
+  kAten,    // at::linear, at::gelu, at::scaled_dot_product_attention
+  kOneDnn,  // oneDNN linear (bias and GELU fused), batched-matmul attention
+};
+
+// "auto" | "aten" | "onednn" -> a policy; anything else is an Error naming `what`.
+KernelPolicy parse_kernel_policy(const std::string& text, const std::string& what);
+
+// The policy in force: THINKINGVIT_CPU_KERNELS (auto | aten | onednn) unless set_policy was
+// called. An unknown value is an Error naming the variable.
+KernelPolicy policy();
+void set_policy(KernelPolicy policy);  // for tests and benchmarks; forgets earlier measurements
+
+// True when `x` takes these kernels: a CPU tensor, no gradient being recorded, float32 or
+// bfloat16 compute (bfloat16 also when CPU autocast is on), LibTorch built with oneDNN, policy
+// not kAten.
+bool applies(const at::Tensor& x);
+
+// x · wᵀ + b (b may be undefined), then exact (erf) GELU when `gelu`. Under CPU autocast the
+// operands are cast to its dtype, as at::linear does. Call only where applies(x).
+at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, bool gelu);
+
+// softmax(q kᵀ · Dh^-0.5) v for q, k, v: B x H x N x Dh (any strides). Call only where
+// applies(q).
+at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v);
+
+// What is in force, for logs: e.g. "linear onednn, attention flash (float32); linear onednn,
+// attention matmul (bfloat16)"; "aten" under kAten; a dtype not measured yet is left out.
+std::string describe();
+
+}  // namespace thinkingvit::models::cpu

@@ -1,0 +1,197 @@
+#include "thinkingvit/models/cpu_kernels.h"
+
+#include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <optional>
+
+#include "thinkingvit/util/error.h"
+
+namespace thinkingvit::models::cpu {
+
+namespace {
+
+struct Choice {
+  bool onednn_linear = false;
+  bool matmul_attention = false;
+};
+
+struct State {
+  std::mutex mutex;
+  std::optional<KernelPolicy> policy;
+  std::map<at::ScalarType, Choice> measured;
+};
+
+State& state() {
+  static State s;
+  return s;
+}
+
+KernelPolicy policy_from_env() {
+  const char* text = std::getenv("THINKINGVIT_CPU_KERNELS");
+  return parse_kernel_policy(text && *text ? text : "auto", "THINKINGVIT_CPU_KERNELS");
+}
+
+at::ScalarType compute_type(const at::Tensor& x) {
+  if (at::autocast::is_autocast_enabled(at::kCPU)) {
+    return at::autocast::get_autocast_dtype(at::kCPU);
+  }
+  return x.scalar_type();
+}
+
+at::Tensor onednn_linear(const at::Tensor& x2d, const at::Tensor& w, const at::Tensor& b,
+                         bool gelu) {
+  static const auto op =
+      c10::Dispatcher::singleton().findSchemaOrThrow("mkldnn::_linear_pointwise", "");
+  torch::jit::Stack stack{x2d,
+                          w,
+                          b.defined() ? c10::IValue(b) : c10::IValue(),
+                          c10::IValue(std::string(gelu ? "gelu" : "none")),
+                          c10::IValue(c10::List<std::optional<c10::Scalar>>()),
+                          gelu ? c10::IValue(std::string("none")) : c10::IValue()};
+  op.callBoxed(&stack);
+  return stack.at(0).toTensor();
+}
+
+at::Tensor aten_linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, bool gelu) {
+  auto y = at::linear(x, w, b);
+  return gelu ? at::gelu(y) : y;
+}
+
+at::Tensor matmul_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+  const auto sizes = q.sizes().vec();  // B x H x N x Dh
+  const int64_t n = sizes[2], dh = sizes[3];
+  const double scale = 1.0 / std::sqrt(static_cast<double>(dh));
+  const auto q3 = (q * scale).reshape({-1, n, dh});
+  const auto k3 = k.reshape({-1, n, dh});
+  const auto v3 = v.reshape({-1, n, dh});
+  auto scores = at::bmm(q3, k3.transpose(1, 2));  // BH x N x N
+  scores = at::_softmax(scores, /*dim=*/-1, /*half_to_float=*/false);
+  return at::bmm(scores, v3).view(sizes);
+}
+
+// The shortest of three calls, in milliseconds.
+template <typename Fn>
+double fastest_ms(const Fn& fn) {
+  fn();  // warm-up: first-call allocations, oneDNN primitive creation
+  double best = 1e30;
+  for (int i = 0; i < 3; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    fn();
+    best = std::min(
+        best, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+                  .count());
+  }
+  return best;
+}
+
+// Both candidates of each choice on a ViT-Small-sized problem (4 images of 197 tokens, width
+// 384, 6 heads) in `dtype` (constant operands: the speed does not depend on the values, and the
+// random generators are left alone); a candidate must be 3 % faster to replace ATen's.
+Choice measure(at::ScalarType dtype) {
+  at::NoGradGuard no_grad;
+  const c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::DispatchKey::AutocastCPU);
+  const auto options = at::TensorOptions().dtype(dtype);
+  const auto x = at::full({4 * 197, 384}, 0.5, options);
+  const auto w = at::full({1536, 384}, 0.01, options);
+  const auto b = at::full({1536}, 0.1, options);
+  Choice choice;
+  choice.onednn_linear = fastest_ms([&] { onednn_linear(x, w, b, true); }) <
+                         0.97 * fastest_ms([&] { aten_linear(x, w, b, true); });
+  const auto q = at::full({4, 6, 197, 64}, 0.1, options);
+  choice.matmul_attention = fastest_ms([&] { matmul_attention(q, q, q); }) <
+                            0.97 * fastest_ms([&] { at::scaled_dot_product_attention(q, q, q); });
+  return choice;
+}
+
+Choice choice_for(at::ScalarType dtype) {
+  auto& s = state();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  if (!s.policy) s.policy = policy_from_env();
+  if (*s.policy == KernelPolicy::kOneDnn) return {true, true};
+  if (*s.policy == KernelPolicy::kAten) return {};
+  auto it = s.measured.find(dtype);
+  if (it == s.measured.end()) it = s.measured.emplace(dtype, measure(dtype)).first;
+  return it->second;
+}
+
+}  // namespace
+
+KernelPolicy parse_kernel_policy(const std::string& text, const std::string& what) {
+  if (text == "auto") return KernelPolicy::kAuto;
+  if (text == "aten") return KernelPolicy::kAten;
+  if (text == "onednn") return KernelPolicy::kOneDnn;
+  fail(what, ": expected auto, aten or onednn, found '", text, "'");
+}
+
+KernelPolicy policy() {
+  auto& s = state();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  if (!s.policy) s.policy = policy_from_env();
+  return *s.policy;
+}
+
+void set_policy(KernelPolicy policy) {
+  auto& s = state();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  s.policy = policy;
+  s.measured.clear();
+}
+
+bool applies(const at::Tensor& x) {
+  if (!x.is_cpu() || at::GradMode::is_enabled() || !at::hasMKLDNN()) return false;
+  const auto dtype = compute_type(x);
+  if (dtype != at::kFloat && dtype != at::kBFloat16) return false;
+  return policy() != KernelPolicy::kAten;
+}
+
+at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, bool gelu) {
+  const auto dtype = compute_type(x);
+  if (!choice_for(dtype).onednn_linear) return aten_linear(x, w, b, gelu);
+  // oneDNN's op is not an autocast op: cast here as autocast would.
+  const c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::DispatchKey::AutocastCPU);
+  const auto cast = [dtype](const at::Tensor& t) {
+    return t.defined() && t.scalar_type() != dtype ? t.to(dtype) : t;
+  };
+  auto sizes = x.sizes().vec();
+  const auto x2d = cast(x).reshape({-1, sizes.back()});
+  sizes.back() = w.size(0);
+  return onednn_linear(x2d.is_contiguous() ? x2d : x2d.contiguous(), cast(w).contiguous(), cast(b),
+                       gelu)
+      .view(sizes);
+}
+
+at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+  const auto dtype = compute_type(q);
+  if (!choice_for(dtype).matmul_attention) return at::scaled_dot_product_attention(q, k, v);
+  const c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::DispatchKey::AutocastCPU);
+  const auto cast = [dtype](const at::Tensor& t) {
+    return t.scalar_type() != dtype ? t.to(dtype) : t;
+  };
+  return matmul_attention(cast(q), cast(k), cast(v));
+}
+
+std::string describe() {
+  auto& s = state();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  if (!s.policy) s.policy = policy_from_env();
+  if (*s.policy == KernelPolicy::kAten) return "aten";
+  if (*s.policy == KernelPolicy::kOneDnn) return "linear onednn, attention matmul (forced)";
+  std::string out;
+  for (const auto& [dtype, choice] : s.measured) {
+    out += std::string(out.empty() ? "" : "; ") + "linear " +
+           (choice.onednn_linear ? "onednn" : "aten") + ", attention " +
+           (choice.matmul_attention ? "matmul" : "flash") + " (" +
+           (dtype == at::kBFloat16 ? "bfloat16" : "float32") + ")";
+  }
+  return out.empty() ? "auto (nothing measured yet)" : out;
+}
+
+}  // namespace thinkingvit::models::cpu

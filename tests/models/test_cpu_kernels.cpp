@@ -1,0 +1,165 @@
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+
+#include "../test_util.h"
+#include "thinkingvit/models/cpu_kernels.h"
+#include "thinkingvit/util/compat.h"
+
+namespace thinkingvit::testing {
+
+namespace cpu = models::cpu;
+
+namespace {
+
+// Sets a kernel policy for one test and puts the environment's back afterwards.
+struct PolicyScope {
+  explicit PolicyScope(cpu::KernelPolicy policy) { cpu::set_policy(policy); }
+  ~PolicyScope() {
+    const char* env = std::getenv("THINKINGVIT_CPU_KERNELS");
+    cpu::set_policy(
+        cpu::parse_kernel_policy(env && *env ? env : "auto", "THINKINGVIT_CPU_KERNELS"));
+  }
+};
+
+// softmax(q kᵀ / sqrt(Dh)) v in double precision.
+at::Tensor reference_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+  const auto q64 = q.to(at::kDouble), k64 = k.to(at::kDouble), v64 = v.to(at::kDouble);
+  const auto scores = at::matmul(q64, k64.transpose(-2, -1)) / std::sqrt(double(q.size(-1)));
+  return at::matmul(scores.softmax(-1), v64);
+}
+
+}  // namespace
+
+TEST(CpuKernels, PolicyNamesAndErrors) {
+  EXPECT_EQ(cpu::parse_kernel_policy("auto", "x"), cpu::KernelPolicy::kAuto);
+  EXPECT_EQ(cpu::parse_kernel_policy("aten", "x"), cpu::KernelPolicy::kAten);
+  EXPECT_EQ(cpu::parse_kernel_policy("onednn", "x"), cpu::KernelPolicy::kOneDnn);
+  expect_error([] { cpu::parse_kernel_policy("mkl", "THINKINGVIT_CPU_KERNELS"); },
+               {"THINKINGVIT_CPU_KERNELS", "auto, aten or onednn", "'mkl'"});
+}
+
+// Only inference on the CPU in float32 / bfloat16 takes the tuned kernels.
+TEST(CpuKernels, AppliesToNoGradFloatOnTheCpu) {
+  if (!at::hasMKLDNN()) GTEST_SKIP() << "LibTorch built without oneDNN";
+  PolicyScope scope(cpu::KernelPolicy::kOneDnn);
+  const auto x = torch::randn({2, 3});
+  EXPECT_FALSE(cpu::applies(x));  // gradients are being recorded
+  torch::NoGradGuard no_grad;
+  EXPECT_TRUE(cpu::applies(x));
+  EXPECT_TRUE(cpu::applies(x.to(at::kBFloat16)));
+  EXPECT_FALSE(cpu::applies(x.to(at::kDouble)));
+  {
+    compat::AutocastGuard autocast(c10::kCPU, at::kBFloat16);
+    EXPECT_TRUE(cpu::applies(x.to(at::kDouble)));  // computed in bfloat16
+  }
+  cpu::set_policy(cpu::KernelPolicy::kAten);
+  EXPECT_FALSE(cpu::applies(x));
+  EXPECT_EQ(cpu::describe(), "aten");
+}
+
+// oneDNN's linear (bias and GELU in its epilogue) against ATen's, with and without bias, on a
+// 3-D input; in bfloat16 through autocast against autocast's own linear.
+TEST(CpuKernels, OneDnnLinearMatchesATen) {
+  if (!at::hasMKLDNN()) GTEST_SKIP() << "LibTorch built without oneDNN";
+  PolicyScope scope(cpu::KernelPolicy::kOneDnn);
+  torch::NoGradGuard no_grad;
+  torch::manual_seed(3);
+  const auto x = torch::randn({2, 5, 24});
+  const auto w = torch::randn({40, 24}) * 0.3;
+  const auto b = torch::randn({40});
+  for (const bool gelu : {false, true}) {
+    for (const bool bias : {false, true}) {
+      const auto expected = [&] {
+        auto y = at::linear(x.to(at::kDouble), w.to(at::kDouble),
+                            bias ? b.to(at::kDouble) : at::Tensor());
+        return gelu ? at::gelu(y) : y;
+      }();
+      const auto y = cpu::linear(x, w, bias ? b : at::Tensor(), gelu);
+      EXPECT_EQ(y.sizes(), (std::vector<int64_t>{2, 5, 40}));
+      EXPECT_EQ(y.scalar_type(), at::kFloat);
+      EXPECT_TRUE(close_scaled(y, expected, 1e-5)) << gelu << bias;
+      compat::AutocastGuard autocast(c10::kCPU, at::kBFloat16);
+      const auto y16 = cpu::linear(x, w, bias ? b : at::Tensor(), gelu);
+      EXPECT_EQ(y16.scalar_type(), at::kBFloat16);
+      EXPECT_TRUE(close_scaled(y16, expected, 2e-2)) << gelu << bias;
+    }
+  }
+}
+
+// Batched-matmul attention on q, k, v cut out of one qkv tensor (strided, as in the model).
+TEST(CpuKernels, MatmulAttentionMatchesTheDefinition) {
+  if (!at::hasMKLDNN()) GTEST_SKIP() << "LibTorch built without oneDNN";
+  PolicyScope scope(cpu::KernelPolicy::kOneDnn);
+  torch::NoGradGuard no_grad;
+  torch::manual_seed(4);
+  const auto qkv = torch::randn({2, 7, 3, 3, 8}).permute({2, 0, 3, 1, 4});  // 3 x B x H x N x Dh
+  const auto q = qkv[0], k = qkv[1], v = qkv[2];
+  const auto expected = reference_attention(q, k, v);
+  EXPECT_TRUE(close_scaled(cpu::attention(q, k, v), expected, 1e-5));
+  compat::AutocastGuard autocast(c10::kCPU, at::kBFloat16);
+  const auto out16 = cpu::attention(q.to(at::kBFloat16), k.to(at::kBFloat16), v.to(at::kBFloat16));
+  EXPECT_EQ(out16.scalar_type(), at::kBFloat16);
+  EXPECT_TRUE(close_scaled(out16, expected, 3e-2));
+}
+
+// The measured choice: whichever wins, the results are the maths'; describe() names the
+// measured dtype afterwards.
+TEST(CpuKernels, AutoMeasuresOncePerDtype) {
+  if (!at::hasMKLDNN()) GTEST_SKIP() << "LibTorch built without oneDNN";
+  PolicyScope scope(cpu::KernelPolicy::kAuto);
+  EXPECT_EQ(cpu::describe(), "auto (nothing measured yet)");
+  torch::NoGradGuard no_grad;
+  torch::manual_seed(5);
+  const auto before = torch::randn({1});
+  torch::manual_seed(5);
+  const auto x = torch::randn({3, 16}), w = torch::randn({8, 16}), b = torch::randn({8});
+  const auto y = cpu::linear(x, w, b, /*gelu=*/true);
+  EXPECT_TRUE(close_scaled(y, at::gelu(at::linear(x, w, b)), 1e-5));
+  const auto text = cpu::describe();
+  EXPECT_NE(text.find("(float32)"), std::string::npos) << text;
+  EXPECT_EQ(text.find("bfloat16"), std::string::npos) << text;
+  // Measuring leaves the random stream alone.
+  torch::manual_seed(5);
+  cpu::set_policy(cpu::KernelPolicy::kAuto);
+  cpu::linear(x, w, b, false);
+  EXPECT_TRUE(torch::equal(torch::randn({1}), before));
+}
+
+// The whole model: tuned kernels against ATen's, every stage and the elastic path, in float32
+// and bfloat16 autocast; and the bfloat16 weight cache gives what autocast's casts give.
+TEST(CpuKernels, TheModelGivesTheSameOutputsWithEitherKernels) {
+  if (!at::hasMKLDNN()) GTEST_SKIP() << "LibTorch built without oneDNN";
+  auto model = tiny_model();
+  const auto images = tiny_images(4);
+  torch::NoGradGuard no_grad;
+  auto run = [&](cpu::KernelPolicy policy, bool bf16, bool cache) {
+    PolicyScope scope(policy);
+    model->set_weight_cache(cache);
+    compat::AutocastGuard autocast(c10::kCPU, at::kBFloat16, bf16);
+    std::vector<at::Tensor> out;
+    at::Tensor tokens;
+    for (int64_t s = 0; s < 3; ++s) {
+      auto o = model->forward_stage(s, images, tokens);
+      out.push_back(o.logits.to(at::kFloat));
+      tokens = o.tokens;
+    }
+    out.push_back(model->forward_elastic(images, 0.0).logits.to(at::kFloat));
+    return out;
+  };
+  const auto reference = run(cpu::KernelPolicy::kAten, false, true);
+  const auto tuned = run(cpu::KernelPolicy::kOneDnn, false, true);
+  const auto reference16 = run(cpu::KernelPolicy::kAten, true, false);
+  const auto cached16 = run(cpu::KernelPolicy::kAten, true, true);
+  const auto tuned16 = run(cpu::KernelPolicy::kOneDnn, true, true);
+  for (size_t i = 0; i < reference.size(); ++i) {
+    EXPECT_TRUE(close_scaled(tuned[i], reference[i], 1e-5)) << i;
+    EXPECT_TRUE(torch::equal(cached16[i], reference16[i])) << i;
+    EXPECT_TRUE(close_scaled(tuned16[i], reference[i], 5e-2)) << i;
+    EXPECT_TRUE(close_scaled(reference16[i], reference[i], 5e-2)) << i;
+  }
+  model->set_weight_cache(true);
+}
+
+}  // namespace thinkingvit::testing
