@@ -168,6 +168,10 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b,
       .view(sizes);
 }
 
+at::Tensor dense(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, bool gelu) {
+  return applies(x) ? linear(x, w, b, gelu) : aten_linear(x, w, b, gelu);
+}
+
 at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
   const auto dtype = compute_type(q);
   if (!choice_for(dtype).matmul_attention) return at::scaled_dot_product_attention(q, k, v);

@@ -36,29 +36,23 @@ namespace {
 at::Tensor attention(const at::Tensor& x, const BlockWeights& w, int64_t heads,
                      AttentionBackend backend) {
   const int64_t batch = x.size(0), tokens = x.size(1), width = x.size(2);
-  const bool tuned = cpu::applies(x);  // inference on the CPU: the measured kernels
-  auto qkv = tuned ? cpu::linear(x, w.qkv_w, w.qkv_b, /*gelu=*/false)
-                   : at::linear(x, w.qkv_w, w.qkv_b);  // B x N x 3k
+  auto qkv = cpu::dense(x, w.qkv_w, w.qkv_b);  // B x N x 3k
   if (backend == AttentionBackend::kSmall && small_attention_supported(qkv, heads)) {
-    return at::linear(small_attention(qkv, heads), w.proj_w, w.proj_b);  // B x N x k
+    return cpu::dense(small_attention(qkv, heads), w.proj_w, w.proj_b);  // B x N x k
   }
   qkv = qkv.reshape({batch, tokens, 3, heads, width / heads}).permute({2, 0, 3, 1, 4});
   auto q = qkv[0], k = qkv[1], v = qkv[2];  // B x H x N x Dh
-  // kSmall falls back to the fused kernel where it does not apply (GPU, long sequences).
+  // kSmall falls back to the fused kernel where it does not apply (GPU, long sequences); on the
+  // CPU the fused kernel is the measured choice of cpu::attention at inference.
   auto out = backend == AttentionBackend::kExplicit ? compat::explicit_attention(q, k, v)
-             : tuned                                ? cpu::attention(q, k, v)
+             : cpu::applies(q)                      ? cpu::attention(q, k, v)
                                                     : compat::fused_attention(q, k, v);
   out = out.transpose(1, 2).reshape({batch, tokens, width});  // B x H x N x Dh -> B x N x k
-  return tuned ? cpu::linear(out, w.proj_w, w.proj_b, /*gelu=*/false)
-               : at::linear(out, w.proj_w, w.proj_b);
+  return cpu::dense(out, w.proj_w, w.proj_b);
 }
 
 at::Tensor mlp(const at::Tensor& x, const BlockWeights& w) {
-  if (cpu::applies(x)) {
-    return cpu::linear(cpu::linear(x, w.fc1_w, w.fc1_b, /*gelu=*/true), w.fc2_w, w.fc2_b,
-                       /*gelu=*/false);
-  }
-  return at::linear(at::gelu(at::linear(x, w.fc1_w, w.fc1_b)), w.fc2_w, w.fc2_b);
+  return cpu::dense(cpu::dense(x, w.fc1_w, w.fc1_b, /*gelu=*/true), w.fc2_w, w.fc2_b);
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include "thinkingvit/models/cpu_kernels.h"
 #include "thinkingvit/models/sliced_ops.h"
 #include "thinkingvit/util/error.h"
 
@@ -60,7 +61,7 @@ at::Tensor swin_block_forward(const at::Tensor& x, const SwinBlockWeights& w, in
     h = at::constant_pad_nd(h, {0, 0, 0, wp - width, 0, hp - height});
   const int64_t windows = (hp / ws) * (wp / ws);
   // Windows and heads are both batch dimensions of the attention: B x (nW * heads) x N x hd.
-  auto qkv = at::linear(window_partition(h, ws), w.qkv_w, w.qkv_b)
+  auto qkv = cpu::dense(window_partition(h, ws), w.qkv_w, w.qkv_b)
                  .view({b, windows, n, 3, heads, hd})
                  .permute({3, 0, 1, 4, 2, 5})
                  .reshape({3, b, windows * heads, n, hd});
@@ -78,12 +79,12 @@ at::Tensor swin_block_forward(const at::Tensor& x, const SwinBlockWeights& w, in
     o = at::scaled_dot_product_attention(q, key, v, attn_mask);
   }
   o = o.view({b, windows, heads, n, hd}).permute({0, 1, 3, 2, 4}).reshape({b, windows, n, k});
-  o = window_reverse(at::linear(o, w.proj_w, w.proj_b), ws, hp, wp);
+  o = window_reverse(cpu::dense(o, w.proj_w, w.proj_b), ws, hp, wp);
   if (hp != height || wp != width) o = o.slice(1, 0, height).slice(2, 0, width);
   if (shift > 0) o = at::roll(o, {shift, shift}, {1, 2});
   auto y = x + drop_path(o, drop_path_rate, training);
   auto m = at::layer_norm(y, {k}, w.norm2_w, w.norm2_b, eps);
-  m = at::linear(at::gelu(at::linear(m, w.fc1_w, w.fc1_b)), w.fc2_w, w.fc2_b);
+  m = cpu::dense(cpu::dense(m, w.fc1_w, w.fc1_b, /*gelu=*/true), w.fc2_w, w.fc2_b);
   return y + drop_path(m, drop_path_rate, training);
 }
 
@@ -96,7 +97,7 @@ at::Tensor patch_merging(const at::Tensor& x, const at::Tensor& norm_w, const at
   auto merged = x.reshape({b, h / 2, 2, w / 2, 2, c})
                     .permute({0, 1, 3, 4, 2, 5})
                     .reshape({b, h / 2, w / 2, 4 * c});
-  return at::linear(at::layer_norm(merged, {4 * c}, norm_w, norm_b, eps), reduction_w);
+  return cpu::dense(at::layer_norm(merged, {4 * c}, norm_w, norm_b, eps), reduction_w, {});
 }
 
 }  // namespace thinkingvit::models

@@ -162,4 +162,26 @@ TEST(CpuKernels, TheModelGivesTheSameOutputsWithEitherKernels) {
   model->set_weight_cache(true);
 }
 
+// Swin's linears (qkv, projection, MLP with fused GELU, patch merging) through either kernels.
+TEST(CpuKernels, SwinGivesTheSameOutputsWithEitherKernels) {
+  if (!at::hasMKLDNN()) GTEST_SKIP() << "LibTorch built without oneDNN";
+  torch::manual_seed(8);
+  auto model = models::make_model(models::ModelOptions(tiny_swin_options()));
+  model->eval();
+  const auto images = tiny_images(3);
+  torch::NoGradGuard no_grad;
+  auto run = [&](cpu::KernelPolicy policy) {
+    PolicyScope scope(policy);
+    std::vector<at::Tensor> out;
+    for (const auto& o : model->forward_all(images)) out.push_back(o.logits);
+    return out;
+  };
+  const auto reference = run(cpu::KernelPolicy::kAten);
+  const auto tuned = run(cpu::KernelPolicy::kOneDnn);
+  ASSERT_EQ(tuned.size(), 2u);
+  for (size_t i = 0; i < tuned.size(); ++i) {
+    EXPECT_TRUE(close_scaled(tuned[i], reference[i], 1e-5)) << i;
+  }
+}
+
 }  // namespace thinkingvit::testing

@@ -41,6 +41,9 @@ bool applies(const at::Tensor& x);
 // operands are cast to its dtype, as at::linear does. Call only where applies(x).
 at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, bool gelu);
 
+// What model code calls: linear() where applies(x), else at::linear (and at::gelu).
+at::Tensor dense(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, bool gelu = false);
+
 // softmax(q kᵀ · Dh^-0.5) v for q, k, v: B x H x N x Dh (any strides). Call only where
 // applies(q).
 at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v);
