@@ -31,6 +31,7 @@ struct BenchArgs {
   bool no_weight_cache = false;
   bool train = false;
   bool peak = false;
+  bool cuda_graphs = false;
   std::string profile;
   int profile_calls = 3;
 };
@@ -52,6 +53,9 @@ void run_bench(const BenchArgs& args) {
   options.reps = args.reps;
   options.device = use_device(args.device, "--device");
   options.peak = args.peak;
+  options.cuda_graphs = args.cuda_graphs;
+  TVIT_CHECK(!args.cuda_graphs || options.device.is_cuda(),
+             "--cuda-graphs: needs a CUDA device, found '", options.device.str(), "'");
   if (!args.profile.empty()) {
     TVIT_CHECK(args.profile_calls > 0, "--profile-calls: expected a count >= 1, found ",
                args.profile_calls);
@@ -130,6 +134,8 @@ void add_bench_command(CLI::App& root) {
                 "add a training-step row: every stage, mean cross-entropy, backward, AdamW");
   cmd->add_flag("--peak", args->peak,
                 "also measure the device's GEMM peak per precision; rows report the share reached");
+  cmd->add_flag("--cuda-graphs", args->cuda_graphs,
+                "stage and elastic rows replay CUDA graphs of the stage forwards (GPU only)");
   cmd->add_option("--profile", args->profile,
                   "folder to write per-operator profiles to (ops.md, ops.csv, Chrome traces), "
                   "one per row, taken after the timing");

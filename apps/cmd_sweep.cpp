@@ -94,8 +94,7 @@ void run_sweep(const SweepArgs& args) {
   std::vector<std::function<void()>> fns;
   for (int64_t s = 0; s < num_stages; ++s) {
     fns.push_back([&, s] {
-      for (size_t b = 0; b < timing.size(); ++b)
-        setup.model->forward_stage(s, timing[b], inputs[s][b]);
+      for (size_t b = 0; b < timing.size(); ++b) setup.model->run_stage(s, timing[b], inputs[s][b]);
     });
     if (s + 1 == num_stages) break;
     for (size_t b = 0; b < timing.size(); ++b)

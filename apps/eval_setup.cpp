@@ -26,6 +26,9 @@ void EvalSource::add_flags(CLI::App& app) {
   app.add_option("--threads", threads, "intra-op threads (0: one per core)")->capture_default_str();
   app.add_option("--device", device,
                  "auto (a GPU when one is visible), cpu, cuda or cuda:N (default: run.device)");
+  app.add_flag("--cuda-graphs", cuda_graphs,
+               "replay CUDA graphs of the stage forwards, captured per batch size on first use "
+               "(GPU only)");
 }
 
 EvalSetup make_eval_setup(const EvalSource& s) {
@@ -54,6 +57,12 @@ EvalSetup make_eval_setup(const EvalSource& s) {
   compat::set_tf32(setup.config.precision.tf32);
   setup.model->to(setup.device);
   setup.model->eval();
+  if (s.cuda_graphs) {
+    TVIT_CHECK(setup.device.is_cuda(), "--cuda-graphs: needs a CUDA device, found '",
+               setup.device.str(), "'");
+    setup.model->set_cuda_graph_sizes(
+        models::default_cuda_graph_sizes(setup.config.data.eval_batch_size));
+  }
 
   setup.val = train::open_val_dataset(setup.config);
   const auto& e = setup.config.augment.eval;

@@ -19,6 +19,7 @@ struct EvalSource {
   bool ema = false;
   int threads = 0;
   std::string device;  // empty: the config's run.device
+  bool cuda_graphs = false;
   void add_flags(CLI::App& app);
 };
 

@@ -9,7 +9,10 @@
 #   scripts/bench_compare.sh [--released PATH] [--compile] [--pairs 5] [--batch 16]
 #       [--threads 1] [--precision fp32|bf16] [--taus 0] [--device cpu] [--reps 10] [--warmup 2]
 #
-# Needs a built build/thinkingvit and a Python with torch ($PYTHON; default: python3 when it
+# THINKINGVIT_BIN: the binary (default build/thinkingvit); OURS_FLAGS: extra flags for its bench
+# (e.g. "--cuda-graphs" on a GPU).
+#
+# Needs a built thinkingvit and a Python with torch ($PYTHON; default: python3 when it
 # imports torch, else the pinned torch of scripts/setup.sh). The released code also needs what
 # its vendored timm imports (torchvision, pillow, pyyaml, safetensors).
 set -euo pipefail
@@ -32,7 +35,9 @@ while (($#)); do
 done
 [[ $pairs =~ ^[1-9][0-9]*$ ]] || { echo "bench_compare: --pairs expects a count >= 1, found '$pairs'" >&2; exit 2; }
 [[ -z $released || -d $released ]] || { echo "bench_compare: --released '$released' is not a folder" >&2; exit 2; }
-[[ -x build/thinkingvit ]] || { echo "bench_compare: build/thinkingvit not found; run scripts/setup.sh" >&2; exit 2; }
+bin=${THINKINGVIT_BIN:-build/thinkingvit}
+read -r -a ours_flags <<< "${OURS_FLAGS:-}"
+[[ -x $bin ]] || { echo "bench_compare: $bin not found; run scripts/setup.sh" >&2; exit 2; }
 py=${PYTHON:-python3}
 if ! "$py" -c 'import torch' 2>/dev/null; then
   py=$(ls -d "${THINKINGVIT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/thinkingvit}"/torch-*/bin/python 2>/dev/null | tail -1)
@@ -45,9 +50,9 @@ common=(--batch "$batch" --threads "$threads" --precision "$precision" --taus "$
         --reps "$reps" --warmup "$warmup" --train)
 for ((r = 0; r < pairs; r++)); do
   echo "bench_compare: round $((r + 1)) of $pairs" >&2
-  build/thinkingvit bench --preset thinkingvit_3h_6h --batch-sizes "$batch" --threads "$threads" \
+  "$bin" bench --preset thinkingvit_3h_6h --batch-sizes "$batch" --threads "$threads" \
     --precision "$precision" --taus "$taus" --device "$device" --reps "$reps" --warmup "$warmup" --train \
-    --format csv > "$out/ours.$r.csv" 2> "$out/ours.log"
+    "${ours_flags[@]}" --format csv > "$out/ours.$r.csv" 2> "$out/ours.log"
   [[ -n $released ]] && "$py" scripts/bench_released.py "$released" "${common[@]}" > "$out/released.$r.csv"
   "$py" scripts/bench_torch.py "${common[@]}" > "$out/eager.$r.csv"
   ((compile)) && "$py" scripts/bench_torch.py --compile "${common[@]}" > "$out/compiled.$r.csv"

@@ -10,6 +10,10 @@
 #                 private prefix when present: for hosts without yaml-cpp, spdlog, CLI11, GTest
 #   TORCH_PYTHON  the Python whose torch to build against (default python3)
 #   BUILD_DIR     (default build-gpu)   JOBS (default: cores)   OUT_DIR (default gpu-check)
+#   COMPARE=0     skip the side-by-side run against the PyTorch implementations
+#   PAIRS         its interleaved rounds (default 3)   COMPILE=0: without torch.compile
+#   RELEASED      a checkout of ds-kiel/ThinkingViT to add the released code (its vendored timm
+#                 also needs torchvision, pillow, pyyaml and safetensors in that Python)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
@@ -57,11 +61,25 @@ tests_rc=0
 (cd "$build" && ctest -L cuda --output-on-failure --timeout 300) >"$out/cuda_tests.log" 2>&1 || tests_rc=$?
 tested=$(date +%s)
 
-say "benchmark: thinkingvit_3h_6h, random weights, batch 256, fp32 (TF32) and bf16"
+say "benchmark: thinkingvit_3h_6h, random weights, batch 64 and 256, fp32 (TF32) and bf16, eager and CUDA graphs"
 bench_rc=0
-"$build/thinkingvit" bench --preset thinkingvit_3h_6h --device cuda --batch-sizes 64,256 \
-  --precision fp32,bf16 --taus 0,1,2.4 --warmup 3 --reps 10 --output "$out/bench.md" \
-  >"$out/bench.log" 2>&1 || bench_rc=$?
+bench=("$build/thinkingvit" bench --preset thinkingvit_3h_6h --device cuda --batch-sizes 64,256
+       --precision bf16,fp32 --taus 0 --stop-shares 0.5 --warmup 3 --reps 10 --peak)
+"${bench[@]}" --train --output "$out/bench.md" >"$out/bench.log" 2>&1 || bench_rc=$?
+"${bench[@]}" --cuda-graphs --output "$out/bench_graphs.md" >"$out/bench_graphs.log" 2>&1 || bench_rc=$?
+"${bench[@]}" --batch-sizes 256 --precision bf16 --reps 3 --profile "$out/profile" \
+  >"$out/profile.log" 2>&1 || bench_rc=$?
+compare_rc=0
+if [[ ${COMPARE:-1} != 0 && $gpu_visible -eq 1 ]]; then
+  say "side by side: bf16, batch 256, ${PAIRS:-3} rounds (ours eager and with CUDA graphs)"
+  flags=(--device cuda --batch 256 --precision bf16 --taus 0 --pairs "${PAIRS:-3}" --reps 20 --warmup 5)
+  [[ ${COMPILE:-1} != 0 ]] && flags+=(--compile)
+  [[ -n ${RELEASED:-} ]] && flags+=(--released "$RELEASED")
+  for graphs in "" "--cuda-graphs"; do
+    PYTHON=$py THINKINGVIT_BIN="$build/thinkingvit" OURS_FLAGS="$graphs" \
+      scripts/bench_compare.sh "${flags[@]}" >>"$out/compare.md" 2>>"$out/compare.log" || compare_rc=$?
+  done
+fi
 done_at=$(date +%s)
 
 {
@@ -73,7 +91,12 @@ done_at=$(date +%s)
   echo "-- CUDA tests (rc $tests_rc)"
   grep -E "tests passed|Passed|Failed|Skipped|\\*\\*\\*" "$out/cuda_tests.log" | sed 's/^/  /' || true
   echo "-- benchmark (rc $bench_rc)"
-  if [ -f "$out/bench.md" ]; then cat "$out/bench.md"; else tail -5 "$out/bench.log"; fi
+  for f in bench bench_graphs; do
+    if [ -f "$out/$f.md" ]; then cat "$out/$f.md"; else tail -5 "$out/$f.log"; fi
+  done
+  [ -f "$out/profile/ops.md" ] && head -20 "$out/profile/ops.md"
+  echo "-- side by side (rc $compare_rc)"
+  [ -f "$out/compare.md" ] && cat "$out/compare.md"
   [ "$gpu_visible" -eq 1 ] || echo "NO GPU VISIBLE: the CUDA tests skipped themselves; nothing was checked on a GPU"
 } | tee -a "$log"
-[ "$gpu_visible" -eq 1 ] && [ "$tests_rc" -eq 0 ] && [ "$bench_rc" -eq 0 ]
+[ "$gpu_visible" -eq 1 ] && [ "$tests_rc" -eq 0 ] && [ "$bench_rc" -eq 0 ] && [ "$compare_rc" -eq 0 ]

@@ -46,20 +46,6 @@ at::ScalarType compute_type(const at::Tensor& x) {
   return x.scalar_type();
 }
 
-at::Tensor onednn_linear(const at::Tensor& x2d, const at::Tensor& w, const at::Tensor& b,
-                         bool gelu) {
-  static const auto op =
-      c10::Dispatcher::singleton().findSchemaOrThrow("mkldnn::_linear_pointwise", "");
-  torch::jit::Stack stack{x2d,
-                          w,
-                          b.defined() ? c10::IValue(b) : c10::IValue(),
-                          c10::IValue(std::string(gelu ? "gelu" : "none")),
-                          c10::IValue(c10::List<std::optional<c10::Scalar>>()),
-                          gelu ? c10::IValue(std::string("none")) : c10::IValue()};
-  op.callBoxed(&stack);
-  return stack.at(0).toTensor();
-}
-
 at::Tensor aten_linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, bool gelu) {
   auto y = at::linear(x, w, b);
   return gelu ? at::gelu(y) : y;
@@ -123,6 +109,20 @@ Choice choice_for(at::ScalarType dtype) {
 }
 
 }  // namespace
+
+at::Tensor onednn_linear(const at::Tensor& x2d, const at::Tensor& w, const at::Tensor& b,
+                         bool gelu) {
+  static const auto op =
+      c10::Dispatcher::singleton().findSchemaOrThrow("mkldnn::_linear_pointwise", "");
+  torch::jit::Stack stack{x2d,
+                          w,
+                          b.defined() ? c10::IValue(b) : c10::IValue(),
+                          c10::IValue(std::string(gelu ? "gelu" : "none")),
+                          c10::IValue(c10::List<std::optional<c10::Scalar>>()),
+                          gelu ? c10::IValue(std::string("none")) : c10::IValue()};
+  op.callBoxed(&stack);
+  return stack.at(0).toTensor();
+}
 
 KernelPolicy parse_kernel_policy(const std::string& text, const std::string& what) {
   if (text == "auto") return KernelPolicy::kAuto;

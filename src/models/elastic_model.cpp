@@ -1,11 +1,15 @@
 #include "thinkingvit/models/elastic_model.h"
 
+#include <ATen/autocast_mode.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <limits>
+#include <sstream>
 
 #include "thinkingvit/models/thinking_swin.h"
 #include "thinkingvit/models/thinking_vit.h"
+#include "thinkingvit/util/compat.h"
 #include "thinkingvit/util/error.h"
 #include "thinkingvit/util/text.h"
 
@@ -14,9 +18,88 @@ namespace thinkingvit::models {
 std::vector<StageOutput> ElasticModel::forward_all(const at::Tensor& images) {
   std::vector<StageOutput> outputs;
   for (int64_t s = 0; s < num_stages(); ++s) {
-    outputs.push_back(forward_stage(s, images, s > 0 ? outputs.back().tokens : at::Tensor()));
+    outputs.push_back(run_stage(s, images, s > 0 ? outputs.back().tokens : at::Tensor()));
   }
   return outputs;
+}
+
+// One captured stage: its static inputs, the outputs the graph leaves, and the graph.
+struct ElasticModel::StageGraph {
+  at::Tensor images, prev;
+  StageOutput out;
+  std::unique_ptr<compat::CapturedCall> call;
+};
+
+void ElasticModel::set_cuda_graph_sizes(std::vector<int64_t> sizes) {
+  for (const auto size : sizes) TVIT_CHECK(size > 0, "CUDA graph sizes must be > 0, found ", size);
+  std::sort(sizes.begin(), sizes.end());
+  sizes.erase(std::unique(sizes.begin(), sizes.end()), sizes.end());
+  graph_sizes_ = std::move(sizes);
+  graphs_.clear();
+}
+
+std::vector<int64_t> default_cuda_graph_sizes(int64_t batch, int64_t smallest) {
+  TVIT_CHECK(batch > 0 && smallest > 0, "CUDA graph sizes: batch and smallest size must be > 0");
+  std::vector<int64_t> sizes{batch};
+  for (int64_t p = 1; p < batch; p *= 2)
+    if (p >= smallest) sizes.push_back(p);
+  std::sort(sizes.begin(), sizes.end());
+  return sizes;
+}
+
+StageOutput ElasticModel::run_stage(int64_t stage, const at::Tensor& images,
+                                    const at::Tensor& prev_tokens) {
+  if (graph_sizes_.empty() || !images.is_cuda() || at::GradMode::is_enabled()) {
+    return forward_stage(stage, images, prev_tokens);
+  }
+  const int64_t batch = images.size(0);
+  const auto size = std::lower_bound(graph_sizes_.begin(), graph_sizes_.end(), batch);
+  if (size == graph_sizes_.end()) return forward_stage(stage, images, prev_tokens);
+  // Graphs read the weights (and the families' weight caches) as they were at capture.
+  std::vector<int64_t> signature;
+  for (const auto& p : parameters()) {
+    signature.push_back(reinterpret_cast<int64_t>(p.data_ptr()));
+    signature.push_back(static_cast<int64_t>(p._version()));
+  }
+  if (signature != graph_signature_) {
+    graphs_.clear();
+    graph_signature_ = std::move(signature);
+  }
+  const auto device_type = images.device().type();
+  const bool autocast = at::autocast::is_autocast_enabled(device_type);
+  std::ostringstream key;
+  key << stage << "/" << *size << "/" << images.device() << "/"
+      << (autocast ? c10::toString(at::autocast::get_autocast_dtype(device_type)) : "off") << "/"
+      << images.sizes().slice(1) << images.scalar_type();
+  if (prev_tokens.defined())
+    key << "/" << prev_tokens.sizes().slice(1) << prev_tokens.scalar_type();
+  auto& graph = graphs_[key.str()];
+  if (!graph) {
+    auto g = std::make_shared<StageGraph>();
+    auto shape = images.sizes().vec();
+    shape[0] = *size;
+    g->images = torch::zeros(shape, images.options());
+    if (prev_tokens.defined()) {
+      auto prev_shape = prev_tokens.sizes().vec();
+      prev_shape[0] = *size;
+      g->prev = torch::zeros(prev_shape, prev_tokens.options());
+    }
+    auto* raw = g.get();
+    g->call = std::make_unique<compat::CapturedCall>(
+        [this, stage, raw] { raw->out = forward_stage(stage, raw->images, raw->prev); },
+        images.device());
+    graph = std::move(g);
+  }
+  graph->images.narrow(0, 0, batch).copy_(images);
+  if (batch < *size) graph->images.narrow(0, batch, *size - batch).zero_();
+  if (prev_tokens.defined()) {
+    graph->prev.narrow(0, 0, batch).copy_(prev_tokens);
+    if (batch < *size) graph->prev.narrow(0, batch, *size - batch).zero_();
+  }
+  graph->call->replay();
+  // The graph's outputs are overwritten by its next replay: hand out copies.
+  return {graph->out.logits.narrow(0, 0, batch).clone(),
+          graph->out.tokens.narrow(0, 0, batch).clone()};
 }
 
 std::string recycle_projection_name(int64_t transition) {
@@ -39,7 +122,7 @@ ElasticOutput ElasticModel::forward_elastic(const at::Tensor& images, double tau
   for (int64_t s = 0; s < num_stages && active.size(0) > 0; ++s) {
     const bool everyone = active.size(0) == batch;
     auto x = everyone ? images : images.index_select(0, active);
-    auto stage_out = forward_stage(s, x, tokens);
+    auto stage_out = run_stage(s, x, tokens);
     auto h = entropy(stage_out.logits, rule);  // A
     if (!out.logits.defined()) {
       out.logits = torch::empty({batch, stage_out.logits.size(1)}, stage_out.logits.options());

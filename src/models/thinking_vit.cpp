@@ -210,11 +210,9 @@ StageWeights ThinkingViTImpl::stage_weights(int64_t stage) {
   const auto device_type = cls_token.device().type();
   if (!at::autocast::is_autocast_enabled(device_type)) return cached;
   const auto dtype = at::autocast::get_autocast_dtype(device_type);
-  if (dtype != cached_autocast_dtype_ || cached_autocast_weights_.empty()) {
-    cached_autocast_weights_.assign(options_.num_stages(), StageWeights());
-    cached_autocast_dtype_ = dtype;
-  }
-  auto& cast = cached_autocast_weights_[stage];
+  auto& per_stage = cached_autocast_weights_[dtype];
+  if (per_stage.empty()) per_stage.resize(options_.num_stages());
+  auto& cast = per_stage[stage];
   if (cast.width == 0) {
     // What autocast would cast on every call: the operands of convolution and linear layers.
     // LayerNorm (run in float32 by autocast), the class token and position embedding stay.

@@ -8,7 +8,9 @@
 
 #ifdef THINKINGVIT_HAVE_CUDA
 #include <ATen/cuda/CUDAContext.h>
+#include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDAFunctions.h>
+#include <c10/cuda/CUDAGuard.h>
 #include <torch/csrc/cuda/nccl.h>
 #endif
 
@@ -158,5 +160,54 @@ AutocastGuard::~AutocastGuard() {
   at::autocast::set_autocast_enabled(device_type_, prev_enabled_);
   at::autocast::set_autocast_dtype(device_type_, prev_dtype_);
 }
+
+#ifdef THINKINGVIT_HAVE_CUDA
+struct CapturedCall::Impl {
+  at::cuda::CUDAGraph graph;
+};
+
+CapturedCall::CapturedCall(const std::function<void()>& fn, const c10::Device& device, int warmup) {
+  TVIT_CHECK(device.is_cuda() && cuda_available(), "CUDA graphs: ", device.str(),
+             " is not a visible CUDA device");
+  impl_ = std::make_unique<Impl>();
+  const c10::cuda::CUDAGuard device_guard(device);
+  // Capture needs a stream of its own; the side stream starts after the work queued so far.
+  auto side =
+      c10::cuda::getStreamFromPool(/*isHighPriority=*/false, device_guard.current_device().index());
+  c10::cuda::device_synchronize();
+  {
+    const c10::cuda::CUDAStreamGuard stream_guard(side);
+    for (int i = 0; i < warmup; ++i) fn();
+    side.synchronize();
+    // Thread-local capture mode: a loader thread's CUDA calls (pinned allocations) may go on.
+    impl_->graph.capture_begin({0, 0}, cudaStreamCaptureModeThreadLocal);
+    try {
+      fn();
+    } catch (...) {
+      try {
+        impl_->graph.capture_end();
+      } catch (...) {
+      }
+      throw;
+    }
+    impl_->graph.capture_end();
+  }
+  c10::cuda::device_synchronize();
+}
+
+void CapturedCall::replay() { impl_->graph.replay(); }
+#else
+struct CapturedCall::Impl {};
+
+CapturedCall::CapturedCall(const std::function<void()>& fn, const c10::Device& device, int warmup) {
+  (void)fn;
+  (void)warmup;
+  fail("CUDA graphs: ", device.str(), ": this is a CPU-only build");
+}
+
+void CapturedCall::replay() { fail("CUDA graphs: this is a CPU-only build"); }
+#endif
+
+CapturedCall::~CapturedCall() = default;
 
 }  // namespace thinkingvit::compat

@@ -141,6 +141,47 @@ TEST(Cuda, ElasticInferenceEqualsSelectAfterAll_CUDA) {
   compat::set_tf32(true);
 }
 
+// CUDA graphs: stage forwards replayed at captured sizes (padded sub-batches included) give the
+// eager outputs, in float32 and bf16 autocast; a parameter change drops and recaptures them.
+TEST(Cuda, CudaGraphsReplayTheEagerStages_CUDA) {
+  REQUIRE_GPU();
+  compat::set_tf32(false);
+  auto model = model_with(models::AttentionBackend::kFused, kGpu);
+  model->eval();
+  torch::NoGradGuard no_grad;
+  const auto images = tiny_images(16, /*seed=*/6).to(kGpu);
+  for (const bool bf16 : {false, true}) {
+    compat::AutocastGuard autocast(c10::kCUDA, at::kBFloat16, bf16);
+    model->set_cuda_graph_sizes({});
+    const auto eager_all = model->forward_all(images);
+    const auto eager = model->forward_elastic(images, 1.6);
+    model->set_cuda_graph_sizes(models::default_cuda_graph_sizes(16, 4));
+    for (int rep = 0; rep < 2; ++rep) {  // capture, then replay
+      const auto graphed_all = model->forward_all(images);
+      for (size_t s = 0; s < graphed_all.size(); ++s) {
+        EXPECT_TRUE(close_scaled(graphed_all[s].logits.to(at::kFloat).cpu(),
+                                 eager_all[s].logits.to(at::kFloat).cpu(), bf16 ? 2e-2 : 1e-5))
+            << s << " bf16 " << bf16;
+      }
+      const auto graphed = model->forward_elastic(images, 1.6);
+      EXPECT_TRUE(torch::equal(graphed.exit_stage.cpu(), eager.exit_stage.cpu()));
+      EXPECT_EQ(graphed.samples_per_stage, eager.samples_per_stage);
+      EXPECT_TRUE(close_scaled(graphed.logits.to(at::kFloat).cpu(), eager.logits.to(at::kFloat).cpu(),
+                               bf16 ? 2e-2 : 1e-5));
+    }
+    EXPECT_GT(model->cuda_graph_count(), 3u) << "bf16 " << bf16;
+  }
+  // A changed weight drops the graphs: the next call is a new capture that sees it.
+  model->set_cuda_graph_sizes({16});
+  const auto before = model->run_stage(0, images).logits.cpu();
+  model->parameters()[0].add_(0.01);
+  const auto after = model->run_stage(0, images).logits.cpu();
+  model->set_cuda_graph_sizes({});
+  EXPECT_TRUE(close_scaled(after, model->forward_stage(0, images).logits.cpu(), 1e-5));
+  EXPECT_FALSE(torch::allclose(after, before));
+  compat::set_tf32(true);
+}
+
 TEST(Cuda, OneRankNcclGroupAllReduces_CUDA) {
   REQUIRE_GPU();
 #ifndef THINKINGVIT_HAVE_NCCL

@@ -6,6 +6,7 @@
 #include "../test_util.h"
 #include "thinkingvit/models/elastic_model.h"
 #include "thinkingvit/models/thinking_vit.h"
+#include "thinkingvit/util/compat.h"
 
 namespace thinkingvit::testing {
 
@@ -172,6 +173,29 @@ TEST(ModelBounds, ActivationsFollowTheStatedFormula) {
   big.image_size(4096).patch_size(16);
   expect_error([&] { models::check_fits_in_memory(big, 1, "model", 1, false); },
                {"running it on batches of 1 needs about", "activations", "GiB", "of this machine"});
+}
+
+// CUDA graph sizes: the batch and the powers of two below it; on the CPU, run_stage is the
+// eager forward whatever the sizes.
+TEST(ElasticModel, CudaGraphSizesAndTheCpuFallback) {
+  EXPECT_EQ(models::default_cuda_graph_sizes(256), (std::vector<int64_t>{8, 16, 32, 64, 128, 256}));
+  EXPECT_EQ(models::default_cuda_graph_sizes(100), (std::vector<int64_t>{8, 16, 32, 64, 100}));
+  EXPECT_EQ(models::default_cuda_graph_sizes(4), (std::vector<int64_t>{4}));
+  EXPECT_EQ(models::default_cuda_graph_sizes(6, 2), (std::vector<int64_t>{2, 4, 6}));
+  expect_error([] { models::default_cuda_graph_sizes(0); }, {"must be > 0"});
+  auto model = tiny_model();
+  expect_error([&] { model->set_cuda_graph_sizes({4, 0}); }, {"CUDA graph sizes", "> 0", "0"});
+  model->set_cuda_graph_sizes({8, 2, 8});
+  EXPECT_EQ(model->cuda_graph_sizes(), (std::vector<int64_t>{2, 8}));
+  torch::NoGradGuard no_grad;
+  const auto images = tiny_images(3);
+  const auto eager = model->forward_stage(0, images);
+  const auto run = model->run_stage(0, images);
+  EXPECT_TRUE(torch::equal(run.logits, eager.logits));
+  EXPECT_TRUE(torch::equal(run.tokens, eager.tokens));
+  model->forward_elastic(images, 1.0);
+  EXPECT_EQ(model->cuda_graph_count(), 0u);
+  expect_error([] { compat::CapturedCall([] {}, c10::Device(c10::kCPU)); }, {"CUDA graphs", "cpu"});
 }
 
 }  // namespace thinkingvit::testing

@@ -41,6 +41,9 @@ struct BenchOptions {
   // Also measure the device's dense matrix-multiply peak at each precision (measure_gemm_peak),
   // so that every row reports the share of it that the model reaches.
   bool peak = false;
+  // Stage and elastic rows replay CUDA graphs (ElasticModel::set_cuda_graph_sizes with
+  // default_cuda_graph_sizes(batch)); CUDA devices only.
+  bool cuda_graphs = false;
 };
 
 // Milliseconds per call of one timed configuration.
@@ -72,7 +75,7 @@ struct BenchRow {
 // The device's dense matrix-multiply throughput at `precision` in TFLOP/s: square matmuls of
 // operands in that type (bf16 with float accumulation), sized so that one call takes tens of
 // milliseconds (at most 8192 on a GPU, 4096 on a CPU), median of `reps` calls, with the current
-// intra-op threads.
+// intra-op threads; on a CPU the faster of ATen's matmul and oneDNN's.
 double measure_gemm_peak(const c10::Device& device, Precision precision, int reps = 5);
 
 // Calls fn `warmup` times, then times `reps` calls (synchronising `device` around each).

@@ -41,6 +41,11 @@ bool applies(const at::Tensor& x);
 // operands are cast to its dtype, as at::linear does. Call only where applies(x).
 at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, bool gelu);
 
+// oneDNN's linear alone, whatever the policy (2-D x and w of one dtype; b may be undefined):
+// for measurements. Call only where at::hasMKLDNN().
+at::Tensor onednn_linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b,
+                         bool gelu = false);
+
 // What model code calls: linear() where applies(x), else at::linear (and at::gelu).
 at::Tensor dense(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, bool gelu = false);
 

@@ -7,6 +7,7 @@
 #include <torch/nn/module.h>
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -49,6 +50,10 @@ class ElasticModel : public torch::nn::Module {
   // (required for stage > 0 when the model recycles).
   virtual StageOutput forward_stage(int64_t stage, const at::Tensor& images,
                                     const at::Tensor& prev_tokens = {}) = 0;
+  // What forward_all and forward_elastic run a stage with: a CUDA graph's replay where one
+  // applies (see set_cuda_graph_sizes), else forward_stage.
+  StageOutput run_stage(int64_t stage, const at::Tensor& images,
+                        const at::Tensor& prev_tokens = {});
   // Every stage on every sample, each recycling the previous one (training, evaluation).
   std::vector<StageOutput> forward_all(const at::Tensor& images);
   // Progressive inference: stage 0 on the batch, each later stage only on the samples whose
@@ -71,7 +76,28 @@ class ElasticModel : public torch::nn::Module {
   virtual bool decays(const std::string& name, const at::Tensor& param) const;
   // Inference-time caches of gathered weights, where a family keeps any (off for measurements).
   virtual void set_weight_cache(bool enabled) { (void)enabled; }
+
+  // CUDA graphs for stage forwards without gradients on a GPU: run_stage captures a stage at a
+  // batch size from `sizes` on first use (per autocast dtype) and replays it afterwards. A batch
+  // runs on the smallest captured size that holds it, zero-padded (samples never mix in a
+  // stage), or eagerly when none does; so elastic inference's shrinking sub-batches replay too.
+  // Any change to a parameter (an optimizer step, a load) drops the graphs, which are then
+  // captured again. Empty `sizes` (the default): off. Sizes must be > 0.
+  void set_cuda_graph_sizes(std::vector<int64_t> sizes);
+  const std::vector<int64_t>& cuda_graph_sizes() const { return graph_sizes_; }
+  // Graphs captured so far (for tests and logs).
+  size_t cuda_graph_count() const { return graphs_.size(); }
+
+ private:
+  struct StageGraph;
+  std::vector<int64_t> graph_sizes_;
+  std::map<std::string, std::shared_ptr<StageGraph>> graphs_;
+  std::vector<int64_t> graph_signature_;
 };
+
+// The capture sizes for batches of up to `batch` samples: `batch` and every power of two below
+// it down to `smallest` (elastic sub-batches then pad by less than 2x).
+std::vector<int64_t> default_cuda_graph_sizes(int64_t batch, int64_t smallest = 8);
 
 // Name of the recycling projection feeding stage `transition + 1` ("proj_layer", "proj_layer2",
 // ...), as the released checkpoints of every family name it.

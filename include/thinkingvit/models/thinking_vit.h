@@ -12,6 +12,7 @@
 #include <torch/nn/modules/normalization.h>
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <vector>
 
@@ -130,9 +131,9 @@ class ThinkingViTImpl : public ElasticModel {
   std::vector<Block> block_list_;
   std::vector<StageWeights> cached_weights_;  // per stage, for no-grad forwards
   // The same with the matmul and convolution weights in autocast's dtype (cast once, not on
-  // every call as autocast does outside grad mode).
-  std::vector<StageWeights> cached_autocast_weights_;
-  c10::ScalarType cached_autocast_dtype_ = c10::ScalarType::Undefined;
+  // every call as autocast does outside grad mode), per dtype: a CUDA graph captured under one
+  // dtype keeps reading its tensors while another dtype runs.
+  std::map<c10::ScalarType, std::vector<StageWeights>> cached_autocast_weights_;
   std::vector<int64_t> cache_signature_;
   bool weight_cache_ = true;
 };

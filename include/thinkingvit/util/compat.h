@@ -6,6 +6,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -65,6 +66,27 @@ class AutocastGuard {
   bool enabled_;
   bool prev_enabled_ = false;
   c10::ScalarType prev_dtype_ = c10::ScalarType::Undefined;
+};
+
+// One call captured into a CUDA graph and replayed: the kernels a fixed-shape forward launches
+// go to the GPU in one launch, which matters where a forward is short (a small stage at a large
+// batch on a fast GPU spends more time launching kernels than running them). The constructor
+// runs fn `warmup` times on a side stream (first-call allocations, cuBLAS / cuDNN plans), then
+// captures one more call into a graph with its own memory pool. fn must read its inputs from, and
+// leave its outputs in, tensors that outlive this object; replay() re-runs the captured kernels
+// on the current stream with whatever those tensors hold then. CUDA builds only: elsewhere, and
+// for a CPU device, the constructor throws an Error.
+class CapturedCall {
+ public:
+  CapturedCall(const std::function<void()>& fn, const c10::Device& device, int warmup = 2);
+  ~CapturedCall();
+  CapturedCall(const CapturedCall&) = delete;
+  CapturedCall& operator=(const CapturedCall&) = delete;
+  void replay();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
 };
 
 // A collective started by ProcessGroup::all_reduce_sum_async; wait() blocks until it finished
