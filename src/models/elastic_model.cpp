@@ -73,8 +73,9 @@ StageOutput ElasticModel::run_stage(int64_t stage, const at::Tensor& images,
       << images.sizes().slice(1) << images.scalar_type();
   if (prev_tokens.defined())
     key << "/" << prev_tokens.sizes().slice(1) << prev_tokens.scalar_type();
-  auto& graph = graphs_[key.str()];
-  if (!graph) {
+  const auto name = key.str();
+  auto found = graphs_.find(name);
+  if (found == graphs_.end()) {
     auto g = std::make_shared<StageGraph>();
     auto shape = images.sizes().vec();
     shape[0] = *size;
@@ -88,8 +89,9 @@ StageOutput ElasticModel::run_stage(int64_t stage, const at::Tensor& images,
     g->call = std::make_unique<compat::CapturedCall>(
         [this, stage, raw] { raw->out = forward_stage(stage, raw->images, raw->prev); },
         images.device());
-    graph = std::move(g);
+    found = graphs_.emplace(name, std::move(g)).first;  // kept only once captured
   }
+  auto& graph = found->second;
   graph->images.narrow(0, 0, batch).copy_(images);
   if (batch < *size) graph->images.narrow(0, batch, *size - batch).zero_();
   if (prev_tokens.defined()) {

@@ -104,27 +104,36 @@ TEST(CpuKernels, MatmulAttentionMatchesTheDefinition) {
   EXPECT_TRUE(close_scaled(out16, expected, 3e-2));
 }
 
-// The measured choice: whichever wins, the results are the maths'; describe() names the
-// measured dtype afterwards.
+// Auto: oneDNN linears; in bf16 the attention kernel measured once. Whichever wins, the results
+// are the maths', describe() names each dtype once used, and measuring leaves the random stream
+// alone.
 TEST(CpuKernels, AutoMeasuresOncePerDtype) {
   if (!at::hasMKLDNN()) GTEST_SKIP() << "LibTorch built without oneDNN";
   PolicyScope scope(cpu::KernelPolicy::kAuto);
   EXPECT_EQ(cpu::describe(), "auto (nothing measured yet)");
   torch::NoGradGuard no_grad;
   torch::manual_seed(5);
-  const auto before = torch::randn({1});
-  torch::manual_seed(5);
   const auto x = torch::randn({3, 16}), w = torch::randn({8, 16}), b = torch::randn({8});
-  const auto y = cpu::linear(x, w, b, /*gelu=*/true);
-  EXPECT_TRUE(close_scaled(y, at::gelu(at::linear(x, w, b)), 1e-5));
+  const auto qkv = torch::randn({2, 5, 3, 2, 8}).permute({2, 0, 3, 1, 4});
+  EXPECT_TRUE(
+      close_scaled(cpu::linear(x, w, b, /*gelu=*/true), at::gelu(at::linear(x, w, b)), 1e-5));
+  EXPECT_EQ(cpu::describe(), "linear onednn, attention flash (float32)");
+  // The bf16 measurement happens inside this call; it draws no random numbers.
+  torch::manual_seed(7);
+  {
+    compat::AutocastGuard autocast(c10::kCPU, at::kBFloat16);
+    const auto out = cpu::attention(qkv[0], qkv[1], qkv[2]);
+    EXPECT_EQ(out.scalar_type(), at::kBFloat16);
+    EXPECT_TRUE(close_scaled(out, reference_attention(qkv[0], qkv[1], qkv[2]), 3e-2));
+  }
+  const auto drawn = torch::randn({4});
+  torch::manual_seed(7);
+  EXPECT_TRUE(torch::equal(drawn, torch::randn({4})));
   const auto text = cpu::describe();
-  EXPECT_NE(text.find("(float32)"), std::string::npos) << text;
-  EXPECT_EQ(text.find("bfloat16"), std::string::npos) << text;
-  // Measuring leaves the random stream alone.
-  torch::manual_seed(5);
-  cpu::set_policy(cpu::KernelPolicy::kAuto);
-  cpu::linear(x, w, b, false);
-  EXPECT_TRUE(torch::equal(torch::randn({1}), before));
+  EXPECT_EQ(text.rfind("linear onednn, attention flash (float32); linear onednn, attention ", 0),
+            0u)
+      << text;
+  EXPECT_NE(text.find("(bfloat16)"), std::string::npos) << text;
 }
 
 // The whole model: tuned kernels against ATen's, every stage and the elastic path, in float32

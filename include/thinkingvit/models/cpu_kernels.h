@@ -1,15 +1,17 @@
 #pragma once
-// Inference kernels for the CPU, chosen by measurement on the machine at hand.
+// Inference kernels for the CPU.
 //
-// ATen's linear goes through MKL's (or OpenBLAS's) sgemm; oneDNN, which LibTorch carries too, can
-// be markedly faster on some CPUs (on AMD Zen 4, MKL runs its AVX2 code: oneDNN's fp32 linear is
-// 10-17 % faster there) and fuses the bias and GELU into the GEMM's epilogue. For attention at
-// ViT lengths, the flash kernel wins in float32 and batched matmuls win in bfloat16 on CPUs
-// without AMX. Which is faster differs between machines, so each choice is measured once per
-// process and dtype on a ViT-sized problem (a few milliseconds) and kept.
+// ATen's float32 linear goes through MKL's (or OpenBLAS's) sgemm; oneDNN, which LibTorch carries
+// too, is markedly faster on some CPUs (on AMD Zen 4, where MKL runs its AVX2 code, oneDNN's fp32
+// linear is 5-30 % faster) and fuses the bias and GELU into the GEMM's epilogue; in bfloat16,
+// ATen's CPU linear is oneDNN's matmul already, with bias and GELU as separate passes. So
+// inference takes oneDNN's fused linear wherever LibTorch has oneDNN. For attention at ViT
+// lengths the flash kernel wins in float32, while in bfloat16 batched matmuls win on CPUs
+// without AMX (1.5x on Zen 4) and may lose with it: that choice is measured once per process and
+// dtype on a ViT-sized problem (a few milliseconds) and kept.
 //
 // Used only where no gradient is recorded (inference under no-grad) on CPU tensors; everything
-// else takes ATen's ops unchanged. THINKINGVIT_CPU_KERNELS=aten turns the choice off (ATen's
+// else takes ATen's ops unchanged. THINKINGVIT_CPU_KERNELS=aten turns all of it off (ATen's
 // linear and fused attention everywhere); =onednn forces oneDNN linears and matmul attention.
 
 #include <ATen/core/Tensor.h>
@@ -19,7 +21,7 @@
 namespace thinkingvit::models::cpu {
 
 enum class KernelPolicy {
-  kAuto,    // measure once per dtype, take the faster
+  kAuto,    // oneDNN linears; attention measured once per reduced-precision dtype
   kAten,    // at::linear, at::gelu, at::scaled_dot_product_attention
   kOneDnn,  // oneDNN linear (bias and GELU fused), batched-matmul attention
 };
