@@ -158,12 +158,14 @@ void set_policy(KernelPolicy policy) {
   s.measured.clear();
 }
 
-bool applies(const at::Tensor& x) {
-  if (!x.is_cpu() || at::GradMode::is_enabled() || !at::hasMKLDNN()) return false;
-  const auto dtype = compute_type(x);
+bool attention_applies(const at::Tensor& q) {
+  if (!q.is_cpu() || !at::hasMKLDNN()) return false;
+  const auto dtype = compute_type(q);
   if (dtype != at::kFloat && dtype != at::kBFloat16) return false;
   return policy() != KernelPolicy::kAten;
 }
+
+bool applies(const at::Tensor& x) { return !at::GradMode::is_enabled() && attention_applies(x); }
 
 at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, bool gelu) {
   const auto dtype = compute_type(x);

@@ -43,9 +43,9 @@ at::Tensor attention(const at::Tensor& x, const BlockWeights& w, int64_t heads,
   qkv = qkv.reshape({batch, tokens, 3, heads, width / heads}).permute({2, 0, 3, 1, 4});
   auto q = qkv[0], k = qkv[1], v = qkv[2];  // B x H x N x Dh
   // kSmall falls back to the fused kernel where it does not apply (GPU, long sequences); on the
-  // CPU the fused kernel is the measured choice of cpu::attention at inference.
+  // CPU, cpu::attention picks between the fused kernel and batched matmuls (also in training).
   auto out = backend == AttentionBackend::kExplicit ? compat::explicit_attention(q, k, v)
-             : cpu::applies(q)                      ? cpu::attention(q, k, v)
+             : cpu::attention_applies(q)            ? cpu::attention(q, k, v)
                                                     : compat::fused_attention(q, k, v);
   out = out.transpose(1, 2).reshape({batch, tokens, width});  // B x H x N x Dh -> B x N x k
   return cpu::dense(out, w.proj_w, w.proj_b);

@@ -45,7 +45,8 @@ TEST(CpuKernels, AppliesToNoGradFloatOnTheCpu) {
   if (!at::hasMKLDNN()) GTEST_SKIP() << "LibTorch built without oneDNN";
   PolicyScope scope(cpu::KernelPolicy::kOneDnn);
   const auto x = torch::randn({2, 3});
-  EXPECT_FALSE(cpu::applies(x));  // gradients are being recorded
+  EXPECT_FALSE(cpu::applies(x));           // gradients are being recorded: ATen's linears
+  EXPECT_TRUE(cpu::attention_applies(x));  // the attention choice holds in training too
   torch::NoGradGuard no_grad;
   EXPECT_TRUE(cpu::applies(x));
   EXPECT_TRUE(cpu::applies(x.to(at::kBFloat16)));
@@ -56,6 +57,7 @@ TEST(CpuKernels, AppliesToNoGradFloatOnTheCpu) {
   }
   cpu::set_policy(cpu::KernelPolicy::kAten);
   EXPECT_FALSE(cpu::applies(x));
+  EXPECT_FALSE(cpu::attention_applies(x));
   EXPECT_EQ(cpu::describe(), "aten");
 }
 
@@ -190,6 +192,40 @@ TEST(CpuKernels, SwinGivesTheSameOutputsWithEitherKernels) {
   ASSERT_EQ(tuned.size(), 2u);
   for (size_t i = 0; i < tuned.size(); ++i) {
     EXPECT_TRUE(close_scaled(tuned[i], reference[i], 1e-5)) << i;
+  }
+}
+
+// Training: matmul attention (kOneDnn) gives the flash kernel's (kAten) gradients, in float32
+// and under bf16 autocast.
+TEST(CpuKernels, MatmulAttentionTrainsLikeTheFlashKernel) {
+  if (!at::hasMKLDNN()) GTEST_SKIP() << "LibTorch built without oneDNN";
+  auto model = tiny_model();
+  model->train();
+  const auto images = tiny_images(4);
+  auto grads = [&](cpu::KernelPolicy policy, bool bf16) {
+    PolicyScope scope(policy);
+    model->zero_grad();
+    {
+      compat::AutocastGuard autocast(c10::kCPU, at::kBFloat16, bf16);
+      at::Tensor loss;
+      for (const auto& out : model->forward_all(images)) {
+        const auto term = out.logits.to(at::kFloat).square().mean();
+        loss = loss.defined() ? loss + term : term;
+      }
+      loss.backward();
+    }
+    std::vector<at::Tensor> g;
+    for (const auto& p : model->parameters()) g.push_back(p.grad().clone());
+    return g;
+  };
+  for (const bool bf16 : {false, true}) {
+    const auto flash = grads(cpu::KernelPolicy::kAten, bf16);
+    const auto matmul = grads(cpu::KernelPolicy::kOneDnn, bf16);
+    const auto reference = grads(cpu::KernelPolicy::kAten, false);
+    for (size_t i = 0; i < flash.size(); ++i) {
+      if (!bf16) EXPECT_TRUE(close_scaled(matmul[i], flash[i], 1e-4)) << i;
+      EXPECT_TRUE(close_scaled(matmul[i], reference[i], bf16 ? 0.1 : 1e-4)) << i << " " << bf16;
+    }
   }
 }
 

@@ -10,9 +10,10 @@
 // without AMX (1.5x on Zen 4) and may lose with it: that choice is measured once per process and
 // dtype on a ViT-sized problem (a few milliseconds) and kept.
 //
-// Used only where no gradient is recorded (inference under no-grad) on CPU tensors; everything
-// else takes ATen's ops unchanged. THINKINGVIT_CPU_KERNELS=aten turns all of it off (ATen's
-// linear and fused attention everywhere); =onednn forces oneDNN linears and matmul attention.
+// The linears are used only where no gradient is recorded (inference under no-grad), the
+// attention choice also in training; on CPU tensors only, everything else takes ATen's ops.
+// THINKINGVIT_CPU_KERNELS=aten turns all of it off (ATen's linear and fused attention everywhere);
+// =onednn forces oneDNN linears and matmul attention.
 
 #include <ATen/core/Tensor.h>
 
@@ -51,8 +52,13 @@ at::Tensor onednn_linear(const at::Tensor& x, const at::Tensor& w, const at::Ten
 // What model code calls: linear() where applies(x), else at::linear (and at::gelu).
 at::Tensor dense(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, bool gelu = false);
 
-// softmax(q kᵀ · Dh^-0.5) v for q, k, v: B x H x N x Dh (any strides). Call only where
-// applies(q).
+// True when attention on `q` takes the measured kernel: as applies(), but also while gradients
+// are recorded (batched matmuls and softmax differentiate as they are; in bfloat16 without AMX
+// their forward and backward take 2.4x less time than the flash kernel's).
+bool attention_applies(const at::Tensor& q);
+
+// softmax(q kᵀ · Dh^-0.5) v for q, k, v: B x H x N x Dh (any strides), differentiable. Call only
+// where attention_applies(q).
 at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v);
 
 // What is in force, for logs: e.g. "linear onednn, attention flash (float32); linear onednn,
