@@ -17,6 +17,7 @@
 
 #include "test_paths.h"
 #include "thinkingvit/data/image.h"
+#include "thinkingvit/models/cpu_kernels.h"
 #include "thinkingvit/models/swin_options.h"
 #include "thinkingvit/models/thinking_vit.h"
 #include "thinkingvit/util/error.h"
@@ -75,6 +76,18 @@ inline models::ThinkingSwinOptions tiny_swin_options() {
       .num_classes(12)
       .head_rounds({{1, 2}, {2, 4}});
 }
+
+// Sets a CPU kernel policy for one scope and puts THINKINGVIT_CPU_KERNELS's back afterwards.
+struct KernelPolicyScope {
+  explicit KernelPolicyScope(models::cpu::KernelPolicy policy) { models::cpu::set_policy(policy); }
+  ~KernelPolicyScope() {
+    const char* env = std::getenv("THINKINGVIT_CPU_KERNELS");
+    models::cpu::set_policy(
+        models::cpu::parse_kernel_policy(env && *env ? env : "auto", "THINKINGVIT_CPU_KERNELS"));
+  }
+  KernelPolicyScope(const KernelPolicyScope&) = delete;
+  KernelPolicyScope& operator=(const KernelPolicyScope&) = delete;
+};
 
 // Every parameter random (LayerNorm weights around 1), alphas set to `alpha`.
 inline void randomize(models::ThinkingViT& model, uint64_t seed, double alpha = 0.5) {

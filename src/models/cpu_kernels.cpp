@@ -47,6 +47,11 @@ at::ScalarType compute_type(const at::Tensor& x) {
   return x.scalar_type();
 }
 
+// `t` in `dtype` (a cast only where needed; undefined stays undefined).
+at::Tensor to_dtype(const at::Tensor& t, at::ScalarType dtype) {
+  return t.defined() && t.scalar_type() != dtype ? t.to(dtype) : t;
+}
+
 at::Tensor aten_linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, bool gelu) {
   auto y = at::linear(x, w, b);
   return gelu ? at::gelu(y) : y;
@@ -91,12 +96,12 @@ bool clearly_faster(const std::function<void()>& candidate,
   return best_candidate < 0.95 * best_reference;
 }
 
-// The kernels for `dtype`. Linear: oneDNN's, never slower than ATen's where measured (AMD Zen 4,
-// float32: 5-30 % faster than MKL, which runs its AVX2 code there; in bfloat16 ATen's CPU linear
-// is oneDNN's matmul already, without the fused epilogue), so not measured: a measurement on a
-// busy machine would pick either at random between near-equal options. Attention: the flash
-// kernel in float32; in lower precision batched matmuls where they are clearly faster on a
-// ViT-Small-sized problem (4 images of 197 tokens, 6 heads of 64; constant operands: the speed
+// The kernels for `dtype`. Linear: oneDNN's, never measurably slower than ATen's where measured
+// (AMD Zen 4, float32: 5-30 % faster than MKL, which runs its AVX2 code there; in bfloat16 ATen's
+// CPU linear is oneDNN's matmul already, without the fused epilogue), so not measured: a
+// measurement on a busy machine would pick either at random between near-equal options. Attention:
+// the flash kernel in float32; in lower precision batched matmuls where they are clearly faster on
+// a ViT-Small-sized problem (4 images of 197 tokens, 6 heads of 64; constant operands: the speed
 // does not depend on the values, and the random generators are left alone).
 Choice measure(at::ScalarType dtype) {
   Choice choice;
@@ -172,9 +177,7 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b,
   if (!choice_for(dtype).onednn_linear) return aten_linear(x, w, b, gelu);
   // oneDNN's op is not an autocast op: cast here as autocast would.
   const c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::DispatchKey::AutocastCPU);
-  const auto cast = [dtype](const at::Tensor& t) {
-    return t.defined() && t.scalar_type() != dtype ? t.to(dtype) : t;
-  };
+  const auto cast = [dtype](const at::Tensor& t) { return to_dtype(t, dtype); };
   auto sizes = x.sizes().vec();
   const auto x2d = cast(x).reshape({-1, sizes.back()});
   sizes.back() = w.size(0);
@@ -191,10 +194,7 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
   const auto dtype = compute_type(q);
   if (!choice_for(dtype).matmul_attention) return at::scaled_dot_product_attention(q, k, v);
   const c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::DispatchKey::AutocastCPU);
-  const auto cast = [dtype](const at::Tensor& t) {
-    return t.scalar_type() != dtype ? t.to(dtype) : t;
-  };
-  return matmul_attention(cast(q), cast(k), cast(v));
+  return matmul_attention(to_dtype(q, dtype), to_dtype(k, dtype), to_dtype(v, dtype));
 }
 
 std::string describe() {

@@ -56,11 +56,7 @@ StageOutput ElasticModel::run_stage(int64_t stage, const at::Tensor& images,
   const auto size = std::lower_bound(graph_sizes_.begin(), graph_sizes_.end(), batch);
   if (size == graph_sizes_.end()) return forward_stage(stage, images, prev_tokens);
   // Graphs read the weights (and the families' weight caches) as they were at capture.
-  std::vector<int64_t> signature;
-  for (const auto& p : parameters()) {
-    signature.push_back(reinterpret_cast<int64_t>(p.data_ptr()));
-    signature.push_back(static_cast<int64_t>(p._version()));
-  }
+  auto signature = parameter_signature();
   if (signature != graph_signature_) {
     graphs_.clear();
     graph_signature_ = std::move(signature);
@@ -102,6 +98,16 @@ StageOutput ElasticModel::run_stage(int64_t stage, const at::Tensor& images,
   // The graph's outputs are overwritten by its next replay: hand out copies.
   return {graph->out.logits.narrow(0, 0, batch).clone(),
           graph->out.tokens.narrow(0, 0, batch).clone()};
+}
+
+std::vector<int64_t> ElasticModel::parameter_signature() const {
+  std::vector<int64_t> signature;
+  for (const auto& p : parameters()) {
+    signature.push_back(reinterpret_cast<int64_t>(p.data_ptr()));
+    signature.push_back(static_cast<int64_t>(p._version()));
+    signature.push_back(static_cast<int64_t>(p.scalar_type()));
+  }
+  return signature;
 }
 
 std::string recycle_projection_name(int64_t transition) {

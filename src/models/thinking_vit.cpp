@@ -182,16 +182,6 @@ StageWeights ThinkingViTImpl::gather_stage_weights(int64_t stage, bool contiguou
   return w;
 }
 
-std::vector<int64_t> ThinkingViTImpl::parameter_signature() const {
-  std::vector<int64_t> signature;
-  for (const auto& p : parameters()) {
-    signature.push_back(reinterpret_cast<int64_t>(p.data_ptr()));
-    signature.push_back(static_cast<int64_t>(p._version()));
-    signature.push_back(static_cast<int64_t>(p.scalar_type()));
-  }
-  return signature;
-}
-
 StageWeights ThinkingViTImpl::stage_weights(int64_t stage) {
   TVIT_CHECK(stage >= 0 && stage < options_.num_stages(), "stage ", stage,
              " out of range: the model has ", options_.num_stages(), " stage(s)");

@@ -88,6 +88,11 @@ class ElasticModel : public torch::nn::Module {
   // Graphs captured so far (for tests and logs).
   size_t cuda_graph_count() const { return graphs_.size(); }
 
+ protected:
+  // Every parameter's storage, version and dtype: changes whenever a parameter is written, moved
+  // or replaced, so that anything cached from the weights knows to refresh.
+  std::vector<int64_t> parameter_signature() const;
+
  private:
   struct StageGraph;
   std::vector<int64_t> graph_sizes_;

@@ -124,7 +124,6 @@ class ThinkingViTImpl : public ElasticModel {
 
  private:
   StageWeights gather_stage_weights(int64_t stage, bool contiguous) const;
-  std::vector<int64_t> parameter_signature() const;
 
   ThinkingViTOptions options_;
   ModelOptions model_options_;
