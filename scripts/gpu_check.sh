@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The one command a GPU host runs: builds thinkingvit against the host's own torch (python3's,
-# CUDA, cuDNN and its NCCL), runs the CUDA tests (ctest label `cuda`), then a short benchmark of
-# the released 3H->6H shape, and prints one summary. About 5 minutes on a 16-core H200 host,
-# most of it the build.
+# CUDA, cuDNN and its NCCL), runs the CUDA tests (ctest label `cuda`), benchmarks the released
+# 3H->6H shape (eager and with CUDA graphs, a bf16 profile), runs it side by side with the PyTorch
+# implementations, and prints one summary. About 5 minutes on a 16-core H200 host without the
+# side-by-side run (COMPARE=0), most of it the build; not yet timed with it (torch.compile
+# compiles once per round).
 #
 #   scripts/gpu_check.sh            # summary on stdout, files in $OUT_DIR
 #

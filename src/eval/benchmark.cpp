@@ -167,8 +167,8 @@ double measure_gemm_peak(const c10::Device& device, Precision precision, int rep
   if (device.is_cpu() && at::hasMKLDNN()) {
     // oneDNN's GEMM beats ATen's (MKL's) on some CPUs: the peak is the faster of the two.
     const auto w = b.t().contiguous();  // a linear computes a · wᵀ
-    ms = std::min(ms, time_calls([&] { models::cpu::onednn_linear(a, w, {}); }, 1, reps, device)
-                          .median_ms);
+    ms = std::min(
+        ms, time_calls([&] { models::cpu::onednn_linear(a, w, {}); }, 1, reps, device).median_ms);
   }
   return 2.0 * static_cast<double>(n) * static_cast<double>(n) * static_cast<double>(n) /
          (ms * 1e9);
@@ -193,7 +193,7 @@ std::vector<BenchRow> run_benchmark(models::ElasticModel& model, const BenchOpti
          << (row.mode == "elastic" ? " tau " + std::to_string(row.tau) : "") << ", batch "
          << row.batch << ", " << to_string(row.precision) << ": " << row.images_per_s << " img/s, "
          << row.tflops << " TFLOP/s";
-    if (row.peak_tflops > 0) line << " (" << 100.0 * row.tflops / row.peak_tflops << " % of peak)";
+    if (row.peak_tflops > 0) line << " (" << row.peak_pct() << " % of peak)";
     progress(line.str());
   };
   // Fills the figures every row derives from its timing, and profiles the row's call.
@@ -331,8 +331,7 @@ Table bench_table(const std::vector<BenchRow>& rows, const RunInfo& info) {
                    r.mode == "elastic" ? Table::Cell(r.tau) : Table::Cell(std::string("-")), reach,
                    r.batch, to_string(r.precision), r.images_per_s, r.timing.median_ms,
                    r.timing.min_ms, r.timing.max_ms, r.gmacs, r.tflops,
-                   r.peak_tflops > 0 ? Table::Cell(100.0 * r.tflops / r.peak_tflops)
-                                     : Table::Cell(std::string("-")),
+                   r.peak_tflops > 0 ? Table::Cell(r.peak_pct()) : Table::Cell(std::string("-")),
                    info.device, static_cast<int64_t>(info.threads), info.build});
   }
   table.set_precision(3);

@@ -71,16 +71,20 @@ StageOutput ElasticModel::run_stage(int64_t stage, const at::Tensor& images,
     key << "/" << prev_tokens.sizes().slice(1) << prev_tokens.scalar_type();
   const auto name = key.str();
   auto found = graphs_.find(name);
+  // A graph's inputs: `size` rows, the first ones this call's, the rest zeros.
+  const auto padded = [size](const at::Tensor& t) {
+    auto shape = t.sizes().vec();
+    shape[0] = *size;
+    return torch::zeros(shape, t.options());
+  };
+  const auto fill = [batch, size](at::Tensor& buffer, const at::Tensor& t) {
+    buffer.narrow(0, 0, batch).copy_(t);
+    if (batch < *size) buffer.narrow(0, batch, *size - batch).zero_();
+  };
   if (found == graphs_.end()) {
     auto g = std::make_shared<StageGraph>();
-    auto shape = images.sizes().vec();
-    shape[0] = *size;
-    g->images = torch::zeros(shape, images.options());
-    if (prev_tokens.defined()) {
-      auto prev_shape = prev_tokens.sizes().vec();
-      prev_shape[0] = *size;
-      g->prev = torch::zeros(prev_shape, prev_tokens.options());
-    }
+    g->images = padded(images);
+    if (prev_tokens.defined()) g->prev = padded(prev_tokens);
     auto* raw = g.get();
     g->call = std::make_unique<compat::CapturedCall>(
         [this, stage, raw] { raw->out = forward_stage(stage, raw->images, raw->prev); },
@@ -88,12 +92,8 @@ StageOutput ElasticModel::run_stage(int64_t stage, const at::Tensor& images,
     found = graphs_.emplace(name, std::move(g)).first;  // kept only once captured
   }
   auto& graph = found->second;
-  graph->images.narrow(0, 0, batch).copy_(images);
-  if (batch < *size) graph->images.narrow(0, batch, *size - batch).zero_();
-  if (prev_tokens.defined()) {
-    graph->prev.narrow(0, 0, batch).copy_(prev_tokens);
-    if (batch < *size) graph->prev.narrow(0, batch, *size - batch).zero_();
-  }
+  fill(graph->images, images);
+  if (prev_tokens.defined()) fill(graph->prev, prev_tokens);
   graph->call->replay();
   // The graph's outputs are overwritten by its next replay: hand out copies.
   return {graph->out.logits.narrow(0, 0, batch).clone(),

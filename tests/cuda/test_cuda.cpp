@@ -166,8 +166,8 @@ TEST(Cuda, CudaGraphsReplayTheEagerStages_CUDA) {
       const auto graphed = model->forward_elastic(images, 1.6);
       EXPECT_TRUE(torch::equal(graphed.exit_stage.cpu(), eager.exit_stage.cpu()));
       EXPECT_EQ(graphed.samples_per_stage, eager.samples_per_stage);
-      EXPECT_TRUE(close_scaled(graphed.logits.to(at::kFloat).cpu(), eager.logits.to(at::kFloat).cpu(),
-                               bf16 ? 2e-2 : 1e-5));
+      EXPECT_TRUE(close_scaled(graphed.logits.to(at::kFloat).cpu(),
+                               eager.logits.to(at::kFloat).cpu(), bf16 ? 2e-2 : 1e-5));
     }
     EXPECT_GT(model->cuda_graph_count(), 3u) << "bf16 " << bf16;
   }

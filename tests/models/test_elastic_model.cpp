@@ -153,8 +153,8 @@ TEST(ModelBounds, AModelTooLargeForThisMachineIsRefusedWithTheFigure) {
 TEST(ModelBounds, ActivationsFollowTheStatedFormula) {
   // Tiny ViT: 5 tokens, depth 2, head_dim 4, stages 1 and 2 heads (widths 4, 8), MLP ratio 4.
   const models::ModelOptions vit(tiny_options({1, 2}));
-  // Training: 2 blocks x [(8 + 8) * 5 * D + 2 * h * 25] per stage = 2 * (320 + 50) + 2 * (640 +
-  // 100).
+  // Training: 2 blocks x [(8 + 8) * 5 * D + 2 * h * 25] per stage
+  //   = 2 * (320 + 50) + 2 * (640 + 100).
   auto m = models::estimate_memory(vit, 5, 3, /*training=*/true);
   EXPECT_DOUBLE_EQ(m.activations, 3 * 4.0 * 2220);
   EXPECT_DOUBLE_EQ(m.weights, 5 * 4.0 * static_cast<double>(vit.parameter_count()));

@@ -70,6 +70,8 @@ struct BenchRow {
 
   // "stage0_b16_fp32", "elastic_tau0.5_b16_bf16", "train_b16_fp32".
   std::string label() const;
+  // tflops as a percentage of peak_tflops; 0 when the peak was not measured.
+  double peak_pct() const { return peak_tflops > 0 ? 100.0 * tflops / peak_tflops : 0.0; }
 };
 
 // The device's dense matrix-multiply throughput at `precision` in TFLOP/s: square matmuls of
