@@ -5,9 +5,13 @@
 # interleaved (ours, released, eager, compiled, ours, ...) for PAIRS rounds, and every row (each
 # stage alone, elastic at tau, the training step) gets its images/s per implementation (median
 # over rounds) and the ratio ours / theirs: the median of the per-round ratios with its min..max.
+# --graphs adds ours with CUDA graphs ("graphs") to every round, with its own ratios.
+# --max-seconds S starts no round that would end after S seconds (judged by the longest round so
+# far) and summarises the rounds done.
 #
-#   scripts/bench_compare.sh [--released PATH] [--compile] [--pairs 5] [--batch 16]
+#   scripts/bench_compare.sh [--released PATH] [--compile] [--graphs] [--pairs 5] [--batch 16]
 #       [--threads 1] [--precision fp32|bf16] [--taus 0] [--device cpu] [--reps 10] [--warmup 2]
+#       [--max-seconds S]
 #
 # THINKINGVIT_BIN: the binary (default build/thinkingvit); OURS_FLAGS: extra flags for its bench
 # (e.g. "--cuda-graphs" on a GPU).
@@ -17,11 +21,13 @@
 # its vendored timm imports (torchvision, pillow, pyyaml, safetensors).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-released="" compile=0 pairs=5 batch=16 threads=1 precision=fp32 taus=0 device=cpu reps=10 warmup=2
+released="" compile=0 graphs=0 max_seconds=0 pairs=5 batch=16 threads=1 precision=fp32 taus=0 device=cpu reps=10 warmup=2
 while (($#)); do
   case $1 in
     --released) released=$2; shift 2 ;;
     --compile) compile=1; shift ;;
+    --graphs) graphs=1; shift ;;
+    --max-seconds) max_seconds=$2; shift 2 ;;
     --pairs) pairs=$2; shift 2 ;;
     --batch) batch=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
@@ -34,6 +40,7 @@ while (($#)); do
   esac
 done
 [[ $pairs =~ ^[1-9][0-9]*$ ]] || { echo "bench_compare: --pairs expects a count >= 1, found '$pairs'" >&2; exit 2; }
+[[ $max_seconds =~ ^[0-9]+$ ]] || { echo "bench_compare: --max-seconds expects whole seconds (0: no limit), found '$max_seconds'" >&2; exit 2; }
 [[ -z $released || -d $released ]] || { echo "bench_compare: --released '$released' is not a folder" >&2; exit 2; }
 bin=${THINKINGVIT_BIN:-build/thinkingvit}
 read -r -a ours_flags <<< "${OURS_FLAGS:-}"
@@ -48,19 +55,32 @@ trap 'rm -rf "$out"' EXIT
 export OMP_NUM_THREADS=$threads
 common=(--batch "$batch" --threads "$threads" --precision "$precision" --taus "$taus" --device "$device"
         --reps "$reps" --warmup "$warmup" --train)
+ours=("$bin" bench --preset thinkingvit_3h_6h --batch-sizes "$batch" --threads "$threads"
+      --precision "$precision" --taus "$taus" --device "$device" --reps "$reps" --warmup "$warmup"
+      --train "${ours_flags[@]}" --format csv)
+start=$SECONDS longest=0 done_rounds=0
 for ((r = 0; r < pairs; r++)); do
+  if ((max_seconds > 0 && r > 0 && SECONDS - start + longest > max_seconds)); then
+    echo "bench_compare: stopping after $r of $pairs rounds (--max-seconds $max_seconds)" >&2
+    break
+  fi
   echo "bench_compare: round $((r + 1)) of $pairs" >&2
-  "$bin" bench --preset thinkingvit_3h_6h --batch-sizes "$batch" --threads "$threads" \
-    --precision "$precision" --taus "$taus" --device "$device" --reps "$reps" --warmup "$warmup" --train \
-    "${ours_flags[@]}" --format csv > "$out/ours.$r.csv" 2> "$out/ours.log"
+  round_start=$SECONDS
+  "${ours[@]}" > "$out/ours.$r.csv" 2> "$out/ours.log"
+  ((graphs)) && "${ours[@]}" --cuda-graphs > "$out/graphs.$r.csv" 2> "$out/graphs.log"
   [[ -n $released ]] && "$py" scripts/bench_released.py "$released" "${common[@]}" > "$out/released.$r.csv"
   "$py" scripts/bench_torch.py "${common[@]}" > "$out/eager.$r.csv"
   ((compile)) && "$py" scripts/bench_torch.py --compile "${common[@]}" > "$out/compiled.$r.csv"
+  longest=$((SECONDS - round_start > longest ? SECONDS - round_start : longest))
+  done_rounds=$((r + 1))
 done
-"$py" - "$out" "$pairs" <<'PY'
+"$py" - "$out" "$done_rounds" <<'PY'
 import csv, glob, os, statistics, sys
 out, pairs = sys.argv[1], int(sys.argv[2])
-impls = [i for i in ("ours", "released", "eager", "compiled") if glob.glob(f"{out}/{i}.*.csv")]
+impls = [i for i in ("ours", "graphs", "released", "eager", "compiled")
+         if glob.glob(f"{out}/{i}.*.csv")]
+mine = [i for i in ("ours", "graphs") if i in impls]
+ratios_of = [(m, i) for m in mine for i in impls if i != m and not (m == "ours" and i == "graphs")]
 
 def key(row):
     tau = row["tau"] if row["mode"] == "elastic" else "-"
@@ -83,7 +103,7 @@ for impl in impls:
         if i == impl and k not in keys:
             keys.append(k)
 print(f"ThinkingViT 3H->6H, {info}; {pairs} interleaved rounds; img/s = median over rounds")
-head = ["row"] + [f"{i} img/s" for i in impls] + [f"ours/{i} (min..max)" for i in impls if i != "ours"]
+head = ["row"] + [f"{i} img/s" for i in impls] + [f"{m}/{i} (min..max)" for m, i in ratios_of]
 print("| " + " | ".join(head) + " |")
 print("|" + "---|" * len(head))
 for k in keys:
@@ -92,10 +112,8 @@ for k in keys:
     for i in impls:
         v = rate.get((i, k))
         cells.append(f"{statistics.median(v):.2f}" if v else "-")
-    for i in impls:
-        if i == "ours":
-            continue
-        a, b = rate.get(("ours", k)), rate.get((i, k))
+    for m, i in ratios_of:
+        a, b = rate.get((m, k)), rate.get((i, k))
         if not a or not b:
             cells.append("-")
             continue

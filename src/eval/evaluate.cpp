@@ -53,14 +53,21 @@ StageRecords evaluate(models::ElasticModel& model, data::DataLoader& loader,
   std::vector<at::Tensor> labels;
   const int64_t total = loader.num_batches();
   int64_t done = 0;
-  while (auto batch = loader.next()) {
-    const auto images = batch->images.to(device, /*non_blocking=*/true);
+  auto batch = loader.next();
+  compat::Upload upload;
+  if (batch) upload = compat::Upload(batch->images, device);
+  while (batch) {
+    const auto images = upload.take();
     auto outputs = model.forward_all(images);
+    // The next batch's copy to the device overlaps this batch's kernels.
+    auto following = loader.next();
+    if (following) upload = compat::Upload(following->images, device);
     for (int64_t s = 0; s < num_stages; ++s)
       logits[s].push_back(outputs[s].logits.to(at::kFloat).cpu());
     labels.push_back(batch->labels);
     if (on_batch) on_batch(images);
     if (progress) progress(++done, total);
+    batch = std::move(following);
   }
   if (was_training) model.train();
   TVIT_CHECK(!labels.empty(), "evaluation: the loader produced no batches");

@@ -585,10 +585,15 @@ class Trainer {
     state_.partial.clear();
     util::Progress progress("epoch " + std::to_string(e), steps - first, "step");
     bool checkpoint_due = false;
+    staged_.reset();
     for (int64_t i = first; i < steps; ++i) {
-      const double loss = step(e, i, steps, summary, counters);
+      step(e, i, steps, summary, counters);
       char extra[96];
-      std::snprintf(extra, sizeof extra, "loss %.4f lr %.2e", loss, summary.lr);
+      if (std::isnan(last_loss_)) {
+        std::snprintf(extra, sizeof extra, "lr %.2e", summary.lr);
+      } else {  // the loss of the step before: read back without waiting for this one
+        std::snprintf(extra, sizeof extra, "loss %.4f lr %.2e", last_loss_, summary.lr);
+      }
       progress.update(i + 1 - first, extra);
       const int64_t batch = e * steps + i + 1;
       kill_at_("batch", batch);
@@ -606,6 +611,7 @@ class Trainer {
         if (stop) stopped();
       }
     }
+    settle_losses(summary, counters);
     progress.finish();
     const int64_t skipped = reduce_over_ranks(summary, counters, steps);
     const bool validated = validates(e);
@@ -681,8 +687,9 @@ class Trainer {
   }
 
   // A checkpoint after batch `batch_in_epoch` of this epoch, with every rank's running totals.
-  void save_mid_epoch(int64_t batch_in_epoch, int64_t global_batch, const EpochSummary& summary,
+  void save_mid_epoch(int64_t batch_in_epoch, int64_t global_batch, EpochSummary& summary,
                       const EpochCounters& counters) {
+    settle_losses(summary, counters);  // a non-finite loss stops before the checkpoint
     const auto mine = epoch_totals(summary, counters);
     const size_t k = mine.size(), world = static_cast<size_t>(dist_->world_size());
     // Every rank's totals in rank order: each rank fills its own slot, the sum adds zeros.
@@ -703,8 +710,10 @@ class Trainer {
   }
 
   // One batch: forward every chosen stage (the ones before it too, when recycling), the weighted
-  // loss, backward, and every accum_steps batches the averaged gradients' optimizer step.
-  double step(int64_t e, int64_t i, int64_t steps, EpochSummary& summary, EpochCounters& counters) {
+  // loss, backward, and every accum_steps batches the averaged gradients' optimizer step. The
+  // host never waits for the device here: the next batch's copy starts while this step's kernels
+  // run, and the step's losses are read back during the next step (settle_losses).
+  void step(int64_t e, int64_t i, int64_t steps, EpochSummary& summary, EpochCounters& counters) {
     started_ = true;
     // The batch's randomness is a function of (seed, epoch, batch) alone, so that a run resumed
     // mid-epoch draws what the uninterrupted one drew: mixing and stage sampling the same on
@@ -714,17 +723,17 @@ class Trainer {
     const double t = config_.schedule.per_step ? e + static_cast<double>(i) / steps : e;
     summary.lr = learning_rate(config_.schedule, lr_, t);
     set_learning_rate(*optimizer_, summary.lr);
-    const auto wait_start = Clock::now();
-    auto batch = train_loader_->next();
-    counters.wait_s += std::chrono::duration<double>(Clock::now() - wait_start).count();
-    auto x = batch->images.to(device_, /*non_blocking=*/true);
-    auto mix = data::mix_batch(x, batch->labels, mo().num_classes(), config_.augment.mix, rng);
+    if (!staged_) stage_batch(counters);
+    StagedBatch batch = std::move(*staged_);
+    staged_.reset();
+    auto x = batch.images.take();
+    auto mix = data::mix_batch(x, batch.batch.labels, mo().num_classes(), config_.augment.mix, rng);
     auto targets = mix.targets.to(device_);
     const auto stages = sample_stages(config_.sampling, mo().num_stages(), rng);
 
     at::Tensor loss = torch::zeros({}, torch::TensorOptions().device(device_));
-    std::vector<at::Tensor> stage_losses;  // detached, read back once per step
-    std::vector<int64_t> ran;
+    std::vector<at::Tensor> stage_losses;  // detached, read back next step
+    StepLosses losses;
     {
       compat::AutocastGuard autocast(device_.type(), at::kBFloat16,
                                      config_.precision.dtype == "bf16");
@@ -739,43 +748,70 @@ class Trainer {
         ++next;
         auto stage_loss = soft_target_cross_entropy(out.logits, targets);
         stage_losses.push_back(stage_loss.detach());
-        ran.push_back(s);
+        losses.stages.push_back(s);
         loss = loss + loss_weights_[s] * stage_loss;
       }
     }
-    // One host synchronisation per step for every stage's loss (not one per stage).
-    const auto values = torch::stack(stage_losses).to(at::kCPU, at::kDouble);
-    double loss_value = 0;
-    for (size_t k = 0; k < ran.size(); ++k) {
-      const double value = values[static_cast<int64_t>(k)].item<double>();
-      TVIT_CHECK(std::isfinite(value), "non-finite loss ", value, " at epoch ", e, " step ", i,
-                 " stage ", ran[k], "; stopping (the last checkpoint is kept)");
-      summary.stage_loss[ran[k]] += value;
-      summary.stage_steps[ran[k]] += 1;
-      loss_value += loss_weights_[ran[k]] * value;
-    }
+    losses.values = compat::Readback(torch::stack(stage_losses).to(at::kDouble));
+    losses.epoch = e;
+    losses.batch = i;
+    losses.lr = summary.lr;
     kill_at_("forward", e * steps + i + 1);
     const bool step_now = (i + 1) % config_.optimizer.accum_steps == 0 || i + 1 == steps;
     const auto scaled_loss = loss / config_.optimizer.accum_steps;
     if (reducer_ && step_now) reducer_->prepare(scaled_loss);
     scaled_loss.backward();
     if (step_now) optimizer_step();
+    losses.step = state_.step;
 
+    if (i + 1 < steps) stage_batch(counters);  // its copy overlaps this step's kernels
+    settle_losses(summary, counters);          // the step before's, done on the device by now
+    counters.images += batch.batch.images.size(0);
+    pending_losses_ = std::move(losses);
+  }
+
+  // The next batch from the loader, its copy to the device started.
+  void stage_batch(EpochCounters& counters) {
+    const auto wait_start = Clock::now();
+    auto batch = train_loader_->next();
+    counters.wait_s += std::chrono::duration<double>(Clock::now() - wait_start).count();
+    TVIT_CHECK(batch.has_value(), "training: the loader ran out of batches before the epoch's end");
+    compat::Upload images(batch->images, device_);
+    staged_ = StagedBatch{std::move(*batch), std::move(images)};
+  }
+
+  // The losses of the step still pending: waits for its forward (long finished when called a step
+  // later), stops on a non-finite value, adds them to the epoch's totals and writes its metrics
+  // line.
+  void settle_losses(EpochSummary& summary, const EpochCounters& counters) {
+    if (!pending_losses_) return;
+    StepLosses losses = std::move(*pending_losses_);
+    pending_losses_.reset();
+    const at::Tensor host = losses.values.get();
+    double loss_value = 0;
+    for (size_t k = 0; k < losses.stages.size(); ++k) {
+      const double value = host[static_cast<int64_t>(k)].item<double>();
+      const int64_t s = losses.stages[k];
+      TVIT_CHECK(std::isfinite(value), "non-finite loss ", value, " at epoch ", losses.epoch,
+                 " step ", losses.batch, " stage ", s, "; stopping (the last checkpoint is kept)");
+      summary.stage_loss[s] += value;
+      summary.stage_steps[s] += 1;
+      loss_value += loss_weights_[s] * value;
+    }
     summary.loss += loss_value;
-    counters.images += batch->images.size(0);
-    if (dist_->is_main() && (i + 1) % config_.run.log_every_steps == 0) {
+    last_loss_ = loss_value;
+    if (dist_->is_main() && (losses.batch + 1) % config_.run.log_every_steps == 0) {
       const double elapsed = std::chrono::duration<double>(Clock::now() - counters.start).count();
       nlohmann::json j = {{"type", "step"},
-                          {"epoch", e},
-                          {"batch", i},
-                          {"step", state_.step},
-                          {"lr", summary.lr},
+                          {"epoch", losses.epoch},
+                          {"batch", losses.batch},
+                          {"step", losses.step},
+                          {"lr", losses.lr},
                           {"loss", loss_value},
                           {"images_per_s", dist_->world_size() * counters.images / elapsed},
                           {"data_wait_share", counters.wait_s / elapsed}};
       metrics_ << j.dump() << "\n" << std::flush;
     }
-    return loss_value;
   }
 
   void optimizer_step() {
@@ -785,7 +821,7 @@ class Trainer {
       dist_->average_gradients(params_);
     }
     if (config_.optimizer.clip_grad > 0) {
-      torch::nn::utils::clip_grad_norm_(model_->parameters(), config_.optimizer.clip_grad);
+      clip_grad_norm(params_, config_.optimizer.clip_grad);
     }
     optimizer_->step();
     optimizer_->zero_grad();
@@ -908,6 +944,19 @@ class Trainer {
   std::vector<double> loss_weights_;
   TrainState state_;
   std::unique_ptr<GradientReducer> reducer_;
+  struct StagedBatch {
+    data::Batch batch;  // on the host
+    compat::Upload images;
+  };
+  std::optional<StagedBatch> staged_;  // the next batch, on its way to the device
+  struct StepLosses {
+    compat::Readback values;  // the chosen stages' losses (float64)
+    std::vector<int64_t> stages;
+    int64_t epoch = 0, batch = 0, step = 0;
+    double lr = 0;
+  };
+  std::optional<StepLosses> pending_losses_;  // a step's losses not yet read back
+  double last_loss_ = std::numeric_limits<double>::quiet_NaN();  // the last one read back
   std::ofstream metrics_;
   int64_t total_epochs_ = 0;
   bool started_ = false;  // a training step has begun: the run folder is worth keeping

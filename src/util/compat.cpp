@@ -8,7 +8,9 @@
 
 #ifdef THINKINGVIT_HAVE_CUDA
 #include <ATen/cuda/CUDAContext.h>
+#include <ATen/cuda/CUDAEvent.h>
 #include <ATen/cuda/CUDAGraph.h>
+#include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/csrc/cuda/nccl.h>
@@ -159,6 +161,74 @@ AutocastGuard::~AutocastGuard() {
   if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
   at::autocast::set_autocast_enabled(device_type_, prev_enabled_);
   at::autocast::set_autocast_dtype(device_type_, prev_dtype_);
+}
+
+#ifdef THINKINGVIT_HAVE_CUDA
+struct Upload::Event {
+  at::cuda::CUDAEvent event;
+};
+struct Readback::Event {
+  at::cuda::CUDAEvent event;
+};
+#else
+struct Upload::Event {};
+struct Readback::Event {};
+#endif
+
+Upload::Upload(const at::Tensor& host, const c10::Device& device) {
+#ifdef THINKINGVIT_HAVE_CUDA
+  if (device.is_cuda() && !host.is_cuda()) {
+    const c10::cuda::CUDAGuard device_guard(device);
+    auto copy_stream = c10::cuda::getStreamFromPool(/*isHighPriority=*/false,
+                                                    device_guard.current_device().index());
+    {
+      const c10::cuda::CUDAStreamGuard stream_guard(copy_stream);
+      tensor_ = host.to(device_guard.current_device(), /*non_blocking=*/true);
+    }
+    ready_ = std::make_shared<Event>();
+    ready_->event.record(copy_stream);
+    return;
+  }
+#endif
+  tensor_ = host.to(device);
+}
+
+at::Tensor Upload::take() {
+#ifdef THINKINGVIT_HAVE_CUDA
+  if (ready_) {
+    const auto current = c10::cuda::getCurrentCUDAStream(tensor_.device().index());
+    ready_->event.block(current);
+    // Allocated on the copy stream, used on this one: the allocator must not hand the memory
+    // out again before this stream's work on it is done.
+    c10::cuda::CUDACachingAllocator::recordStream(tensor_.storage().data_ptr(), current);
+    ready_.reset();
+  }
+#endif
+  return tensor_;
+}
+
+Readback::Readback(const at::Tensor& tensor) {
+#ifdef THINKINGVIT_HAVE_CUDA
+  if (tensor.is_cuda()) {
+    const c10::cuda::CUDAGuard device_guard(tensor.device());
+    host_ = at::empty(tensor.sizes(), tensor.options().device(c10::kCPU).pinned_memory(true));
+    host_.copy_(tensor.detach(), /*non_blocking=*/true);
+    ready_ = std::make_shared<Event>();
+    ready_->event.record(c10::cuda::getCurrentCUDAStream(tensor.device().index()));
+    return;
+  }
+#endif
+  host_ = tensor.detach().to(c10::kCPU);
+}
+
+const at::Tensor& Readback::get() {
+#ifdef THINKINGVIT_HAVE_CUDA
+  if (ready_) {
+    ready_->event.synchronize();
+    ready_.reset();
+  }
+#endif
+  return host_;
 }
 
 #ifdef THINKINGVIT_HAVE_CUDA

@@ -182,6 +182,26 @@ TEST(Cuda, CudaGraphsReplayTheEagerStages_CUDA) {
   compat::set_tf32(true);
 }
 
+// The input copy stream and the deferred read-back: a pinned batch uploaded on the copy stream
+// is complete where the current stream uses it, and a read-back holds the values queued before
+// it, not those of work queued after it.
+TEST(Cuda, UploadAndReadbackOrderTheirStreams_CUDA) {
+  REQUIRE_GPU();
+  torch::manual_seed(4);
+  for (int rep = 0; rep < 3; ++rep) {
+    const auto host = torch::randn({64, 3, 224, 224}).pin_memory();
+    compat::Upload upload(host, kGpu);
+    const auto sum = upload.take().sum({1, 2, 3});  // queued right after the copy
+    EXPECT_TRUE(close_scaled(sum.cpu(), host.sum({1, 2, 3}), 1e-5)) << rep;
+  }
+  auto x = torch::randn({2048, 2048}, torch::TensorOptions().device(kGpu));
+  compat::Readback back(x.sum());
+  const double before = x.sum().item<double>();
+  for (int i = 0; i < 20; ++i) x.add_(torch::mm(x, x).mul_(1e-4));  // queued after the copy
+  EXPECT_NEAR(back.get().item<double>(), before, 1e-6 * std::abs(before) + 1e-6);
+  EXPECT_FALSE(back.get().is_cuda());
+}
+
 TEST(Cuda, OneRankNcclGroupAllReduces_CUDA) {
   REQUIRE_GPU();
 #ifndef THINKINGVIT_HAVE_NCCL

@@ -198,4 +198,17 @@ TEST(ElasticModel, CudaGraphSizesAndTheCpuFallback) {
   expect_error([] { compat::CapturedCall([] {}, c10::Device(c10::kCPU)); }, {"CUDA graphs", "cpu"});
 }
 
+TEST(ElasticModel, UploadAndReadbackOnTheCpuHandBackTheTensor) {
+  // The CPU side of the input copy stream and of the deferred loss read-back (tests/cuda checks
+  // the streams): no copy, no wait.
+  const auto t = torch::arange(6, torch::kFloat);
+  compat::Upload upload(t, c10::Device(c10::kCPU));
+  EXPECT_EQ(upload.take().data_ptr(), t.data_ptr());
+  compat::Readback empty;
+  EXPECT_FALSE(empty.defined());
+  compat::Readback back(t * 2);
+  ASSERT_TRUE(back.defined());
+  EXPECT_TRUE(torch::equal(back.get(), t * 2));
+}
+
 }  // namespace thinkingvit::testing

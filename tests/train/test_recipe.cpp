@@ -86,6 +86,44 @@ TEST(Recipe, SoftTargetCrossEntropyAndStageWeights) {
   expect_error([&] { train::stage_loss_weights(loss, 2); }, {"loss.stage_weights", "expected 2"});
 }
 
+TEST(Recipe, ClipGradNormScalesAsLibTorchDoesAndSkipsMissingGradients) {
+  torch::manual_seed(3);
+  std::vector<at::Tensor> a, b;
+  for (const auto& shape : std::vector<std::vector<int64_t>>{{4, 3}, {5}, {2, 2, 2}, {7}}) {
+    a.push_back(torch::randn(shape).requires_grad_());
+    b.push_back(a.back().detach().clone().requires_grad_());
+  }
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (i == 2) continue;  // a parameter without a gradient
+    a[i].mutable_grad() = torch::randn(a[i].sizes()) * (1.0 + static_cast<double>(i));
+    b[i].mutable_grad() = a[i].grad().clone();
+  }
+  double squares = 0;
+  for (const auto& p : a) {
+    if (p.grad().defined()) squares += p.grad().pow(2).sum().item<double>();
+  }
+  for (const double max_norm : {0.5, 1e6}) {  // clipped, and left as it is
+    const auto norm = train::clip_grad_norm(a, max_norm);
+    const double expected = torch::nn::utils::clip_grad_norm_(b, max_norm);
+    EXPECT_NEAR(norm.item<double>(), expected, 1e-5 * expected);
+    if (max_norm < 1) {
+      EXPECT_NEAR(expected, std::sqrt(squares), 1e-5 * expected);
+    }
+    for (size_t i = 0; i < a.size(); ++i) {
+      ASSERT_EQ(a[i].grad().defined(), i != 2);
+      if (i != 2) {
+        EXPECT_TRUE(close_scaled(a[i].grad(), b[i].grad(), 1e-6)) << i;
+      }
+    }
+  }
+  double clipped = 0;
+  for (const auto& p : a) {
+    if (p.grad().defined()) clipped += p.grad().pow(2).sum().item<double>();
+  }
+  EXPECT_NEAR(std::sqrt(clipped), 0.5, 1e-5);
+  EXPECT_FALSE(train::clip_grad_norm({torch::zeros({2}).requires_grad_()}, 1.0).defined());
+}
+
 TEST(Recipe, StageSampling) {
   std::mt19937_64 rng(1);
   train::SamplingSection s;

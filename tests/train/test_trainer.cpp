@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "../test_util.h"
+#include "thinkingvit/io/checkpoint.h"
 #include "thinkingvit/io/safetensors.h"
 #include "thinkingvit/train/trainer.h"
 #include "thinkingvit/util/compat.h"
@@ -35,6 +36,21 @@ TEST(Trainer, TinyModelOverfitsATinyDataset) {
         "checkpoints/epoch_0059/model.safetensors", "best/model.safetensors", "best/config.json"}) {
     EXPECT_TRUE(std::filesystem::exists(run / f)) << f;
   }
+}
+
+TEST(Trainer, ANonFiniteLossStopsTheRunBeforeACheckpointKeepsIt) {
+  // A step's losses are read back during the next step (the host does not wait for the device
+  // inside a step); a NaN from the first step must still stop the run before the checkpoint due
+  // after that step is written.
+  TempDir dir;
+  auto c = tiny_config(dir.file("run"));
+  auto model = tiny_model({1, 2});
+  model->named_parameters()["head.bias"].detach()[0] = std::nan("");
+  io::save_weights(*model, dir.file("nan.safetensors"));
+  c.model.init_from = dir.file("nan.safetensors");
+  c.checkpoint.every_steps = 1;
+  expect_error([&] { train::train(c); }, {"non-finite loss", "nan at epoch 0 step 0 stage 0"});
+  EXPECT_FALSE(std::filesystem::exists(dir.path() / "run" / "checkpoints" / "LAST"));
 }
 
 TEST(Trainer, ACheckpointRecordsTheBestItFollows) {

@@ -45,6 +45,13 @@ std::unique_ptr<torch::optim::AdamW> make_optimizer(models::ElasticModel& model,
                                                     const OptimizerSection& options, double lr);
 void set_learning_rate(torch::optim::Optimizer& optimizer, double lr);
 
+// Scales the gradients of `params` so that their global L2 norm is at most max_norm, as
+// torch.nn.utils.clip_grad_norm_ does (coefficient max_norm / (norm + 1e-6), clamped at 1), in
+// a few multi-tensor kernels and without reading the norm back: no device synchronisation
+// (LibTorch's clip_grad_norm_ returns a double, so it waits for the GPU every step). Returns the
+// norm before clipping, a 0-dim tensor on the gradients' device (undefined without gradients).
+at::Tensor clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm);
+
 // Mean over the batch of sum_c -target_c * log_softmax(logits)_c.
 at::Tensor soft_target_cross_entropy(const at::Tensor& logits, const at::Tensor& targets);
 

@@ -68,6 +68,40 @@ class AutocastGuard {
   c10::ScalarType prev_dtype_ = c10::ScalarType::Undefined;
 };
 
+// A host tensor (an input batch) copied to `device` without holding up the GPU's work: on CUDA
+// the copy runs on a copy stream of its own, so that the next batch's copy overlaps the kernels
+// of the current one (the host tensor must be pinned for that; from pageable memory the copy is
+// synchronous, still correct). take() orders the current stream after the copy and returns the
+// device tensor. For a CPU device, take() returns the tensor itself.
+class Upload {
+ public:
+  Upload() = default;
+  Upload(const at::Tensor& host, const c10::Device& device);
+  at::Tensor take();
+
+ private:
+  struct Event;
+  at::Tensor tensor_;
+  std::shared_ptr<Event> ready_;
+};
+
+// A small device tensor (a step's losses, a flag) copied to the host without waiting for the
+// GPU: on CUDA into pinned memory, after the kernels queued so far on the current stream, with
+// an event. get() waits for those kernels only (not for work queued after the copy) and returns
+// the CPU tensor; it never synchronises the whole device. For a CPU tensor: the tensor itself.
+class Readback {
+ public:
+  Readback() = default;
+  explicit Readback(const at::Tensor& tensor);
+  bool defined() const { return host_.defined(); }
+  const at::Tensor& get();
+
+ private:
+  struct Event;
+  at::Tensor host_;
+  std::shared_ptr<Event> ready_;
+};
+
 // One call captured into a CUDA graph and replayed: the kernels a fixed-shape forward launches
 // go to the GPU in one launch, which matters where a forward is short (a small stage at a large
 // batch on a fast GPU spends more time launching kernels than running them). The constructor
