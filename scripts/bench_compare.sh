@@ -40,7 +40,7 @@ while (($#)); do
   esac
 done
 [[ $pairs =~ ^[1-9][0-9]*$ ]] || { echo "bench_compare: --pairs expects a count >= 1, found '$pairs'" >&2; exit 2; }
-[[ $max_seconds =~ ^[0-9]+$ ]] || { echo "bench_compare: --max-seconds expects whole seconds (0: no limit), found '$max_seconds'" >&2; exit 2; }
+[[ $max_seconds =~ ^(0|[1-9][0-9]*)$ ]] || { echo "bench_compare: --max-seconds expects whole seconds (0: no limit), found '$max_seconds'" >&2; exit 2; }
 [[ -z $released || -d $released ]] || { echo "bench_compare: --released '$released' is not a folder" >&2; exit 2; }
 bin=${THINKINGVIT_BIN:-build/thinkingvit}
 read -r -a ours_flags <<< "${OURS_FLAGS:-}"

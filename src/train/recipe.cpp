@@ -6,6 +6,7 @@
 #include <cmath>
 #include <numeric>
 
+#include "thinkingvit/util/compat.h"
 #include "thinkingvit/util/error.h"
 
 namespace thinkingvit::train {
@@ -85,8 +86,10 @@ at::Tensor FusedAdamW::step(LossClosure closure) {
       steps.push_back(static_cast<float>(state.step()));
     }
     if (params.empty()) continue;
-    // Every step count in one tensor (one copy to the device), handed over as 0-d views.
-    const auto step_tensor = at::tensor(steps, at::kFloat).to(params.front().device());
+    // Every step count in one tensor (one copy to the device, without waiting for the GPU),
+    // handed over as 0-d views.
+    const auto step_tensor =
+        compat::to_device_async(at::tensor(steps, at::kFloat), params.front().device());
     const auto state_steps = step_tensor.unbind(0);
     at::_fused_adamw_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, o.lr(),
                       std::get<0>(o.betas()), std::get<1>(o.betas()), o.weight_decay(), o.eps(),
@@ -109,7 +112,8 @@ at::Tensor clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm
   }
   if (grads.empty()) return {};
   const auto norms = at::_foreach_norm(grads, 2);
-  auto total = at::linalg_vector_norm(at::stack(norms).to(at::kFloat), 2);
+  const auto dtype = at::promote_types(norms.front().scalar_type(), at::kFloat);
+  auto total = at::linalg_vector_norm(at::stack(norms).to(dtype), 2);
   const auto coefficient = (max_norm / (total + 1e-6)).clamp_max(1.0);
   at::_foreach_mul_(grads, coefficient);
   return total;

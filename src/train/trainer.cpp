@@ -728,7 +728,7 @@ class Trainer {
     staged_.reset();
     auto x = batch.images.take();
     auto mix = data::mix_batch(x, batch.batch.labels, mo().num_classes(), config_.augment.mix, rng);
-    auto targets = mix.targets.to(device_);
+    auto targets = compat::to_device_async(mix.targets, device_);
     const auto stages = sample_stages(config_.sampling, mo().num_stages(), rng);
 
     at::Tensor loss = torch::zeros({}, torch::TensorOptions().device(device_));

@@ -6,6 +6,9 @@
 #include <torch/version.h>
 #include <unistd.h>
 
+#include <map>
+#include <mutex>
+
 #ifdef THINKINGVIT_HAVE_CUDA
 #include <ATen/cuda/CUDAContext.h>
 #include <ATen/cuda/CUDAEvent.h>
@@ -175,12 +178,42 @@ struct Upload::Event {};
 struct Readback::Event {};
 #endif
 
+#ifdef THINKINGVIT_HAVE_CUDA
+namespace {
+
+// The input copy stream of a GPU: a stream of its own, not one of LibTorch's pool streams
+// (which NCCL and graph capture also draw from), created once and kept for the process.
+c10::cuda::CUDAStream input_copy_stream(c10::DeviceIndex index) {
+  static std::mutex mutex;
+  static std::map<c10::DeviceIndex, cudaStream_t> streams;
+  const std::lock_guard<std::mutex> lock(mutex);
+  auto it = streams.find(index);
+  if (it == streams.end()) {
+    cudaStream_t stream = nullptr;
+    C10_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+    it = streams.emplace(index, stream).first;
+  }
+  return c10::cuda::getStreamFromExternal(it->second, index);
+}
+
+}  // namespace
+#endif
+
+at::Tensor to_device_async(const at::Tensor& host, const c10::Device& device) {
+#ifdef THINKINGVIT_HAVE_CUDA
+  if (device.is_cuda() && !host.is_cuda()) {
+    const auto pinned = host.is_pinned() ? host : host.pin_memory();
+    return pinned.to(device, /*non_blocking=*/true);
+  }
+#endif
+  return host.to(device);
+}
+
 Upload::Upload(const at::Tensor& host, const c10::Device& device) {
 #ifdef THINKINGVIT_HAVE_CUDA
   if (device.is_cuda() && !host.is_cuda()) {
     const c10::cuda::CUDAGuard device_guard(device);
-    auto copy_stream = c10::cuda::getStreamFromPool(/*isHighPriority=*/false,
-                                                    device_guard.current_device().index());
+    const auto copy_stream = input_copy_stream(device_guard.current_device().index());
     {
       const c10::cuda::CUDAStreamGuard stream_guard(copy_stream);
       tensor_ = host.to(device_guard.current_device(), /*non_blocking=*/true);

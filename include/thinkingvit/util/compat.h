@@ -69,7 +69,8 @@ class AutocastGuard {
 };
 
 // A host tensor (an input batch) copied to `device` without holding up the GPU's work: on CUDA
-// the copy runs on a copy stream of its own, so that the next batch's copy overlaps the kernels
+// the copy runs on a copy stream of its own (one per GPU, created for this and shared with
+// nothing else), so that the next batch's copy overlaps the kernels
 // of the current one (the host tensor must be pinned for that; from pageable memory the copy is
 // synchronous, still correct). take() orders the current stream after the copy and returns the
 // device tensor. For a CPU device, take() returns the tensor itself.
@@ -84,6 +85,11 @@ class Upload {
   at::Tensor tensor_;
   std::shared_ptr<Event> ready_;
 };
+
+// A small host tensor (targets, step counts) on `device` without the host waiting for the GPU:
+// on CUDA it is staged in pinned memory and copied on the current stream (a copy from pageable
+// memory would wait for every kernel queued so far). Elsewhere: host.to(device).
+at::Tensor to_device_async(const at::Tensor& host, const c10::Device& device);
 
 // A small device tensor (a step's losses, a flag) copied to the host without waiting for the
 // GPU: on CUDA into pinned memory, after the kernels queued so far on the current stream, with
