@@ -53,22 +53,30 @@ StageRecords evaluate(models::ElasticModel& model, data::DataLoader& loader,
   std::vector<at::Tensor> labels;
   const int64_t total = loader.num_batches();
   int64_t done = 0;
+  // On a GPU the host stays a batch ahead: the next batch's copy overlaps this batch's kernels,
+  // and a batch's logits are read back once the next batch's kernels are queued.
+  std::vector<compat::Readback> pending;  // the batch before's logits, per stage
+  const auto settle = [&] {
+    if (pending.empty()) return;
+    for (int64_t s = 0; s < num_stages; ++s) logits[s].push_back(pending[s].get());
+    pending.clear();
+    if (progress) progress(++done, total);
+  };
   auto batch = loader.next();
   compat::Upload upload;
   if (batch) upload = compat::Upload(batch->images, device);
   while (batch) {
     const auto images = upload.take();
     auto outputs = model.forward_all(images);
-    // The next batch's copy to the device overlaps this batch's kernels.
     auto following = loader.next();
     if (following) upload = compat::Upload(following->images, device);
-    for (int64_t s = 0; s < num_stages; ++s)
-      logits[s].push_back(outputs[s].logits.to(at::kFloat).cpu());
+    settle();
+    for (int64_t s = 0; s < num_stages; ++s) pending.emplace_back(outputs[s].logits.to(at::kFloat));
     labels.push_back(batch->labels);
     if (on_batch) on_batch(images);
-    if (progress) progress(++done, total);
     batch = std::move(following);
   }
+  settle();
   if (was_training) model.train();
   TVIT_CHECK(!labels.empty(), "evaluation: the loader produced no batches");
   std::vector<at::Tensor> stacked;

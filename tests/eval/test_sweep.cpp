@@ -1,7 +1,12 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <numeric>
+
 #include "../test_util.h"
+#include "thinkingvit/data/dataset.h"
+#include "thinkingvit/data/loader.h"
+#include "thinkingvit/eval/evaluate.h"
 #include "thinkingvit/eval/sweep.h"
 
 namespace thinkingvit::testing {
@@ -29,6 +34,52 @@ Generated generated(int64_t n = 200) {
 }
 
 }  // namespace
+
+TEST(Evaluate, RecordsEveryBatchInOrderAsOneForwardOverAllImages) {
+  // evaluate() reads a batch's logits back only after queuing the next batch (on a GPU the host
+  // stays a batch ahead): records, progress and on_batch must still cover every batch in order,
+  // the short last one included.
+  auto model = tiny_model({1, 2});
+  const std::shared_ptr<const data::Dataset> set = data::make_synthetic(12, 8, 8, 3, 12, 5);
+  data::EvalTransformOptions eval;
+  eval.size = 8;
+  eval.crop_pct = 1.0;
+  data::LoaderOptions o;
+  o.batch_size = 5;
+  o.num_workers = 0;
+  data::DataLoader loader(set, data::make_eval_transform(eval, 3), o);
+  std::vector<int64_t> all(12);
+  std::iota(all.begin(), all.end(), 0);
+  loader.start_epoch(0, all);
+  std::vector<at::Tensor> images, labels;
+  while (auto b = loader.next()) {
+    images.push_back(b->images);
+    labels.push_back(b->labels);
+  }
+  std::vector<at::Tensor> expected_logits;
+  {
+    torch::NoGradGuard no_grad;
+    for (const auto& out : model->forward_all(at::cat(images)))
+      expected_logits.push_back(out.logits);
+  }
+  const auto expected =
+      eval::records_from_logits(expected_logits, at::cat(labels), models::EntropyRule::kTop10);
+
+  loader.start_epoch(0, all);
+  std::vector<std::pair<int64_t, int64_t>> progress;
+  std::vector<int64_t> batch_sizes;
+  const auto got = eval::evaluate(
+      *model, loader, models::EntropyRule::kTop10, c10::Device(c10::kCPU), false,
+      [&](int64_t done, int64_t total) { progress.emplace_back(done, total); },
+      [&](const at::Tensor& x) { batch_sizes.push_back(x.size(0)); });
+  EXPECT_EQ(got.num_samples, 12);
+  EXPECT_TRUE(torch::equal(got.labels, expected.labels));
+  EXPECT_TRUE(torch::equal(got.correct1, expected.correct1));
+  EXPECT_TRUE(torch::equal(got.correct5, expected.correct5));
+  EXPECT_TRUE(close_scaled(got.entropy, expected.entropy, 1e-5));
+  EXPECT_EQ(batch_sizes, (std::vector<int64_t>{5, 5, 2}));
+  EXPECT_EQ(progress, (std::vector<std::pair<int64_t, int64_t>>{{1, 3}, {2, 3}, {3, 3}}));
+}
 
 TEST(Sweep, EqualsBruteForceAtEveryThreshold) {
   const auto g = generated();
