@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
 #include <ATen/core/dispatch/Dispatcher.h>
+#include <torch/csrc/autograd/custom_function.h>
 
 #include <algorithm>
 #include <chrono>
@@ -186,8 +187,73 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b,
       .view(sizes);
 }
 
+namespace {
+
+// x · wᵀ + b with oneDNN's GEMM forward and for dX (dY · w, w's transpose as a view), MKL's for
+// dW (oneDNN is no faster there on transposed views, and slower with transposed copies). w must
+// be contiguous: oneDNN takes a slow path for strided weights (a leading slice), 1000x slower.
+// Autograd functions take defined tensors only: one without bias, one with.
+at::Tensor linear_forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x,
+                          const at::Tensor& w, const at::Tensor& b) {
+  auto sizes = x.sizes().vec();
+  const auto x2d = x.reshape({-1, sizes.back()}).contiguous();
+  ctx->save_for_backward({x2d, w});
+  ctx->saved_data["x_sizes"] = sizes;
+  sizes.back() = w.size(0);
+  return onednn_linear(x2d, w, b).view(sizes);
+}
+
+torch::autograd::variable_list linear_backward(torch::autograd::AutogradContext* ctx,
+                                               const at::Tensor& grad, bool bias) {
+  const auto saved = ctx->get_saved_variables();
+  const auto& x2d = saved[0];
+  const auto& w = saved[1];
+  const auto dy = grad.reshape({-1, w.size(0)}).contiguous();
+  torch::autograd::variable_list grads(bias ? 3 : 2);
+  if (ctx->needs_input_grad(0))
+    grads[0] = onednn_linear(dy, w.t(), {}).view(ctx->saved_data["x_sizes"].toIntVector());
+  if (ctx->needs_input_grad(1)) grads[1] = at::mm(dy.t(), x2d);
+  if (bias && ctx->needs_input_grad(2)) grads[2] = dy.sum(0);
+  return grads;
+}
+
+struct OneDnnLinear : public torch::autograd::Function<OneDnnLinear> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x,
+                            const at::Tensor& w) {
+    return linear_forward(ctx, x, w, {});
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    return linear_backward(ctx, grads[0], /*bias=*/false);
+  }
+};
+
+struct OneDnnLinearBias : public torch::autograd::Function<OneDnnLinearBias> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x,
+                            const at::Tensor& w, const at::Tensor& b) {
+    return linear_forward(ctx, x, w, b);
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    return linear_backward(ctx, grads[0], /*bias=*/true);
+  }
+};
+
+}  // namespace
+
+bool training_applies(const at::Tensor& x, const at::Tensor& w) {
+  return at::GradMode::is_enabled() && attention_applies(x) && compute_type(x) == at::kFloat &&
+         x.scalar_type() == at::kFloat && w.scalar_type() == at::kFloat;
+}
+
 at::Tensor dense(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, bool gelu) {
-  return applies(x) ? linear(x, w, b, gelu) : aten_linear(x, w, b, gelu);
+  if (applies(x)) return linear(x, w, b, gelu);
+  if (training_applies(x, w)) {
+    const auto y = b.defined() ? OneDnnLinearBias::apply(x, w.contiguous(), b)
+                               : OneDnnLinear::apply(x, w.contiguous());
+    return gelu ? at::gelu(y) : y;
+  }
+  return aten_linear(x, w, b, gelu);
 }
 
 at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {

@@ -184,6 +184,55 @@ TEST(CpuKernels, SwinGivesTheSameOutputsWithEitherKernels) {
   }
 }
 
+// Float32 training: the differentiable oneDNN linear gives ATen's output and gradients, for a
+// weight that is a strided leading slice of a larger parameter (as every stage's is), with and
+// without bias and GELU; it applies only to float32 compute with gradients recorded.
+TEST(CpuKernels, OneDnnLinearTrainsLikeATen) {
+  if (!at::hasMKLDNN()) GTEST_SKIP() << "LibTorch built without oneDNN";
+  torch::manual_seed(5);
+  const auto x0 = torch::randn({2, 5, 24});
+  const auto w_full0 = torch::randn({40, 30}) * 0.2;
+  const auto b_full0 = torch::randn({40});
+  const auto r = torch::randn({2, 5, 16});
+  struct Result {
+    at::Tensor y, dx, dw, db;
+  };
+  auto run = [&](cpu::KernelPolicy policy, bool bias, bool gelu) {
+    KernelPolicyScope scope(policy);
+    auto x = x0.clone().requires_grad_();
+    auto w_full = w_full0.clone().requires_grad_();
+    auto b_full = b_full0.clone().requires_grad_();
+    const auto w = w_full.slice(0, 0, 16).slice(1, 0, 24);  // strided
+    const auto b = bias ? b_full.slice(0, 0, 16) : at::Tensor();
+    EXPECT_EQ(cpu::training_applies(x, w), policy != cpu::KernelPolicy::kAten);
+    const auto y = cpu::dense(x, w, b, gelu);
+    (y * r).sum().backward();
+    return Result{y.detach(), x.grad(), w_full.grad(), bias ? b_full.grad() : at::Tensor()};
+  };
+  for (const bool bias : {true, false}) {
+    for (const bool gelu : {false, true}) {
+      const auto ours = run(cpu::KernelPolicy::kOneDnn, bias, gelu);
+      const auto aten = run(cpu::KernelPolicy::kAten, bias, gelu);
+      EXPECT_TRUE(close_scaled(ours.y, aten.y, 1e-5)) << bias << gelu;
+      EXPECT_TRUE(close_scaled(ours.dx, aten.dx, 1e-5)) << bias << gelu;
+      EXPECT_TRUE(close_scaled(ours.dw, aten.dw, 1e-5)) << bias << gelu;
+      EXPECT_EQ(ours.dw.slice(0, 16).abs().sum().item<double>(), 0.0);  // rows not sliced
+      if (bias) {
+        EXPECT_TRUE(close_scaled(ours.db, aten.db, 1e-5)) << gelu;
+      }
+    }
+  }
+  KernelPolicyScope scope(cpu::KernelPolicy::kOneDnn);
+  const auto x = torch::randn({2, 3}), w = torch::randn({4, 3});
+  EXPECT_FALSE(cpu::training_applies(x.to(at::kDouble), w.to(at::kDouble)));
+  {
+    compat::AutocastGuard autocast(c10::kCPU, at::kBFloat16);
+    EXPECT_FALSE(cpu::training_applies(x, w));  // bf16 compute: ATen's (oneDNN) matmul already
+  }
+  torch::NoGradGuard no_grad;
+  EXPECT_FALSE(cpu::training_applies(x, w));  // inference: the fused linear instead
+}
+
 // Training: matmul attention (kOneDnn) gives the flash kernel's (kAten) gradients, in float32
 // and under bf16 autocast.
 TEST(CpuKernels, MatmulAttentionTrainsLikeTheFlashKernel) {
