@@ -167,18 +167,10 @@ AutocastGuard::~AutocastGuard() {
 }
 
 #ifdef THINKINGVIT_HAVE_CUDA
-struct Upload::Event {
+struct CopyEvent {
   at::cuda::CUDAEvent event;
 };
-struct Readback::Event {
-  at::cuda::CUDAEvent event;
-};
-#else
-struct Upload::Event {};
-struct Readback::Event {};
-#endif
 
-#ifdef THINKINGVIT_HAVE_CUDA
 namespace {
 
 // The input copy stream of a GPU: a stream of its own, not one of LibTorch's pool streams
@@ -218,7 +210,7 @@ Upload::Upload(const at::Tensor& host, const c10::Device& device) {
       const c10::cuda::CUDAStreamGuard stream_guard(copy_stream);
       tensor_ = host.to(device_guard.current_device(), /*non_blocking=*/true);
     }
-    ready_ = std::make_shared<Event>();
+    ready_ = std::make_shared<CopyEvent>();
     ready_->event.record(copy_stream);
     return;
   }
@@ -246,7 +238,7 @@ Readback::Readback(const at::Tensor& tensor) {
     const c10::cuda::CUDAGuard device_guard(tensor.device());
     host_ = at::empty(tensor.sizes(), tensor.options().device(c10::kCPU).pinned_memory(true));
     host_.copy_(tensor.detach(), /*non_blocking=*/true);
-    ready_ = std::make_shared<Event>();
+    ready_ = std::make_shared<CopyEvent>();
     ready_->event.record(c10::cuda::getCurrentCUDAStream(tensor.device().index()));
     return;
   }

@@ -1,5 +1,5 @@
 #pragma once
-// Inference kernels for the CPU.
+// Kernels for the CPU: oneDNN linears and the attention choice.
 //
 // ATen's float32 linear goes through MKL's (or OpenBLAS's) sgemm; oneDNN, which LibTorch carries
 // too, is markedly faster on some CPUs (on AMD Zen 4, where MKL runs its AVX2 code, oneDNN's fp32

@@ -68,12 +68,16 @@ class AutocastGuard {
   c10::ScalarType prev_dtype_ = c10::ScalarType::Undefined;
 };
 
+// A CUDA event that marks when an asynchronous copy is done (Upload, Readback); defined in CUDA
+// builds only.
+struct CopyEvent;
+
 // A host tensor (an input batch) copied to `device` without holding up the GPU's work: on CUDA
 // the copy runs on a copy stream of its own (one per GPU, created for this and shared with
-// nothing else), so that the next batch's copy overlaps the kernels
-// of the current one (the host tensor must be pinned for that; from pageable memory the copy is
-// synchronous, still correct). take() orders the current stream after the copy and returns the
-// device tensor. For a CPU device, take() returns the tensor itself.
+// nothing else), so that the next batch's copy overlaps the kernels of the current one (the host
+// tensor must be pinned for that; from pageable memory the copy is synchronous, still correct).
+// take() orders the current stream after the copy and returns the device tensor. For a CPU
+// device, take() returns the tensor itself.
 class Upload {
  public:
   Upload() = default;
@@ -81,9 +85,8 @@ class Upload {
   at::Tensor take();
 
  private:
-  struct Event;
   at::Tensor tensor_;
-  std::shared_ptr<Event> ready_;
+  std::shared_ptr<CopyEvent> ready_;
 };
 
 // A small host tensor (targets, step counts) on `device` without the host waiting for the GPU:
@@ -103,9 +106,8 @@ class Readback {
   const at::Tensor& get();
 
  private:
-  struct Event;
   at::Tensor host_;
-  std::shared_ptr<Event> ready_;
+  std::shared_ptr<CopyEvent> ready_;
 };
 
 // One call captured into a CUDA graph and replayed: the kernels a fixed-shape forward launches
