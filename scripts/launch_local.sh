@@ -59,7 +59,9 @@ while ((${#running[@]} > 0)); do
   unset "running[$finished]"
   if ((rc != 0)); then
     status=$rc
-    [[ -n $forwarded ]] && continue  # stopping on request: each process ends on its own
+    # Stopping on request (a signal passed on, or 75: a process that received one itself, as
+    # every rank then stops after the same step): each process ends on its own.
+    [[ -n $forwarded || $rc == 75 ]] && continue
     echo "launch_local: a process failed (exit $rc); stopping the others" >&2
     cleanup
     break

@@ -6,6 +6,7 @@
 #include <torch/csrc/autograd/utils/lambda_post_hook.h>
 #include <torch/csrc/autograd/variable.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <mutex>
 #include <thread>
@@ -94,11 +95,15 @@ std::vector<size_t> all_indices(size_t n) {
   return out;
 }
 
-// P floats on `device`: 1 where this rank has a gradient for the parameter.
+// P floats on `device`: 1 where this rank has a gradient for the parameter. Staged in pinned
+// memory: a pageable copy to a GPU would wait for every kernel queued so far.
 at::Tensor used_map(const std::vector<bool>& used, const c10::Device& device) {
-  auto t = at::empty({static_cast<int64_t>(used.size())}, at::kFloat);
-  for (size_t i = 0; i < used.size(); ++i) t[static_cast<int64_t>(i)] = used[i] ? 1.0f : 0.0f;
-  return t.to(device);
+  std::vector<float> values(used.begin(), used.end());
+  return compat::to_device_async(at::tensor(values, at::kFloat), device);
+}
+
+bool all_used(const std::vector<bool>& used) {
+  return std::find(used.begin(), used.end(), false) == used.end();
 }
 
 // After the all-reduce: the averaged slice of `flat` becomes p's gradient.
@@ -142,11 +147,15 @@ void Distributed::average_gradients(const std::vector<at::Tensor>& params) {
   std::vector<bool> local(params.size());
   for (size_t i = 0; i < params.size(); ++i) local[i] = params[i].grad().defined();
   auto counts = used_map(local, group_->device());
-  group_->all_reduce_sum(counts);
-  counts = counts.cpu();
+  group_->all_reduce_sum(counts);  // every rank takes part: some may lack a gradient
   std::vector<size_t> used;
-  for (size_t i = 0; i < params.size(); ++i) {
-    if (counts[static_cast<int64_t>(i)].item<float>() > 0) used.push_back(i);
+  if (all_used(local)) {  // then so does the union over ranks: no read-back
+    used = all_indices(params.size());
+  } else {
+    counts = counts.cpu();
+    for (size_t i = 0; i < params.size(); ++i) {
+      if (counts[static_cast<int64_t>(i)].item<float>() > 0) used.push_back(i);
+    }
   }
   const double scale = 1.0 / env_.world_size;
   for (const auto& bucket : make_buckets(params, used, bucket_bytes_)) {
@@ -170,6 +179,11 @@ void Distributed::average_gradients(const std::vector<at::Tensor>& params) {
 std::unique_ptr<GradientReducer> Distributed::make_reducer(const std::vector<at::Tensor>& params) {
   if (!group_) return nullptr;
   return std::make_unique<GradientReducer>(params, *group_, bucket_bytes_);
+}
+
+void Distributed::sum_on_device(at::Tensor& tensor) {
+  if (!group_) return;
+  group_->all_reduce_sum_async(tensor)->wait();
 }
 
 std::vector<double> Distributed::sum(std::vector<double> values) {
@@ -332,15 +346,21 @@ void GradientReducer::finish() {
     m.armed = false;
   }
   m.used_work->wait();
-  const auto counts = m.used_counts.cpu();
-  const float* used = counts.data_ptr<float>();
+  // Which parameters some rank used: read back (a wait for the device) only when this rank
+  // lacks a gradient for one of them; where it used them all, so did the union.
+  std::vector<bool> used = m.locally_used;
+  if (!all_used(used)) {
+    const auto counts = m.used_counts.cpu();
+    for (size_t i = 0; i < used.size(); ++i)
+      used[i] = counts[static_cast<int64_t>(i)].item<float>() > 0;
+  }
   const double scale = 1.0 / m.group.size();
   for (auto& b : m.buckets) {
     b.work->wait();
     b.work.reset();
     b.flat.mul_(scale);
     for (const size_t i : b.params) {
-      if (used[i] > 0) write_gradient(m.params[i], m.slot(i));
+      if (used[i]) write_gradient(m.params[i], m.slot(i));
     }
   }
 }

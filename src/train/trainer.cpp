@@ -341,7 +341,7 @@ class StopSignals {
 // cleaned) at POINT of global batch N (counted from 1 over the whole run): "forward" (after the
 // forward pass, mid-step), "batch" (after the step) or "checkpoint" (halfway through writing the
 // checkpoint that follows batch N); "sigterm" and "sigusr1" send that signal after the step
-// instead. With RANK, only that rank.
+// instead; "nan" makes batch N's images NaN (a loss that blows up). With RANK, only that rank.
 class KillPoint {
  public:
   explicit KillPoint(int rank) {
@@ -362,6 +362,8 @@ class KillPoint {
     if (point == "batch" && point_ == "sigterm") std::raise(SIGTERM);
     if (point == "batch" && point_ == "sigusr1") std::raise(SIGUSR1);
   }
+  // "nan": this batch's images become NaN (a fault for tests; this rank's loss turns non-finite).
+  bool poisons(int64_t global_batch) const { return point_ == "nan" && global_batch == batch_; }
 
  private:
   std::string point_;
@@ -612,6 +614,7 @@ class Trainer {
       }
     }
     settle_losses(summary, counters);
+    checkpoint_due = checkpoint_due || stop_signal_received_;  // a job's flags of the last step
     progress.finish();
     const int64_t skipped = reduce_over_ranks(summary, counters, steps);
     const bool validated = validates(e);
@@ -666,16 +669,18 @@ class Trainer {
     }
   }
 
-  // Whether SIGTERM / SIGUSR1 reached this process or, in a job, any rank: every rank stops
-  // after the same step.
+  // Whether SIGTERM / SIGUSR1 reached this process or, in a job, any rank. In a job the answer
+  // rides on the step flags (see step()): every rank learns it while settling the same step, so
+  // all stop after the same step, one step after the signal, and no step waits for it.
   bool stop_requested() {
-    double received = StopSignals::received() != 0 ? 1.0 : 0.0;
-    if (dist_->enabled()) received = dist_->sum({received})[0];
-    if (received > 0 && !stop_signal_received_) {
-      stop_signal_received_ = true;
-      spdlog::warn("stop requested (SIGTERM or SIGUSR1): writing a checkpoint after this step");
-    }
+    if (!dist_->enabled() && StopSignals::received() != 0) note_stop_request();
     return stop_signal_received_;
+  }
+
+  void note_stop_request() {
+    if (stop_signal_received_) return;
+    stop_signal_received_ = true;
+    spdlog::warn("stop requested (SIGTERM or SIGUSR1): writing a checkpoint after this step");
   }
 
   [[noreturn]] void stopped() {
@@ -727,6 +732,7 @@ class Trainer {
     StagedBatch batch = std::move(*staged_);
     staged_.reset();
     auto x = batch.images.take();
+    if (kill_at_.poisons(e * steps + i + 1)) x = x * std::numeric_limits<float>::quiet_NaN();
     auto mix = data::mix_batch(x, batch.batch.labels, mo().num_classes(), config_.augment.mix, rng);
     auto targets = compat::to_device_async(mix.targets, device_);
     const auto stages = sample_stages(config_.sampling, mo().num_stages(), rng);
@@ -752,7 +758,19 @@ class Trainer {
         loss = loss + loss_weights_[s] * stage_loss;
       }
     }
-    losses.values = compat::Readback(torch::stack(stage_losses).to(at::kDouble));
+    auto values = torch::stack(stage_losses).to(at::kDouble);
+    if (dist_->enabled()) {
+      // The step flags, summed over ranks and read back with the losses: how many ranks had a
+      // non-finite loss and how many had received a stop signal. Every rank settles the same
+      // step at the same point, so all stop together, whichever rank saw it.
+      const double signal = StopSignals::received() != 0 ? 1.0 : 0.0;
+      auto flags =
+          torch::cat({values.isfinite().logical_not().any().to(at::kDouble).reshape({1}),
+                      compat::to_device_async(torch::tensor({signal}, at::kDouble), device_)});
+      dist_->sum_on_device(flags);
+      values = torch::cat({values, flags});
+    }
+    losses.values = compat::Readback(values);
     losses.epoch = e;
     losses.batch = i;
     losses.lr = summary.lr;
@@ -788,12 +806,24 @@ class Trainer {
     StepLosses losses = std::move(*pending_losses_);
     pending_losses_.reset();
     const at::Tensor host = losses.values.get();
+    const double* v = host.data_ptr<double>();
+    const size_t n = losses.stages.size();
+    const std::string where = dist_->enabled() ? " on rank " + std::to_string(dist_->rank()) : "";
+    for (size_t k = 0; k < n; ++k) {
+      TVIT_CHECK(std::isfinite(v[k]), "non-finite loss ", v[k], " at epoch ", losses.epoch,
+                 " step ", losses.batch, " stage ", losses.stages[k], where,
+                 "; stopping (the last checkpoint is kept)");
+    }
+    if (dist_->enabled()) {  // the step flags (see step())
+      TVIT_CHECK(v[n] == 0, "non-finite loss on ", v[n], " of ", dist_->world_size(),
+                 " ranks at epoch ", losses.epoch, " step ", losses.batch,
+                 "; stopping (the last checkpoint is kept; that rank's log names the stage)");
+      if (v[n + 1] > 0) note_stop_request();
+    }
     double loss_value = 0;
-    for (size_t k = 0; k < losses.stages.size(); ++k) {
-      const double value = host[static_cast<int64_t>(k)].item<double>();
+    for (size_t k = 0; k < n; ++k) {
+      const double value = v[k];
       const int64_t s = losses.stages[k];
-      TVIT_CHECK(std::isfinite(value), "non-finite loss ", value, " at epoch ", losses.epoch,
-                 " step ", losses.batch, " stage ", s, "; stopping (the last checkpoint is kept)");
       summary.stage_loss[s] += value;
       summary.stage_steps[s] += 1;
       loss_value += loss_weights_[s] * value;
@@ -950,7 +980,7 @@ class Trainer {
   };
   std::optional<StagedBatch> staged_;  // the next batch, on its way to the device
   struct StepLosses {
-    compat::Readback values;  // the chosen stages' losses (float64)
+    compat::Readback values;  // the chosen stages' losses (float64), in a job the step flags
     std::vector<int64_t> stages;
     int64_t epoch = 0, batch = 0, step = 0;
     double lr = 0;

@@ -13,6 +13,7 @@
 #include <fstream>
 #include <map>
 #include <sstream>
+#include <thread>
 
 #include "../test_util.h"
 #include "thinkingvit/io/safetensors.h"
@@ -175,6 +176,50 @@ TEST(GradientReducer, RefusesCallsOutOfOrder) {
   reducer.finish();
   EXPECT_TRUE(close_scaled(a.grad(), torch::full({3}, 2.0), 1e-7));
   EXPECT_FALSE(c.grad().defined());
+}
+
+// Two ranks (threads with a Gloo group each): rank 0 uses every parameter, rank 1 only `a`.
+// Both end with the average over ranks, a gradient that rank 1 lacks counting as zero there;
+// rank 0 knows the union without reading the counts back, rank 1 reads them. The overlapped
+// reducer and the sequential average_gradients agree.
+TEST(GradientReducer, TwoRanksAverageWhatEitherUsed) {
+  const int port = free_port();
+  const auto x = torch::randn({4}), y = torch::randn({2, 3});
+  const auto a0 = torch::randn({4}), b0 = torch::randn({2, 3}), c0 = torch::randn({3});
+  for (const bool overlap : {true, false}) {
+    std::vector<at::Tensor> grads[2];
+    auto rank = [&](int r) {
+      train::DistEnv env;
+      env.rank = r;
+      env.world_size = 2;
+      env.master_port = port + (overlap ? 0 : 1);
+      train::Distributed dist(env, "gloo", std::chrono::seconds(20), /*bucket_mb=*/1e-5);
+      auto a = a0.clone().requires_grad_(), b = b0.clone().requires_grad_();
+      auto c = c0.clone().requires_grad_();
+      auto reducer = dist.make_reducer({a, b, c});
+      const auto loss = r == 0 ? (a * x).sum() + (b * y).sum() + (c * c).sum() : (a * 3 * x).sum();
+      if (overlap) reducer->prepare(loss);
+      loss.backward();
+      if (overlap) {
+        reducer->finish();
+      } else {
+        dist.average_gradients({a, b, c});
+      }
+      for (const auto& p : {a, b, c})
+        grads[r].push_back(p.grad().defined() ? p.grad().clone() : at::Tensor());
+    };
+    std::thread other(rank, 1);
+    rank(0);
+    other.join();
+    const at::Tensor expected[3] = {2 * x, y / 2, c0};  // (x + 3x) / 2, (y + 0) / 2, (2c + 0) / 2
+    for (int r = 0; r < 2; ++r) {
+      for (int k = 0; k < 3; ++k) {
+        ASSERT_TRUE(grads[r][k].defined()) << "rank " << r << " parameter " << k;
+        EXPECT_TRUE(close_scaled(grads[r][k], expected[k], 1e-6))
+            << "overlap " << overlap << " rank " << r << " parameter " << k;
+      }
+    }
+  }
 }
 
 // Gloo binds to this node's own address, or to GLOO_SOCKET_IFNAME's interface (never to

@@ -208,6 +208,69 @@ TEST(Resume, ALaunchedJobStopsTogetherOnSigterm) {
   EXPECT_NE(log.find("[rank 1] "), std::string::npos) << log;
 }
 
+// SIGTERM on one rank of two: the flag rides on the next step's all-reduced flags, so both
+// ranks stop after the same step (one step after the signal, batch 9) with 75, one checkpoint
+// is written, and --resume ends where the uninterrupted run ends.
+TEST(Resume, ASignalOnOneRankStopsBothAfterTheSameStep) {
+  TempDir dir;
+  write_config(dir);
+  ASSERT_EQ(run_shell(train_cmd(dir, 2, "whole")).code, 0) << slurp(dir.file("whole.log"));
+  const auto e = run_shell(train_cmd(dir, 2, "parts", "THINKINGVIT_KILL_AT=sigterm:7:1"));
+  const auto log = slurp(dir.file("parts.log"));
+  ASSERT_EQ(e.code, 75) << log;
+  EXPECT_EQ(last_checkpoint(dir.file("parts")), "epoch_0000_batch_000009") << log;
+  EXPECT_NE(log.find("[rank 1] "), std::string::npos) << log;  // rank 1 stopped on request too
+  EXPECT_EQ(log.find("failed"), std::string::npos) << log;
+  ASSERT_EQ(run_shell(train_cmd(dir, 2, "parts", "", "--resume")).code, 0)
+      << slurp(dir.file("parts.log"));
+  expect_same_weights(dir.file("whole/checkpoints/epoch_0001"),
+                      dir.file("parts/checkpoints/epoch_0001"));
+}
+
+// A NaN loss on one rank of two (its batch 5 poisoned): the all-reduced step flags tell the
+// other rank, so both stop with one error line at the same step, neither waits for its peer
+// until the timeout, and the last checkpoint (batch 3) holds finite weights.
+TEST(Resume, ANonFiniteLossOnOneRankStopsBothRanksAtTheSameStep) {
+  TempDir dir;
+  write_config(dir);
+  const std::string out = dir.file("run");
+  const std::string common = "WORLD_SIZE=2 LOCAL_WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=" +
+                             std::to_string(free_port()) + " THINKINGVIT_KILL_AT=nan:5:1 ";
+  auto rank_cmd = [&](int r) {
+    return "RANK=" + std::to_string(r) + " LOCAL_RANK=" + std::to_string(r) + " " + common +
+           THINKINGVIT_BIN + " train --config " + dir.file("tiny.yaml") + " --output-dir " + out +
+           " --set data.batch_size=2 > /dev/null 2> " + out + ".err" + std::to_string(r);
+  };
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_EQ(run_shell("(" + rank_cmd(0) + " & a=$!; " + rank_cmd(1) +
+                      " & b=$!; wait $a; ra=$?; wait $b; rb=$?; echo $ra $rb > " + out + ".codes)")
+                .code,
+            0);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::ifstream codes(out + ".codes");
+  int code[2] = {-1, -1};
+  codes >> code[0] >> code[1];
+  EXPECT_EQ(code[0], 1);
+  EXPECT_EQ(code[1], 1);
+  EXPECT_LT(seconds, 25.0);  // distributed.timeout_s is 30
+  const std::string expected[2] = {"non-finite loss on 1 of 2 ranks at epoch 0 step 4;",
+                                   "non-finite loss nan at epoch 0 step 4 stage "};
+  for (int r = 0; r < 2; ++r) {
+    const auto err = slurp(out + ".err" + std::to_string(r));
+    const auto first = err.find("error: ");
+    ASSERT_NE(first, std::string::npos) << err;
+    EXPECT_NE(err.find(expected[r], first), std::string::npos) << "rank " << r << ": " << err;
+    EXPECT_EQ(err.find("error:", first + 1), std::string::npos) << "more than one error: " << err;
+    EXPECT_EQ(err.find("failed"), std::string::npos) << err;
+  }
+  EXPECT_NE(slurp(out + ".err1").find(" on rank 1; stopping"), std::string::npos);
+  ASSERT_EQ(last_checkpoint(out), "epoch_0000_batch_000003");
+  const auto weights =
+      io::read_safetensors(out + "/checkpoints/epoch_0000_batch_000003/model.safetensors").tensors;
+  for (const auto& [name, t] : weights) EXPECT_TRUE(t.isfinite().all().item<bool>()) << name;
+}
+
 // A rank killed mid-step: its peer exits on its own with one error line, well within
 // distributed.timeout_s (30 s), whichever rank dies.
 TEST(Resume, ARankKilledMidStepEndsItsPeerWithOneLine) {

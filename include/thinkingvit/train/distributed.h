@@ -60,6 +60,9 @@ class Distributed {
   // Elementwise sum over ranks of a small vector of numbers (metrics, counts), reduced on the
   // group's device (NCCL reduces only CUDA tensors).
   std::vector<double> sum(std::vector<double> values);
+  // The same sum in place on a tensor on the group's device, without a host wait on NCCL (the
+  // current CUDA stream waits for it; read it back with compat::Readback). Gloo's returns done.
+  void sum_on_device(at::Tensor& tensor);
   void barrier();
 
  private:
