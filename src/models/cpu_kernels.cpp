@@ -58,7 +58,8 @@ at::Tensor aten_linear(const at::Tensor& x, const at::Tensor& w, const at::Tenso
   return gelu ? at::gelu(y) : y;
 }
 
-at::Tensor matmul_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+at::Tensor matmul_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                            const at::Tensor& mask = {}) {
   const auto sizes = q.sizes().vec();  // B x H x N x Dh
   const int64_t n = sizes[2], dh = sizes[3];
   const double scale = 1.0 / std::sqrt(static_cast<double>(dh));
@@ -66,6 +67,7 @@ at::Tensor matmul_attention(const at::Tensor& q, const at::Tensor& k, const at::
   const auto k3 = k.reshape({-1, n, dh});
   const auto v3 = v.reshape({-1, n, dh});
   auto scores = at::bmm(q3, k3.transpose(1, 2));  // BH x N x N
+  if (mask.defined()) scores = (scores.view({sizes[0], sizes[1], n, n}) + mask).view({-1, n, n});
   scores = at::_softmax(scores, /*dim=*/-1, /*half_to_float=*/false);
   return at::bmm(scores, v3).view(sizes);
 }
@@ -256,11 +258,16 @@ at::Tensor dense(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, 
   return aten_linear(x, w, b, gelu);
 }
 
-at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                     const at::Tensor& mask) {
   const auto dtype = compute_type(q);
-  if (!choice_for(dtype).matmul_attention) return at::scaled_dot_product_attention(q, k, v);
+  if (!choice_for(dtype).matmul_attention) {
+    return at::scaled_dot_product_attention(
+        q, k, v, mask.defined() ? std::optional<at::Tensor>(mask) : std::nullopt);
+  }
   const c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::DispatchKey::AutocastCPU);
-  return matmul_attention(to_dtype(q, dtype), to_dtype(k, dtype), to_dtype(v, dtype));
+  return matmul_attention(to_dtype(q, dtype), to_dtype(k, dtype), to_dtype(v, dtype),
+                          to_dtype(mask, dtype));
 }
 
 std::string describe() {

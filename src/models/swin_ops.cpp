@@ -75,6 +75,8 @@ at::Tensor swin_block_forward(const at::Tensor& x, const SwinBlockWeights& w, in
   if (backend == AttentionBackend::kExplicit) {
     auto logits = at::matmul(q * (1.0 / std::sqrt(static_cast<double>(hd))), key.transpose(-2, -1));
     o = at::matmul(at::softmax(logits + attn_mask, -1), v);
+  } else if (cpu::attention_applies(q)) {  // batched matmuls where they are faster (bf16)
+    o = cpu::attention(q, key, v, attn_mask);
   } else {
     o = at::scaled_dot_product_attention(q, key, v, attn_mask);
   }

@@ -12,10 +12,12 @@ namespace cpu = models::cpu;
 
 namespace {
 
-// softmax(q kᵀ / sqrt(Dh)) v in double precision.
-at::Tensor reference_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+// softmax(q kᵀ / sqrt(Dh) + mask) v in double precision.
+at::Tensor reference_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                               const at::Tensor& mask = {}) {
   const auto q64 = q.to(at::kDouble), k64 = k.to(at::kDouble), v64 = v.to(at::kDouble);
-  const auto scores = at::matmul(q64, k64.transpose(-2, -1)) / std::sqrt(double(q.size(-1)));
+  auto scores = at::matmul(q64, k64.transpose(-2, -1)) / std::sqrt(double(q.size(-1)));
+  if (mask.defined()) scores = scores + mask.to(at::kDouble);
   return at::matmul(scores.softmax(-1), v64);
 }
 
@@ -95,6 +97,35 @@ TEST(CpuKernels, MatmulAttentionMatchesTheDefinition) {
   EXPECT_TRUE(close_scaled(out16, expected, 3e-2));
 }
 
+// With an additive mask broadcast over the batch (Swin's bias and shift mask, -100 where
+// windows do not meet): the output and the gradients of q, k and v are the definition's.
+TEST(CpuKernels, MaskedMatmulAttentionMatchesTheDefinition) {
+  if (!at::hasMKLDNN()) GTEST_SKIP() << "LibTorch built without oneDNN";
+  KernelPolicyScope scope(cpu::KernelPolicy::kOneDnn);
+  torch::manual_seed(6);
+  const auto q0 = torch::randn({2, 4, 9, 8}), k0 = torch::randn({2, 4, 9, 8});
+  const auto v0 = torch::randn({2, 4, 9, 8}), r = torch::randn({2, 4, 9, 8});
+  auto mask = torch::randn({1, 4, 9, 9});
+  mask.slice(2, 0, 4).slice(3, 4, 9).fill_(-100.0);
+  auto run = [&](bool tuned) {
+    auto q = q0.clone().requires_grad_(), k = k0.clone().requires_grad_();
+    auto v = v0.clone().requires_grad_();
+    const auto out =
+        tuned ? cpu::attention(q, k, v, mask) : reference_attention(q, k, v, mask).to(at::kFloat);
+    (out * r).sum().backward();
+    return std::vector<at::Tensor>{out.detach(), q.grad(), k.grad(), v.grad()};
+  };
+  const auto expected = run(false), got = run(true);
+  for (size_t i = 0; i < expected.size(); ++i)
+    EXPECT_TRUE(close_scaled(got[i], expected[i], 1e-5)) << i;
+  torch::NoGradGuard no_grad;
+  compat::AutocastGuard autocast(c10::kCPU, at::kBFloat16);
+  const auto out16 = cpu::attention(q0.to(at::kBFloat16), k0.to(at::kBFloat16),
+                                    v0.to(at::kBFloat16), mask.to(at::kBFloat16));
+  EXPECT_EQ(out16.scalar_type(), at::kBFloat16);
+  EXPECT_TRUE(close_scaled(out16, expected[0], 3e-2));
+}
+
 // Auto: oneDNN linears; in bf16 the attention kernel measured once. Whichever wins, the results
 // are the maths', describe() names each dtype once used, and measuring leaves the random stream
 // alone.
@@ -162,7 +193,8 @@ TEST(CpuKernels, TheModelGivesTheSameOutputsWithEitherKernels) {
   model->set_weight_cache(true);
 }
 
-// Swin's linears (qkv, projection, MLP with fused GELU, patch merging) through either kernels.
+// Swin's linears (qkv, projection, MLP with fused GELU, patch merging, the recycling projection)
+// and its masked window attention through either kernels, in float32 and bfloat16 autocast.
 TEST(CpuKernels, SwinGivesTheSameOutputsWithEitherKernels) {
   if (!at::hasMKLDNN()) GTEST_SKIP() << "LibTorch built without oneDNN";
   torch::manual_seed(8);
@@ -170,17 +202,20 @@ TEST(CpuKernels, SwinGivesTheSameOutputsWithEitherKernels) {
   model->eval();
   const auto images = tiny_images(3);
   torch::NoGradGuard no_grad;
-  auto run = [&](cpu::KernelPolicy policy) {
+  auto run = [&](cpu::KernelPolicy policy, bool bf16) {
     KernelPolicyScope scope(policy);
+    compat::AutocastGuard autocast(c10::kCPU, at::kBFloat16, bf16);
     std::vector<at::Tensor> out;
-    for (const auto& o : model->forward_all(images)) out.push_back(o.logits);
+    for (const auto& o : model->forward_all(images)) out.push_back(o.logits.to(at::kFloat));
     return out;
   };
-  const auto reference = run(cpu::KernelPolicy::kAten);
-  const auto tuned = run(cpu::KernelPolicy::kOneDnn);
+  const auto reference = run(cpu::KernelPolicy::kAten, false);
+  const auto tuned = run(cpu::KernelPolicy::kOneDnn, false);
+  const auto tuned16 = run(cpu::KernelPolicy::kOneDnn, true);
   ASSERT_EQ(tuned.size(), 2u);
   for (size_t i = 0; i < tuned.size(); ++i) {
     EXPECT_TRUE(close_scaled(tuned[i], reference[i], 1e-5)) << i;
+    EXPECT_TRUE(close_scaled(tuned16[i], reference[i], 5e-2)) << i;
   }
 }
 

@@ -63,9 +63,11 @@ at::Tensor dense(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, 
 // their forward and backward take 2.4x less time than the flash kernel's).
 bool attention_applies(const at::Tensor& q);
 
-// softmax(q kᵀ · Dh^-0.5) v for q, k, v: B x H x N x Dh (any strides), differentiable. Call only
-// where attention_applies(q).
-at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v);
+// softmax(q kᵀ · Dh^-0.5 + mask) v for q, k, v: B x H x N x Dh (any strides) and an optional
+// additive float mask broadcastable to B x H x N x N (Swin's relative position bias and shift
+// mask), differentiable. Call only where attention_applies(q).
+at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                     const at::Tensor& mask = {});
 
 // What is in force, for logs: e.g. "linear onednn, attention flash (float32); linear onednn,
 // attention matmul (bfloat16)"; "aten" under kAten; a dtype not measured yet is left out.
