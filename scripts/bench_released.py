@@ -3,9 +3,12 @@
 vendored timm), timed as `thinkingvit bench` times this project: each stage alone, elastic
 inference at tau (the released code computes every stage and selects afterwards) and a training
 step (every stage, 1/n-weighted cross-entropy as its train.py, AdamW as timm creates it).
-Random weights and inputs; CSV rows on stdout (see bench_common.py).
+With --swin VARIANT, its ThinkingViT on Swin (swin_transformer.py; two head rounds, 0.5 / 0.5
+loss weights as its train_swin.py) instead. Random weights and inputs; CSV rows on stdout (see
+bench_common.py).
 
     python3 scripts/bench_released.py /path/to/ThinkingViT --batch 16 --threads 1 --taus 0,1 --train
+    python3 scripts/bench_released.py /path/to/ThinkingViT --swin swin_tiny_patch4_window7_224 ...
 
 Needs torch plus what the vendored timm imports (torchvision, pillow, pyyaml, safetensors).
 """
@@ -22,10 +25,15 @@ import bench_common as B  # noqa: E402
 def main():
     p = B.parser(__doc__.split("\n\n")[0])
     p.add_argument("path", help="checkout of ds-kiel/ThinkingViT")
+    p.add_argument("--swin", choices=sorted(SWIN_ROUNDS),
+                   help="time its ThinkingViT on this Swin instead (--stages is then ignored)")
     args = B.setup(p.parse_args())
     sys.path.insert(0, os.path.abspath(args.path))
     from timm.models import create_model  # the released code's vendored timm
 
+    if args.swin:
+        args.stage_heads = [r[0] for r in SWIN_ROUNDS[args.swin]]
+        return swin(args, create_model)
     stages = tuple(args.stage_heads)
     model = create_model("thinkingvit", thinking_stages=stages, num_classes=args.num_classes,
                          img_size=args.image_size).to(args.device)
@@ -70,6 +78,61 @@ def main():
             optimizer.step()
 
         rows.add("train", B.time_calls(step, args), reach=[1.0] * len(stages))
+
+
+# The head rounds of this project's presets thinkingvit_swin_t / _s / _b (the released ones).
+SWIN_ROUNDS = {
+    "swin_tiny_patch4_window7_224": ((3, 3, 6, 12), (3, 6, 12, 24)),
+    "swin_small_patch4_window7_224": ((3, 3, 6, 12), (3, 6, 12, 24)),
+    "swin_base_patch4_window7_224": ((4, 4, 8, 16), (4, 8, 16, 32)),
+}
+
+
+def swin(args, create_model):
+    rounds = SWIN_ROUNDS[args.swin]
+    if args.precision == "bf16":
+        # Its entropy() builds a Categorical of the bf16 top-10 probabilities, whose argument
+        # check (on by default) rejects their rounding: the released code cannot run under bf16
+        # autocast with it. Turned off, as `python -O` would.
+        torch.distributions.Distribution.set_default_validate_args(False)
+    model = create_model(args.swin, num_classes=args.num_classes, img_size=args.image_size,
+                         head_rounds=rounds).to(args.device)
+    model.eval()
+    x = torch.randn(args.batch, 3, args.image_size, args.image_size, device=args.device)
+    rows = B.Rows(args, "released ThinkingViT-Swin, PyTorch " + torch.__version__)
+
+    def stage(s, prev):
+        tokens, keep = model._forward_round(x, rounds[s], prev_tokens=prev)
+        logits = model.forward_head(tokens, keep_dim=keep)
+        if s == 0:
+            model.entropy(logits)  # the released forward computes it right after round 1
+        return tokens
+
+    with torch.no_grad(), B.autocast(args):
+        prev = None
+        for s in range(len(rounds)):
+            rows.add("stage", B.time_calls(lambda: stage(s, prev), args), stage=s)
+            prev = stage(s, prev)
+        for tau in args.tau_list:
+            # Both rounds run on every image; the selection follows.
+            timing = B.time_calls(lambda: model(x, threshold=tau), args)
+            rows.add("elastic", timing, tau=tau, reach=[1.0] * len(rounds))
+
+    if args.train:
+        model.train()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05)
+        labels = torch.randint(0, args.num_classes, (args.batch,), device=args.device)
+
+        def step():
+            with B.autocast(args):
+                outputs = model(x)
+                loss = 0.5 * F.cross_entropy(outputs[0], labels) + \
+                    0.5 * F.cross_entropy(outputs[1], labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+        rows.add("train", B.time_calls(step, args), reach=[1.0] * len(rounds))
 
 
 if __name__ == "__main__":
