@@ -260,6 +260,9 @@ at::Tensor dense(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, 
 
 at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                      const at::Tensor& mask) {
+  TVIT_CHECK(!mask.defined() || mask.is_floating_point(),
+             "cpu::attention: expected an additive floating-point mask, found ",
+             mask.defined() ? c10::toString(mask.scalar_type()) : "none");
   const auto dtype = compute_type(q);
   if (!choice_for(dtype).matmul_attention) {
     return at::scaled_dot_product_attention(

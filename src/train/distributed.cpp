@@ -183,7 +183,14 @@ std::unique_ptr<GradientReducer> Distributed::make_reducer(const std::vector<at:
 
 void Distributed::sum_on_device(at::Tensor& tensor) {
   if (!group_) return;
-  group_->all_reduce_sum_async(tensor)->wait();
+  if (tensor.device() == group_->device()) {
+    group_->all_reduce_sum_async(tensor)->wait();
+    return;
+  }
+  // Gloo with the model on a GPU: through the host (a wait, as in sum()).
+  auto on_group = tensor.to(group_->device());
+  group_->all_reduce_sum(on_group);
+  tensor.copy_(on_group);
 }
 
 std::vector<double> Distributed::sum(std::vector<double> values) {

@@ -16,6 +16,7 @@
 #include <fstream>
 #include <limits>
 #include <optional>
+#include <sstream>
 #include <thread>
 
 #include "thinkingvit/data/loader.h"
@@ -610,13 +611,14 @@ class Trainer {
       }
       if (checkpoint_due || stop) {
         save_mid_epoch(i + 1, batch, summary, counters);
-        if (stop) stopped();
+        if (stop_signal_received_) stopped();  // also when learnt while settling for it
       }
     }
     settle_losses(summary, counters);
-    checkpoint_due = checkpoint_due || stop_signal_received_;  // a job's flags of the last step
     progress.finish();
     const int64_t skipped = reduce_over_ranks(summary, counters, steps);
+    // A job learns of a signal from the last step's flags or the epoch's sums.
+    checkpoint_due = checkpoint_due || stop_signal_received_;
     const bool validated = validates(e);
     if (validated) validate(summary);
     log_epoch(summary, validated, skipped);
@@ -670,8 +672,9 @@ class Trainer {
   }
 
   // Whether SIGTERM / SIGUSR1 reached this process or, in a job, any rank. In a job the answer
-  // rides on the step flags (see step()): every rank learns it while settling the same step, so
-  // all stop after the same step, one step after the signal, and no step waits for it.
+  // rides on the step flags (see step()) and the epoch's sums: every rank learns it at the same
+  // point, so all stop after the same optimizer step (a step or two after the signal, since the
+  // flags are read back a step late), and no step waits for it.
   bool stop_requested() {
     if (!dist_->enabled() && StopSignals::received() != 0) note_stop_request();
     return stop_signal_received_;
@@ -680,7 +683,8 @@ class Trainer {
   void note_stop_request() {
     if (stop_signal_received_) return;
     stop_signal_received_ = true;
-    spdlog::warn("stop requested (SIGTERM or SIGUSR1): writing a checkpoint after this step");
+    spdlog::warn(
+        "stop requested (SIGTERM or SIGUSR1): writing a checkpoint once the current step ends");
   }
 
   [[noreturn]] void stopped() {
@@ -759,18 +763,11 @@ class Trainer {
       }
     }
     auto values = torch::stack(stage_losses).to(at::kDouble);
-    if (dist_->enabled()) {
-      // The step flags, summed over ranks and read back with the losses: how many ranks had a
-      // non-finite loss and how many had received a stop signal. Every rank settles the same
-      // step at the same point, so all stop together, whichever rank saw it.
-      const double signal = StopSignals::received() != 0 ? 1.0 : 0.0;
-      auto flags =
-          torch::cat({values.isfinite().logical_not().any().to(at::kDouble).reshape({1}),
-                      compat::to_device_async(torch::tensor({signal}, at::kDouble), device_)});
-      dist_->sum_on_device(flags);
-      values = torch::cat({values, flags});
+    if (dist_->enabled()) {  // for the step flags (below)
+      const auto bad = values.isfinite().logical_not().any();
+      nonfinite_since_flags_ =
+          nonfinite_since_flags_.defined() ? nonfinite_since_flags_ | bad : bad;
     }
-    losses.values = compat::Readback(values);
     losses.epoch = e;
     losses.batch = i;
     losses.lr = summary.lr;
@@ -781,6 +778,21 @@ class Trainer {
     scaled_loss.backward();
     if (step_now) optimizer_step();
     losses.step = state_.step;
+    if (dist_->enabled() && step_now) {
+      // The step flags, summed over ranks after the optimizer step (the ranks are in step there)
+      // and read back with the losses: how many ranks had a non-finite loss since the last
+      // flags, and how many had received a stop signal. Every rank settles them at the same
+      // point, so all stop or fail together, whichever rank saw it.
+      const double signal = StopSignals::received() != 0 ? 1.0 : 0.0;
+      auto flags =
+          torch::cat({nonfinite_since_flags_.to(at::kDouble).reshape({1}),
+                      compat::to_device_async(torch::tensor({signal}, at::kDouble), device_)});
+      nonfinite_since_flags_ = at::Tensor();
+      dist_->sum_on_device(flags);
+      values = torch::cat({values, flags});
+      losses.flags = true;
+    }
+    losses.values = compat::Readback(values);
 
     if (i + 1 < steps) stage_batch(counters);  // its copy overlaps this step's kernels
     settle_losses(summary, counters);          // the step before's, done on the device by now
@@ -808,16 +820,25 @@ class Trainer {
     const at::Tensor host = losses.values.get();
     const double* v = host.data_ptr<double>();
     const size_t n = losses.stages.size();
-    const std::string where = dist_->enabled() ? " on rank " + std::to_string(dist_->rank()) : "";
-    for (size_t k = 0; k < n; ++k) {
-      TVIT_CHECK(std::isfinite(v[k]), "non-finite loss ", v[k], " at epoch ", losses.epoch,
-                 " step ", losses.batch, " stage ", losses.stages[k], where,
-                 "; stopping (the last checkpoint is kept)");
+    for (size_t k = 0; k < n && nonfinite_message_.empty(); ++k) {
+      if (std::isfinite(v[k])) continue;
+      std::ostringstream message;
+      message << "non-finite loss " << v[k] << " at epoch " << losses.epoch << " step "
+              << losses.batch << " stage " << losses.stages[k]
+              << (dist_->enabled() ? " on rank " + std::to_string(dist_->rank()) : "")
+              << "; stopping (the last checkpoint is kept)";
+      nonfinite_message_ = message.str();
     }
-    if (dist_->enabled()) {  // the step flags (see step())
-      TVIT_CHECK(v[n] == 0, "non-finite loss on ", v[n], " of ", dist_->world_size(),
-                 " ranks at epoch ", losses.epoch, " step ", losses.batch,
-                 "; stopping (the last checkpoint is kept; that rank's log names the stage)");
+    // One process stops at once; in a job every rank stops where the step flags (see step())
+    // say some rank saw one, so that none is left waiting in a collective.
+    if (!dist_->enabled() && !nonfinite_message_.empty()) fail(nonfinite_message_);
+    if (losses.flags) {
+      if (v[n] > 0) {
+        if (!nonfinite_message_.empty()) fail(nonfinite_message_);
+        fail("non-finite loss on ", v[n], " of ", dist_->world_size(), " ranks by epoch ",
+             losses.epoch, " step ", losses.batch,
+             "; stopping (the last checkpoint is kept; that rank's log names the step and stage)");
+      }
       if (v[n + 1] > 0) note_stop_request();
     }
     double loss_value = 0;
@@ -869,7 +890,9 @@ class Trainer {
     const size_t n = summary.stage_loss.size();
     values.insert(values.end(), summary.stage_loss.begin(), summary.stage_loss.end());
     values.insert(values.end(), summary.stage_steps.begin(), summary.stage_steps.end());
+    values.push_back(StopSignals::received() != 0 ? 1.0 : 0.0);  // a signal rides along
     values = dist_->sum(values);
+    if (dist_->enabled() && values.back() > 0) note_stop_request();
     const double w = dist_->world_size();
     summary.loss = values[0] / w / steps;
     summary.images_per_s = values[1] / elapsed;
@@ -980,12 +1003,15 @@ class Trainer {
   };
   std::optional<StagedBatch> staged_;  // the next batch, on its way to the device
   struct StepLosses {
-    compat::Readback values;  // the chosen stages' losses (float64), in a job the step flags
+    compat::Readback values;  // the chosen stages' losses (float64), then any step flags
+    bool flags = false;       // a job's optimizer step: the summed step flags follow the losses
     std::vector<int64_t> stages;
     int64_t epoch = 0, batch = 0, step = 0;
     double lr = 0;
   };
   std::optional<StepLosses> pending_losses_;  // a step's losses not yet read back
+  at::Tensor nonfinite_since_flags_;  // a job's: any non-finite loss since the last step flags
+  std::string nonfinite_message_;     // this rank's first non-finite loss, for the error
   double last_loss_ = std::numeric_limits<double>::quiet_NaN();  // the last one read back
   std::ofstream metrics_;
   int64_t total_epochs_ = 0;

@@ -183,7 +183,7 @@ TEST(GradientReducer, RefusesCallsOutOfOrder) {
 // rank 0 knows the union without reading the counts back, rank 1 reads them. The overlapped
 // reducer and the sequential average_gradients agree.
 TEST(GradientReducer, TwoRanksAverageWhatEitherUsed) {
-  const int port = free_port();
+  const int ports[2] = {free_port(), free_port()};
   const auto x = torch::randn({4}), y = torch::randn({2, 3});
   const auto a0 = torch::randn({4}), b0 = torch::randn({2, 3}), c0 = torch::randn({3});
   for (const bool overlap : {true, false}) {
@@ -192,7 +192,7 @@ TEST(GradientReducer, TwoRanksAverageWhatEitherUsed) {
       train::DistEnv env;
       env.rank = r;
       env.world_size = 2;
-      env.master_port = port + (overlap ? 0 : 1);
+      env.master_port = ports[overlap ? 0 : 1];
       train::Distributed dist(env, "gloo", std::chrono::seconds(20), /*bucket_mb=*/1e-5);
       auto a = a0.clone().requires_grad_(), b = b0.clone().requires_grad_();
       auto c = c0.clone().requires_grad_();

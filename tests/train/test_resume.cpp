@@ -208,67 +208,95 @@ TEST(Resume, ALaunchedJobStopsTogetherOnSigterm) {
   EXPECT_NE(log.find("[rank 1] "), std::string::npos) << log;
 }
 
-// SIGTERM on one rank of two: the flag rides on the next step's all-reduced flags, so both
-// ranks stop after the same step (one step after the signal, batch 9) with 75, one checkpoint
-// is written, and --resume ends where the uninterrupted run ends.
+// SIGTERM on one rank of two: the signal rides on the step flags read back a step late, or on
+// the epoch's sums, so both ranks stop after the same step with 75 and one checkpoint, and
+// --resume ends where the uninterrupted run ends. After batch 8 the flags arrive while batch 9's
+// regular checkpoint settles: the run stops there (not after another step and a second
+// checkpoint). After batch 12, the epoch's last, the epoch's sums carry it: the epoch's own
+// checkpoint and no step of the next epoch.
 TEST(Resume, ASignalOnOneRankStopsBothAfterTheSameStep) {
   TempDir dir;
   write_config(dir);
   ASSERT_EQ(run_shell(train_cmd(dir, 2, "whole")).code, 0) << slurp(dir.file("whole.log"));
-  const auto e = run_shell(train_cmd(dir, 2, "parts", "THINKINGVIT_KILL_AT=sigterm:7:1"));
-  const auto log = slurp(dir.file("parts.log"));
-  ASSERT_EQ(e.code, 75) << log;
-  EXPECT_EQ(last_checkpoint(dir.file("parts")), "epoch_0000_batch_000009") << log;
-  EXPECT_NE(log.find("[rank 1] "), std::string::npos) << log;  // rank 1 stopped on request too
-  EXPECT_EQ(log.find("failed"), std::string::npos) << log;
+  const std::vector<std::pair<std::string, std::string>> stops = {
+      {"sigterm:8:1", "epoch_0000_batch_000009"}, {"sigterm:12:1", "epoch_0000"}};
+  for (size_t k = 0; k < stops.size(); ++k) {
+    const auto e = run_shell(train_cmd(dir, 2, "parts", "THINKINGVIT_KILL_AT=" + stops[k].first,
+                                       k == 0 ? "" : "--resume"));
+    const auto log = slurp(dir.file("parts.log"));
+    ASSERT_EQ(e.code, 75) << stops[k].first << "\n" << log;
+    EXPECT_EQ(last_checkpoint(dir.file("parts")), stops[k].second) << log;
+    EXPECT_EQ(log.find("failed"), std::string::npos) << log;
+  }
+  EXPECT_FALSE(fs::exists(dir.file("parts/checkpoints/epoch_0000_batch_000010")));
+  EXPECT_FALSE(fs::exists(dir.file("parts/checkpoints/epoch_0001_batch_000003")));
+  // Rank 1 stopped on request too (its warnings are prefixed).
+  EXPECT_NE(slurp(dir.file("parts.log")).find("[rank 1] "), std::string::npos);
   ASSERT_EQ(run_shell(train_cmd(dir, 2, "parts", "", "--resume")).code, 0)
       << slurp(dir.file("parts.log"));
   expect_same_weights(dir.file("whole/checkpoints/epoch_0001"),
                       dir.file("parts/checkpoints/epoch_0001"));
 }
 
-// A NaN loss on one rank of two (its batch 5 poisoned): the all-reduced step flags tell the
-// other rank, so both stop with one error line at the same step, neither waits for its peer
-// until the timeout, and the last checkpoint (batch 3) holds finite weights.
+// A NaN loss on one rank of two (its batch poisoned): the all-reduced step flags tell the other
+// rank, so both stop with one error line at the same step, neither waits for its peer until the
+// timeout, and the last checkpoint holds finite weights. With gradient accumulation the flags
+// travel at optimizer steps and cover the micro-steps before.
 TEST(Resume, ANonFiniteLossOnOneRankStopsBothRanksAtTheSameStep) {
-  TempDir dir;
-  write_config(dir);
-  const std::string out = dir.file("run");
-  const std::string common = "WORLD_SIZE=2 LOCAL_WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=" +
-                             std::to_string(free_port()) + " THINKINGVIT_KILL_AT=nan:5:1 ";
-  auto rank_cmd = [&](int r) {
-    return "RANK=" + std::to_string(r) + " LOCAL_RANK=" + std::to_string(r) + " " + common +
-           THINKINGVIT_BIN + " train --config " + dir.file("tiny.yaml") + " --output-dir " + out +
-           " --set data.batch_size=2 > /dev/null 2> " + out + ".err" + std::to_string(r);
+  struct Case {
+    std::string poison, flags, rank0, rank1, checkpoint;
   };
-  const auto start = std::chrono::steady_clock::now();
-  ASSERT_EQ(run_shell("(" + rank_cmd(0) + " & a=$!; " + rank_cmd(1) +
-                      " & b=$!; wait $a; ra=$?; wait $b; rb=$?; echo $ra $rb > " + out + ".codes)")
-                .code,
-            0);
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::ifstream codes(out + ".codes");
-  int code[2] = {-1, -1};
-  codes >> code[0] >> code[1];
-  EXPECT_EQ(code[0], 1);
-  EXPECT_EQ(code[1], 1);
-  EXPECT_LT(seconds, 25.0);  // distributed.timeout_s is 30
-  const std::string expected[2] = {"non-finite loss on 1 of 2 ranks at epoch 0 step 4;",
-                                   "non-finite loss nan at epoch 0 step 4 stage "};
-  for (int r = 0; r < 2; ++r) {
-    const auto err = slurp(out + ".err" + std::to_string(r));
-    const auto first = err.find("error: ");
-    ASSERT_NE(first, std::string::npos) << err;
-    EXPECT_NE(err.find(expected[r], first), std::string::npos) << "rank " << r << ": " << err;
-    EXPECT_EQ(err.find("error:", first + 1), std::string::npos) << "more than one error: " << err;
-    EXPECT_EQ(err.find("failed"), std::string::npos) << err;
+  const std::vector<Case> cases = {
+      {"nan:5:1", "", "non-finite loss on 1 of 2 ranks by epoch 0 step 4;",
+       "nan at epoch 0 step 4 stage ", "epoch_0000_batch_000003"},
+      {"nan:7:1", " --set optimizer.accum_steps=2",
+       "non-finite loss on 1 of 2 ranks by epoch 0 step 7;",
+       "nan at epoch 0 step 6 stage ", "epoch_0000_batch_000006"}};
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.poison + c.flags);
+    TempDir dir;
+    write_config(dir);
+    const std::string out = dir.file("run");
+    const std::string common =
+        "WORLD_SIZE=2 LOCAL_WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=" +
+        std::to_string(free_port()) + " THINKINGVIT_KILL_AT=" + c.poison + " ";
+    auto rank_cmd = [&](int r) {
+      return "RANK=" + std::to_string(r) + " LOCAL_RANK=" + std::to_string(r) + " " + common +
+             THINKINGVIT_BIN + " train --config " + dir.file("tiny.yaml") + " --output-dir " + out +
+             " --set data.batch_size=2" + c.flags + " > /dev/null 2> " + out + ".err" +
+             std::to_string(r);
+    };
+    const auto start = std::chrono::steady_clock::now();
+    ASSERT_EQ(
+        run_shell("(" + rank_cmd(0) + " & a=$!; " + rank_cmd(1) +
+                  " & b=$!; wait $a; ra=$?; wait $b; rb=$?; echo $ra $rb > " + out + ".codes)")
+            .code,
+        0);
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    std::ifstream codes(out + ".codes");
+    int code[2] = {-1, -1};
+    codes >> code[0] >> code[1];
+    EXPECT_EQ(code[0], 1);
+    EXPECT_EQ(code[1], 1);
+    EXPECT_LT(seconds, 25.0);  // distributed.timeout_s is 30
+    const std::string expected[2] = {c.rank0, c.rank1};
+    for (int r = 0; r < 2; ++r) {
+      const auto err = slurp(out + ".err" + std::to_string(r));
+      const auto first = err.find("error: ");
+      ASSERT_NE(first, std::string::npos) << err;
+      EXPECT_NE(err.find(expected[r], first), std::string::npos) << "rank " << r << ": " << err;
+      EXPECT_EQ(err.find("error:", first + 1), std::string::npos) << "more than one error: " << err;
+      EXPECT_EQ(err.find("failed"), std::string::npos) << err;
+    }
+    const auto err1 = slurp(out + ".err1");  // "non-finite loss nan" or "-nan"
+    EXPECT_NE(err1.find("error: non-finite loss "), std::string::npos) << err1;
+    EXPECT_NE(err1.find(" on rank 1; stopping"), std::string::npos) << err1;
+    ASSERT_EQ(last_checkpoint(out), c.checkpoint);
+    const auto weights =
+        io::read_safetensors(out + "/checkpoints/" + c.checkpoint + "/model.safetensors").tensors;
+    for (const auto& [name, t] : weights) EXPECT_TRUE(t.isfinite().all().item<bool>()) << name;
   }
-  EXPECT_NE(slurp(out + ".err1").find(" on rank 1; stopping"), std::string::npos);
-  ASSERT_EQ(last_checkpoint(out), "epoch_0000_batch_000003");
-  const auto weights =
-      io::read_safetensors(out + "/checkpoints/epoch_0000_batch_000003/model.safetensors").tensors;
-  for (const auto& [name, t] : weights) EXPECT_TRUE(t.isfinite().all().item<bool>()) << name;
 }
 
 // A rank killed mid-step: its peer exits on its own with one error line, well within

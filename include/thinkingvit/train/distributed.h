@@ -60,8 +60,9 @@ class Distributed {
   // Elementwise sum over ranks of a small vector of numbers (metrics, counts), reduced on the
   // group's device (NCCL reduces only CUDA tensors).
   std::vector<double> sum(std::vector<double> values);
-  // The same sum in place on a tensor on the group's device, without a host wait on NCCL (the
-  // current CUDA stream waits for it; read it back with compat::Readback). Gloo's returns done.
+  // The same sum in place on a tensor, without a host wait on NCCL (the current CUDA stream
+  // waits for it; read it back with compat::Readback). Gloo's returns done; a tensor off the
+  // group's device (Gloo with the model on a GPU) goes through the host.
   void sum_on_device(at::Tensor& tensor);
   void barrier();
 
