@@ -40,6 +40,8 @@ if compgen -G "$deps/*.deb" >/dev/null; then
   done
   extra_prefix=";$prefix/usr"
   export LD_LIBRARY_PATH="$prefix/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  # libjpeg62-turbo-dev keeps jconfig.h in the multiarch folder, which FindJPEG does not add.
+  export CPATH="$prefix/usr/include/x86_64-linux-gnu${CPATH:+:$CPATH}"
   say "C++ dependencies unpacked from $deps into $prefix"
 fi
 
@@ -66,13 +68,14 @@ tests_rc=0
 (cd "$build" && ctest -L cuda --output-on-failure --timeout 300) >"$out/cuda_tests.log" 2>&1 || tests_rc=$?
 tested=$(date +%s)
 
-say "benchmark: thinkingvit_3h_6h, random weights, batch 64 and 256, fp32 (TF32) and bf16, eager and CUDA graphs"
+say "benchmark: thinkingvit_3h_6h, random weights, batch 64 and 256, fp32 (full fp32 matmuls) and bf16, eager and CUDA graphs"
 bench_rc=0
-bench=("$build/thinkingvit" bench --preset thinkingvit_3h_6h --device cuda --batch-sizes 64,256
-       --precision bf16,fp32 --taus 0 --stop-shares 0.5 --warmup 3 --reps 10 --peak)
+common=("$build/thinkingvit" bench --preset thinkingvit_3h_6h --device cuda --taus 0 --warmup 3)
+# CLI11 appends a repeated list option: each run names its batch sizes and precisions once.
+bench=("${common[@]}" --batch-sizes 64,256 --precision bf16,fp32 --stop-shares 0.5 --reps 10 --peak)
 "${bench[@]}" --train --output "$out/bench.md" >"$out/bench.log" 2>&1 || bench_rc=$?
 "${bench[@]}" --cuda-graphs --output "$out/bench_graphs.md" >"$out/bench_graphs.log" 2>&1 || bench_rc=$?
-"${bench[@]}" --batch-sizes 256 --precision bf16 --reps 3 --profile "$out/profile" \
+"${common[@]}" --batch-sizes 256 --precision bf16 --reps 3 --profile "$out/profile" \
   >"$out/profile.log" 2>&1 || bench_rc=$?
 compare_rc=0
 left=$((${BUDGET:-540} - ($(date +%s) - start) - 20))  # 20 s for the summary

@@ -66,6 +66,15 @@ DistEnv dist_env() {
   return dist_env_from([](const char* name) { return std::getenv(name); });
 }
 
+int gpu_for_local_rank(int local_rank, int visible_gpus) {
+  TVIT_CHECK(visible_gpus > 0, "run.device cuda: no GPU is visible");
+  if (visible_gpus == 1) return 0;
+  TVIT_CHECK(local_rank < visible_gpus, "run.device cuda: LOCAL_RANK ", local_rank, " but only ",
+             visible_gpus,
+             " GPUs are visible (let each process see every GPU of its node, or exactly one)");
+  return local_rank;
+}
+
 namespace {
 
 // Buckets of parameter indices in reverse parameter order, each of one dtype and at most

@@ -439,16 +439,15 @@ class Trainer {
     prepare_model();
   }
 
-  // Rank 0 alone writes logs, metrics and checkpoints. Each process works on GPU LOCAL_RANK,
-  // made current before any CUDA work (NCCL included).
+  // Rank 0 alone writes logs, metrics and checkpoints. Each process works on GPU LOCAL_RANK (or
+  // the only GPU it sees), made current before any CUDA work (NCCL included).
   void prepare_processes() {
     const auto& run = config_.run;
     cuda_ = run.device == "cuda" || (run.device == "auto" && compat::cuda_available());
     const auto env = dist_env();
     if (cuda_) {
-      TVIT_CHECK(env.local_rank < compat::cuda_device_count(), "run.device cuda: LOCAL_RANK ",
-                 env.local_rank, " but only ", compat::cuda_device_count(), " GPU(s) are visible");
-      device_ = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(env.local_rank));
+      const int gpu = gpu_for_local_rank(env.local_rank, compat::cuda_device_count());
+      device_ = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(gpu));
     }
     compat::set_current_device(device_);
     compat::set_tf32(config_.precision.tf32);

@@ -105,6 +105,7 @@ void set_current_device(const c10::Device& device) {
 void synchronize(const c10::Device& device) {
   if (!device.is_cuda()) return;
 #ifdef THINKINGVIT_HAVE_CUDA
+  const c10::cuda::CUDAGuard guard(device);  // that device, not the current one
   c10::cuda::device_synchronize();
 #endif
 }
@@ -143,7 +144,10 @@ RuntimeVersions runtime_versions() {
   if (hooks.hasCUDA()) {
     v.cuda = version_from_code(hooks.versionCUDART(), /*three_parts=*/false);
     v.cudnn = version_from_code(hooks.versionCuDNN(), /*three_parts=*/true);
-    v.nccl = version_from_code(static_cast<long>(torch::cuda::nccl::version()), true);
+    // Packed as major << 32 | minor << 16 | patch.
+    const uint64_t nccl = torch::cuda::nccl::version();
+    v.nccl = std::to_string(nccl >> 32) + "." + std::to_string((nccl >> 16) & 0xffff) + "." +
+             std::to_string(nccl & 0xffff);
   }
 #endif
   return v;
@@ -270,6 +274,14 @@ CapturedCall::CapturedCall(const std::function<void()>& fn, const c10::Device& d
   auto side =
       c10::cuda::getStreamFromPool(/*isHighPriority=*/false, device_guard.current_device().index());
   c10::cuda::device_synchronize();
+  // Autocast's cache of cast weights is emptied when the outermost autocast region ends: a graph
+  // that read a cached cast would replay on freed memory. Casts made inside the graph instead
+  // (as PyTorch's make_graphed_callables requires).
+  struct NoAutocastCache {
+    bool was = at::autocast::is_autocast_cache_enabled();
+    NoAutocastCache() { at::autocast::set_autocast_cache_enabled(false); }
+    ~NoAutocastCache() { at::autocast::set_autocast_cache_enabled(was); }
+  } no_cache;
   {
     const c10::cuda::CUDAStreamGuard stream_guard(side);
     for (int i = 0; i < warmup; ++i) fn();

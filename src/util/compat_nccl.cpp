@@ -19,6 +19,8 @@ std::unique_ptr<ProcessGroup> make_nccl_group(c10::intrusive_ptr<c10d::Store> st
   } catch (const std::exception& e) {
     fail("distributed: rank ", rank, " could not create its NCCL group: ", describe(e));
   }
+  // Bound to this rank's GPU: collectives without a tensor (barrier) use it instead of guessing.
+  if (device.has_index()) group->setBoundDeviceId(device);
   return std::make_unique<C10dGroup>(store, group, "nccl", rank, world_size, device);
 }
 

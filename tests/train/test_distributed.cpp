@@ -102,6 +102,16 @@ TEST(DistEnv, SlurmVariables) {
       1);
 }
 
+// GPU LOCAL_RANK of those visible, or the only one a process sees (SLURM --gpus-per-task).
+TEST(DistEnv, EachProcessTakesItsGpu) {
+  EXPECT_EQ(train::gpu_for_local_rank(0, 8), 0);
+  EXPECT_EQ(train::gpu_for_local_rank(5, 8), 5);
+  EXPECT_EQ(train::gpu_for_local_rank(3, 1), 0);
+  expect_error([] { train::gpu_for_local_rank(4, 2); },
+               {"run.device cuda: LOCAL_RANK 4 but only 2 GPUs are visible"});
+  expect_error([] { train::gpu_for_local_rank(0, 0); }, {"no GPU is visible"});
+}
+
 TEST(DistEnv, MalformedVariablesNameThemselves) {
   auto expect_error = [](const std::map<std::string, std::string>& vars, const std::string& what) {
     try {

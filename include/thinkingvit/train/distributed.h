@@ -33,6 +33,11 @@ struct DistEnv {
 DistEnv dist_env_from(const std::function<const char*(const char*)>& getenv);
 DistEnv dist_env();
 
+// The GPU index a process takes: LOCAL_RANK among the GPUs it sees, or the only one it sees
+// (SLURM's --gpus-per-task, a CUDA_VISIBLE_DEVICES per process). An Error when LOCAL_RANK is
+// past the visible GPUs.
+int gpu_for_local_rank(int local_rank, int visible_gpus);
+
 class GradientReducer;
 
 class Distributed {
