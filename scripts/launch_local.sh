@@ -2,7 +2,8 @@
 # Starts N processes of a command on this machine as one data-parallel job, with the
 # torchrun-style variables the trainer reads (RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE,
 # MASTER_ADDR, MASTER_PORT). If one process fails, the others are stopped and the script exits
-# with that process's status.
+# with that process's status (75, a run stopped by a signal, is no failure: the others stop after
+# the same step on their own).
 #
 #   scripts/launch_local.sh 2 build/thinkingvit train --config configs/fashion_mnist_2h_4h.yaml
 #
