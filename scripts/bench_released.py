@@ -4,7 +4,7 @@ vendored timm), timed as `thinkingvit bench` times this project: each stage alon
 inference at tau (the released code computes every stage and selects afterwards) and a training
 step (every stage, 1/n-weighted cross-entropy as its train.py, AdamW as timm creates it).
 With --swin VARIANT, its ThinkingViT on Swin (swin_transformer.py; two head rounds, 0.5 / 0.5
-loss weights as its train_swin.py) instead. Random weights and inputs; CSV rows on stdout (see
+loss weights as its train_swin.py, the same mean) instead. Random weights and inputs; CSV rows on stdout (see
 bench_common.py).
 
     python3 scripts/bench_released.py /path/to/ThinkingViT --batch 16 --threads 1 --taus 0,1 --train
@@ -49,20 +49,25 @@ def main():
             model.entropy(logits)  # the released forward computes it right after stage 0
         return tokens
 
+    time_rows(args, model, rows, stage, len(stages),
+              elastic=lambda tau: model(x, threshold=tau, thinking_stages=stages),
+              forward_train=lambda: model(x, thinking_stages=stages))
+
+
+def time_rows(args, model, rows, stage, n, elastic, forward_train):
+    """The rows of either released model: each stage alone (stage(s, prev) -> tokens), elastic
+    at each tau (elastic(tau); the released code computes every stage and selects afterwards,
+    so every stage is reached) and, with --train, one step of AdamW on the mean of the stages'
+    cross-entropies (forward_train() -> per-stage logits), as both released training scripts
+    weight them."""
     with torch.no_grad(), B.autocast(args):
         prev = None
-        for s in range(len(stages)):
+        for s in range(n):
             rows.add("stage", B.time_calls(lambda: stage(s, prev), args), stage=s)
             prev = stage(s, prev)
         for tau in args.tau_list:
-            out = {}
-
-            def elastic():
-                out["mask"] = model(x, threshold=tau, thinking_stages=stages)[1]
-
-            timing = B.time_calls(elastic, args)
-            # Every stage ran on every image; the mask says which ones needed the second.
-            rows.add("elastic", timing, tau=tau, reach=[1.0] * len(stages))
+            rows.add("elastic", B.time_calls(lambda: elastic(tau), args), tau=tau,
+                     reach=[1.0] * n)
 
     if args.train:
         model.train()
@@ -71,13 +76,13 @@ def main():
 
         def step():
             with B.autocast(args):
-                outputs = model(x, thinking_stages=stages)
+                outputs = forward_train()
                 loss = sum(F.cross_entropy(o, labels) for o in outputs) / len(outputs)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
 
-        rows.add("train", B.time_calls(step, args), reach=[1.0] * len(stages))
+        rows.add("train", B.time_calls(step, args), reach=[1.0] * n)
 
 
 # The head rounds of this project's presets thinkingvit_swin_t / _s / _b (the released ones).
@@ -108,31 +113,8 @@ def swin(args, create_model):
             model.entropy(logits)  # the released forward computes it right after round 1
         return tokens
 
-    with torch.no_grad(), B.autocast(args):
-        prev = None
-        for s in range(len(rounds)):
-            rows.add("stage", B.time_calls(lambda: stage(s, prev), args), stage=s)
-            prev = stage(s, prev)
-        for tau in args.tau_list:
-            # Both rounds run on every image; the selection follows.
-            timing = B.time_calls(lambda: model(x, threshold=tau), args)
-            rows.add("elastic", timing, tau=tau, reach=[1.0] * len(rounds))
-
-    if args.train:
-        model.train()
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05)
-        labels = torch.randint(0, args.num_classes, (args.batch,), device=args.device)
-
-        def step():
-            with B.autocast(args):
-                outputs = model(x)
-                loss = 0.5 * F.cross_entropy(outputs[0], labels) + \
-                    0.5 * F.cross_entropy(outputs[1], labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-
-        rows.add("train", B.time_calls(step, args), reach=[1.0] * len(rounds))
+    time_rows(args, model, rows, stage, len(rounds),
+              elastic=lambda tau: model(x, threshold=tau), forward_train=lambda: model(x))
 
 
 if __name__ == "__main__":

@@ -79,6 +79,37 @@ void expect_same_weights(const std::string& a_dir, const std::string& b_dir) {
   }
 }
 
+// Two ranks started by hand rather than by the launcher (which would stop the peer itself), with
+// THINKINGVIT_KILL_AT=kill_at: each rank's exit status, its stderr in OUT.err0 / OUT.err1, and
+// how long the pair took.
+struct TwoRanks {
+  int shell = -1;          // the shell's own status (0 when both were waited for)
+  int code[2] = {-1, -1};  // each rank's
+  double seconds = 0;
+};
+
+TwoRanks run_two_ranks(const TempDir& dir, const std::string& out, const std::string& kill_at,
+                       const std::string& flags = "") {
+  const std::string common = "WORLD_SIZE=2 LOCAL_WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=" +
+                             std::to_string(free_port()) + " THINKINGVIT_KILL_AT=" + kill_at + " ";
+  auto rank_cmd = [&](int r) {
+    return "RANK=" + std::to_string(r) + " LOCAL_RANK=" + std::to_string(r) + " " + common +
+           THINKINGVIT_BIN + " train --config " + dir.file("tiny.yaml") + " --output-dir " + out +
+           " --set data.batch_size=2" + flags + " > /dev/null 2> " + out + ".err" +
+           std::to_string(r);
+  };
+  TwoRanks result;
+  const auto start = std::chrono::steady_clock::now();
+  result.shell =
+      run_shell("(" + rank_cmd(0) + " & a=$!; " + rank_cmd(1) +
+                " & b=$!; wait $a; ra=$?; wait $b; rb=$?; echo $ra $rb > " + out + ".codes)")
+          .code;
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::ifstream codes(out + ".codes");
+  codes >> result.code[0] >> result.code[1];
+  return result;
+}
+
 std::string last_checkpoint(const std::string& run) {
   std::ifstream in(run + "/checkpoints/LAST");
   std::string name;
@@ -250,36 +281,18 @@ TEST(Resume, ANonFiniteLossOnOneRankStopsBothRanksAtTheSameStep) {
       {"nan:5:1", "", "non-finite loss on 1 of 2 ranks by epoch 0 step 4;",
        "nan at epoch 0 step 4 stage ", "epoch_0000_batch_000003"},
       {"nan:7:1", " --set optimizer.accum_steps=2",
-       "non-finite loss on 1 of 2 ranks by epoch 0 step 7;",
-       "nan at epoch 0 step 6 stage ", "epoch_0000_batch_000006"}};
+       "non-finite loss on 1 of 2 ranks by epoch 0 step 7;", "nan at epoch 0 step 6 stage ",
+       "epoch_0000_batch_000006"}};
   for (const auto& c : cases) {
     SCOPED_TRACE(c.poison + c.flags);
     TempDir dir;
     write_config(dir);
     const std::string out = dir.file("run");
-    const std::string common =
-        "WORLD_SIZE=2 LOCAL_WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=" +
-        std::to_string(free_port()) + " THINKINGVIT_KILL_AT=" + c.poison + " ";
-    auto rank_cmd = [&](int r) {
-      return "RANK=" + std::to_string(r) + " LOCAL_RANK=" + std::to_string(r) + " " + common +
-             THINKINGVIT_BIN + " train --config " + dir.file("tiny.yaml") + " --output-dir " + out +
-             " --set data.batch_size=2" + c.flags + " > /dev/null 2> " + out + ".err" +
-             std::to_string(r);
-    };
-    const auto start = std::chrono::steady_clock::now();
-    ASSERT_EQ(
-        run_shell("(" + rank_cmd(0) + " & a=$!; " + rank_cmd(1) +
-                  " & b=$!; wait $a; ra=$?; wait $b; rb=$?; echo $ra $rb > " + out + ".codes)")
-            .code,
-        0);
-    const double seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    std::ifstream codes(out + ".codes");
-    int code[2] = {-1, -1};
-    codes >> code[0] >> code[1];
-    EXPECT_EQ(code[0], 1);
-    EXPECT_EQ(code[1], 1);
-    EXPECT_LT(seconds, 25.0);  // distributed.timeout_s is 30
+    const auto ranks = run_two_ranks(dir, out, c.poison, c.flags);
+    ASSERT_EQ(ranks.shell, 0);
+    EXPECT_EQ(ranks.code[0], 1);
+    EXPECT_EQ(ranks.code[1], 1);
+    EXPECT_LT(ranks.seconds, 25.0);  // distributed.timeout_s is 30
     const std::string expected[2] = {c.rank0, c.rank1};
     for (int r = 0; r < 2; ++r) {
       const auto err = slurp(out + ".err" + std::to_string(r));
@@ -306,29 +319,12 @@ TEST(Resume, ARankKilledMidStepEndsItsPeerWithOneLine) {
   write_config(dir);
   for (const int victim : {1, 0}) {
     const int survivor = 1 - victim;
-    const std::string common =
-        "WORLD_SIZE=2 LOCAL_WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=" +
-        std::to_string(free_port()) + " THINKINGVIT_KILL_AT=forward:3:" + std::to_string(victim) +
-        " ";
     const std::string out = dir.file("run" + std::to_string(victim));
-    auto rank_cmd = [&](int r) {
-      return "RANK=" + std::to_string(r) + " LOCAL_RANK=" + std::to_string(r) + " " + common +
-             THINKINGVIT_BIN + " train --config " + dir.file("tiny.yaml") + " --output-dir " + out +
-             " --set data.batch_size=2 > /dev/null 2> " + out + ".err" + std::to_string(r);
-    };
-    const auto start = std::chrono::steady_clock::now();
-    const auto e =
-        run_shell("(" + rank_cmd(0) + " & a=$!; " + rank_cmd(1) +
-                  " & b=$!; wait $a; ra=$?; wait $b; rb=$?; echo $ra $rb > " + out + ".codes)");
-    const double seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    ASSERT_EQ(e.code, 0);
-    std::ifstream codes(out + ".codes");
-    int code[2] = {-1, -1};
-    codes >> code[0] >> code[1];
-    EXPECT_EQ(code[victim], 128 + SIGKILL);
-    EXPECT_EQ(code[survivor], 1);
-    EXPECT_LT(seconds, 25.0);
+    const auto ranks = run_two_ranks(dir, out, "forward:3:" + std::to_string(victim));
+    ASSERT_EQ(ranks.shell, 0);
+    EXPECT_EQ(ranks.code[victim], 128 + SIGKILL);
+    EXPECT_EQ(ranks.code[survivor], 1);
+    EXPECT_LT(ranks.seconds, 25.0);
     const auto err = slurp(out + ".err" + std::to_string(survivor));
     const auto first = err.find("error: distributed ");
     EXPECT_NE(first, std::string::npos) << err;
