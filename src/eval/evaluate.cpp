@@ -40,11 +40,36 @@ void set_accuracy(StageRecords& r) {
   }
 }
 
+namespace {
+
+// Leaves the model as evaluate() found it, also when a batch throws: in its training mode, and
+// without inference weight caches where it had none (else the trainer's validation would keep
+// contiguous and bf16 copies of the weights allocated through the next epoch).
+class RestoreModel {
+ public:
+  explicit RestoreModel(models::ElasticModel& model)
+      : model_(model),
+        was_training_(model.is_training()),
+        had_cache_(model.weight_cache_bytes() > 0) {}
+  RestoreModel(const RestoreModel&) = delete;
+  RestoreModel& operator=(const RestoreModel&) = delete;
+  ~RestoreModel() {
+    if (!had_cache_) model_.release_weight_cache();
+    if (was_training_) model_.train();
+  }
+
+ private:
+  models::ElasticModel& model_;
+  bool was_training_, had_cache_;
+};
+
+}  // namespace
+
 StageRecords evaluate(models::ElasticModel& model, data::DataLoader& loader,
                       models::EntropyRule rule, const c10::Device& device, bool bf16,
                       const std::function<void(int64_t, int64_t)>& progress,
                       const std::function<void(const at::Tensor&)>& on_batch) {
-  const bool was_training = model.is_training();
+  RestoreModel restore(model);
   model.eval();
   torch::NoGradGuard no_grad;
   compat::AutocastGuard autocast(device.type(), at::kBFloat16, bf16);
@@ -77,7 +102,6 @@ StageRecords evaluate(models::ElasticModel& model, data::DataLoader& loader,
     batch = std::move(following);
   }
   settle();
-  if (was_training) model.train();
   TVIT_CHECK(!labels.empty(), "evaluation: the loader produced no batches");
   std::vector<at::Tensor> stacked;
   for (auto& l : logits) stacked.push_back(at::cat(l));

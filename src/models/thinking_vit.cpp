@@ -3,7 +3,9 @@
 #include <ATen/autocast_mode.h>
 #include <torch/torch.h>
 
+#include <functional>
 #include <limits>
+#include <unordered_set>
 
 #include "thinkingvit/models/sliced_ops.h"
 #include "thinkingvit/util/error.h"
@@ -115,8 +117,7 @@ void ThinkingViTImpl::reset() {
     }
   }
   reset_parameters();
-  cached_weights_.clear();
-  cache_signature_.clear();
+  release_weight_cache();
 }
 
 void ThinkingViTImpl::reset_parameters() {
@@ -180,6 +181,44 @@ StageWeights ThinkingViTImpl::gather_stage_weights(int64_t stage, bool contiguou
     w.alpha = alpha->at(stage - 1);
   }
   return w;
+}
+
+namespace {
+
+void for_each_tensor(const StageWeights& w, const std::function<void(const at::Tensor&)>& f) {
+  for (const auto* t : {&w.patch_w, &w.patch_b, &w.cls_token, &w.pos_embed, &w.norm_w, &w.norm_b,
+                        &w.head_w, &w.head_b, &w.recycle_w, &w.recycle_b, &w.alpha})
+    f(*t);
+  for (const auto& b : w.blocks) {
+    for (const auto* t : {&b.norm1_w, &b.norm1_b, &b.qkv_w, &b.qkv_b, &b.proj_w, &b.proj_b,
+                          &b.norm2_w, &b.norm2_b, &b.fc1_w, &b.fc1_b, &b.fc2_w, &b.fc2_b})
+      f(*t);
+  }
+}
+
+}  // namespace
+
+int64_t ThinkingViTImpl::weight_cache_bytes() const {
+  // Storages the cache owns: not the parameters' own (a full-width slice stays a view).
+  std::unordered_set<const void*> seen;
+  for (const auto& p : parameters()) seen.insert(p.storage().data());
+  int64_t bytes = 0;
+  const auto count = [&](const at::Tensor& t) {
+    if (t.defined() && seen.insert(t.storage().data()).second) {
+      bytes += static_cast<int64_t>(t.storage().nbytes());
+    }
+  };
+  for (const auto& w : cached_weights_) for_each_tensor(w, count);
+  for (const auto& [dtype, stages] : cached_autocast_weights_) {
+    for (const auto& w : stages) for_each_tensor(w, count);
+  }
+  return bytes;
+}
+
+void ThinkingViTImpl::release_weight_cache() {
+  cached_weights_.clear();
+  cached_autocast_weights_.clear();
+  cache_signature_.clear();
 }
 
 StageWeights ThinkingViTImpl::stage_weights(int64_t stage) {

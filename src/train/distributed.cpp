@@ -214,6 +214,15 @@ void Distributed::barrier() {
   if (group_) group_->barrier();
 }
 
+void Distributed::shutdown() {
+  if (!group_) return;
+  try {
+    group_->shutdown();
+  } catch (const std::exception& e) {
+    spdlog::warn("{}", e.what());
+  }
+}
+
 // ---- GradientReducer ----
 
 struct GradientReducer::Impl {

@@ -407,7 +407,12 @@ class Trainer {
     StopSignals signals;
     try {
       prepare();
-      return epochs();
+      auto history = epochs();
+      dist_->shutdown();
+      return history;
+    } catch (const Stopped&) {
+      dist_->shutdown();  // every rank stopped after the same step
+      throw;
     } catch (...) {
       // A run that fails before its first step (missing data, a batch larger than the data set,
       // nothing to resume) leaves no run folder behind; later failures keep the logs.

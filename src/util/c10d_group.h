@@ -62,6 +62,14 @@ class C10dGroup : public ProcessGroup {
     Pending(this, "barrier", start("barrier", [&] { return group_->barrier(); })).wait();
   }
 
+  void shutdown() override {
+    try {
+      group_->shutdown();
+    } catch (const std::exception& e) {
+      failed("shutdown", e);
+    }
+  }
+
  private:
   class Pending : public PendingWork {
    public:

@@ -81,6 +81,51 @@ TEST(Evaluate, RecordsEveryBatchInOrderAsOneForwardOverAllImages) {
   EXPECT_EQ(progress, (std::vector<std::pair<int64_t, int64_t>>{{1, 3}, {2, 3}, {3, 3}}));
 }
 
+TEST(Evaluate, LeavesTheModelAsItFoundIt) {
+  // Training mode back, and no inference weight cache left behind unless one was there (the
+  // trainer's validation would otherwise keep copies of the weights through the next epoch).
+  auto model = tiny_model({1, 2});
+  const std::shared_ptr<const data::Dataset> set = data::make_synthetic(6, 8, 8, 3, 12, 5);
+  data::EvalTransformOptions eval;
+  eval.size = 8;
+  eval.crop_pct = 1.0;
+  data::LoaderOptions o;
+  o.batch_size = 4;
+  o.num_workers = 0;
+  data::DataLoader loader(set, data::make_eval_transform(eval, 3), o);
+  const std::vector<int64_t> all{0, 1, 2, 3, 4, 5};
+  auto run = [&](bool bf16) {
+    loader.start_epoch(0, all);
+    eval::evaluate(*model, loader, models::EntropyRule::kTop10, c10::Device(c10::kCPU), bf16);
+  };
+  model->train();
+  run(false);
+  run(true);
+  EXPECT_TRUE(model->is_training());
+  EXPECT_EQ(model->weight_cache_bytes(), 0);
+
+  model->eval();
+  {
+    torch::NoGradGuard no_grad;
+    model->forward_all(tiny_images(1));
+  }
+  const int64_t held = model->weight_cache_bytes();
+  ASSERT_GT(held, 0);
+  run(false);
+  EXPECT_FALSE(model->is_training());
+  EXPECT_EQ(model->weight_cache_bytes(), held);
+
+  // A failing evaluation (an epoch without batches) restores the model too.
+  model->train();
+  model->release_weight_cache();
+  loader.start_epoch(0, {});
+  EXPECT_THROW(
+      eval::evaluate(*model, loader, models::EntropyRule::kTop10, c10::Device(c10::kCPU), false),
+      Error);
+  EXPECT_TRUE(model->is_training());
+  EXPECT_EQ(model->weight_cache_bytes(), 0);
+}
+
 TEST(Sweep, EqualsBruteForceAtEveryThreshold) {
   const auto g = generated();
   const auto options = tiny_options({1, 2, 3});

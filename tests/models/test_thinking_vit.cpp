@@ -211,6 +211,41 @@ TEST(ThinkingViT, EvalCacheFollowsWeightChanges) {
   EXPECT_TRUE(torch::allclose(with_grad(), after, 1e-5, 1e-6));
 }
 
+TEST(ThinkingViT, WeightCacheHoldsTheStageCopiesUntilReleased) {
+  auto model = tiny_model();
+  const auto& o = model->options();
+  const int64_t k = o.stage_width(0);
+  auto images = tiny_images(2);
+  auto stage0 = [&] {
+    torch::NoGradGuard guard;
+    return model->forward_stage(0, images).logits;
+  };
+  model->forward_stage(0, images);  // with gradients: views, nothing cached
+  EXPECT_EQ(model->weight_cache_bytes(), 0);
+  const auto before = stage0();
+  // Copies of the leading slices that are not contiguous in their parameter: the matrices cut on
+  // their input side, the q/k/v rows and the position embedding (leading rows, 1-D slices and
+  // the class token are views, the head's bias is shared whole).
+  const int64_t hidden = o.hidden_width(k);
+  const int64_t copied =
+      o.depth() * (4 * k * k + 3 * k + 2 * hidden * k) + o.num_classes() * k + o.num_tokens() * k;
+  ASSERT_TRUE(o.qkv_bias());
+  EXPECT_EQ(model->weight_cache_bytes(), 4 * copied);
+  {
+    compat::AutocastGuard autocast(c10::kCPU, at::kBFloat16, true);
+    stage0();
+  }
+  // bf16 casts of the matmul and convolution operands: every parameter of stage 0 but the
+  // LayerNorms, the class token and the position embedding.
+  const int64_t layer_norms = 2 * 2 * k * o.depth() + 2 * k;
+  const int64_t tokens = k + o.num_tokens() * k;
+  EXPECT_EQ(model->weight_cache_bytes(),
+            4 * copied + 2 * (model->stage_parameter_count(0) - layer_norms - tokens));
+  model->release_weight_cache();
+  EXPECT_EQ(model->weight_cache_bytes(), 0);
+  EXPECT_TRUE(torch::equal(stage0(), before));  // gathered again
+}
+
 TEST(ThinkingViT, StateDictNamesMatchTheReleasedCheckpoint) {
   models::ThinkingViT model(models::preset("thinkingvit_3h_6h"));
   auto state = io::state_dict(*model);

@@ -24,7 +24,8 @@ struct StageRecords {
 
 // Runs every stage on every batch of `loader` (an epoch must have been started) in eval mode,
 // under bf16 autocast when `bf16`. `progress(done, total)` is called after each batch, and
-// `on_batch(images)` with each batch's images on `device` (sweep keeps some for timing).
+// `on_batch(images)` with each batch's images on `device` (sweep keeps some for timing). The
+// model keeps its training mode, and no inference weight cache unless it held one already.
 StageRecords evaluate(models::ElasticModel& model, data::DataLoader& loader,
                       models::EntropyRule rule, const c10::Device& device, bool bf16 = false,
                       const std::function<void(int64_t, int64_t)>& progress = {},

@@ -76,6 +76,10 @@ class ElasticModel : public torch::nn::Module {
   virtual bool decays(const std::string& name, const at::Tensor& param) const;
   // Inference-time caches of gathered weights, where a family keeps any (off for measurements).
   virtual void set_weight_cache(bool enabled) { (void)enabled; }
+  // The bytes those caches hold now; releasing frees them (the next no-grad forward gathers
+  // again).
+  virtual int64_t weight_cache_bytes() const { return 0; }
+  virtual void release_weight_cache() {}
 
   // CUDA graphs for stage forwards without gradients on a GPU: run_stage captures a stage at a
   // batch size from `sizes` on first use (per autocast dtype) and replays it afterwards. A batch

@@ -106,6 +106,8 @@ class ThinkingViTImpl : public ElasticModel {
   StageWeights stage_weights(int64_t stage);
   // Switches the no-grad cache above off (re-gather on every forward), for measurements.
   void set_weight_cache(bool enabled) override { weight_cache_ = enabled; }
+  int64_t weight_cache_bytes() const override;
+  void release_weight_cache() override;
 
   const ThinkingViTOptions& options() const { return options_; }
   const ModelOptions& model_options() const override { return model_options_; }

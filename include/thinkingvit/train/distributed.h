@@ -70,6 +70,9 @@ class Distributed {
   // group's device (Gloo with the model on a GPU) goes through the host.
   void sum_on_device(at::Tensor& tensor);
   void barrier();
+  // After a run's last collective on every rank: ends the process group cleanly (see
+  // compat::ProcessGroup::shutdown); a failure is logged as a warning, the run's work is done.
+  void shutdown();
 
  private:
   DistEnv env_;

@@ -156,6 +156,10 @@ class ProcessGroup {
   // In place, every rank ends with `root`'s values.
   virtual void broadcast(at::Tensor& tensor, int root) = 0;
   virtual void barrier() = 0;
+  // Ends the group after its last collective, as PyTorch's destroy_process_group: NCCL finishes
+  // its queued work and destroys its communicators (without it the destructor aborts them and
+  // warns). No collective may follow.
+  virtual void shutdown() {}
 };
 
 // Joins (rank 0: hosts) a TCP store at master_addr:master_port and creates the process group:
