@@ -22,6 +22,7 @@ struct EvalArgs {
 
 void run_eval(const EvalArgs& args) {
   check_output(args.output);
+  const auto format = eval::parse_table_format(args.format, "--format");
   auto setup = make_eval_setup(args.source);
   setup.loader->start_epoch(0, data::epoch_indices(setup.val->size(), 0, {false}));
   util::Progress progress("eval", setup.loader->num_batches(), "batch");
@@ -37,7 +38,7 @@ void run_eval(const EvalArgs& args) {
   }
   table.set_precision(2);
   std::cout << "preprocessing: " << setup.preprocessing << "\n";
-  table.write(std::cout, eval::parse_table_format(args.format, "--format"));
+  table.write(std::cout, format);
   if (!args.output.empty()) save_table(table, args.output);
 }
 

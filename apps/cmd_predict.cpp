@@ -15,6 +15,7 @@
 #include "thinkingvit/data/transforms.h"
 #include "thinkingvit/eval/table.h"
 #include "thinkingvit/io/checkpoint.h"
+#include "thinkingvit/io/model_config.h"
 #include "thinkingvit/models/elastic_model.h"
 #include "thinkingvit/train/config.h"
 #include "thinkingvit/util/error.h"
@@ -91,8 +92,9 @@ void run_predict(const PredictArgs& args) {
   TVIT_CHECK(args.batch_size >= 1, "--batch-size: expected >= 1, found ", args.batch_size);
   const auto format = eval::parse_table_format(args.format, "--format");
 
-  // Architecture and preprocessing: the run's config.yaml, a --config training YAML, or the
-  // weights (config.json / tensor shapes) with ImageNet preprocessing.
+  // Architecture and preprocessing: the run's config.yaml or a --config training YAML; else the
+  // architecture from a --config model file, a --preset or the weights (config.json / tensor
+  // shapes), with ImageNet preprocessing.
   std::string weights_path = args.weights;
   std::optional<train::TrainConfig> config;
   if (!args.run.empty()) {
@@ -100,7 +102,7 @@ void run_predict(const PredictArgs& args) {
                "--run takes the architecture from RUN/config.yaml; drop --preset / --config");
     config = train::load_config((fs::path(args.run) / "config.yaml").string());
     if (weights_path.empty()) weights_path = (fs::path(args.run) / "best").string();
-  } else if (!args.model.config.empty()) {
+  } else if (!args.model.config.empty() && !io::is_model_file(args.model.config)) {
     config = train::load_config(args.model.config);
   }
   TVIT_CHECK(!weights_path.empty(), "pass --weights PATH or --run RUN_FOLDER");

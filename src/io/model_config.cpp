@@ -300,7 +300,10 @@ void YamlModelSection::emit(YAML::Emitter& out, const std::string& preset,
   key("init_strict") << init_strict;
 }
 
-models::ModelOptions model_options_from_yaml(const std::string& path) {
+namespace {
+
+// The file's top-level map, which must hold a `model` map.
+YAML::Node load_with_model_section(const std::string& path) {
   TVIT_CHECK(std::filesystem::exists(path), "config '", path, "': no such file");
   YAML::Node root;
   try {
@@ -310,6 +313,15 @@ models::ModelOptions model_options_from_yaml(const std::string& path) {
   }
   TVIT_CHECK(root.IsMap() && root["model"] && root["model"].IsMap(), "config '", path,
              "': expected a top-level 'model' section (a map)");
+  return root;
+}
+
+}  // namespace
+
+bool is_model_file(const std::string& path) { return load_with_model_section(path).size() == 1; }
+
+models::ModelOptions model_options_from_yaml(const std::string& path) {
+  const auto root = load_with_model_section(path);
   YamlModelSection section;
   section.read_map(root["model"], [&](const YAML::Node& key) {
     return "'" + path + "' line " + std::to_string(key.Mark().line + 1);

@@ -394,6 +394,18 @@ TEST(Cli, PredictNamesClassesStagesAndEntropies) {
   }
   EXPECT_GE(stages.size(), 2u) << "tau 1.3 should split these images across stages";
 
+  // A model file (a `model:` section alone, as configs/*_model.yaml) sets the architecture; the
+  // predictions are the same.
+  std::ofstream(dir.file("model.yaml"))
+      << "model:\n  image_size: 8\n  patch_size: 4\n  num_classes: 12\n  head_dim: 4\n"
+      << "  depth: 2\n  stages: [1, 2, 3]\n";
+  r = run(dir, "predict " + dir.file("images") + " --config " + dir.file("model.yaml") +
+                   " --weights " + dir.file("hf") +
+                   " --tau 1.3 --crop-pct 1 --top-k 3 --batch-size 3 --threads 1 --output " +
+                   dir.file("pred_model.json"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(slurp(dir.file("pred_model.json"))), rows);
+
   // A class-list file wins over config.json; a wrong count is one clear error.
   std::ofstream(dir.file("names.txt")) << "only\ntwo\n";
   r = run(dir, "predict " + paths[0] + " --weights " + dir.file("hf") + " --class-names " +
@@ -478,6 +490,9 @@ TEST(Cli, BadInputGivesOneLineAndNoOutputFile) {
   expect_failure("bench --preset thinkingvit_mnist_2h_4h --reps 1 --output " + dir.file("b.txt"),
                  {"--output", "b.txt", "expected a .md, .csv or .json file name"});
   EXPECT_FALSE(std::filesystem::exists(dir.file("b.txt")));
+  // So is eval's --format (a typo must not cost a whole evaluation): named before the data is.
+  expect_failure("eval --config " + dir.file("missing.yaml") + " --format yaml",
+                 {"--format", "'yaml'"});
   expect_failure("infer --weights " + weights + " --input " + input + " --output " + out +
                      " --head-dim 4 --device gpu0",
                  {"--device", "expected cpu, cuda or cuda:N", "'gpu0'"});

@@ -202,6 +202,10 @@ TEST(Checkpoint, ShippedModelConfigsParse) {
   for (const auto& entry : std::filesystem::directory_iterator(dir)) {
     if (entry.path().extension() != ".yaml") continue;
     EXPECT_NO_THROW(io::model_options_from_yaml(entry.path().string())) << entry.path();
+    // The *_model.yaml files hold the architecture alone; the others are training configs.
+    const auto stem = entry.path().stem().string();
+    const bool model_file = stem.size() > 6 && stem.compare(stem.size() - 6, 6, "_model") == 0;
+    EXPECT_EQ(io::is_model_file(entry.path().string()), model_file) << entry.path();
     ++parsed;
   }
   EXPECT_GE(parsed, 2);

@@ -15,4 +15,9 @@ namespace thinkingvit::io {
 // errors naming the file, line and key.
 models::ModelOptions model_options_from_yaml(const std::string& path);
 
+// Whether the YAML file holds a `model:` section and nothing else (an architecture file such as
+// configs/*_model.yaml), not a training configuration. Errors as above for a missing or invalid
+// file.
+bool is_model_file(const std::string& path);
+
 }  // namespace thinkingvit::io
