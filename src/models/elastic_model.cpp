@@ -38,6 +38,11 @@ void ElasticModel::set_cuda_graph_sizes(std::vector<int64_t> sizes) {
   graphs_.clear();
 }
 
+void ElasticModel::release_weight_cache() {
+  graphs_.clear();
+  drop_weight_cache();
+}
+
 std::vector<int64_t> default_cuda_graph_sizes(int64_t batch, int64_t smallest) {
   TVIT_CHECK(batch > 0 && smallest > 0, "CUDA graph sizes: batch and smallest size must be > 0");
   std::vector<int64_t> sizes{batch};

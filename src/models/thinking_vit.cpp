@@ -117,7 +117,7 @@ void ThinkingViTImpl::reset() {
     }
   }
   reset_parameters();
-  release_weight_cache();
+  drop_weight_cache();
 }
 
 void ThinkingViTImpl::reset_parameters() {
@@ -215,7 +215,7 @@ int64_t ThinkingViTImpl::weight_cache_bytes() const {
   return bytes;
 }
 
-void ThinkingViTImpl::release_weight_cache() {
+void ThinkingViTImpl::drop_weight_cache() {
   cached_weights_.clear();
   cached_autocast_weights_.clear();
   cache_signature_.clear();

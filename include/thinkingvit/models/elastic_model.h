@@ -76,10 +76,11 @@ class ElasticModel : public torch::nn::Module {
   virtual bool decays(const std::string& name, const at::Tensor& param) const;
   // Inference-time caches of gathered weights, where a family keeps any (off for measurements).
   virtual void set_weight_cache(bool enabled) { (void)enabled; }
-  // The bytes those caches hold now; releasing frees them (the next no-grad forward gathers
-  // again).
+  // The bytes those caches hold now.
   virtual int64_t weight_cache_bytes() const { return 0; }
-  virtual void release_weight_cache() {}
+  // Frees them and drops the CUDA graphs, which read the cached tensors; the next no-grad
+  // forward gathers (and captures) again.
+  void release_weight_cache();
 
   // CUDA graphs for stage forwards without gradients on a GPU: run_stage captures a stage at a
   // batch size from `sizes` on first use (per autocast dtype) and replays it afterwards. A batch
@@ -96,6 +97,8 @@ class ElasticModel : public torch::nn::Module {
   // Every parameter's storage, version and dtype: changes whenever a parameter is written, moved
   // or replaced, so that anything cached from the weights knows to refresh.
   std::vector<int64_t> parameter_signature() const;
+  // The family's part of release_weight_cache().
+  virtual void drop_weight_cache() {}
 
  private:
   struct StageGraph;

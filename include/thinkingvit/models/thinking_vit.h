@@ -107,7 +107,6 @@ class ThinkingViTImpl : public ElasticModel {
   // Switches the no-grad cache above off (re-gather on every forward), for measurements.
   void set_weight_cache(bool enabled) override { weight_cache_ = enabled; }
   int64_t weight_cache_bytes() const override;
-  void release_weight_cache() override;
 
   const ThinkingViTOptions& options() const { return options_; }
   const ModelOptions& model_options() const override { return model_options_; }
@@ -123,6 +122,9 @@ class ThinkingViTImpl : public ElasticModel {
   torch::nn::Linear head{nullptr};
   torch::nn::ParameterList alpha{nullptr};     // one scalar per stage transition
   std::vector<torch::nn::Linear> proj_layers;  // "proj_layer", "proj_layer2", ...
+
+ protected:
+  void drop_weight_cache() override;
 
  private:
   StageWeights gather_stage_weights(int64_t stage, bool contiguous) const;
