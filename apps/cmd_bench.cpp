@@ -57,8 +57,6 @@ void run_bench(const BenchArgs& args) {
   TVIT_CHECK(!args.cuda_graphs || options.device.is_cuda(),
              "--cuda-graphs: needs a CUDA device, found '", options.device.str(), "'");
   if (!args.profile.empty()) {
-    TVIT_CHECK(args.profile_calls > 0, "--profile-calls: expected a count >= 1, found ",
-               args.profile_calls);
     const auto parent = std::filesystem::absolute(args.profile).parent_path();
     TVIT_CHECK(std::filesystem::is_directory(parent), "--profile: the folder '", parent.string(),
                "' does not exist");
@@ -120,12 +118,14 @@ void add_bench_command(CLI::App& root) {
                   "weights to load (file or folder); random weights when absent");
   cmd->add_option("--batch-sizes", args->batch_sizes, "comma-separated batch sizes")
       ->delimiter(',')
+      ->check(at_least(1))
       ->capture_default_str();
   cmd->add_option("--precision", args->precisions, "comma-separated: fp32, bf16 (autocast)")
       ->delimiter(',')
       ->capture_default_str();
   cmd->add_option("--taus", args->taus, "comma-separated thresholds for elastic rows")
-      ->delimiter(',');
+      ->delimiter(',')
+      ->check(threshold_value());
   cmd->add_option("--stop-shares", args->stop_shares,
                   "elastic rows at the thresholds where these shares of the batch stop at stage 0 "
                   "(e.g. 0.5)")
@@ -140,14 +140,19 @@ void add_bench_command(CLI::App& root) {
                   "folder to write per-operator profiles to (ops.md, ops.csv, Chrome traces), "
                   "one per row, taken after the timing");
   cmd->add_option("--profile-calls", args->profile_calls, "calls profiled per row")
+      ->check(at_least(1))
       ->capture_default_str();
   cmd->add_option("--entropy", args->entropy_rule, "entropy rule: top10 or full")
       ->capture_default_str();
   add_device_flag(*cmd, args->device);
-  cmd->add_option("--warmup", args->warmup, "untimed calls first")->capture_default_str();
+  cmd->add_option("--warmup", args->warmup, "untimed calls first")
+      ->check(at_least(0))
+      ->capture_default_str();
   cmd->add_option("--reps", args->reps, "timed calls; the median is reported")
+      ->check(at_least(1))
       ->capture_default_str();
   cmd->add_option("--threads", args->threads, "intra-op threads (0: one per core)")
+      ->check(at_least(0))
       ->capture_default_str();
   cmd->add_option("--format", args->format, "stdout format: md, csv or json")
       ->capture_default_str();

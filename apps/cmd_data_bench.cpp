@@ -54,6 +54,7 @@ double measure(const std::string& what, int64_t count, int reps,
 
 void run_data_bench(const DataBenchArgs& args) {
   check_output(args.output);
+  const auto format = eval::parse_table_format(args.format, "--format");
   at::set_num_threads(1);
   TVIT_CHECK(args.images >= 1, "--images: expected >= 1, found ", args.images);
   TVIT_CHECK(args.reps >= 1, "--reps: expected >= 1, found ", args.reps);
@@ -118,7 +119,7 @@ void run_data_bench(const DataBenchArgs& args) {
   add("eval: resize+centre crop", "reduced (DCT scaling)",
       eval_pass("eval reduced", eval.decode_min_side));
   table.set_precision(2);
-  table.write(std::cout, eval::parse_table_format(args.format, "--format"));
+  table.write(std::cout, format);
   if (!args.output.empty()) save_table(table, args.output);
 }
 
@@ -130,9 +131,15 @@ void add_data_bench_command(CLI::App& root) {
       "data-bench", "Images/s per core for decode + train / eval transforms on an image folder");
   cmd->add_option("--root", args->root, "image folder in the ImageNet layout (root/<class>/<img>)")
       ->required();
-  cmd->add_option("--images", args->images, "images timed per pass")->capture_default_str();
-  cmd->add_option("--reps", args->reps, "passes (median reported)")->capture_default_str();
-  cmd->add_option("--size", args->size, "output size")->capture_default_str();
+  cmd->add_option("--images", args->images, "images timed per pass")
+      ->check(at_least(1))
+      ->capture_default_str();
+  cmd->add_option("--reps", args->reps, "passes (median reported)")
+      ->check(at_least(1))
+      ->capture_default_str();
+  cmd->add_option("--size", args->size, "output size")
+      ->check(CLI::Range(1, static_cast<int>(models::kMaxImageSize)))
+      ->capture_default_str();
   cmd->add_option("--auto-augment", args->auto_augment, "RandAugment policy ('' for none)")
       ->capture_default_str();
   cmd->add_option("--format", args->format, "stdout format: md, csv or json")

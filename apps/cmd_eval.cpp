@@ -37,7 +37,7 @@ void run_eval(const EvalArgs& args) {
                    records.top5[s], records.num_samples, setup.weights_path});
   }
   table.set_precision(2);
-  std::cout << "preprocessing: " << setup.preprocessing << "\n";
+  spdlog::info("preprocessing: {}", setup.preprocessing);  // stdout holds the table alone
   table.write(std::cout, format);
   if (!args.output.empty()) save_table(table, args.output);
 }

@@ -37,10 +37,13 @@ at::Tensor read_images(const std::string& path, const models::ModelOptions& o) {
                  images.size(3) == want[3],
              "input '", path, "': tensor 'images' has shape ", shape_str(images.sizes().vec()),
              ", the model expects [B, ", want[1], ", ", want[2], ", ", want[3], "]");
+  TVIT_CHECK(images.size(0) > 0, "input '", path, "': tensor 'images' holds no images (shape ",
+             shape_str(images.sizes().vec()), ")");
   return images;
 }
 
 void run_infer(const InferArgs& args) {
+  check_output_folder(args.output, "--output");
   set_threads(args.threads);
   const auto device = use_device(args.device, "--device");
   const auto rule = models::parse_entropy_rule(args.entropy_rule, "--entropy");
@@ -121,15 +124,18 @@ void add_infer_command(CLI::App& root) {
                   "--threshold also exit_stage and logits")
       ->required();
   cmd->add_option("--threshold", args->threshold,
-                  "entropy threshold tau: a sample stops at the first stage with H < tau");
+                  "entropy threshold tau: a sample stops at the first stage with H < tau")
+      ->check(threshold_value());
   cmd->add_option("--entropy", args->entropy_rule, "entropy rule: top10 (released) or full (paper)")
       ->capture_default_str();
   args->model.add_flags(*cmd, /*with_head_dim=*/true);
   cmd->add_flag("--strict", args->strict, "fail unless every tensor loads exactly");
   cmd->add_option("--batch-size", args->batch_size, "images per forward pass")
+      ->check(at_least(1))
       ->capture_default_str();
   add_device_flag(*cmd, args->device);
   cmd->add_option("--threads", args->threads, "intra-op threads (0: one per core)")
+      ->check(at_least(0))
       ->capture_default_str();
   cmd->callback([args] { run_infer(*args); });
 }

@@ -1,5 +1,6 @@
 // thinkingvit macs: exact per-stage MACs with a breakdown, and parameter counts.
 
+#include <cmath>
 #include <iomanip>
 #include <iostream>
 #include <sstream>
@@ -31,6 +32,27 @@ void run_macs(const MacsArgs& args) {
   }
   const auto o = resolve_model(args.model, nullptr);
   const int64_t n = o.num_stages();
+  // --reach is checked before anything is printed.
+  std::vector<double> reach;
+  if (!args.reach.empty()) {
+    std::stringstream in(args.reach);
+    std::string item;
+    while (std::getline(in, item, ',')) {
+      size_t used = 0;
+      double v = std::nan("");
+      try {
+        v = std::stod(item, &used);
+      } catch (const std::exception&) {
+      }
+      TVIT_CHECK(used == item.size() && v >= 0 && v <= 1 && (reach.empty() || v <= reach.back()),
+                 "--reach: expected comma-separated shares in [0, 1], one per stage and none above "
+                 "the one before (such as 1,0.36), found '",
+                 args.reach, "'");
+      reach.push_back(v);
+    }
+    TVIT_CHECK(static_cast<int64_t>(reach.size()) == n, "--reach: expected ", n,
+               " shares (one per stage), found ", reach.size());
+  }
   std::vector<models::MacBreakdown> stages;
   for (int64_t s = 0; s < n; ++s) stages.push_back(o.stage_macs(s));
 
@@ -72,19 +94,7 @@ void run_macs(const MacsArgs& args) {
             << gmacs(models::expected_macs(o, all, MacConvention::kFvcore)) << " fvcore, "
             << gmacs(models::expected_macs(o, all, MacConvention::kReleased, true))
             << " released + uncounted terms\n";
-  if (!args.reach.empty()) {
-    std::vector<double> reach;
-    std::stringstream in(args.reach);
-    std::string item;
-    while (std::getline(in, item, ',')) {
-      try {
-        reach.push_back(std::stod(item));
-      } catch (const std::exception&) {
-        fail("--reach: expected comma-separated shares such as 1,0.36; found '", args.reach, "'");
-      }
-    }
-    TVIT_CHECK(static_cast<int64_t>(reach.size()) == n, "--reach: expected ", n,
-               " shares (one per stage), found ", reach.size());
+  if (!reach.empty()) {
     std::cout << "reach " << args.reach << ": "
               << gmacs(models::expected_macs(o, reach, MacConvention::kReleased))
               << " GMACs released, "

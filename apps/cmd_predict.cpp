@@ -118,7 +118,12 @@ void run_predict(const PredictArgs& args) {
 
   data::EvalTransformOptions eval = config ? config->augment.eval : data::EvalTransformOptions{};
   eval.size = static_cast<int>(options.image_size());
-  if (args.crop_pct) eval.crop_pct = *args.crop_pct;
+  if (args.crop_pct) {
+    eval.crop_pct = *args.crop_pct;
+    TVIT_CHECK(eval.size / eval.crop_pct <= models::kMaxImageSize, "--crop-pct ", eval.crop_pct,
+               ": would resize to ", eval.size / eval.crop_pct, " pixels for the model's ",
+               eval.size, ", beyond the supported ", models::kMaxImageSize);
+  }
   if (!args.mean.empty()) eval.mean = args.mean;
   if (!args.std.empty()) eval.std = args.std;
   const auto channels = options.in_channels();
@@ -224,26 +229,36 @@ void add_predict_command(CLI::App& root) {
   cmd->add_flag("--ema", args->ema, "use the EMA weights (ema.safetensors beside the model)");
   cmd->add_option("--tau", args->tau,
                   "entropy threshold: an image stops at the first stage with H < tau")
+      ->check(threshold_value())
       ->capture_default_str();
   cmd->add_option("--entropy", args->entropy_rule, "entropy rule: top10 (released) or full (paper)")
       ->capture_default_str();
   cmd->add_option("--class-names", args->class_names,
                   "text file with one class name per line (default: the weights' config.json "
                   "label_names, else class indices)");
-  cmd->add_option("--top-k", args->top_k, "classes listed per image")->capture_default_str();
+  cmd->add_option("--top-k", args->top_k, "classes listed per image")
+      ->check(at_least(1))
+      ->capture_default_str();
   cmd->add_option("--crop-pct", args->crop_pct,
-                  "eval crop fraction (default: the run's config, else 0.9)");
+                  "eval crop fraction (default: the run's config, else 0.9)")
+      ->check(fraction());
   cmd->add_option("--mean", args->mean, "normalisation mean per channel (default: config/ImageNet)")
-      ->delimiter(',');
+      ->delimiter(',')
+      ->allow_extra_args(false)  // --mean 0.5 image.png: the image is an input, not a value
+      ->check(threshold_value());
   cmd->add_option("--std", args->std, "normalisation std per channel (default: config/ImageNet)")
-      ->delimiter(',');
+      ->delimiter(',')
+      ->allow_extra_args(false)
+      ->check(positive());
   cmd->add_option("--batch-size", args->batch_size, "images per forward pass")
+      ->check(at_least(1))
       ->capture_default_str();
   cmd->add_option("--format", args->format, "stdout format: md, csv or json")
       ->capture_default_str();
   add_output_flag(*cmd, args->output);
   add_device_flag(*cmd, args->device);
   cmd->add_option("--threads", args->threads, "intra-op threads (0: one per core)")
+      ->check(at_least(0))
       ->capture_default_str();
   cmd->callback([args] { run_predict(*args); });
 }

@@ -54,6 +54,8 @@ std::string find_plot_script() {
 }
 
 void run_sweep(const SweepArgs& args) {
+  TVIT_CHECK(args.plot_script.empty() || args.no_plot || fs::is_regular_file(args.plot_script),
+             "--plot-script '", args.plot_script, "': no such file");
   auto setup = make_eval_setup(args.source);
   // precision.eval_dtype for the pass and every timing alike.
   const std::string& precision = setup.config.precision.eval_dtype;
@@ -208,14 +210,19 @@ void add_sweep_command(CLI::App& root) {
                   "where to write sweep.{md,csv,json,png} (default RUN/sweep)");
   cmd->add_option("--timing-batches", args->timing_batches,
                   "validation batches timed per threshold")
+      ->check(at_least(1))
       ->capture_default_str();
   cmd->add_option("--reps", args->reps,
                   "interleaved timing rounds of every stage and threshold (median and spread "
                   "reported)")
+      ->check(at_least(1))
       ->capture_default_str();
-  cmd->add_option("--budget-gmacs", args->budget_gmacs, "pick the best tau within this many GMACs");
+  cmd->add_option("--budget-gmacs", args->budget_gmacs,
+                  "pick the best tau within this many GMACs (with --budget-throughput: both hold)")
+      ->check(positive());
   cmd->add_option("--budget-throughput", args->budget_throughput,
-                  "pick the best tau reaching this img/s");
+                  "pick the best tau reaching this img/s")
+      ->check(positive());
   cmd->add_flag("--no-plot", args->no_plot, "skip the PNG figure");
   cmd->add_option("--plot-script", args->plot_script,
                   "gnuplot wrapper that draws the figure (default: plot_sweep.sh found from the "

@@ -2,7 +2,10 @@
 
 #include <ATen/Parallel.h>
 
+#include <cmath>
 #include <filesystem>
+#include <functional>
+#include <sstream>
 #include <thread>
 
 #include "thinkingvit/eval/table.h"
@@ -32,6 +35,42 @@ models::ModelOptions resolve_model(const ModelChoice& choice, const io::WeightsS
   TVIT_CHECK(weights != nullptr, "no architecture given: pass --preset NAME or --config FILE");
   if (weights->options) return *weights->options;
   return io::options_from_state(weights->tensors, weights->path, choice.head_dim);
+}
+
+namespace {
+
+CLI::Validator number_check(std::string description, const std::function<bool(double)>& accepts) {
+  return CLI::Validator(
+      [description, accepts](std::string& text) -> std::string {
+        try {
+          size_t used = 0;
+          const double value = std::stod(text, &used);
+          if (used == text.size() && !std::isnan(value) && accepts(value)) return "";
+        } catch (const std::exception&) {
+        }
+        return "expected " + description + ", found '" + text + "'";
+      },
+      description);
+}
+
+}  // namespace
+
+CLI::Validator at_least(double min) {
+  std::ostringstream description;
+  description << "a number >= " << min;
+  return number_check(description.str(), [min](double v) { return v >= min; });
+}
+
+CLI::Validator positive() {
+  return number_check("a number > 0", [](double v) { return v > 0; });
+}
+
+CLI::Validator fraction() {
+  return number_check("a number in (0, 1]", [](double v) { return v > 0 && v <= 1; });
+}
+
+CLI::Validator threshold_value() {
+  return number_check("a threshold (a number, not NaN)", [](double) { return true; });
 }
 
 void add_device_flag(CLI::App& app, std::string& device) {
@@ -65,8 +104,18 @@ void add_output_flag(CLI::App& app, std::string& output) {
   app.add_option("--output", output, "also write the table to a .md, .csv or .json file");
 }
 
+void check_output_folder(const std::string& path, const std::string& flag) {
+  if (path.empty()) return;
+  const auto folder = std::filesystem::path(path).parent_path();
+  std::error_code error;
+  TVIT_CHECK(folder.empty() || std::filesystem::is_directory(folder, error), flag, " '", path,
+             "': '", folder.string(), "' is not a folder");
+}
+
 void check_output(const std::string& path) {
-  if (!path.empty()) eval::table_format_for_path(path, "--output");
+  if (path.empty()) return;
+  eval::table_format_for_path(path, "--output");
+  check_output_folder(path, "--output");
 }
 
 void save_table(const eval::Table& table, const std::string& path) {

@@ -40,6 +40,8 @@ std::string ema_weights_path(const std::string& weights);
 // (.md, .csv or .json). check_output fails on any other name; call it before the work.
 void add_output_flag(CLI::App& app, std::string& output);
 void check_output(const std::string& path);
+// Fails unless the folder that is to hold `path` exists (call it before the work).
+void check_output_folder(const std::string& path, const std::string& flag);
 // Writes `table` to an --output path, atomically.
 void save_table(const eval::Table& table, const std::string& path);
 
@@ -49,5 +51,13 @@ eval::Table::Cell heads_cell(const models::ModelOptions& options, int64_t stage)
 
 // 1253683200 -> "1,253,683,200"
 std::string with_commas(int64_t value);
+
+// Checks for number flags (CLI11 validators; a list flag checks each value). A failure is one
+// line naming the flag: "--threads: expected a number >= 0, found '-1'". NaN never passes.
+CLI::Validator at_least(double min);
+CLI::Validator positive();
+CLI::Validator fraction();  // in (0, 1]
+// An entropy threshold: any number but NaN (infinity stops every image at stage 0).
+CLI::Validator threshold_value();
 
 }  // namespace thinkingvit::apps

@@ -25,6 +25,7 @@ void EvalSource::add_flags(CLI::App& app) {
   app.add_flag("--ema", ema, "use the EMA weights (ema.safetensors beside the model)");
   app.add_option("--threads", threads,
                  "intra-op threads (0: the config's run.threads, where 0 is one per core)")
+      ->check(at_least(0))
       ->capture_default_str();
   app.add_option("--device", device,
                  "auto (a GPU when one is visible), cpu, cuda or cuda:N (default: run.device)");

@@ -7,6 +7,7 @@
 #include <c10/util/Exception.h>
 
 #include <iostream>
+#include <string>
 
 #if defined(__GLIBC__)
 #include <malloc.h>
@@ -48,10 +49,26 @@ int main(int argc, char** argv) {
   thinkingvit::apps::add_predict_command(app);
   thinkingvit::apps::add_bench_command(app);
   thinkingvit::apps::add_data_bench_command(app);
+  if (argc > 1 && argv[1][0] != '-') {
+    std::string names;
+    bool known = false;
+    for (const auto* sub : app.get_subcommands({})) {
+      known = known || sub->get_name() == argv[1];
+      names += (names.empty() ? "" : ", ") + sub->get_name();
+    }
+    if (!known) {
+      std::cerr << "error: unknown command '" << argv[1] << "' (expected one of: " << names
+                << ")\n";
+      return 2;
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
+    // One line like every other error (CLI11's own text names the flag), and a usage exit code.
+    std::cerr << "error: " << e.what() << " (see --help)\n";
+    return 2;
   } catch (const thinkingvit::train::Stopped&) {  // SIGTERM / SIGUSR1: the trainer said where
     return thinkingvit::train::kExitStopped;
   } catch (const thinkingvit::Error& e) {

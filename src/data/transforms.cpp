@@ -4,6 +4,7 @@
 #include <cmath>
 #include <vector>
 
+#include "thinkingvit/models/vit_options.h"
 #include "thinkingvit/util/cpu.h"
 #include "thinkingvit/util/error.h"
 
@@ -501,6 +502,9 @@ SampleTransform make_train_transform(const TrainTransformOptions& o, int channel
 SampleTransform make_eval_transform(const EvalTransformOptions& o, int channels) {
   TVIT_CHECK(o.crop_pct > 0 && o.crop_pct <= 1,
              "eval transform: crop_pct must be in (0, 1], found ", o.crop_pct);
+  TVIT_CHECK(o.size / o.crop_pct <= models::kMaxImageSize, "eval transform: crop_pct ", o.crop_pct,
+             " would resize to ", o.size / o.crop_pct, " pixels, beyond the supported ",
+             models::kMaxImageSize);
   TVIT_CHECK(
       static_cast<int>(o.mean.size()) == channels && static_cast<int>(o.std.size()) == channels,
       "eval transform: expected ", channels, " mean and std values, found ", o.mean.size(), " and ",

@@ -55,7 +55,7 @@ std::vector<double> parse_thresholds(const std::string& text, const std::string&
     try {
       size_t used = 0;
       const double v = std::stod(s, &used);
-      if (used == s.size()) return v;
+      if (used == s.size() && !std::isnan(v)) return v;
     } catch (const std::exception&) {
     }
     fail(what, ": expected numbers such as 0,0.5,1 or a range start:stop:step, found '", text, "'");
@@ -68,7 +68,10 @@ std::vector<double> parse_thresholds(const std::string& text, const std::string&
     while (std::getline(in, item, ':')) parts.push_back(number(item));
     TVIT_CHECK(parts.size() == 3 && parts[2] > 0 && parts[1] >= parts[0], what,
                ": expected start:stop:step with step > 0 and stop >= start, found '", text, "'");
-    const auto steps = static_cast<int64_t>(std::floor((parts[1] - parts[0]) / parts[2] + 1e-9));
+    const double steps_real = std::floor((parts[1] - parts[0]) / parts[2] + 1e-9);
+    TVIT_CHECK(steps_real < kMaxThresholds, what, ": '", text, "' gives ", steps_real + 1,
+               " thresholds, more than the ", kMaxThresholds, " a sweep takes");
+    const auto steps = static_cast<int64_t>(steps_real);
     for (int64_t i = 0; i <= steps; ++i)
       out.push_back(parts[0] + static_cast<double>(i) * parts[2]);
     return out;
@@ -77,6 +80,8 @@ std::vector<double> parse_thresholds(const std::string& text, const std::string&
   std::string item;
   while (std::getline(in, item, ',')) out.push_back(number(item));
   TVIT_CHECK(!out.empty(), what, ": no thresholds in '", text, "'");
+  TVIT_CHECK(static_cast<int64_t>(out.size()) <= kMaxThresholds, what, ": ", out.size(),
+             " thresholds, more than the ", kMaxThresholds, " a sweep takes");
   return out;
 }
 

@@ -14,6 +14,7 @@
 #include "../test_util.h"
 #include "thinkingvit/data/dataset.h"
 #include "thinkingvit/io/checkpoint.h"
+#include "thinkingvit/io/safetensors.h"
 #include "thinkingvit/util/build_info.h"
 #include "thinkingvit/util/compat.h"
 
@@ -200,7 +201,7 @@ TEST(Cli, BenchProfilesEveryRow) {
   EXPECT_FALSE(std::filesystem::exists(dir.file("missing")));
   r = run(dir, bench + " --profile " + dir.file("p2") + " --profile-calls 0");
   EXPECT_NE(r.code, 0);
-  EXPECT_NE(r.err.find("--profile-calls: expected a count >= 1, found 0"), std::string::npos)
+  EXPECT_NE(r.err.find("--profile-calls: expected a number >= 1, found '0'"), std::string::npos)
       << r.err;
   EXPECT_FALSE(std::filesystem::exists(dir.file("p2")));
 }
@@ -490,6 +491,36 @@ TEST(Cli, BadInputGivesOneLineAndNoOutputFile) {
   expect_failure("bench --preset thinkingvit_mnist_2h_4h --reps 1 --output " + dir.file("b.txt"),
                  {"--output", "b.txt", "expected a .md, .csv or .json file name"});
   EXPECT_FALSE(std::filesystem::exists(dir.file("b.txt")));
+  // A command line the parser refuses is one line too, with the usage exit code 2.
+  for (const auto& [args, fragment] : std::vector<std::pair<std::string, std::string>>{
+           {"fro --preset x", "unknown command 'fro' (expected one of: infer, macs"},
+           {"bench --reps 1 --reps 2", "--reps"},
+           {"bench --threads -1", "--threads: expected a number >= 0, found '-1'"},
+           {"bench --taus 0,nan", "--taus: expected a threshold (a number, not NaN), found 'nan'"},
+           {"bench --batch-sizes 2,0", "--batch-sizes: expected a number >= 1, found '0'"},
+           {"predict --weights " + weights + " --std 0.2,0 x.png", "--std: expected a number > 0"},
+           {"sweep --config x.yaml --budget-gmacs -1", "--budget-gmacs: expected a number > 0"}}) {
+    expect_failure(args, {fragment});
+    EXPECT_EQ(run(dir, args).code, 2) << args;
+  }
+  // --mean / --std take one comma-separated value: an input after them stays an input.
+  expect_failure("predict --weights " + weights + " --head-dim 4 --mean 0.5,0.5,0.5 " +
+                     dir.file("no_such_image.png"),
+                 {"no_such_image.png': no such file or folder"});
+  expect_failure("macs --preset thinkingvit_3h_6h --reach 1,nan", {"--reach", "'1,nan'"});
+  expect_failure("macs --preset thinkingvit_3h_6h --reach 0.5,1", {"--reach", "'0.5,1'"});
+  io::write_safetensors(dir.file("none.safetensors"), {{"images", torch::zeros({0, 3, 8, 8})}});
+  expect_failure("infer --weights " + weights + " --input " + dir.file("none.safetensors") +
+                     " --output " + out + " --head-dim 4",
+                 {"none.safetensors': tensor 'images' holds no images"});
+  // Output folders are checked before any work.
+  std::ofstream(dir.file("afile")) << "x";
+  expect_failure(
+      "bench --preset thinkingvit_mnist_2h_4h --reps 1 --output " + dir.file("afile/b.md"),
+      {"--output", "afile' is not a folder"});
+  expect_failure("infer --weights " + weights + " --input " + input + " --output " +
+                     dir.file("nodir/o.safetensors"),
+                 {"--output", "nodir' is not a folder"});
   // So is eval's --format (a typo must not cost a whole evaluation): named before the data is.
   expect_failure("eval --config " + dir.file("missing.yaml") + " --format yaml",
                  {"--format", "'yaml'"});

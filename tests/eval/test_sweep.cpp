@@ -167,6 +167,10 @@ TEST(Sweep, ThresholdListsAndTheReleasedFormula) {
   EXPECT_EQ(eval::parse_thresholds("0:2.3:0.1", "--taus").size(), 24u);
   expect_error([] { eval::parse_thresholds("0:1", "--taus"); }, {"--taus", "start:stop:step"});
   expect_error([] { eval::parse_thresholds("a,b", "--taus"); }, {"--taus", "'a,b'"});
+  expect_error([] { eval::parse_thresholds("0,nan", "--taus"); }, {"--taus", "'0,nan'"});
+  EXPECT_EQ(eval::parse_thresholds("0:0.9999:0.0001", "--taus").size(), 10000u);
+  expect_error([] { eval::parse_thresholds("0:1e9:1e-9", "--taus"); },
+               {"--taus", "more than the 10000"});
   // Released: 1 / (1/10047.6 + r/4603.6) with r the share sent to stage 2.
   EXPECT_NEAR(eval::predicted_throughput({1.0, 0.5}, {10047.6, 4603.6}),
               1.0 / (1.0 / 10047.6 + 0.5 / 4603.6), 1e-9);

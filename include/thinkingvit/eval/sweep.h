@@ -25,7 +25,9 @@ at::Tensor exit_stages(const StageRecords& records, double tau);
 SweepRow sweep_at(const StageRecords& records, const models::ModelOptions& options, double tau,
                   models::MacConvention convention = models::MacConvention::kReleased);
 
-// "0,0.5,1" or "start:stop:step" (inclusive of stop within rounding) -> thresholds.
+// "0,0.5,1" or "start:stop:step" (inclusive of stop within rounding) -> thresholds; NaN and
+// more than kMaxThresholds are errors.
+constexpr int64_t kMaxThresholds = 10000;
 std::vector<double> parse_thresholds(const std::string& text, const std::string& what);
 
 // The released formula: 1 / sum_i (reach_i / T_i), T_i the standalone throughput of stage i.
