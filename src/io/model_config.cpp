@@ -10,6 +10,7 @@
 #include <set>
 
 #include "thinkingvit/util/error.h"
+#include "thinkingvit/util/fs.h"
 #include "yaml_model.h"
 
 namespace thinkingvit::io {
@@ -304,7 +305,7 @@ namespace {
 
 // The file's top-level map, which must hold a `model` map.
 YAML::Node load_with_model_section(const std::string& path) {
-  TVIT_CHECK(std::filesystem::exists(path), "config '", path, "': no such file");
+  util::check_is_file(path, "config");
   YAML::Node root;
   try {
     root = YAML::LoadFile(path);

@@ -14,6 +14,7 @@
 #include "../io/yaml_model.h"
 #include "thinkingvit/data/rand_augment.h"
 #include "thinkingvit/util/error.h"
+#include "thinkingvit/util/fs.h"
 #include "thinkingvit/util/text.h"
 
 namespace thinkingvit::train {
@@ -454,7 +455,8 @@ class Loader {
     require(d.dataset != "image-folder" || !d.root.empty(), "data.root",
             "must name the dataset folder (holding '", d.train_dir, "' and '", d.val_dir,
             "') for the image-folder dataset, found ''");
-    require(d.synthetic_size >= 1, "data.synthetic_size", "expects an integer >= 1, found ",
+    require(d.synthetic_size >= 1 && d.synthetic_size <= data::kMaxSyntheticSize,
+            "data.synthetic_size", "expects an integer in 1..", data::kMaxSyntheticSize, ", found ",
             d.synthetic_size);
     require(d.train_limit >= 0, "data.train_limit", "expects an integer >= 0 (0: all), found ",
             d.train_limit);
@@ -468,9 +470,10 @@ class Loader {
             "expects an integer in 0..", kMaxThreads, ", found ", d.num_workers);
     require(d.prefetch_batches >= 1 && d.prefetch_batches <= 1024, "data.prefetch_batches",
             "expects an integer in 1..1024, found ", d.prefetch_batches);
-    require(d.batch_size <= 1 << 20 && d.eval_batch_size <= 1 << 20, "data.batch_size",
-            "expects at most 1048576 images per batch, found ",
-            std::max(d.batch_size, d.eval_batch_size));
+    require(d.batch_size <= 1 << 20, "data.batch_size",
+            "expects at most 1048576 images per batch, found ", d.batch_size);
+    require(d.eval_batch_size <= 1 << 20, "data.eval_batch_size",
+            "expects at most 1048576 images per batch, found ", d.eval_batch_size);
     require(d.repeated_aug >= 1, "data.repeated_aug", "expects an integer >= 1 (1: off), found ",
             d.repeated_aug);
 
@@ -608,7 +611,7 @@ TrainConfig config_from_yaml_text(const std::string& text, const std::string& na
 }
 
 TrainConfig load_config(const std::string& path, const std::vector<std::string>& overrides) {
-  TVIT_CHECK(std::filesystem::is_regular_file(path), "config '", path, "': no such file");
+  util::check_is_file(path, "config");
   std::ifstream in(path, std::ios::binary);
   TVIT_CHECK(in, "config '", path, "': cannot open the file for reading");
   std::ostringstream text;
@@ -618,6 +621,7 @@ TrainConfig load_config(const std::string& path, const std::vector<std::string>&
 
 TrainConfig load_training_config(const std::string& path,
                                  const std::vector<std::string>& overrides) {
+  util::check_is_file(path, "config");
   YAML::Node root;
   try {
     root = YAML::LoadFile(path);

@@ -220,18 +220,27 @@ TrainState load_checkpoint_folder(const fs::path& dir, models::ElasticModel& mod
   return state;
 }
 
-// The checkpoint LAST names; when it cannot be loaded (a damaged file), the newest older one,
-// with a warning. Every part is loaded again from the folder that succeeds.
+// The checkpoint LAST names (without a readable LAST: the newest); when it cannot be loaded (a
+// damaged file), the newest older one, with a warning. Every part is loaded again from the folder
+// that succeeds.
 TrainState load_checkpoint(const RunPaths& paths, models::ElasticModel& model, ModelEma* ema,
                            torch::optim::Optimizer& optimizer, const c10::Device& device) {
   std::ifstream last(paths.checkpoints / "LAST");
   std::string name;
-  TVIT_CHECK(last && (last >> name) && checkpoint_position(name), "--resume: no checkpoint in '",
-             paths.checkpoints.string(), "' (expected a LAST file written by an earlier run)");
-  std::vector<std::string> candidates = {name};
-  const auto folders = checkpoint_folders(paths.checkpoints);
+  const bool named = last && (last >> name) && checkpoint_position(name);
+  const auto folders = fs::is_directory(paths.checkpoints) ? checkpoint_folders(paths.checkpoints)
+                                                           : std::vector<std::string>{};
+  TVIT_CHECK(named || !folders.empty(), "--resume: no checkpoint in '", paths.checkpoints.string(),
+             "' (expected a LAST file written by an earlier run)");
+  std::vector<std::string> candidates;
+  if (named) {
+    candidates.push_back(name);
+  } else {
+    spdlog::warn("'{}' is missing or damaged; trying the checkpoints newest first",
+                 (paths.checkpoints / "LAST").string());
+  }
   for (auto it = folders.rbegin(); it != folders.rend(); ++it) {  // newest first
-    if (*checkpoint_position(*it) < *checkpoint_position(name)) candidates.push_back(*it);
+    if (!named || *checkpoint_position(*it) < *checkpoint_position(name)) candidates.push_back(*it);
   }
   std::string why;
   for (const auto& candidate : candidates) {

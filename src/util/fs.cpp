@@ -16,6 +16,13 @@
 
 namespace thinkingvit::util {
 
+void check_is_file(const std::string& path, const std::string& what) {
+  std::error_code error;
+  TVIT_CHECK(!std::filesystem::is_directory(path, error), what, " '", path,
+             "': is a folder, expected a file");
+  TVIT_CHECK(std::filesystem::is_regular_file(path, error), what, " '", path, "': no such file");
+}
+
 std::vector<char> read_file(const std::string& path) {
   std::error_code error;
   TVIT_CHECK(!std::filesystem::is_directory(path, error), "cannot read '", path,

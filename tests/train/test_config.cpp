@@ -483,6 +483,17 @@ TEST(ConfigShipped, LoadConfigNamesAMissingFile) {
   expect_error([] { load_config("/nonexistent/x.yaml"); },
                {"config '/nonexistent/x.yaml': no such file"});
   TempDir dir;
+  // A folder where the file should be: named as such by every reader of a config.
+  const std::string folder = dir.path().string();
+  expect_error([&] { load_config(folder); }, {"config '" + folder + "': is a folder"});
+  expect_error([&] { load_training_config(folder); }, {"config '" + folder + "': is a folder"});
+  expect_error([&] { io::model_options_from_yaml(folder); },
+               {"config '" + folder + "': is a folder"});
+  // Limits name the key that broke them, whichever it was.
+  expect_error([] { parse("data:\n  eval_batch_size: 2000000\n"); },
+               {"data.eval_batch_size", "at most 1048576"});
+  expect_error([] { parse("data:\n  synthetic_size: 1000000000000\n"); },
+               {"data.synthetic_size", "1..67108864"});
   const auto path = dir.file("c.yaml");
   std::ofstream(path) << "schedule:\n  epochs: 2\n  warmup: 1\n";
   expect_error([&] { load_config(path); },

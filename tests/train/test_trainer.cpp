@@ -114,6 +114,24 @@ TEST(Trainer, ADamagedLastCheckpointFallsBackToTheOneBefore) {
                {"--resume: no loadable checkpoint", "checkpoints"});
 }
 
+TEST(Trainer, ADamagedLastFileResumesFromTheNewestCheckpoint) {
+  TempDir dir;
+  auto c = tiny_config(dir.file("run"));
+  c.schedule.epochs = 2;
+  c.checkpoint.keep_last = 3;
+  ASSERT_EQ(train::train(c).size(), 2u);
+  const auto last = dir.path() / "run" / "checkpoints" / "LAST";
+  std::ofstream(last, std::ios::binary) << "\x01junk";
+  c.schedule.epochs = 3;
+  train::TrainOptions resume;
+  resume.resume = true;
+  const auto history = train::train(c, resume);
+  ASSERT_EQ(history.size(), 1u);  // epoch_0001, the newest, loaded: only epoch 2 runs
+  EXPECT_EQ(history.front().epoch, 2);
+  const auto log = slurp((dir.path() / "run" / "train.log").string());
+  EXPECT_NE(log.find("LAST' is missing or damaged"), std::string::npos) << log;
+}
+
 TEST(Trainer, AFailedCheckpointWriteIsOneErrorAndLosesNothing) {
   TempDir dir;
   auto c = tiny_config(dir.file("run"));

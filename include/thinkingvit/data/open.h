@@ -10,6 +10,9 @@
 
 namespace thinkingvit::data {
 
+// The largest synthetic split: an epoch's index list alone is 8 bytes a sample.
+constexpr int64_t kMaxSyntheticSize = int64_t{1} << 26;
+
 struct DataSection {
   // fashion-mnist | mnist | cifar10 | cifar100 | image-folder | synthetic
   std::string dataset = "fashion-mnist";

@@ -12,6 +12,10 @@ namespace thinkingvit::util {
 
 std::vector<char> read_file(const std::string& path);
 
+// Fails unless `path` is an existing regular file: "<what> '<path>': no such file" or "...: is a
+// folder, expected a file".
+void check_is_file(const std::string& path, const std::string& what);
+
 // Calls write(stream) on "<path>.tmp-<pid>", flushes and fsyncs it, then renames it to path.
 // On any failure the temp file is removed and an Error naming path is thrown. Tests inject a
 // full disk for paths ending in the environment variable THINKINGVIT_FAIL_WRITE.
