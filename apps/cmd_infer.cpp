@@ -4,6 +4,8 @@
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
+#include <filesystem>
+
 #include "common.h"
 #include "thinkingvit/io/checkpoint.h"
 #include "thinkingvit/io/safetensors.h"
@@ -44,6 +46,9 @@ at::Tensor read_images(const std::string& path, const models::ModelOptions& o) {
 
 void run_infer(const InferArgs& args) {
   check_output_folder(args.output, "--output");
+  std::error_code error;
+  TVIT_CHECK(!std::filesystem::equivalent(args.input, args.output, error), "--output '",
+             args.output, "': is the --input file; write the results elsewhere");
   set_threads(args.threads);
   const auto device = use_device(args.device, "--device");
   const auto rule = models::parse_entropy_rule(args.entropy_rule, "--entropy");

@@ -352,7 +352,11 @@ models::ModelOptions options_from_config_json(const TensorMap& tensors, const st
       options.recycling(args["recycling"].get<bool>());
     }
   }
-  options.validate();
+  try {
+    options.validate();
+  } catch (const Error& e) {
+    fail("'", path, "': ", e.what());
+  }
   return options;
 }
 

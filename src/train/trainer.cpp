@@ -206,8 +206,11 @@ TrainState load_checkpoint_folder(const fs::path& dir, models::ElasticModel& mod
   }
   // Onto this process's own device: the saved tensors remember rank 0's.
   torch::load(optimizer, (dir / "optimizer.pt").string(), device);
-  std::ifstream in(dir / "state.json");
-  const auto j = nlohmann::json::parse(in);
+  const auto state_path = (dir / "state.json").string();
+  std::ifstream in(state_path);
+  const auto j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  TVIT_CHECK(j.is_object() && j.contains("epoch") && j.contains("step") && j.contains("best_top1"),
+             "'", state_path, "': not a checkpoint state (JSON with epoch, step and best_top1)");
   TrainState state;
   state.epoch = j.at("epoch").get<int64_t>();
   state.step = j.at("step").get<int64_t>();

@@ -513,6 +513,15 @@ TEST(Cli, BadInputGivesOneLineAndNoOutputFile) {
   expect_failure("infer --weights " + weights + " --input " + dir.file("none.safetensors") +
                      " --output " + out + " --head-dim 4",
                  {"none.safetensors': tensor 'images' holds no images"});
+  {
+    std::filesystem::copy_file(input, dir.file("in.safetensors"));
+    const auto before = slurp(dir.file("in.safetensors"));
+    auto r = run(dir, "infer --weights " + weights + " --input " + dir.file("in.safetensors") +
+                          " --output " + dir.file("./in.safetensors") + " --head-dim 4");
+    EXPECT_NE(r.code, 0);
+    EXPECT_NE(r.err.find("is the --input file"), std::string::npos) << r.err;
+    EXPECT_EQ(slurp(dir.file("in.safetensors")), before);
+  }
   // Output folders are checked before any work.
   std::ofstream(dir.file("afile")) << "x";
   expect_failure(

@@ -161,6 +161,8 @@ TEST(Checkpoint, BrokenConfigJsonNamesItself) {
       {R"({"model_args": {"thinking_stages": [3, 100000]}})", "found [3,100000]"},
       {R"({"model_args": {"thinking_stages": [1, 9223372036854775807]}})", "thinking_stages"},
       {R"({"model_args": {"thinking_stages": [3, 1]}})", "increasing"},
+      {R"({"model_args": {"thinking_stages": [1, 3], "depth": 100000}})",
+       "'depth': 100000 is beyond"},
   };
   for (const auto& [text, fragment] : cases) {
     std::ofstream(dir.file("config.json")) << text;
