@@ -129,7 +129,8 @@ void add_bench_command(CLI::App& root) {
   cmd->add_option("--stop-shares", args->stop_shares,
                   "elastic rows at the thresholds where these shares of the batch stop at stage 0 "
                   "(e.g. 0.5)")
-      ->delimiter(',');
+      ->delimiter(',')
+      ->check(in_range(0, 1));
   cmd->add_flag("--train", args->train,
                 "add a training-step row: every stage, mean cross-entropy, backward, AdamW");
   cmd->add_flag("--peak", args->peak,

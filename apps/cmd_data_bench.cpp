@@ -56,8 +56,6 @@ void run_data_bench(const DataBenchArgs& args) {
   check_output(args.output);
   const auto format = eval::parse_table_format(args.format, "--format");
   at::set_num_threads(1);
-  TVIT_CHECK(args.images >= 1, "--images: expected >= 1, found ", args.images);
-  TVIT_CHECK(args.reps >= 1, "--reps: expected >= 1, found ", args.reps);
   const data::ImageFolder folder(args.root);
   const int64_t count = std::min<int64_t>(args.images, folder.size());
   spdlog::info("{}; timing {} images, {} passes, 1 thread", folder.describe(), count, args.reps);
@@ -138,7 +136,7 @@ void add_data_bench_command(CLI::App& root) {
       ->check(at_least(1))
       ->capture_default_str();
   cmd->add_option("--size", args->size, "output size")
-      ->check(CLI::Range(1, static_cast<int>(models::kMaxImageSize)))
+      ->check(in_range(1, models::kMaxImageSize))
       ->capture_default_str();
   cmd->add_option("--auto-augment", args->auto_augment, "RandAugment policy ('' for none)")
       ->capture_default_str();

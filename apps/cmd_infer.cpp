@@ -74,7 +74,6 @@ void run_infer(const InferArgs& args) {
 
   const auto images = read_images(args.input, options);
   const int64_t batch = images.size(0), num_stages = options.num_stages();
-  TVIT_CHECK(args.batch_size > 0, "--batch-size: expected > 0, found ", args.batch_size);
   std::vector<std::vector<at::Tensor>> logits(num_stages), entropies(num_stages);
   std::vector<at::Tensor> selected, exit_stage;
   for (int64_t start = 0; start < batch; start += args.batch_size) {

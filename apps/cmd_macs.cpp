@@ -8,6 +8,7 @@
 #include "common.h"
 #include "thinkingvit/models/model_options.h"
 #include "thinkingvit/util/error.h"
+#include "thinkingvit/util/text.h"
 
 namespace thinkingvit::apps {
 
@@ -38,13 +39,8 @@ void run_macs(const MacsArgs& args) {
     std::stringstream in(args.reach);
     std::string item;
     while (std::getline(in, item, ',')) {
-      size_t used = 0;
-      double v = std::nan("");
-      try {
-        v = std::stod(item, &used);
-      } catch (const std::exception&) {
-      }
-      TVIT_CHECK(used == item.size() && v >= 0 && v <= 1 && (reach.empty() || v <= reach.back()),
+      const double v = util::parse_number(item).value_or(-1);
+      TVIT_CHECK(v >= 0 && v <= 1 && (reach.empty() || v <= reach.back()),
                  "--reach: expected comma-separated shares in [0, 1], one per stage and none above "
                  "the one before (such as 1,0.36), found '",
                  args.reach, "'");

@@ -88,8 +88,6 @@ void run_predict(const PredictArgs& args) {
   set_threads(args.threads);
   const auto device = use_device(args.device, "--device");
   const auto rule = models::parse_entropy_rule(args.entropy_rule, "--entropy");
-  TVIT_CHECK(args.top_k >= 1, "--top-k: expected >= 1, found ", args.top_k);
-  TVIT_CHECK(args.batch_size >= 1, "--batch-size: expected >= 1, found ", args.batch_size);
   const auto format = eval::parse_table_format(args.format, "--format");
 
   // Architecture and preprocessing: the run's config.yaml or a --config training YAML; else the
@@ -120,9 +118,9 @@ void run_predict(const PredictArgs& args) {
   eval.size = static_cast<int>(options.image_size());
   if (args.crop_pct) {
     eval.crop_pct = *args.crop_pct;
-    TVIT_CHECK(eval.size / eval.crop_pct <= models::kMaxImageSize, "--crop-pct ", eval.crop_pct,
-               ": would resize to ", eval.size / eval.crop_pct, " pixels for the model's ",
-               eval.size, ", beyond the supported ", models::kMaxImageSize);
+    TVIT_CHECK(data::crop_pct_fits(eval.size, eval.crop_pct), "--crop-pct ", eval.crop_pct,
+               ": would resize the model's ", eval.size, " pixels to ", eval.size / eval.crop_pct,
+               ", beyond the supported ", models::kMaxImageSize);
   }
   if (!args.mean.empty()) eval.mean = args.mean;
   if (!args.std.empty()) eval.std = args.std;

@@ -56,12 +56,12 @@ std::string find_plot_script() {
 void run_sweep(const SweepArgs& args) {
   TVIT_CHECK(args.plot_script.empty() || args.no_plot || fs::is_regular_file(args.plot_script),
              "--plot-script '", args.plot_script, "': no such file");
+  const auto taus = eval::parse_thresholds(args.taus, "--taus");
+  const auto rule = models::parse_entropy_rule(args.entropy_rule, "--entropy");
   auto setup = make_eval_setup(args.source);
   // precision.eval_dtype for the pass and every timing alike.
   const std::string& precision = setup.config.precision.eval_dtype;
   compat::AutocastGuard autocast(setup.device.type(), at::kBFloat16, precision == "bf16");
-  const auto rule = models::parse_entropy_rule(args.entropy_rule, "--entropy");
-  const auto taus = eval::parse_thresholds(args.taus, "--taus");
   const auto& mo = setup.config.model.options;
   const std::string out_dir =
       args.output_dir.empty()

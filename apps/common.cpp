@@ -13,6 +13,7 @@
 #include "thinkingvit/train/config.h"
 #include "thinkingvit/util/compat.h"
 #include "thinkingvit/util/error.h"
+#include "thinkingvit/util/text.h"
 
 namespace thinkingvit::apps {
 
@@ -42,13 +43,8 @@ namespace {
 CLI::Validator number_check(std::string description, const std::function<bool(double)>& accepts) {
   return CLI::Validator(
       [description, accepts](std::string& text) -> std::string {
-        try {
-          size_t used = 0;
-          const double value = std::stod(text, &used);
-          if (used == text.size() && !std::isnan(value) && accepts(value)) return "";
-        } catch (const std::exception&) {
-        }
-        return "expected " + description + ", found '" + text + "'";
+        const auto value = util::parse_number(text);
+        return value && accepts(*value) ? "" : "expected " + description + ", found '" + text + "'";
       },
       description);
 }
@@ -63,6 +59,12 @@ CLI::Validator at_least(double min) {
 
 CLI::Validator positive() {
   return number_check("a number > 0", [](double v) { return v > 0; });
+}
+
+CLI::Validator in_range(double min, double max) {
+  std::ostringstream description;
+  description << "a number in [" << min << ", " << max << "]";
+  return number_check(description.str(), [min, max](double v) { return v >= min && v <= max; });
 }
 
 CLI::Validator fraction() {

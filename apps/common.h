@@ -56,6 +56,7 @@ std::string with_commas(int64_t value);
 // line naming the flag: "--threads: expected a number >= 0, found '-1'". NaN never passes.
 CLI::Validator at_least(double min);
 CLI::Validator positive();
+CLI::Validator in_range(double min, double max);
 CLI::Validator fraction();  // in (0, 1]
 // An entropy threshold: any number but NaN (infinity stops every image at stage 0).
 CLI::Validator threshold_value();

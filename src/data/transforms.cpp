@@ -499,12 +499,13 @@ SampleTransform make_train_transform(const TrainTransformOptions& o, int channel
   return t;
 }
 
+bool crop_pct_fits(int size, double crop_pct) {
+  return crop_pct > 0 && crop_pct <= 1 && size / crop_pct <= models::kMaxImageSize;
+}
+
 SampleTransform make_eval_transform(const EvalTransformOptions& o, int channels) {
-  TVIT_CHECK(o.crop_pct > 0 && o.crop_pct <= 1,
-             "eval transform: crop_pct must be in (0, 1], found ", o.crop_pct);
-  TVIT_CHECK(o.size / o.crop_pct <= models::kMaxImageSize, "eval transform: crop_pct ", o.crop_pct,
-             " would resize to ", o.size / o.crop_pct, " pixels, beyond the supported ",
-             models::kMaxImageSize);
+  TVIT_CHECK(crop_pct_fits(o.size, o.crop_pct), "eval transform: crop_pct must be in (0, 1] with ",
+             "size / crop_pct <= ", models::kMaxImageSize, ", found ", o.crop_pct);
   TVIT_CHECK(
       static_cast<int>(o.mean.size()) == channels && static_cast<int>(o.std.size()) == channels,
       "eval transform: expected ", channels, " mean and std values, found ", o.mean.size(), " and ",

@@ -1,5 +1,6 @@
 #include "thinkingvit/eval/evaluate.h"
 
+#include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
 #include "thinkingvit/util/compat.h"
@@ -44,7 +45,8 @@ namespace {
 
 // Leaves the model as evaluate() found it, also when a batch throws: in its training mode, and
 // without inference weight caches where it had none (else the trainer's validation would keep
-// contiguous and bf16 copies of the weights allocated through the next epoch).
+// contiguous and bf16 copies of the weights allocated through the next epoch). A model that
+// caches nothing keeps its CUDA graphs.
 class RestoreModel {
  public:
   explicit RestoreModel(models::ElasticModel& model)
@@ -54,8 +56,12 @@ class RestoreModel {
   RestoreModel(const RestoreModel&) = delete;
   RestoreModel& operator=(const RestoreModel&) = delete;
   ~RestoreModel() {
-    if (!had_cache_) model_.release_weight_cache();
-    if (was_training_) model_.train();
+    try {
+      if (!had_cache_ && model_.weight_cache_bytes() > 0) model_.release_weight_cache();
+      if (was_training_) model_.train();
+    } catch (const std::exception& e) {  // a destructor may run while an error unwinds
+      spdlog::warn("evaluation: could not restore the model: {}", e.what());
+    }
   }
 
  private:

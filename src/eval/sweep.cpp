@@ -52,13 +52,12 @@ SweepRow sweep_at(const StageRecords& r, const models::ModelOptions& options, do
 
 std::vector<double> parse_thresholds(const std::string& text, const std::string& what) {
   auto number = [&](const std::string& s) {
-    try {
-      size_t used = 0;
-      const double v = std::stod(s, &used);
-      if (used == s.size() && !std::isnan(v)) return v;
-    } catch (const std::exception&) {
+    const auto v = util::parse_number(s);
+    if (!v) {
+      fail(what, ": expected numbers such as 0,0.5,1 or a range start:stop:step, found '", text,
+           "'");
     }
-    fail(what, ": expected numbers such as 0,0.5,1 or a range start:stop:step, found '", text, "'");
+    return *v;
   };
   std::vector<double> out;
   if (text.find(':') != std::string::npos) {

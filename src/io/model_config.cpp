@@ -303,26 +303,30 @@ void YamlModelSection::emit(YAML::Emitter& out, const std::string& preset,
 
 namespace {
 
-// The file's top-level map, which must hold a `model` map.
-YAML::Node load_with_model_section(const std::string& path) {
+YAML::Node load_yaml(const std::string& path) {
   util::check_is_file(path, "config");
-  YAML::Node root;
   try {
-    root = YAML::LoadFile(path);
+    return YAML::LoadFile(path);
   } catch (const YAML::Exception& e) {
     fail("config '", path, "' line ", e.mark.line + 1, ": invalid YAML (", e.msg, ")");
   }
-  TVIT_CHECK(root.IsMap() && root["model"] && root["model"].IsMap(), "config '", path,
-             "': expected a top-level 'model' section (a map)");
-  return root;
+}
+
+bool has_model_section(const YAML::Node& root) {
+  return root.IsMap() && root["model"] && root["model"].IsMap();
 }
 
 }  // namespace
 
-bool is_model_file(const std::string& path) { return load_with_model_section(path).size() == 1; }
+bool is_model_file(const std::string& path) {
+  const auto root = load_yaml(path);
+  return has_model_section(root) && root.size() == 1;
+}
 
 models::ModelOptions model_options_from_yaml(const std::string& path) {
-  const auto root = load_with_model_section(path);
+  const auto root = load_yaml(path);
+  TVIT_CHECK(has_model_section(root), "config '", path,
+             "': expected a top-level 'model' section (a map)");
   YamlModelSection section;
   section.read_map(root["model"], [&](const YAML::Node& key) {
     return "'" + path + "' line " + std::to_string(key.Mark().line + 1);

@@ -501,8 +501,7 @@ class Loader {
     const auto& v = c.augment.eval;
     require(v.size == model.image_size(), "augment.eval.size", "expects the model's image size ",
             model.image_size(), " (model.image_size), found ", v.size);
-    require(v.crop_pct > 0 && v.crop_pct <= 1 && v.size / v.crop_pct <= models::kMaxImageSize,
-            "augment.eval.crop_pct",
+    require(data::crop_pct_fits(v.size, v.crop_pct), "augment.eval.crop_pct",
             "expects a value in (0, 1] with size / crop_pct <= ", models::kMaxImageSize, ", found ",
             format_number(v.crop_pct));
     require_normalisation("augment.eval", v.mean, v.std, model.in_channels());

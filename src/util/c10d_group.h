@@ -6,6 +6,7 @@
 #include <torch/csrc/distributed/c10d/Store.hpp>
 
 #include <c10/util/Exception.h>
+#include <torch/version.h>
 
 #include <string>
 #include <utility>
@@ -63,11 +64,13 @@ class C10dGroup : public ProcessGroup {
   }
 
   void shutdown() override {
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 7)
     try {
       group_->shutdown();
     } catch (const std::exception& e) {
       failed("shutdown", e);
     }
+#endif  // older LibTorch: c10d::Backend has no shutdown(); the destructor ends the group
   }
 
  private:

@@ -503,10 +503,10 @@ TEST(Cli, BadInputGivesOneLineAndNoOutputFile) {
     expect_failure(args, {fragment});
     EXPECT_EQ(run(dir, args).code, 2) << args;
   }
-  // --mean / --std take one comma-separated value: an input after them stays an input.
+  // --mean / --std take one comma-separated value: the inputs after them stay inputs.
   expect_failure("predict --weights " + weights + " --head-dim 4 --mean 0.5,0.5,0.5 " +
-                     dir.file("no_such_image.png"),
-                 {"no_such_image.png': no such file or folder"});
+                     dir.file("no_such_a.png") + " " + dir.file("no_such_b.png"),
+                 {"no_such_a.png': no such file or folder"});
   expect_failure("macs --preset thinkingvit_3h_6h --reach 1,nan", {"--reach", "'1,nan'"});
   expect_failure("macs --preset thinkingvit_3h_6h --reach 0.5,1", {"--reach", "'0.5,1'"});
   io::write_safetensors(dir.file("none.safetensors"), {{"images", torch::zeros({0, 3, 8, 8})}});

@@ -115,12 +115,16 @@ TEST(Evaluate, LeavesTheModelAsItFoundIt) {
   EXPECT_FALSE(model->is_training());
   EXPECT_EQ(model->weight_cache_bytes(), held);
 
-  // A failing evaluation (an epoch without batches) restores the model too.
+  // An evaluation that fails after its first batch (its cache built) restores the model too.
   model->train();
   model->release_weight_cache();
-  loader.start_epoch(0, {});
+  loader.start_epoch(0, all);
   EXPECT_THROW(
-      eval::evaluate(*model, loader, models::EntropyRule::kTop10, c10::Device(c10::kCPU), false),
+      eval::evaluate(*model, loader, models::EntropyRule::kTop10, c10::Device(c10::kCPU), true, {},
+                     [&](const at::Tensor&) {
+                       EXPECT_GT(model->weight_cache_bytes(), 0);
+                       throw Error("stop");
+                     }),
       Error);
   EXPECT_TRUE(model->is_training());
   EXPECT_EQ(model->weight_cache_bytes(), 0);

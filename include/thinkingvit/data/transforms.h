@@ -96,5 +96,8 @@ struct SampleTransform {
 
 SampleTransform make_train_transform(const TrainTransformOptions& options, int channels);
 SampleTransform make_eval_transform(const EvalTransformOptions& options, int channels);
+// Whether the eval crop fraction is in (0, 1] and its resize (size / crop_pct) within the largest
+// supported image side.
+bool crop_pct_fits(int size, double crop_pct);
 
 }  // namespace thinkingvit::data

@@ -1,7 +1,10 @@
 #pragma once
 // Small string helpers shared by the readers (config overrides, class lists, line files).
 
+#include <cmath>
 #include <cstdio>
+#include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -12,6 +15,17 @@ inline std::string trim(const std::string& s) {
   const auto begin = s.find_first_not_of(" \t\r\n");
   if (begin == std::string::npos) return "";
   return s.substr(begin, s.find_last_not_of(" \t\r\n") - begin + 1);
+}
+
+// The number `text` spells, all of it ("inf" included); nothing for anything else and for NaN.
+inline std::optional<double> parse_number(const std::string& text) {
+  try {
+    size_t used = 0;
+    const double value = std::stod(text, &used);
+    if (used == text.size() && !std::isnan(value)) return value;
+  } catch (const std::exception&) {
+  }
+  return std::nullopt;
 }
 
 inline bool starts_with(const std::string& s, const std::string& prefix) {
