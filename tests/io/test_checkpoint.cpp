@@ -210,6 +210,9 @@ TEST(Checkpoint, ShippedModelConfigsParse) {
     EXPECT_EQ(io::is_model_file(entry.path().string()), model_file) << entry.path();
     ++parsed;
   }
+  TempDir tmp;  // no model map at all: not a model file, and no error (its reader says what lacks)
+  std::ofstream(tmp.file("data.yaml")) << "data:\n  dataset: synthetic\n";
+  EXPECT_FALSE(io::is_model_file(tmp.file("data.yaml")));
   EXPECT_GE(parsed, 2);
   EXPECT_EQ(
       io::model_options_from_yaml((dir / "thinkingvit_3h_6h_model.yaml").string()).vit()->stages(),
