@@ -125,7 +125,7 @@ void add_bench_command(CLI::App& root) {
       ->capture_default_str();
   cmd->add_option("--taus", args->taus, "comma-separated thresholds for elastic rows")
       ->delimiter(',')
-      ->check(threshold_value());
+      ->check(any_number());
   cmd->add_option("--stop-shares", args->stop_shares,
                   "elastic rows at the thresholds where these shares of the batch stop at stage 0 "
                   "(e.g. 0.5)")

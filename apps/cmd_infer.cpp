@@ -129,7 +129,7 @@ void add_infer_command(CLI::App& root) {
       ->required();
   cmd->add_option("--threshold", args->threshold,
                   "entropy threshold tau: a sample stops at the first stage with H < tau")
-      ->check(threshold_value());
+      ->check(any_number());
   cmd->add_option("--entropy", args->entropy_rule, "entropy rule: top10 (released) or full (paper)")
       ->capture_default_str();
   args->model.add_flags(*cmd, /*with_head_dim=*/true);

@@ -227,7 +227,7 @@ void add_predict_command(CLI::App& root) {
   cmd->add_flag("--ema", args->ema, "use the EMA weights (ema.safetensors beside the model)");
   cmd->add_option("--tau", args->tau,
                   "entropy threshold: an image stops at the first stage with H < tau")
-      ->check(threshold_value())
+      ->check(any_number())
       ->capture_default_str();
   cmd->add_option("--entropy", args->entropy_rule, "entropy rule: top10 (released) or full (paper)")
       ->capture_default_str();
@@ -243,7 +243,7 @@ void add_predict_command(CLI::App& root) {
   cmd->add_option("--mean", args->mean, "normalisation mean per channel (default: config/ImageNet)")
       ->delimiter(',')
       ->allow_extra_args(false)  // --mean 0.5 image.png: the image is an input, not a value
-      ->check(threshold_value());
+      ->check(any_number());
   cmd->add_option("--std", args->std, "normalisation std per channel (default: config/ImageNet)")
       ->delimiter(',')
       ->allow_extra_args(false)

@@ -71,8 +71,8 @@ CLI::Validator fraction() {
   return number_check("a number in (0, 1]", [](double v) { return v > 0 && v <= 1; });
 }
 
-CLI::Validator threshold_value() {
-  return number_check("a threshold (a number, not NaN)", [](double) { return true; });
+CLI::Validator any_number() {
+  return number_check("a number", [](double) { return true; });
 }
 
 void add_device_flag(CLI::App& app, std::string& device) {

@@ -58,7 +58,7 @@ CLI::Validator at_least(double min);
 CLI::Validator positive();
 CLI::Validator in_range(double min, double max);
 CLI::Validator fraction();  // in (0, 1]
-// An entropy threshold: any number but NaN (infinity stops every image at stage 0).
-CLI::Validator threshold_value();
+// Any number but NaN (as a threshold, infinity stops every image at stage 0).
+CLI::Validator any_number();
 
 }  // namespace thinkingvit::apps

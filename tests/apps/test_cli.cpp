@@ -496,7 +496,7 @@ TEST(Cli, BadInputGivesOneLineAndNoOutputFile) {
            {"fro --preset x", "unknown command 'fro' (expected one of: infer, macs"},
            {"bench --reps 1 --reps 2", "--reps"},
            {"bench --threads -1", "--threads: expected a number >= 0, found '-1'"},
-           {"bench --taus 0,nan", "--taus: expected a threshold (a number, not NaN), found 'nan'"},
+           {"bench --taus 0,nan", "--taus: expected a number, found 'nan'"},
            {"bench --batch-sizes 2,0", "--batch-sizes: expected a number >= 1, found '0'"},
            {"predict --weights " + weights + " --std 0.2,0 x.png", "--std: expected a number > 0"},
            {"sweep --config x.yaml --budget-gmacs -1", "--budget-gmacs: expected a number > 0"}}) {
