@@ -152,9 +152,7 @@ void add_bench_command(CLI::App& root) {
   cmd->add_option("--reps", args->reps, "timed calls; the median is reported")
       ->check(at_least(1))
       ->capture_default_str();
-  cmd->add_option("--threads", args->threads, "intra-op threads (0: one per core)")
-      ->check(at_least(0))
-      ->capture_default_str();
+  add_threads_flag(*cmd, args->threads);
   cmd->add_option("--format", args->format, "stdout format: md, csv or json")
       ->capture_default_str();
   add_output_flag(*cmd, args->output);

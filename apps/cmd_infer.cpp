@@ -138,9 +138,7 @@ void add_infer_command(CLI::App& root) {
       ->check(at_least(1))
       ->capture_default_str();
   add_device_flag(*cmd, args->device);
-  cmd->add_option("--threads", args->threads, "intra-op threads (0: one per core)")
-      ->check(at_least(0))
-      ->capture_default_str();
+  add_threads_flag(*cmd, args->threads);
   cmd->callback([args] { run_infer(*args); });
 }
 

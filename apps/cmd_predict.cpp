@@ -255,9 +255,7 @@ void add_predict_command(CLI::App& root) {
       ->capture_default_str();
   add_output_flag(*cmd, args->output);
   add_device_flag(*cmd, args->device);
-  cmd->add_option("--threads", args->threads, "intra-op threads (0: one per core)")
-      ->check(at_least(0))
-      ->capture_default_str();
+  add_threads_flag(*cmd, args->threads);
   cmd->callback([args] { run_predict(*args); });
 }
 

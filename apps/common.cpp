@@ -95,6 +95,12 @@ void set_threads(int threads) {
   at::set_num_threads(threads);
 }
 
+void add_threads_flag(CLI::App& app, int& threads, const std::string& zero_means) {
+  app.add_option("--threads", threads, "intra-op threads (0: " + zero_means + ")")
+      ->check(at_least(0))
+      ->capture_default_str();
+}
+
 std::string ema_weights_path(const std::string& weights) {
   const std::filesystem::path dir = std::filesystem::is_directory(weights)
                                         ? std::filesystem::path(weights)

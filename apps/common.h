@@ -32,6 +32,8 @@ c10::Device use_device(const std::string& name, const std::string& flag);
 
 // Intra-op threads (LibTorch defaults to 1 here); 0 means one per core.
 void set_threads(int threads);
+// --threads N (N >= 0); `zero_means` says what 0 stands for in --help.
+void add_threads_flag(CLI::App& app, int& threads, const std::string& zero_means = "one per core");
 
 // The EMA weights beside a weights file or inside a weights folder: DIR/ema.safetensors.
 std::string ema_weights_path(const std::string& weights);

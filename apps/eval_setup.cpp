@@ -23,10 +23,7 @@ void EvalSource::add_flags(CLI::App& app) {
   app.add_option("--weights", weights, "weights file or folder (default with --run: RUN/best)");
   app.add_option("--set", overrides, "override a configuration key, e.g. --set data.num_workers=4");
   app.add_flag("--ema", ema, "use the EMA weights (ema.safetensors beside the model)");
-  app.add_option("--threads", threads,
-                 "intra-op threads (0: the config's run.threads, where 0 is one per core)")
-      ->check(at_least(0))
-      ->capture_default_str();
+  add_threads_flag(app, threads, "the config's run.threads, where 0 is one per core");
   app.add_option("--device", device,
                  "auto (a GPU when one is visible), cpu, cuda or cuda:N (default: run.device)");
   app.add_flag("--cuda-graphs", cuda_graphs,

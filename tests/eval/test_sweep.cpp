@@ -33,6 +33,17 @@ Generated generated(int64_t n = 200) {
   return g;
 }
 
+// A loader over `set` (8x8 RGB) with the eval transform at the images' own size, in this thread.
+data::DataLoader eval_loader(const std::shared_ptr<const data::Dataset>& set, int64_t batch_size) {
+  data::EvalTransformOptions eval;
+  eval.size = 8;
+  eval.crop_pct = 1.0;
+  data::LoaderOptions o;
+  o.batch_size = batch_size;
+  o.num_workers = 0;
+  return data::DataLoader(set, data::make_eval_transform(eval, 3), o);
+}
+
 }  // namespace
 
 TEST(Evaluate, RecordsEveryBatchInOrderAsOneForwardOverAllImages) {
@@ -40,14 +51,7 @@ TEST(Evaluate, RecordsEveryBatchInOrderAsOneForwardOverAllImages) {
   // stays a batch ahead): records, progress and on_batch must still cover every batch in order,
   // the short last one included.
   auto model = tiny_model({1, 2});
-  const std::shared_ptr<const data::Dataset> set = data::make_synthetic(12, 8, 8, 3, 12, 5);
-  data::EvalTransformOptions eval;
-  eval.size = 8;
-  eval.crop_pct = 1.0;
-  data::LoaderOptions o;
-  o.batch_size = 5;
-  o.num_workers = 0;
-  data::DataLoader loader(set, data::make_eval_transform(eval, 3), o);
+  auto loader = eval_loader(data::make_synthetic(12, 8, 8, 3, 12, 5), 5);
   std::vector<int64_t> all(12);
   std::iota(all.begin(), all.end(), 0);
   loader.start_epoch(0, all);
@@ -85,14 +89,7 @@ TEST(Evaluate, LeavesTheModelAsItFoundIt) {
   // Training mode back, and no inference weight cache left behind unless one was there (the
   // trainer's validation would otherwise keep copies of the weights through the next epoch).
   auto model = tiny_model({1, 2});
-  const std::shared_ptr<const data::Dataset> set = data::make_synthetic(6, 8, 8, 3, 12, 5);
-  data::EvalTransformOptions eval;
-  eval.size = 8;
-  eval.crop_pct = 1.0;
-  data::LoaderOptions o;
-  o.batch_size = 4;
-  o.num_workers = 0;
-  data::DataLoader loader(set, data::make_eval_transform(eval, 3), o);
+  auto loader = eval_loader(data::make_synthetic(6, 8, 8, 3, 12, 5), 4);
   const std::vector<int64_t> all{0, 1, 2, 3, 4, 5};
   auto run = [&](bool bf16) {
     loader.start_epoch(0, all);
