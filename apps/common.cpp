@@ -46,7 +46,7 @@ CLI::Validator number_check(std::string description, const std::function<bool(do
         const auto value = util::parse_number(text);
         return value && accepts(*value) ? "" : "expected " + description + ", found '" + text + "'";
       },
-      description);
+      "");  // no description: --help would print it inside the type ("INT:a number >= 0=0")
 }
 
 }  // namespace
