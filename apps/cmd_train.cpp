@@ -16,6 +16,7 @@ struct TrainArgs {
   std::vector<std::string> overrides;
   std::string output_dir;
   bool resume = false;
+  bool auto_resume = false;
   bool overwrite = false;
 };
 
@@ -26,6 +27,7 @@ void run_train(const TrainArgs& args) {
   set_threads(config.run.threads);
   train::TrainOptions options;
   options.resume = args.resume;
+  options.auto_resume = args.auto_resume;
   options.overwrite = args.overwrite;
   const auto history = train::train(config, options);
   if (!history.empty() && train::dist_env().rank == 0) {
@@ -45,10 +47,16 @@ void add_train_command(CLI::App& root) {
                   "run folder (same as --set run.output_dir=DIR)");
   auto* resume =
       cmd->add_flag("--resume", args->resume, "continue from the run folder's last checkpoint");
+  auto* auto_resume = cmd->add_flag(
+      "--auto-resume", args->auto_resume,
+      "continue from the run folder's last checkpoint when it holds one, else start fresh: the "
+      "command line for torchrun --max-restarts and Slurm requeues");
+  auto_resume->excludes(resume);
   cmd->add_flag("--overwrite", args->overwrite,
                 "start again in a run folder that already holds a run (its checkpoints, best/, "
                 "logs and metrics are removed)")
-      ->excludes(resume);
+      ->excludes(resume)
+      ->excludes(auto_resume);
   cmd->callback([args] { run_train(*args); });
 }
 

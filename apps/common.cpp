@@ -6,11 +6,12 @@
 #include <filesystem>
 #include <functional>
 #include <sstream>
-#include <thread>
 
 #include "thinkingvit/eval/table.h"
 #include "thinkingvit/io/model_config.h"
 #include "thinkingvit/train/config.h"
+#include "thinkingvit/util/cpu.h"
+#include "thinkingvit/util/gpu_probe.h"
 #include "thinkingvit/util/compat.h"
 #include "thinkingvit/util/error.h"
 #include "thinkingvit/util/text.h"
@@ -81,9 +82,8 @@ void add_device_flag(CLI::App& app, std::string& device) {
 }
 
 c10::Device use_device(const std::string& name, const std::string& flag) {
-  const auto device = name == "auto"
-                          ? c10::Device(compat::cuda_available() ? c10::kCUDA : c10::kCPU)
-                          : compat::parse_device(name, flag);
+  const auto device =
+      name == "auto" ? util::resolve_auto_device(flag) : compat::parse_device(name, flag);
   compat::set_current_device(device);
   return device;
 }
@@ -91,7 +91,7 @@ c10::Device use_device(const std::string& name, const std::string& flag) {
 void set_threads(int threads) {
   TVIT_CHECK(threads <= train::kMaxThreads, "--threads: expects at most ", train::kMaxThreads,
              ", found ", threads);
-  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (threads <= 0) threads = util::usable_cores();
   at::set_num_threads(threads);
 }
 

@@ -79,7 +79,8 @@ if command -v nvcc >/dev/null; then
   built=$("$py" -c 'import torch; print((torch.version.cuda or "none").split(".")[0])')
   if [ "$toolkit" != "$built" ]; then
     echo "setup: nvcc is CUDA $toolkit but this LibTorch was built for CUDA $built: building the CPU binary" >&2
-    cuda_flag=(-DTHINKINGVIT_CUDA=OFF)
+    cuda_flag=(-DTHINKINGVIT_CUDA=OFF
+      "-DTHINKINGVIT_CPU_ONLY_REASON=scripts/setup.sh found nvcc for CUDA $toolkit, but LibTorch $("$py" -c 'import torch; print(torch.__version__)') is built for CUDA $built")
   else
     cuda_flag=(-DTHINKINGVIT_CUDA=ON)
   fi

@@ -8,13 +8,13 @@
 #include <fstream>
 #include <iomanip>
 #include <sstream>
-#include <thread>
 
 #include "thinkingvit/models/cpu_kernels.h"
 #include "thinkingvit/models/entropy.h"
 #include "thinkingvit/train/recipe.h"
 #include "thinkingvit/util/build_info.h"
 #include "thinkingvit/util/compat.h"
+#include "thinkingvit/util/cpu.h"
 #include "thinkingvit/util/error.h"
 
 namespace thinkingvit::eval {
@@ -311,7 +311,7 @@ RunInfo describe_run(const c10::Device& device) {
                   compat::gpu_name(device) + ")";
   } else {
     info.device = "cpu: " + cpu_name() + " (" +
-                  std::to_string(std::thread::hardware_concurrency()) + " cores)";
+                  std::to_string(util::usable_cores()) + " usable cores)";
   }
   info.build = util::build_summary();
   return info;

@@ -17,7 +17,6 @@
 #include <limits>
 #include <optional>
 #include <sstream>
-#include <thread>
 
 #include "thinkingvit/data/loader.h"
 #include "thinkingvit/data/mixing.h"
@@ -27,8 +26,10 @@
 #include "thinkingvit/train/distributed.h"
 #include "thinkingvit/train/recipe.h"
 #include "thinkingvit/util/compat.h"
+#include "thinkingvit/util/cpu.h"
 #include "thinkingvit/util/error.h"
 #include "thinkingvit/util/fs.h"
+#include "thinkingvit/util/gpu_probe.h"
 #include "thinkingvit/util/progress.h"
 #include "thinkingvit/util/text.h"
 
@@ -223,11 +224,9 @@ TrainState load_checkpoint_folder(const fs::path& dir, models::ElasticModel& mod
   return state;
 }
 
-// The checkpoint LAST names (without a readable LAST: the newest); when it cannot be loaded (a
-// damaged file), the newest older one, with a warning. Every part is loaded again from the folder
-// that succeeds.
-TrainState load_checkpoint(const RunPaths& paths, models::ElasticModel& model, ModelEma* ema,
-                           torch::optim::Optimizer& optimizer, const c10::Device& device) {
+// The checkpoints to try, best first: the one LAST names (without a readable LAST: the newest),
+// then the older ones, newest first.
+std::vector<std::string> checkpoint_candidates(const RunPaths& paths) {
   std::ifstream last(paths.checkpoints / "LAST");
   std::string name;
   const bool named = last && (last >> name) && checkpoint_position(name);
@@ -245,22 +244,22 @@ TrainState load_checkpoint(const RunPaths& paths, models::ElasticModel& model, M
   for (auto it = folders.rbegin(); it != folders.rend(); ++it) {  // newest first
     if (!named || *checkpoint_position(*it) < *checkpoint_position(name)) candidates.push_back(*it);
   }
-  std::string why;
-  for (const auto& candidate : candidates) {
-    const fs::path dir = paths.checkpoints / candidate;
-    try {
-      const auto state = load_checkpoint_folder(dir, model, ema, optimizer, device);
-      spdlog::info("resumed from {} (epoch {}, batch {}, step {})", dir.string(), state.epoch + 1,
-                   state.batch, state.step);
-      return state;
-    } catch (const std::exception& e) {
-      why = e.what();
-      spdlog::warn("checkpoint '{}' cannot be loaded ({}); trying the one before", dir.string(),
-                   why);
-    }
-  }
-  fail("--resume: no loadable checkpoint in '", paths.checkpoints.string(),
-       "' (the last error: ", why, ")");
+  return candidates;
+}
+
+// Whether `paths` holds a checkpoint that --resume would try (--auto-resume's question).
+bool has_checkpoint(const RunPaths& paths) {
+  std::error_code error;
+  return fs::exists(paths.checkpoints / "LAST", error) ||
+         (fs::is_directory(paths.checkpoints, error) &&
+          !checkpoint_folders(paths.checkpoints).empty());
+}
+
+// FNV-1a: the same text gives the same number in every process of a job (std::hash need not).
+uint64_t fingerprint(const std::string& text) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (const unsigned char c : text) h = (h ^ c) * 0x100000001b3ull;
+  return h;
 }
 
 // Removes the metrics lines written past the checkpoint `state` (a killed run's, which the
@@ -460,7 +459,8 @@ class Trainer {
   // the only GPU it sees), made current before any CUDA work (NCCL included).
   void prepare_processes() {
     const auto& run = config_.run;
-    cuda_ = run.device == "cuda" || (run.device == "auto" && compat::cuda_available());
+    cuda_ = run.device == "cuda" ||
+            (run.device == "auto" && util::resolve_auto_device("run.device").is_cuda());
     const auto env = dist_env();
     if (cuda_) {
       const int gpu = gpu_for_local_rank(env.local_rank, compat::cuda_device_count());
@@ -476,9 +476,10 @@ class Trainer {
     if (run.threads > 0) {
       at::set_num_threads(run.threads);
     } else if (dist_->enabled()) {  // share the cores among this machine's processes
-      const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-      at::set_num_threads(std::max(1, cores / env.local_world_size));
+      at::set_num_threads(threads_per_process(env, util::usable_cores(),
+                                              [](const char* name) { return std::getenv(name); }));
     }
+    if (options_.auto_resume) choose_auto_resume();
     claim_run_folder();
     if (dist_->is_main()) {
       std::error_code error;
@@ -492,6 +493,18 @@ class Trainer {
     const std::string resolved = to_yaml(config_);
     if (dist_->is_main()) write_text_atomic(paths_.config, resolved);
     spdlog::info("resolved configuration (saved to {}):\n{}", paths_.config.string(), resolved);
+  }
+
+  // --auto-resume: rank 0 looks for a checkpoint and every rank does what it decided.
+  void choose_auto_resume() {
+    const double found = dist_->sum({dist_->is_main() && has_checkpoint(paths_) ? 1.0 : 0.0})[0];
+    options_.resume = found > 0;
+    options_.overwrite = !options_.resume;  // a killed attempt's logs, nothing to continue
+    if (options_.resume) {
+      spdlog::info("--auto-resume: '{}' holds a checkpoint; resuming", paths_.checkpoints.string());
+    } else {
+      spdlog::info("--auto-resume: no checkpoint in '{}'; starting fresh", paths_.root.string());
+    }
   }
 
   // A folder that already holds a run is continued (--resume) or started again (--overwrite),
@@ -559,9 +572,6 @@ class Trainer {
       spdlog::info("initialised from '{}': {}", weights.path, report.summary());
     }
     model_->to(device_);
-    std::vector<at::Tensor> state = model_->parameters();
-    for (const auto& b : model_->buffers()) state.push_back(b);
-    dist_->broadcast(state);
     params_ = model_->parameters();
     const int64_t global_batch =
         config_.data.batch_size * dist_->world_size() * config_.optimizer.accum_steps;
@@ -572,19 +582,107 @@ class Trainer {
     if (config_.ema.enabled) ema_ = std::make_unique<ModelEma>(*model_, config_.ema.decay);
     loss_weights_ = stage_loss_weights(config_.loss, mo().num_stages());
     if (options_.resume) {
-      state_ = load_checkpoint(paths_, *model_, ema_.get(), *optimizer_, device_);
+      resume_from_checkpoint();
       TVIT_CHECK(
           state_.batch == 0 || static_cast<int64_t>(state_.partial.size()) == dist_->world_size(),
           "--resume: the last checkpoint was written mid-epoch by ", state_.partial.size(),
           " process(es); resume it with as many (this job has ", dist_->world_size(),
           "), or remove it to resume from the epoch before");
     }
-    if (config_.distributed.overlap) reducer_ = dist_->make_reducer(params_);
+    check_ranks_agree();
+    // Every rank continues from rank 0's model and EMA: after the load, so that no rank trains
+    // on what its own read of the checkpoint gave.
+    std::vector<at::Tensor> state = model_->parameters();
+    for (const auto& b : model_->buffers()) state.push_back(b);
+    if (ema_) {
+      for (const auto& p : ema_->module().parameters()) state.push_back(p);
+      for (const auto& b : ema_->module().buffers()) state.push_back(b);
+    }
+    dist_->broadcast(state);
+    // Every rank samples the same stages (step()), so every rank uses the same parameters.
+    if (config_.distributed.overlap)
+      reducer_ = dist_->make_reducer(params_, /*same_use_on_every_rank=*/true);
     if (dist_->is_main()) {
       if (options_.resume) drop_metrics_after(paths_.metrics, state_);
       metrics_.open(paths_.metrics, std::ios::app);
     }
     total_epochs_ = config_.schedule.epochs + config_.schedule.cooldown_epochs;
+  }
+
+  // Rank 0 chooses the checkpoint (LAST, else the newest that loads) and every other rank
+  // loads the one it chose; a rank that cannot load it stops the job with rank 0's choice named.
+  void resume_from_checkpoint() {
+    std::string chosen, why;
+    if (dist_->is_main()) {
+      for (const auto& candidate : checkpoint_candidates(paths_)) {
+        const fs::path dir = paths_.checkpoints / candidate;
+        try {
+          state_ = load_checkpoint_folder(dir, *model_, ema_.get(), *optimizer_, device_);
+          chosen = candidate;
+          break;
+        } catch (const std::exception& e) {
+          why = e.what();
+          spdlog::warn("checkpoint '{}' cannot be loaded ({}); trying the one before",
+                       dir.string(), why);
+        }
+      }
+    }
+    chosen = dist_->broadcast_string(chosen);
+    if (chosen.empty()) {
+      if (dist_->is_main())
+        fail("--resume: no loadable checkpoint in '", paths_.checkpoints.string(),
+             "' (the last error: ", why, ")");
+      fail("--resume: rank 0 found no loadable checkpoint in '", paths_.checkpoints.string(),
+           "'; see its log");
+    }
+    const fs::path dir = paths_.checkpoints / chosen;
+    double loaded = 1;
+    if (!dist_->is_main()) {
+      try {
+        state_ = load_checkpoint_folder(dir, *model_, ema_.get(), *optimizer_, device_);
+      } catch (const std::exception& e) {
+        why = e.what();
+        loaded = 0;
+      }
+    }
+    const double failed = dist_->sum({1 - loaded}).front();
+    if (failed > 0) {
+      if (loaded == 0)
+        fail("--resume: rank ", dist_->rank(), " cannot load checkpoint '", dir.string(),
+             "', the one rank 0 chose (", why, ")");
+      fail("--resume: ", failed, " rank(s) cannot load checkpoint '", dir.string(),
+           "', the one rank 0 chose; see their logs");
+    }
+    spdlog::info("resumed from {} (epoch {}, batch {}, step {})", dir.string(), state_.epoch + 1,
+                 state_.batch, state_.step);
+  }
+
+  // Every rank holds rank 0's configuration and, when resuming, rank 0's epoch, batch and step:
+  // else one clear error on every rank (ranks that trained on as different models would give
+  // no error at all).
+  void check_ranks_agree() {
+    const uint64_t hash = fingerprint(to_yaml(config_));
+    const std::vector<double> mine = {static_cast<double>(state_.epoch),
+                                      static_cast<double>(state_.batch),
+                                      static_cast<double>(state_.step),
+                                      static_cast<double>(hash >> 32),
+                                      static_cast<double>(hash & 0xffffffffu)};
+    const size_t k = mine.size(), world = static_cast<size_t>(dist_->world_size());
+    std::vector<double> all(k * world, 0.0);  // each rank fills its slot; the sum adds zeros
+    std::copy(mine.begin(), mine.end(), all.begin() + static_cast<int64_t>(k * dist_->rank()));
+    all = dist_->sum(all);
+    for (size_t r = 1; r < world; ++r) {
+      const auto at = [&](size_t rank, size_t i) { return all[rank * k + i]; };
+      if (at(r, 3) != at(0, 3) || at(r, 4) != at(0, 4)) {
+        fail("distributed: rank ", r, "'s configuration differs from rank 0's (every rank must "
+             "run the same config and --set overrides)");
+      }
+      if (at(r, 0) != at(0, 0) || at(r, 1) != at(0, 1) || at(r, 2) != at(0, 2)) {
+        fail("--resume: rank ", r, " holds epoch ", at(r, 0) + 1, " batch ", at(r, 1), " step ",
+             at(r, 2), ", rank 0 epoch ", at(0, 0) + 1, " batch ", at(0, 1), " step ", at(0, 2),
+             " (the ranks read different checkpoints; is the run folder shared?)");
+      }
+    }
   }
 
   EpochSummary epoch(int64_t e) {
@@ -704,6 +802,9 @@ class Trainer {
   }
 
   [[noreturn]] void stopped() {
+    // No rank exits before rank 0's checkpoint is complete: a launcher that kills the job when
+    // the first rank exits (torchrun, srun --kill-on-bad-exit) would end rank 0 mid-write.
+    dist_->barrier();
     const auto where = (paths_.checkpoints / checkpoint_name(state_)).string();
     const std::string message =
         "stopped by a signal; checkpoint '" + where + "' holds the run (continue it with --resume)";
@@ -740,11 +841,13 @@ class Trainer {
   // run, and the step's losses are read back during the next step (settle_losses).
   void step(int64_t e, int64_t i, int64_t steps, EpochSummary& summary, EpochCounters& counters) {
     started_ = true;
-    // The batch's randomness is a function of (seed, epoch, batch) alone, so that a run resumed
-    // mid-epoch draws what the uninterrupted one drew: mixing and stage sampling the same on
-    // every rank, LibTorch's generator (drop path) different on each.
+    // The batch's randomness is a function of (seed, epoch, batch, rank) alone, so that a run
+    // resumed mid-epoch draws what the uninterrupted one drew: stage sampling the same on every
+    // rank (so that every rank uses the same parameters), Mixup / CutMix and LibTorch's
+    // generator (drop path) drawn per process, as timm's Mixup in each DDP process.
     auto rng = data::sample_rng(config_.run.seed, e, -16 - i);
     torch::manual_seed(rng() ^ (0x9E3779B97F4A7C15ull * static_cast<uint64_t>(dist_->rank() + 1)));
+    auto mix_rng = data::sample_rng(config_.run.seed, e, -(int64_t{1} << 40) * (dist_->rank() + 1) - i);
     const double t = config_.schedule.per_step ? e + static_cast<double>(i) / steps : e;
     summary.lr = learning_rate(config_.schedule, lr_, t);
     set_learning_rate(*optimizer_, summary.lr);
@@ -753,7 +856,8 @@ class Trainer {
     staged_.reset();
     auto x = batch.images.take();
     if (kill_at_.poisons(e * steps + i + 1)) x = x * std::numeric_limits<float>::quiet_NaN();
-    auto mix = data::mix_batch(x, batch.batch.labels, mo().num_classes(), config_.augment.mix, rng);
+    auto mix =
+        data::mix_batch(x, batch.batch.labels, mo().num_classes(), config_.augment.mix, mix_rng);
     auto targets = compat::to_device_async(mix.targets, device_);
     const auto stages = sample_stages(config_.sampling, mo().num_stages(), rng);
 
@@ -885,7 +989,7 @@ class Trainer {
     if (reducer_) {
       reducer_->finish();
     } else {
-      dist_->average_gradients(params_);
+      dist_->average_gradients(params_, /*same_use_on_every_rank=*/true);
     }
     if (config_.optimizer.clip_grad > 0) {
       clip_grad_norm(params_, config_.optimizer.clip_grad);
@@ -994,7 +1098,7 @@ class Trainer {
   }
 
   const TrainConfig config_;
-  const TrainOptions options_;
+  TrainOptions options_;  // --auto-resume settles resume and overwrite
   const RunPaths paths_;
   bool cuda_ = false;
   c10::Device device_{c10::kCPU};

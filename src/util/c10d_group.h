@@ -121,10 +121,10 @@ class C10dGroup : public ProcessGroup {
   c10::Device device_;
 };
 
-// Joins (rank 0: hosts) the TCP store.
-c10::intrusive_ptr<c10d::Store> connect_store(const std::string& master_addr, int master_port,
-                                              int rank, int world_size,
-                                              std::chrono::milliseconds timeout);
+// Joins (rank 0: hosts, unless the torchelastic agent does) the TCP store; the store seen
+// through rendezvous.prefix when one is set.
+c10::intrusive_ptr<c10d::Store> connect_store(const Rendezvous& rendezvous, int rank,
+                                              int world_size, std::chrono::milliseconds timeout);
 
 // compat_nccl.cpp (builds with THINKINGVIT_HAVE_NCCL).
 std::unique_ptr<ProcessGroup> make_nccl_group(c10::intrusive_ptr<c10d::Store> store, int rank,

@@ -6,6 +6,7 @@
 #endif
 
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include <cstdlib>
@@ -19,21 +20,33 @@ namespace thinkingvit::compat {
 
 namespace detail {
 
-c10::intrusive_ptr<c10d::Store> connect_store(const std::string& master_addr, int master_port,
-                                              int rank, int world_size,
-                                              std::chrono::milliseconds timeout) {
+c10::intrusive_ptr<c10d::Store> connect_store(const Rendezvous& rendezvous, int rank,
+                                              int world_size, std::chrono::milliseconds timeout) {
+  const bool hosts = rank == 0 && !rendezvous.agent_store;
+  const std::string where = rendezvous.addr + ":" + std::to_string(rendezvous.port) +
+                            (rendezvous.origin.empty() ? "" : " " + rendezvous.origin);
+  c10::intrusive_ptr<c10d::Store> store;
   try {
     c10d::TCPStoreOptions options;
-    options.port = static_cast<std::uint16_t>(master_port);
-    options.isServer = rank == 0;
+    options.port = static_cast<std::uint16_t>(rendezvous.port);
+    options.isServer = hosts;
+    // Every rank counts itself in (a client under the agent too, as torch.distributed's env://
+    // rendezvous does); the host waits for all of them.
     options.numWorkers = static_cast<std::size_t>(world_size);
     options.waitWorkers = true;
     options.timeout = timeout;
-    return c10::make_intrusive<c10d::TCPStore>(master_addr, options);
+    store = c10::make_intrusive<c10d::TCPStore>(rendezvous.addr, options);
   } catch (const std::exception& e) {
-    fail("distributed: rank ", rank, " could not join the rendezvous at ", master_addr, ":",
-         master_port, " within ", timeout.count() / 1000, " s (", describe(e), ")");
+    if (hosts) {
+      fail("distributed: rank 0 could not host the rendezvous at ", where, " or its ",
+           world_size - 1, " peer(s) did not join within ", timeout.count() / 1000, " s (",
+           describe(e), "); if the port is taken (another job on this node), set MASTER_PORT");
+    }
+    fail("distributed: rank ", rank, " could not join the rendezvous at ", where, " within ",
+         timeout.count() / 1000, " s (", describe(e), ")");
   }
+  if (rendezvous.prefix.empty()) return store;
+  return c10::make_intrusive<c10d::PrefixStore>(rendezvous.prefix, store);
 }
 
 }  // namespace detail
@@ -60,10 +73,10 @@ std::vector<std::shared_ptr<::gloo::transport::Device>> gloo_devices() {
 }  // namespace
 
 std::unique_ptr<ProcessGroup> make_process_group(const std::string& backend,
-                                                 const std::string& master_addr, int master_port,
-                                                 int rank, int world_size,
-                                                 std::chrono::milliseconds timeout,
+                                                 const Rendezvous& rendezvous, int rank,
+                                                 int world_size, std::chrono::milliseconds timeout,
                                                  const c10::Device& device) {
+  const int master_port = rendezvous.port;
   TVIT_CHECK(world_size >= 1 && rank >= 0 && rank < world_size, "distributed: rank ", rank,
              " is outside a world of ", world_size);
   TVIT_CHECK(master_port > 0 && master_port < 65536, "distributed: MASTER_PORT ", master_port,
@@ -77,7 +90,7 @@ std::unique_ptr<ProcessGroup> make_process_group(const std::string& backend,
   TVIT_CHECK(backend != "nccl" || device.is_cuda(),
              "distributed.backend: nccl reduces CUDA tensors, but this run's device is ",
              device.str(), "; use gloo, or run.device: cuda");
-  auto store = detail::connect_store(master_addr, master_port, rank, world_size, timeout);
+  auto store = detail::connect_store(rendezvous, rank, world_size, timeout);
 #ifdef THINKINGVIT_HAVE_NCCL
   if (backend == "nccl") return detail::make_nccl_group(store, rank, world_size, timeout, device);
 #endif

@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include <netinet/in.h>
+#include <sched.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -19,6 +20,7 @@
 #include "thinkingvit/io/safetensors.h"
 #include "thinkingvit/train/distributed.h"
 #include "thinkingvit/util/compat.h"
+#include "thinkingvit/util/cpu.h"
 
 namespace thinkingvit::testing {
 
@@ -78,28 +80,158 @@ TEST(DistEnv, TorchrunVariables) {
   EXPECT_EQ(env.local_world_size, 4);
   EXPECT_EQ(env.master_addr, "node7");
   EXPECT_EQ(env.master_port, 23456);
-  EXPECT_EQ(env.source, "torchrun variables");
+  EXPECT_EQ(env.source, "torchrun");
+  EXPECT_EQ(env.addr_source, "MASTER_ADDR");
+  EXPECT_EQ(env.port_source, "MASTER_PORT");
 }
 
-TEST(DistEnv, SlurmVariables) {
-  const auto env = env_of({{"SLURM_PROCID", "3"},
+// An srun task: its rank and world from the step, the address from the step's first node
+// (never SLURM_LAUNCH_NODE_IPADDR, the node srun ran on: a login node under salloc), the port
+// from the job id.
+TEST(DistEnv, SlurmStepTasks) {
+  const auto env = env_of({{"SLURM_JOB_ID", "123456"},
+                           {"SLURM_STEP_ID", "0"},
+                           {"SLURM_PROCID", "3"},
                            {"SLURM_NTASKS", "4"},
                            {"SLURM_LOCALID", "1"},
-                           {"SLURM_NTASKS_PER_NODE", "2"},
-                           {"SLURM_LAUNCH_NODE_IPADDR", "10.0.0.2"},
-                           {"MASTER_PORT", "29400"}});
+                           {"SLURM_NODEID", "1"},
+                           {"SLURM_STEP_TASKS_PER_NODE", "2(x2)"},
+                           {"SLURM_STEP_NODELIST", "gpu[07-08]"},
+                           {"SLURM_JOB_NODELIST", "gpu[01-08]"},
+                           {"SLURM_LAUNCH_NODE_IPADDR", "10.0.0.2"}});
+  EXPECT_EQ(env.source, "Slurm step");
   EXPECT_EQ(env.rank, 3);
   EXPECT_EQ(env.world_size, 4);
   EXPECT_EQ(env.local_rank, 1);
   EXPECT_EQ(env.local_world_size, 2);
-  EXPECT_EQ(env.master_addr, "10.0.0.2");
-  EXPECT_EQ(env.master_port, 29400);
-  EXPECT_EQ(env.source, "SLURM");
-  // torchrun variables win over SLURM's (torchrun inside an allocation).
-  EXPECT_EQ(
-      env_of({{"SLURM_PROCID", "3"}, {"SLURM_NTASKS", "4"}, {"RANK", "0"}, {"WORLD_SIZE", "1"}})
-          .world_size,
-      1);
+  EXPECT_EQ(env.master_addr, "gpu07");
+  EXPECT_EQ(env.addr_source, "first host of SLURM_STEP_NODELIST 'gpu[07-08]'");
+  EXPECT_EQ(env.master_port, 10000 + 123456 % 20000);
+  EXPECT_EQ(env.port_source, "derived from SLURM_JOB_ID 123456");
+  EXPECT_EQ(env.rendezvous(),
+            "gpu07:13456 (address: first host of SLURM_STEP_NODELIST 'gpu[07-08]', port: "
+            "derived from SLURM_JOB_ID 123456)");
+  EXPECT_FALSE(env.agent_store);
+  // MASTER_ADDR and MASTER_PORT win; without a step list, the job's.
+  const auto exported = env_of({{"SLURM_JOB_ID", "7"}, {"SLURM_STEP_ID", "0"},
+                                {"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "2"},
+                                {"SLURM_JOB_NODELIST", "a1,b2"}, {"MASTER_PORT", "29400"}});
+  EXPECT_EQ(exported.master_addr, "a1");
+  EXPECT_EQ(exported.master_port, 29400);
+  EXPECT_EQ(exported.port_source, "MASTER_PORT");
+  EXPECT_EQ(env_of({{"SLURM_STEP_ID", "0"}, {"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "2"},
+                    {"SLURM_STEP_NODELIST", "a1"}, {"MASTER_ADDR", "head"}})
+                .addr_source,
+            "MASTER_ADDR");
+  // Two jobs whose rank 0 shares a node meet on different ports.
+  EXPECT_NE(train::port_for_slurm_job(1001), train::port_for_slurm_job(1002));
+  for (const long long job : {0LL, 19999LL, 20000LL, 987654321LL}) {
+    EXPECT_GE(train::port_for_slurm_job(job), 10000);
+    EXPECT_LT(train::port_for_slurm_job(job), 30000);
+  }
+}
+
+// The process a batch script runs has the job's SLURM_PROCID and SLURM_NTASKS but no step: it is
+// one process, and does not wait for peers that never come.
+TEST(DistEnv, ABatchScriptProcessIsOneProcess) {
+  const auto env = env_of({{"SLURM_JOB_ID", "42"},
+                           {"SLURM_PROCID", "0"},
+                           {"SLURM_NTASKS", "4"},
+                           {"SLURM_LOCALID", "0"},
+                           {"SLURM_JOB_NODELIST", "node[1-2]"}});
+  EXPECT_EQ(env.world_size, 1);
+  EXPECT_EQ(env.rank, 0);
+  EXPECT_EQ(env.source, "single process");
+  EXPECT_EQ(env.master_addr, "127.0.0.1");
+  EXPECT_EQ(env.addr_source, "default");
+}
+
+// torchrun's variables describe the process's own rank, also inside a Slurm step; under its
+// agent every rank is a store client, with one key prefix per restart attempt.
+TEST(DistEnv, TorchrunAgentStoreAndInsideASlurmStep) {
+  const auto env = env_of({{"RANK", "3"},
+                           {"WORLD_SIZE", "8"},
+                           {"LOCAL_RANK", "1"},
+                           {"LOCAL_WORLD_SIZE", "2"},
+                           {"MASTER_ADDR", "n1"},
+                           {"MASTER_PORT", "29500"},
+                           {"TORCHELASTIC_USE_AGENT_STORE", "True"},
+                           {"TORCHELASTIC_RESTART_COUNT", "2"},
+                           {"SLURM_STEP_ID", "0"},
+                           {"SLURM_PROCID", "1"},
+                           {"SLURM_NTASKS", "4"}});
+  EXPECT_EQ(env.source, "torchrun in a Slurm step");
+  EXPECT_EQ(env.rank, 3);
+  EXPECT_EQ(env.world_size, 8);
+  EXPECT_TRUE(env.agent_store);
+  EXPECT_EQ(env.store_prefix, "/worker/attempt_2");
+  EXPECT_EQ(env.restart_count, 2);
+  EXPECT_NE(env.rendezvous().find("torchelastic agent store, keys under /worker/attempt_2"),
+            std::string::npos);
+  EXPECT_FALSE(env_of({{"RANK", "0"}, {"WORLD_SIZE", "2"}}).agent_store);
+  EXPECT_FALSE(
+      env_of({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"TORCHELASTIC_USE_AGENT_STORE", "False"}})
+          .agent_store);
+}
+
+TEST(DistEnv, HostListsExpandAsSlurmDoes) {
+  using V = std::vector<std::string>;
+  EXPECT_EQ(train::expand_hostlist("gpu[01-04,07]", "L"),
+            (V{"gpu01", "gpu02", "gpu03", "gpu04", "gpu07"}));
+  EXPECT_EQ(train::expand_hostlist("node7", "L"), (V{"node7"}));
+  EXPECT_EQ(train::expand_hostlist("a[9-11],b,c[3]", "L"), (V{"a9", "a10", "a11", "b", "c3"}));
+  EXPECT_EQ(train::expand_hostlist("r[1-2]-n[08-09]", "L"),
+            (V{"r1-n08", "r1-n09", "r2-n08", "r2-n09"}));
+  EXPECT_EQ(train::expand_hostlist("x[098-100]", "L"), (V{"x098", "x099", "x100"}));
+  for (const auto& [bad, why] : std::vector<std::pair<std::string, std::string>>{
+           {"gpu[01-04", "unbalanced brackets"},
+           {"gpu[4-1]", "runs backwards"},
+           {"gpu[a-b]", "not N or N-M"},
+           {"gpu[]", "empty range"},
+           {"a,,b", "empty host name"}}) {
+    expect_error([&] { train::expand_hostlist(bad, "SLURM_STEP_NODELIST"); },
+                 {"environment variable SLURM_STEP_NODELIST", "'" + bad + "'", why});
+  }
+  EXPECT_EQ(train::expand_tasks_per_node("2(x3),1", "T"), (std::vector<int>{2, 2, 2, 1}));
+  EXPECT_EQ(train::expand_tasks_per_node("4", "T"), (std::vector<int>{4}));
+  expect_error([] { train::expand_tasks_per_node("2x", "SLURM_STEP_TASKS_PER_NODE"); },
+               {"SLURM_STEP_TASKS_PER_NODE", "'2x'"});
+}
+
+// Threads: the usable cores shared among the node's processes; a Slurm task's --cpus-per-task
+// caps them.
+TEST(DistEnv, ThreadsShareTheUsableCores) {
+  auto no_vars = [](const char*) -> const char* { return nullptr; };
+  train::DistEnv env;
+  env.local_world_size = 4;
+  env.source = "torchrun";
+  EXPECT_EQ(train::threads_per_process(env, 16, no_vars), 4);
+  EXPECT_EQ(train::threads_per_process(env, 2, no_vars), 1);
+  auto per_task = [](const char* name) -> const char* {
+    return std::string(name) == "SLURM_CPUS_PER_TASK" ? "6" : nullptr;
+  };
+  env.source = "Slurm step";
+  EXPECT_EQ(train::threads_per_process(env, 6, per_task), 6);   // srun bound the task to its 6
+  EXPECT_EQ(train::threads_per_process(env, 24, per_task), 6);  // unbound: still its share
+  EXPECT_EQ(train::threads_per_process(env, 4, per_task), 4);
+  env.source = "torchrun in a Slurm step";  // the task's CPUs shared by torchrun's workers
+  EXPECT_EQ(train::threads_per_process(env, 8, per_task), 2);
+  // This process's affinity mask, not the machine's core count.
+  cpu_set_t saved;
+  ASSERT_EQ(sched_getaffinity(0, sizeof saved, &saved), 0);
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  for (int c = 0; c < CPU_SETSIZE; ++c) {
+    if (CPU_ISSET(c, &saved)) {
+      CPU_SET(c, &one);
+      break;
+    }
+  }
+  ASSERT_EQ(sched_setaffinity(0, sizeof one, &one), 0);
+  const int pinned = util::usable_cores();
+  ASSERT_EQ(sched_setaffinity(0, sizeof saved, &saved), 0);
+  EXPECT_EQ(pinned, 1);
+  EXPECT_EQ(util::usable_cores(), CPU_COUNT(&saved));
 }
 
 // GPU LOCAL_RANK of those visible, or the only one a process sees (SLURM --gpus-per-task).
@@ -148,6 +280,28 @@ TEST(GradientReducer, HooksDeliverEveryUsedGradientAndLeaveUnusedOnesEmpty) {
     EXPECT_TRUE(close_scaled(b.grad(), 2 * b.detach() * y, 1e-7));
     EXPECT_FALSE(c.grad().defined()) << "a parameter no rank used keeps no gradient";
   }
+  // c unused here: which parameters some rank used had to be read back, at every step.
+  EXPECT_EQ(reducer.used_readbacks(), 2);
+}
+
+// The trainer's case (every rank samples the same stages): no used-parameter exchange, no host
+// wait, and the same gradients.
+TEST(GradientReducer, SameUseOnEveryRankNeedsNoReadback) {
+  auto group = one_rank_group();
+  auto a = torch::randn({5}).requires_grad_(), c = torch::randn({4}).requires_grad_();
+  train::GradientReducer reducer({a, c}, *group, /*bucket_bytes=*/8,
+                                 /*same_use_on_every_rank=*/true);
+  const auto x = torch::randn({5});
+  for (int step = 0; step < 3; ++step) {
+    a.mutable_grad() = at::Tensor();
+    const auto loss = (a * a * x).sum();  // c takes no part, as an unsampled stage's weights
+    reducer.prepare(loss);
+    loss.backward();
+    reducer.finish();
+    EXPECT_TRUE(close_scaled(a.grad(), 2 * a.detach() * x, 1e-7));
+    EXPECT_FALSE(c.grad().defined());
+  }
+  EXPECT_EQ(reducer.used_readbacks(), 0);
 }
 
 TEST(GradientReducer, GradientsFromEarlierMicroBatchesCount) {

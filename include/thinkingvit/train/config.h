@@ -88,7 +88,9 @@ struct CheckpointSection {
 // (scripts/launch_local.sh N sets them for one machine).
 struct DistributedSection {
   std::string backend = "auto";  // auto (nccl on CUDA, gloo on CPU) | gloo | nccl
-  double timeout_s = 300;        // a rank that stops answering fails the others after this
+  // A rank that stops answering fails the others after this: long enough for a start-up scan
+  // of an ImageNet folder and a checkpoint written to shared storage (torch.distributed: 30 min).
+  double timeout_s = 1800;
   double bucket_mb = 25;         // gradient all-reduce bucket size
   bool overlap = true;           // all-reduce buckets during backward (as DDP); false: after it
 };

@@ -35,6 +35,10 @@ struct EpochSummary {
 
 struct TrainOptions {
   bool resume = false;             // continue from the run folder's last checkpoint
+  // Resume when the run folder holds a checkpoint, else start fresh (an earlier attempt's logs
+  // without a checkpoint are replaced): the one command line that a torchrun restart or a Slurm
+  // requeue can run again and again.
+  bool auto_resume = false;
   bool overwrite = false;          // start again in a folder that holds a run (else an Error)
   int64_t stop_after_epochs = -1;  // for tests: stop early as if killed (-1: run to the end)
 };

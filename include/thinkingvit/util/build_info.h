@@ -8,6 +8,7 @@ namespace thinkingvit::util {
 extern const char* const kVersion;            // thinkingvit, CMake's project(VERSION)
 extern const char* const kTorchBuildVersion;  // LibTorch compiled against, e.g. "2.11.0"
 extern const char* const kCudaBuildVersion;   // CUDA toolkit compiled with, or "cpu"
+extern const char* const kCpuOnlyReason;      // why a build has no CUDA ("" in CUDA builds)
 extern const char* const kNcclBuildVersion;   // NCCL headers compiled with, or "none"
 extern const char* const kBuildType;          // Release, Debug, ...
 

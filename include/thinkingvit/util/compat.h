@@ -162,14 +162,34 @@ class ProcessGroup {
   virtual void shutdown() {}
 };
 
-// Joins (rank 0: hosts) a TCP store at master_addr:master_port and creates the process group:
+// Where the ranks meet: a TCP store that rank 0 hosts, or, under torchelastic's agent
+// (torchrun), the agent's own store, which every rank joins as a client with its keys under
+// `prefix` (one per restart attempt). `origin` says where address and port came from; every
+// rendezvous error line names it.
+struct Rendezvous {
+  std::string addr = "127.0.0.1";
+  int port = 29500;
+  bool agent_store = false;
+  std::string prefix;
+  std::string origin;
+};
+
+// Joins (rank 0: hosts, unless agent_store) the TCP store and creates the process group:
 // "gloo" (CPU tensors; binds to this node's own address: GLOO_SOCKET_IFNAME's interface when set,
 // else the address its hostname resolves to) or "nccl" (tensors on `device`, a CUDA device, in
 // builds with NCCL). Every collective and the rendezvous fail with an Error after `timeout`
 // instead of hanging.
 std::unique_ptr<ProcessGroup> make_process_group(
+    const std::string& backend, const Rendezvous& rendezvous, int rank, int world_size,
+    std::chrono::milliseconds timeout, const c10::Device& device = c10::Device(c10::kCPU));
+inline std::unique_ptr<ProcessGroup> make_process_group(
     const std::string& backend, const std::string& master_addr, int master_port, int rank,
     int world_size, std::chrono::milliseconds timeout,
-    const c10::Device& device = c10::Device(c10::kCPU));
+    const c10::Device& device = c10::Device(c10::kCPU)) {
+  Rendezvous r;
+  r.addr = master_addr;
+  r.port = master_port;
+  return make_process_group(backend, r, rank, world_size, timeout, device);
+}
 
 }  // namespace thinkingvit::compat
