@@ -17,6 +17,7 @@
 #include <limits>
 #include <optional>
 #include <sstream>
+#include <thread>
 
 #include "thinkingvit/data/loader.h"
 #include "thinkingvit/data/mixing.h"
@@ -353,7 +354,9 @@ class StopSignals {
 // cleaned) at POINT of global batch N (counted from 1 over the whole run): "forward" (after the
 // forward pass, mid-step), "batch" (after the step) or "checkpoint" (halfway through writing the
 // checkpoint that follows batch N); "sigterm" and "sigusr1" send that signal after the step
-// instead; "nan" makes batch N's images NaN (a loss that blows up). With RANK, only that rank.
+// instead; "pause" waits after the step until a stop signal arrives (at most 300 s: a launcher's
+// signal, sent by the test once the log says so, lands at a known batch); "nan" makes batch N's
+// images NaN (a loss that blows up). With RANK, only that rank.
 class KillPoint {
  public:
   explicit KillPoint(int rank) {
@@ -373,11 +376,18 @@ class KillPoint {
     if (point_ == point) std::raise(SIGKILL);
     if (point == "batch" && point_ == "sigterm") std::raise(SIGTERM);
     if (point == "batch" && point_ == "sigusr1") std::raise(SIGUSR1);
+    if (point == "batch" && point_ == "pause") pause(global_batch);
   }
   // "nan": this batch's images become NaN (a fault for tests; this rank's loss turns non-finite).
   bool poisons(int64_t global_batch) const { return point_ == "nan" && global_batch == batch_; }
 
  private:
+  static void pause(int64_t global_batch) {
+    spdlog::warn("THINKINGVIT_KILL_AT: paused after batch {} until a stop signal", global_batch);
+    for (int i = 0; i < 6000 && StopSignals::received() == 0; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+
   std::string point_;
   int64_t batch_ = -1;
 };
