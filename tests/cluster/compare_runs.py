@@ -4,7 +4,9 @@
     compare_runs.py RUN_A RUN_B
 
 Every tensor of model.safetensors and ema.safetensors (dtype, shape and bytes), the optimizer
-state of optimizer.pt, and state.json's epoch, batch and step. Exit 0 when equal, 1 with one line
+state of optimizer.pt, and every value of state.json (epoch, batch, step, best top-1, the
+epoch's running totals). There is no RNG state to compare: every random draw is a function of
+the seed, epoch, batch and rank. Exit 0 when equal, 1 with one line
 per difference otherwise. Run it with a Python that has torch.
 
 optimizer.pt is LibTorch's optimizer archive, and its bytes differ between two processes that
@@ -97,7 +99,7 @@ def main():
         problems.append("optimizer.pt: holds no state tensors (read wrongly?)")
     counts["optimizer.pt"] = sum(isinstance(v, torch.Tensor) for v in oa.values())
     sa, sb = (json.loads((c / "state.json").read_text()) for c in (a, b))
-    for key in ("epoch", "batch", "step"):
+    for key in sorted(sa.keys() | sb.keys()):
         if sa.get(key) != sb.get(key):
             problems.append(f"state.json: {key} {sa.get(key)} vs {sb.get(key)}")
     for p in problems:

@@ -10,9 +10,11 @@
 #   sbatch        two batch jobs at once on the node (srun inside each): their ports derive from
 #                 their job ids, so neither joins the other's store; and the binary run directly
 #                 in a batch script of -n 2, which is one process and trains alone
-#   preempt_usr1  scancel --signal=USR1 mid-run: the ranks write a checkpoint and exit 75, the
-#                 script requeues its own job, the requeued job resumes with --auto-resume
-#   preempt_term  scontrol requeue mid-run, as preemption does: SIGTERM to the tasks, a checkpoint
+#   scancel_usr1  scancel --signal=USR1 mid-run (what #SBATCH --signal=USR1@T sends): the ranks
+#                 write a checkpoint and exit 75, the script requeues its own job, and the
+#                 requeued job resumes with --auto-resume
+#   scancel_term  the same with --signal=TERM
+#   requeue       scontrol requeue mid-run, as preemption does: SIGTERM to the tasks, a checkpoint
 #                 within KillWait, and Slurm's own requeue resumes with --auto-resume
 #
 #   test_slurm.sh BIN CHECKOUT PYTHON MODE      (exit 77 when slurm-wlm or munge is missing)
@@ -157,14 +159,15 @@ JOB
     expect_in "$WORK/bare/train.log" "for global batch 2"
     if grep -qF "distributed: rank" "$WORK/bare.out"; then fail "a batch script's process waited for peers"; fi
     ;;
-  preempt_usr1)
+  scancel_usr1 | scancel_term)
     pausing_job
-    scancel --signal=USR1 "$job"
+    signal=${MODE#scancel_}
+    scancel --signal="${signal^^}" "$job"
     expect_resumed_run "train exited 75 (restart 0)"
     expect_in "$WORK/job.out" "stopped by a signal"
     same_as_reference "$run"
     ;;
-  preempt_term)
+  requeue)
     pausing_job
     scontrol requeue "$job"
     # Slurm signals the batch shell too, so the script's own line never comes; srun reports the
