@@ -1,6 +1,7 @@
 // thinkingvit data-bench: images per second per core for decode + transform on an image folder,
 // the measurement behind "is the loader fast enough for N GPUs". One thread, so the figure is
-// per core; the loader's worker threads scale it.
+// per core. With --workers N,M,..., the real DataLoader train pipeline instead, with N worker
+// threads: how the per-core figure scales.
 
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
@@ -10,9 +11,13 @@
 #include <chrono>
 #include <functional>
 #include <iostream>
+#include <memory>
+#include <numeric>
+#include <vector>
 
 #include "common.h"
 #include "thinkingvit/data/dataset.h"
+#include "thinkingvit/data/loader.h"
 #include "thinkingvit/data/transforms.h"
 #include "thinkingvit/eval/benchmark.h"
 #include "thinkingvit/eval/table.h"
@@ -29,6 +34,8 @@ struct DataBenchArgs {
   int reps = 3;
   int size = 224;
   std::string auto_augment = "rand-m9-mstd0.5-inc1";
+  std::vector<int> workers;
+  int64_t batch_size = 64;
 };
 
 using Clock = std::chrono::steady_clock;
@@ -52,13 +59,56 @@ double measure(const std::string& what, int64_t count, int reps,
   return rates[rates.size() / 2];
 }
 
+double median(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  return values[values.size() / 2];
+}
+
+// The train loader as `train` runs it (crop drawn from the JPEG header, only its part decoded,
+// RandAugment, erasing; one batch per worker thread), once per worker count and pass, the counts
+// interleaved so that a machine's drift affects all alike. Median images/s of each.
+void loader_bench(const DataBenchArgs& args, const std::shared_ptr<const data::ImageFolder>& folder,
+                  const data::SampleTransform& train, int64_t count, eval::TableFormat format) {
+  std::vector<int64_t> indices(static_cast<size_t>(count));
+  std::iota(indices.begin(), indices.end(), 0);
+  std::vector<std::vector<double>> rates(args.workers.size());
+  util::Progress progress("loader", static_cast<int64_t>(args.reps * args.workers.size()) * count,
+                          "img");
+  int64_t done = 0;
+  for (int r = 0; r < args.reps; ++r) {
+    for (size_t w = 0; w < args.workers.size(); ++w) {
+      data::LoaderOptions options;
+      options.batch_size = args.batch_size;
+      options.num_workers = args.workers[w];
+      data::DataLoader loader(folder, train, options);
+      const auto start = Clock::now();
+      loader.start_epoch(r, indices);
+      while (auto batch = loader.next()) progress.update(done += batch->images.size(0));
+      rates[w].push_back(count / std::chrono::duration<double>(Clock::now() - start).count());
+    }
+  }
+  progress.finish();
+  eval::Table table({"workers", "img_per_s", "speedup", "img_per_s_per_worker", "images", "batch",
+                     "size"});
+  const double first = median(rates[0]);
+  for (size_t w = 0; w < args.workers.size(); ++w) {
+    const double rate = median(rates[w]);
+    table.add_row({static_cast<int64_t>(args.workers[w]), rate, rate / first,
+                   rate / args.workers[w], count, args.batch_size,
+                   static_cast<int64_t>(args.size)});
+  }
+  table.set_precision(2);
+  table.write(std::cout, format);
+  if (!args.output.empty()) save_table(table, args.output);
+}
+
 void run_data_bench(const DataBenchArgs& args) {
   check_output(args.output);
   const auto format = eval::parse_table_format(args.format, "--format");
   at::set_num_threads(1);
-  const data::ImageFolder folder(args.root);
+  const auto shared_folder = std::make_shared<const data::ImageFolder>(args.root);
+  const data::ImageFolder& folder = *shared_folder;
   const int64_t count = std::min<int64_t>(args.images, folder.size());
-  spdlog::info("{}; timing {} images, {} passes, 1 thread", folder.describe(), count, args.reps);
 
   data::TrainTransformOptions train_options;
   train_options.size = args.size;
@@ -68,6 +118,15 @@ void run_data_bench(const DataBenchArgs& args) {
   const auto train = data::make_train_transform(train_options, 3);
   const auto eval = data::make_eval_transform(eval_options, 3);
   const int64_t floats = 3LL * args.size * args.size;
+  if (!args.workers.empty()) {
+    std::string counts;
+    for (int w : args.workers) counts += (counts.empty() ? "" : " / ") + std::to_string(w);
+    spdlog::info("{}; timing the train loader on {} images, {} passes, {} worker threads",
+                 folder.describe(), count, args.reps, counts);
+    loader_bench(args, shared_folder, train, count, format);
+    return;
+  }
+  spdlog::info("{}; timing {} images, {} passes, 1 thread", folder.describe(), count, args.reps);
 
   auto sample = [&](int64_t i, int min_side) {
     auto s = min_side > 0 ? folder.get_reduced(i, min_side) : folder.get(i);
@@ -139,6 +198,13 @@ void add_data_bench_command(CLI::App& root) {
       ->check(in_range(1, models::kMaxImageSize))
       ->capture_default_str();
   cmd->add_option("--auto-augment", args->auto_augment, "RandAugment policy ('' for none)")
+      ->capture_default_str();
+  cmd->add_option("--workers", args->workers,
+                  "time the train DataLoader with these worker-thread counts instead (e.g. 1,2)")
+      ->delimiter(',')
+      ->check(in_range(1, 512));
+  cmd->add_option("--batch-size", args->batch_size, "batch size of --workers runs")
+      ->check(at_least(1))
       ->capture_default_str();
   cmd->add_option("--format", args->format, "stdout format: md, csv or json")
       ->capture_default_str();

@@ -3,6 +3,8 @@
 #include <ATen/ATen.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include "thinkingvit/util/compat.h"
 #include "thinkingvit/util/error.h"
 
@@ -19,6 +21,7 @@ DataLoader::DataLoader(std::shared_ptr<const Dataset> dataset, SampleTransform t
   TVIT_CHECK(options_.prefetch_batches >= 1, "data loader: prefetch_batches must be >= 1, found ",
              options_.prefetch_batches);
   if (options_.pin_memory && !compat::cuda_available()) options_.pin_memory = false;
+  ahead_ = std::max<int64_t>(options_.prefetch_batches, options_.num_workers);
   if (options_.reduced_decode && transform_.decode_min_side > 0)
     reducer_ = dataset_->partial_decoder();
   // A crop drawn before decoding lets the JPEG decoder skip what lies outside it (same pixels).
@@ -119,7 +122,7 @@ void DataLoader::worker_loop() {
       std::unique_lock<std::mutex> lock(mutex_);
       work_cv_.wait(lock, [&] {
         return stop_ || (epoch_ && !error_ && next_build_ < epoch_->num_batches &&
-                         next_build_ < next_return_ + options_.prefetch_batches);
+                         next_build_ < next_return_ + ahead_);
       });
       if (stop_) return;
       epoch = epoch_;

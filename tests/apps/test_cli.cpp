@@ -445,6 +445,29 @@ TEST(Cli, DataBenchTimesEveryPipeline) {
   r = run(dir, "data-bench --root " + dir.file("nothing-here"));
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.err.find("nothing-here"), std::string::npos) << r.err;
+
+  // --workers: the train DataLoader, one row per worker count, speed-up against the first.
+  r = run(dir, "data-bench --root " + dir.file("jpegs") + " --images 3 --reps 1 --size 16 " +
+                   "--workers 1,3 --batch-size 2 --output " + dir.file("w.json"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto loader_rows = nlohmann::json::parse(slurp(dir.file("w.json")));
+  ASSERT_EQ(loader_rows.size(), 2u);
+  EXPECT_EQ(loader_rows[0]["workers"].get<int64_t>(), 1);
+  EXPECT_EQ(loader_rows[1]["workers"].get<int64_t>(), 3);
+  EXPECT_DOUBLE_EQ(loader_rows[0]["speedup"].get<double>(), 1.0);
+  for (const auto& row : loader_rows) {
+    const double rate = row["img_per_s"].get<double>();
+    EXPECT_GT(rate, 0.0);
+    EXPECT_NEAR(row["img_per_s_per_worker"].get<double>() * row["workers"].get<double>(), rate,
+                1e-9 * rate);
+    EXPECT_EQ(row["batch"].get<int64_t>(), 2);
+  }
+  EXPECT_NEAR(loader_rows[1]["speedup"].get<double>(),
+              loader_rows[1]["img_per_s"].get<double>() / loader_rows[0]["img_per_s"].get<double>(),
+              1e-9);
+  r = run(dir, "data-bench --root " + dir.file("jpegs") + " --workers 0");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("--workers"), std::string::npos) << r.err;
 }
 #endif  // THINKINGVIT_HAVE_OPENCV
 

@@ -4,7 +4,10 @@
 #include "../test_util.h"
 #include "thinkingvit/data/loader.h"
 
+#include <chrono>
+#include <condition_variable>
 #include <filesystem>
+#include <mutex>
 #include <numeric>
 #include <set>
 
@@ -86,6 +89,44 @@ TEST(Loader, SameBatchesForAnyNumberOfWorkers) {
   }
   EXPECT_EQ(runs[0][1].indices, (std::vector<int64_t>{5, 6, 7, 8, 9}));
   EXPECT_EQ(runs[0][1].labels[2].item<int64_t>(), 7 % 3);
+}
+
+// Every worker builds a batch at once, however few batches prefetch_batches asks for: each get()
+// waits (at most 5 s) until `workers` of them run together, and the most seen at once is counted.
+TEST(Loader, EveryWorkerIsBusyWhateverPrefetchSays) {
+  class Gathering : public CountingDataset {
+   public:
+    explicit Gathering(int want) : CountingDataset(24, {}), want_(want) {}
+    std::optional<data::Sample> get(int64_t i) const override {
+      std::unique_lock<std::mutex> lock(mutex_);
+      most_ = std::max(most_, ++active_);
+      cv_.notify_all();
+      cv_.wait_for(lock, std::chrono::seconds(5), [&] { return most_ >= want_; });
+      --active_;
+      lock.unlock();
+      return CountingDataset::get(i);
+    }
+    int most() const {
+      std::lock_guard<std::mutex> lock(mutex_);
+      return most_;
+    }
+
+   private:
+    int want_;
+    mutable std::mutex mutex_;
+    mutable std::condition_variable cv_;
+    mutable int active_ = 0, most_ = 0;
+  };
+  const int workers = 6;
+  auto dataset = std::make_shared<Gathering>(workers);
+  data::LoaderOptions o;
+  o.batch_size = 2;
+  o.num_workers = workers;
+  o.prefetch_batches = 2;
+  data::DataLoader loader(dataset, noisy_transform(), o);
+  const auto batches = epoch(loader, 0, range(24));
+  EXPECT_EQ(batches.size(), 12u);
+  EXPECT_EQ(dataset->most(), workers);
 }
 
 // A resumed epoch starts at a later batch: the batches from there are the whole epoch's.

@@ -25,7 +25,9 @@ namespace thinkingvit::data {
 struct LoaderOptions {
   int64_t batch_size = 64;
   int num_workers = 2;       // 0: build batches on the calling thread
-  int prefetch_batches = 4;  // finished or in-flight batches ahead of the consumer
+  // Finished or in-flight batches ahead of the consumer; never fewer than num_workers, so that
+  // every worker always has a batch to build.
+  int prefetch_batches = 4;
   bool drop_last = false;
   bool pin_memory = false;   // page-locked batches for asynchronous host-to-GPU copies
   bool skip_corrupt = true;  // false: an unreadable sample is an error
@@ -86,6 +88,7 @@ class DataLoader {
   std::condition_variable work_cv_, ready_cv_;
   std::shared_ptr<const Epoch> epoch_;
   int64_t next_build_ = 0, next_return_ = 0;
+  int64_t ahead_ = 1;  // max(prefetch_batches, num_workers)
   std::map<int64_t, Batch> ready_;
   std::exception_ptr error_;
   bool stop_ = false;
