@@ -11,6 +11,7 @@
 #include "common.h"
 #include "thinkingvit/eval/benchmark.h"
 #include "thinkingvit/models/cpu_kernels.h"
+#include "thinkingvit/train/distributed.h"
 #include "thinkingvit/util/error.h"
 #include "thinkingvit/util/fs.h"
 
@@ -37,6 +38,14 @@ struct BenchArgs {
 };
 
 void run_bench(const BenchArgs& args) {
+  // A benchmark times one process: launched by torchrun or srun, rank 0 alone runs it.
+  const auto env = train::dist_env();
+  if (env.world_size > 1) {
+    if (env.rank != 0) return;
+    spdlog::warn("bench: launched as {} processes ({}); it times one process, so rank 0 runs "
+                 "it alone and the other ranks exit",
+                 env.world_size, env.source);
+  }
   set_threads(args.threads);
   const auto format = eval::parse_table_format(args.format, "--format");
   check_output(args.output);

@@ -1,4 +1,5 @@
-// thinkingvit eval: top-1 / top-5 of every stage alone on the whole validation set.
+// thinkingvit eval: top-1 / top-5 of every stage alone on the whole validation set (sharded over
+// the processes of a torchrun / srun launch).
 
 #include <spdlog/spdlog.h>
 
@@ -6,7 +7,6 @@
 
 #include "common.h"
 #include "eval_setup.h"
-#include "thinkingvit/data/sampler.h"
 #include "thinkingvit/eval/evaluate.h"
 #include "thinkingvit/eval/table.h"
 #include "thinkingvit/util/progress.h"
@@ -24,12 +24,12 @@ void run_eval(const EvalArgs& args) {
   check_output(args.output);
   const auto format = eval::parse_table_format(args.format, "--format");
   auto setup = make_eval_setup(args.source);
-  setup.loader->start_epoch(0, data::epoch_indices(setup.val->size(), 0, {false}));
-  util::Progress progress("eval", setup.loader->num_batches(), "batch");
-  const auto records = eval::evaluate(*setup.model, *setup.loader, models::EntropyRule::kTop10,
-                                      setup.device, setup.config.precision.eval_dtype == "bf16",
-                                      [&](int64_t done, int64_t) { progress.update(done); });
+  util::Progress progress("eval", setup.loader_batches(), "batch");
+  const auto records =
+      setup.evaluate(models::EntropyRule::kTop10, setup.config.precision.eval_dtype == "bf16",
+                     [&](int64_t done, int64_t) { progress.update(done); });
   progress.finish();
+  if (!setup.is_main()) return;  // rank 0 prints and writes what every rank holds
   eval::Table table({"stage", "heads", "top1", "top5", "images", "weights"});
   for (size_t s = 0; s < records.top1.size(); ++s) {
     table.add_row({static_cast<int64_t>(s),

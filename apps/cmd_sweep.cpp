@@ -12,7 +12,6 @@
 
 #include "common.h"
 #include "eval_setup.h"
-#include "thinkingvit/data/sampler.h"
 #include "thinkingvit/eval/benchmark.h"
 #include "thinkingvit/eval/sweep.h"
 #include "thinkingvit/eval/table.h"
@@ -67,22 +66,27 @@ void run_sweep(const SweepArgs& args) {
       args.output_dir.empty()
           ? (args.source.run.empty() ? "sweep" : (fs::path(args.source.run) / "sweep").string())
           : args.output_dir;
-  fs::create_directories(out_dir);
+  if (setup.is_main()) fs::create_directories(out_dir);
 
   // One pass: what every sample needs at every stage; timing batches kept in memory.
-  setup.loader->start_epoch(0, data::epoch_indices(setup.val->size(), 0, {false}));
   std::vector<at::Tensor> timing;
   eval::StageRecords records;
   {
-    util::Progress progress("sweep pass", setup.loader->num_batches(), "batch");
+    util::Progress progress("sweep pass", setup.loader_batches(), "batch");
     // Autocast is already on (above) when precision.eval_dtype is bf16.
-    records = eval::evaluate(
-        *setup.model, *setup.loader, rule, setup.device, /*bf16=*/false,
-        [&](int64_t done, int64_t) { progress.update(done); },
+    records = setup.evaluate(
+        rule, /*bf16=*/false, [&](int64_t done, int64_t) { progress.update(done); },
         [&](const at::Tensor& x) {
           if (static_cast<int64_t>(timing.size()) < args.timing_batches) timing.push_back(x);
         });
     progress.finish();
+  }
+  // Accuracy is the whole set's on every rank; throughput is one process's measurement, taken
+  // by rank 0 alone so that no other process shares its cores or its GPU's time.
+  if (!setup.is_main()) return;
+  if (setup.dist->enabled()) {
+    spdlog::info("sweep: accuracy over all {} processes' images; throughput timed by rank 0 alone",
+                 setup.dist->world_size());
   }
 
   // Throughput on the timing batches: every stage alone (fed its predecessor's tokens, computed

@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <sstream>
 
@@ -10,6 +12,7 @@
 #include "thinkingvit/io/checkpoint.h"
 #include "thinkingvit/train/trainer.h"
 #include "thinkingvit/util/compat.h"
+#include "thinkingvit/util/cpu.h"
 #include "thinkingvit/util/error.h"
 
 namespace thinkingvit::apps {
@@ -49,6 +52,22 @@ EvalSetup make_eval_setup(const EvalSource& s) {
   const auto source = io::read_weights(weights);
   setup.device = s.device.empty() ? use_device(setup.config.run.device, "run.device")
                                   : use_device(s.device, "--device");
+  const auto env = train::dist_env();
+  if (env.world_size > 1 && setup.device.is_cuda() && !setup.device.has_index()) {
+    setup.device = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(train::gpu_for_local_rank(
+                                               env.local_rank, compat::cuda_device_count())));
+  }
+  compat::set_current_device(setup.device);
+  const auto& dc = setup.config.distributed;
+  setup.dist = std::make_unique<train::Distributed>(
+      env, dc.backend == "auto" ? (setup.device.is_cuda() ? "nccl" : "gloo") : dc.backend,
+      std::chrono::milliseconds(static_cast<int64_t>(dc.timeout_s * 1000)), dc.bucket_mb,
+      setup.device);
+  if (!setup.dist->is_main()) spdlog::default_logger()->set_level(spdlog::level::warn);
+  if (s.threads <= 0 && setup.config.run.threads <= 0 && setup.dist->enabled()) {
+    set_threads(train::threads_per_process(env, util::usable_cores(),
+                                           [](const char* name) { return std::getenv(name); }));
+  }
   models::check_fits_in_memory(setup.config.model.options, 1, "model",
                                setup.config.data.eval_batch_size, /*training=*/false, setup.device);
   setup.model = models::make_model(setup.config.model.options);
@@ -79,8 +98,40 @@ EvalSetup make_eval_setup(const EvalSource& s) {
   pre << "resize shorter side to floor(" << e.size << " / " << e.crop_pct << "), centre crop "
       << e.size << ", normalise";
   setup.preprocessing = pre.str();
+  for (int64_t i = env.rank; i < setup.val->size(); i += env.world_size) setup.indices.push_back(i);
   spdlog::info("val: {}; {}", setup.val->describe(), setup.preprocessing);
+  if (setup.dist->enabled()) {
+    spdlog::info("val: {} processes, each evaluating every {}th image ({} here)",
+                 env.world_size, env.world_size, setup.indices.size());
+  }
   return setup;
+}
+
+eval::StageRecords EvalSetup::evaluate(models::EntropyRule rule, bool bf16,
+                                       const std::function<void(int64_t, int64_t)>& progress,
+                                       const std::function<void(const at::Tensor&)>& on_batch) {
+  loader->start_epoch(0, indices);
+  auto local = eval::evaluate(*model, *loader, rule, device, bf16, progress, on_batch);
+  if (!dist->enabled()) return local;
+  // Rows: correct1 (S), correct5 (S), entropy (S), label; column r + W j is this rank's j-th
+  // image. float64 holds each float32 entropy, flag and label exactly.
+  const int64_t stages = local.correct1.size(0), n = val->size(), w = dist->world_size();
+  auto all = at::zeros({3 * stages + 1, n}, at::kDouble);
+  const auto columns = at::arange(dist->rank(), n, w, at::kLong);
+  TVIT_CHECK(columns.size(0) == local.num_samples, "evaluation: rank ", dist->rank(),
+             " evaluated ", local.num_samples, " images, expected ", columns.size(0));
+  all.index_copy_(1, columns,
+                  at::cat({local.correct1.to(at::kDouble), local.correct5.to(at::kDouble),
+                           local.entropy.to(at::kDouble), local.labels.to(at::kDouble).view({1, -1})}));
+  dist->sum_on_device(all);
+  eval::StageRecords records;
+  records.num_samples = n;
+  records.correct1 = all.slice(0, 0, stages).ne(0);
+  records.correct5 = all.slice(0, stages, 2 * stages).ne(0);
+  records.entropy = all.slice(0, 2 * stages, 3 * stages).to(at::kFloat).contiguous();
+  records.labels = all[3 * stages].to(at::kLong);
+  eval::set_accuracy(records);
+  return records;
 }
 
 }  // namespace thinkingvit::apps
