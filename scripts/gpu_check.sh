@@ -5,7 +5,8 @@
 # implementations, and prints one summary. It keeps to BUDGET seconds: the side-by-side rounds
 # take what the build, tests and benchmarks leave (at least one round, or none when under a
 # minute is left), so that the summary prints inside a device's 10-minute command limit. Only
-# the binary and the CUDA tests are built (not the CPU tests or the fuzz replays).
+# the binary and the CUDA tests are built (not the CPU tests or the fuzz replays). A build without
+# NCCL fails the check; the CUDA tests include a one-rank NCCL group and GradientReducer.
 #
 #   scripts/gpu_check.sh            # summary on stdout, files in $OUT_DIR
 #
@@ -61,6 +62,10 @@ cmake --build "$build" -j "$jobs" --target thinkingvit thinkingvit_cuda_tests >>
   { grep -E "error|FAILED" "$log" | head -40; exit 1; }
 built=$(date +%s)
 version=$("$build/thinkingvit" --version)
+# Multi-GPU training needs NCCL: a build without it is a failed check, not a skipped test.
+case $version in
+  *"without NCCL"* | *", cpu, "*) say "FAILED: this build has no NCCL process group: $version"; exit 1 ;;
+esac
 say "built in $((built - start)) s: $version"
 
 say "CUDA tests (ctest -L cuda)"
@@ -72,6 +77,7 @@ say "benchmark: thinkingvit_3h_6h, random weights, batch 64 and 256, fp32 (full 
 bench_rc=0
 common=("$build/thinkingvit" bench --preset thinkingvit_3h_6h --device cuda --taus 0 --warmup 3)
 # CLI11 appends a repeated list option: each run names its batch sizes and precisions once.
+# shellcheck disable=SC2054 # the commas belong to the flags
 bench=("${common[@]}" --batch-sizes 64,256 --precision bf16,fp32 --stop-shares 0.5 --reps 10 --peak)
 "${bench[@]}" --train --output "$out/bench.md" >"$out/bench.log" 2>&1 || bench_rc=$?
 "${bench[@]}" --cuda-graphs --output "$out/bench_graphs.md" >"$out/bench_graphs.log" 2>&1 || bench_rc=$?

@@ -8,7 +8,10 @@ std::string build_summary() {
   const auto runtime = compat::runtime_versions();
   std::string cuda = "cpu";
   if (std::string(kCudaBuildVersion) != "cpu") {
-    cuda = std::string("CUDA ") + kCudaBuildVersion +
+    const std::string nccl = std::string(kNcclBuildVersion) == "none"
+                                 ? std::string(", without NCCL")
+                                 : std::string(", NCCL ") + kNcclBuildVersion;
+    cuda = std::string("CUDA ") + kCudaBuildVersion + nccl +
            (runtime.cuda == "cpu" ? std::string(" (no GPU visible)")
                                   : " (runtime " + runtime.cuda + ", cuDNN " + runtime.cudnn +
                                         ", NCCL " + runtime.nccl + ")");

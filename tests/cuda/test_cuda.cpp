@@ -9,6 +9,7 @@
 #include "thinkingvit/io/safetensors.h"
 #include "thinkingvit/models/elastic_model.h"
 #include "thinkingvit/models/entropy.h"
+#include "thinkingvit/train/distributed.h"
 #include "thinkingvit/train/trainer.h"
 #include "thinkingvit/util/compat.h"
 
@@ -263,6 +264,42 @@ TEST(Cuda, OneRankNcclGroupAllReduces_CUDA) {
   auto on_cpu = torch::ones({2});
   EXPECT_THROW(group->all_reduce_sum(on_cpu), Error);  // NCCL reduces device tensors only
   EXPECT_NO_THROW(group->shutdown());                  // as the trainer ends a run: no abort, no hang
+#endif
+}
+
+// The trainer's gradient path on NCCL: a GradientReducer over a one-rank NCCL group, buckets
+// launched from the backward hooks, the used-parameter counts reduced on the GPU. One rank's
+// average is its own gradient, so the reduced gradients equal autograd's, exactly.
+TEST(Cuda, OneRankNcclGradientReducerKeepsTheGradients_CUDA) {
+  REQUIRE_GPU();
+#ifndef THINKINGVIT_HAVE_NCCL
+  GTEST_SKIP() << "built without NCCL";
+#else
+  compat::set_current_device(kGpu);
+  auto group = compat::make_process_group("nccl", "127.0.0.1", free_port(), 0, 1,
+                                          std::chrono::seconds(60), kGpu);
+  const auto on_gpu = torch::TensorOptions().device(kGpu);
+  auto a = torch::randn({257}, on_gpu).requires_grad_();
+  auto b = torch::randn({16, 8}, on_gpu).requires_grad_();
+  auto unused = torch::randn({4}, on_gpu).requires_grad_();
+  const auto x = torch::randn({257}, on_gpu), y = torch::randn({16, 8}, on_gpu);
+  for (bool same_use : {false, true}) {
+    // 1 KiB buckets: a and b in buckets of their own.
+    train::GradientReducer reducer({a, b, unused}, *group, 1024, same_use);
+    for (int step = 0; step < 2; ++step) {
+      a.mutable_grad() = at::Tensor();
+      b.mutable_grad() = at::Tensor();
+      const auto loss = (a * x).sum() + (b * b * y).sum();
+      reducer.prepare(loss);
+      loss.backward();
+      reducer.finish();
+      EXPECT_TRUE(torch::equal(a.grad(), x)) << "same_use " << same_use;
+      EXPECT_TRUE(torch::allclose(b.grad(), 2 * b.detach() * y, 1e-6, 1e-6));
+      EXPECT_FALSE(unused.grad().defined());
+    }
+    EXPECT_EQ(reducer.used_readbacks(), same_use ? 0 : 2);
+  }
+  EXPECT_NO_THROW(group->shutdown());
 #endif
 }
 
