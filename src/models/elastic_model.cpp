@@ -35,12 +35,18 @@ void ElasticModel::set_cuda_graph_sizes(std::vector<int64_t> sizes) {
   std::sort(sizes.begin(), sizes.end());
   sizes.erase(std::unique(sizes.begin(), sizes.end()), sizes.end());
   graph_sizes_ = std::move(sizes);
-  graphs_.clear();
+  drop_graphs();
 }
 
 void ElasticModel::release_weight_cache() {
-  graphs_.clear();
+  drop_graphs();
   drop_weight_cache();
+}
+
+void ElasticModel::drop_graphs() {
+  graphs_.clear();  // the pools go with their last graph
+  graph_pools_.clear();
+  graph_inputs_.clear();
 }
 
 std::vector<int64_t> default_cuda_graph_sizes(int64_t batch, int64_t smallest) {
@@ -63,24 +69,30 @@ StageOutput ElasticModel::run_stage(int64_t stage, const at::Tensor& images,
   // Graphs read the weights (and the families' weight caches) as they were at capture.
   auto signature = parameter_signature();
   if (signature != graph_signature_) {
-    graphs_.clear();
+    drop_graphs();
     graph_signature_ = std::move(signature);
   }
   const auto device_type = images.device().type();
   const bool autocast = at::autocast::is_autocast_enabled(device_type);
-  std::ostringstream key;
-  key << stage << "/" << *size << "/" << images.device() << "/"
-      << (autocast ? c10::toString(at::autocast::get_autocast_dtype(device_type)) : "off") << "/"
-      << images.sizes().slice(1) << images.scalar_type();
+  std::ostringstream pool_key, key;
+  pool_key << images.device() << "/"
+           << (autocast ? c10::toString(at::autocast::get_autocast_dtype(device_type)) : "off");
+  key << stage << "/" << *size << "/" << pool_key.str() << "/" << images.sizes().slice(1)
+      << images.scalar_type();
   if (prev_tokens.defined())
     key << "/" << prev_tokens.sizes().slice(1) << prev_tokens.scalar_type();
   const auto name = key.str();
   auto found = graphs_.find(name);
-  // A graph's inputs: `size` rows, the first ones this call's, the rest zeros.
-  const auto padded = [size](const at::Tensor& t) {
+  // A graph's inputs: `size` rows, the first ones this call's, the rest zeros; one buffer for
+  // every graph of that shape (each is filled right before its replay).
+  const auto padded = [this, size](const at::Tensor& t) {
     auto shape = t.sizes().vec();
     shape[0] = *size;
-    return torch::zeros(shape, t.options());
+    std::ostringstream input_key;
+    input_key << t.device() << "/" << c10::IntArrayRef(shape) << t.scalar_type();
+    auto& buffer = graph_inputs_[input_key.str()];
+    if (!buffer.defined()) buffer = torch::zeros(shape, t.options());
+    return buffer;
   };
   const auto fill = [batch, size](at::Tensor& buffer, const at::Tensor& t) {
     buffer.narrow(0, 0, batch).copy_(t);
@@ -93,7 +105,7 @@ StageOutput ElasticModel::run_stage(int64_t stage, const at::Tensor& images,
     auto* raw = g.get();
     g->call = std::make_unique<compat::CapturedCall>(
         [this, stage, raw] { raw->out = forward_stage(stage, raw->images, raw->prev); },
-        images.device());
+        images.device(), /*warmup=*/2, &graph_pools_[pool_key.str()]);
     found = graphs_.emplace(name, std::move(g)).first;  // kept only once captured
   }
   auto& graph = found->second;

@@ -265,7 +265,8 @@ struct CapturedCall::Impl {
   at::cuda::CUDAGraph graph;
 };
 
-CapturedCall::CapturedCall(const std::function<void()>& fn, const c10::Device& device, int warmup) {
+CapturedCall::CapturedCall(const std::function<void()>& fn, const c10::Device& device, int warmup,
+                           GraphPool* pool) {
   TVIT_CHECK(device.is_cuda() && cuda_available(), "CUDA graphs: ", device.str(),
              " is not a visible CUDA device");
   impl_ = std::make_unique<Impl>();
@@ -287,7 +288,9 @@ CapturedCall::CapturedCall(const std::function<void()>& fn, const c10::Device& d
     for (int i = 0; i < warmup; ++i) fn();
     side.synchronize();
     // Thread-local capture mode: a loader thread's CUDA calls (pinned allocations) may go on.
-    impl_->graph.capture_begin({0, 0}, cudaStreamCaptureModeThreadLocal);
+    const at::cuda::MempoolId_t into = pool != nullptr ? at::cuda::MempoolId_t{pool->first, pool->second}
+                                                       : at::cuda::MempoolId_t{0, 0};
+    impl_->graph.capture_begin(into, cudaStreamCaptureModeThreadLocal);
     try {
       fn();
     } catch (...) {
@@ -298,6 +301,10 @@ CapturedCall::CapturedCall(const std::function<void()>& fn, const c10::Device& d
       throw;
     }
     impl_->graph.capture_end();
+    if (pool != nullptr && *pool == GraphPool{0, 0}) {
+      const auto id = impl_->graph.pool();
+      *pool = {id.first, id.second};
+    }
   }
   c10::cuda::device_synchronize();
 }
@@ -306,9 +313,11 @@ void CapturedCall::replay() { impl_->graph.replay(); }
 #else
 struct CapturedCall::Impl {};
 
-CapturedCall::CapturedCall(const std::function<void()>& fn, const c10::Device& device, int warmup) {
+CapturedCall::CapturedCall(const std::function<void()>& fn, const c10::Device& device, int warmup,
+                           GraphPool* pool) {
   (void)fn;
   (void)warmup;
+  (void)pool;
   fail("CUDA graphs: ", device.str(), ": this is a CPU-only build");
 }
 

@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "thinkingvit/models/entropy.h"
@@ -87,11 +88,14 @@ class ElasticModel : public torch::nn::Module {
   // runs on the smallest captured size that holds it, zero-padded (samples never mix in a
   // stage), or eagerly when none does; so elastic inference's shrinking sub-batches replay too.
   // Any change to a parameter (an optimizer step, a load) drops the graphs, which are then
-  // captured again. Empty `sizes` (the default): off. Sizes must be > 0.
+  // captured again. Empty `sizes` (the default): off. Sizes must be > 0. The graphs of one
+  // device and dtype share one memory pool, and those of one input shape one input buffer.
   void set_cuda_graph_sizes(std::vector<int64_t> sizes);
   const std::vector<int64_t>& cuda_graph_sizes() const { return graph_sizes_; }
   // Graphs captured so far (for tests and logs).
   size_t cuda_graph_count() const { return graphs_.size(); }
+  size_t cuda_graph_pool_count() const { return graph_pools_.size(); }
+  size_t cuda_graph_input_count() const { return graph_inputs_.size(); }
 
  protected:
   // Every parameter's storage, version and dtype: changes whenever a parameter is written, moved
@@ -102,8 +106,14 @@ class ElasticModel : public torch::nn::Module {
 
  private:
   struct StageGraph;
+  void drop_graphs();
   std::vector<int64_t> graph_sizes_;
   std::map<std::string, std::shared_ptr<StageGraph>> graphs_;
+  // One memory pool per device and autocast dtype, shared by all its stages and sizes (they
+  // replay one at a time and their outputs are copied at once), and one padded input buffer per
+  // shape and dtype, shared by the graphs that take it.
+  std::map<std::string, std::pair<unsigned long long, unsigned long long>> graph_pools_;  // compat::GraphPool
+  std::map<std::string, at::Tensor> graph_inputs_;
   std::vector<int64_t> graph_signature_;
 };
 
