@@ -200,10 +200,8 @@ TEST(Cuda, CudaGraphsReplayTheEagerStages_CUDA) {
                                eager.logits.to(at::kFloat).cpu(), bf16 ? 2e-2 : 1e-5));
     }
     EXPECT_GT(model->cuda_graph_count(), 3u) << "bf16 " << bf16;
-    // Every stage and size of this dtype in one memory pool; one padded image buffer per size
-    // (shared by the stages) plus one token buffer per size and stage width.
+    // Every stage and size of this dtype in one memory pool, the replays above still exact.
     EXPECT_EQ(model->cuda_graph_pool_count(), 1u) << "bf16 " << bf16;
-    EXPECT_LT(model->cuda_graph_input_count(), 2 * model->cuda_graph_count()) << "bf16 " << bf16;
   }
   // A changed weight drops the graphs: the next call is a new capture that sees it.
   model->set_cuda_graph_sizes({16});

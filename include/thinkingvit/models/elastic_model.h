@@ -95,7 +95,6 @@ class ElasticModel : public torch::nn::Module {
   // Graphs captured so far (for tests and logs).
   size_t cuda_graph_count() const { return graphs_.size(); }
   size_t cuda_graph_pool_count() const { return graph_pools_.size(); }
-  size_t cuda_graph_input_count() const { return graph_inputs_.size(); }
 
  protected:
   // Every parameter's storage, version and dtype: changes whenever a parameter is written, moved
