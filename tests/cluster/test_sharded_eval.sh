@@ -7,7 +7,7 @@
 #
 #   test_sharded_eval.sh BIN CHECKOUT PYTHON
 set -euo pipefail
-BIN=$1 ROOT=$2 PY=${3:-python3}
+BIN=$(realpath "$1") ROOT=$(realpath "$2") PY=${3:-python3}
 WORK=$(mktemp -d)
 trap '[[ -n ${KEEP:-} ]] || rm -rf "$WORK"' EXIT
 # shellcheck source=tests/cluster/common.sh

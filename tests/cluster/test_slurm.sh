@@ -10,16 +10,16 @@
 #   sbatch        two batch jobs at once on the node (srun inside each): their ports derive from
 #                 their job ids, so neither joins the other's store; and the binary run directly
 #                 in a batch script of -n 2, which is one process and trains alone
-#   scancel_usr1  scancel --signal=USR1 mid-run (what #SBATCH --signal=USR1@T sends): the ranks
-#                 write a checkpoint and exit 75, the script requeues its own job, and the
-#                 requeued job resumes with --auto-resume
+#   scancel_usr1  scripts/train.sbatch, scancel --signal=USR1 mid-run (what its --signal=USR1@120
+#                 sends): the ranks write a checkpoint and exit 75, the script requeues its own
+#                 job, and the requeued job resumes with --auto-resume
 #   scancel_term  the same with --signal=TERM
-#   requeue       scontrol requeue mid-run, as preemption does: SIGTERM to the tasks, a checkpoint
-#                 within KillWait, and Slurm's own requeue resumes with --auto-resume
+#   requeue       scripts/train.sbatch, scontrol requeue mid-run, as preemption does: SIGTERM to
+#                 the tasks, a checkpoint within KillWait, and Slurm's own requeue resumes
 #
 #   test_slurm.sh BIN CHECKOUT PYTHON MODE      (exit 77 when slurm-wlm or munge is missing)
 set -euo pipefail
-BIN=$1 ROOT=$2 PY=${3:-python3} MODE=$4
+BIN=$(realpath "$1") ROOT=$(realpath "$2") PY=${3:-python3} MODE=$4
 WORK=$(mktemp -d)
 CLUSTER=$ROOT/tests/cluster/slurm_cluster.sh
 cleanup() {
@@ -95,12 +95,19 @@ exit \$rc
 JOB
 }
 
-# A job that pauses after global batch 7 on its first run only; the test signals it through
-# Slurm once both ranks said so.
+# The shipped scripts/train.sbatch, sized for this node, its binary a wrapper that pauses after
+# global batch 7 on the job's first run only; the test signals it through Slurm once the log
+# says so.
 pausing_job() {
-  # shellcheck disable=SC2016 # expanded in the job script, not here
-  write_job "$run" 'if [ -z "${SLURM_RESTART_COUNT:-}" ]; then export THINKINGVIT_KILL_AT=pause:7; fi'
-  job=$(sbatch --parsable -o "$WORK/job.out" "$WORK/job.sh")
+  cat >"$WORK/worker.sh" <<WRAP
+#!/usr/bin/env bash
+if [ -z "\${SLURM_RESTART_COUNT:-}" ]; then export THINKINGVIT_KILL_AT=pause:7; fi
+exec "$BIN" "\$@"
+WRAP
+  chmod +x "$WORK/worker.sh"
+  job=$(THINKINGVIT_BIN=$WORK/worker.sh sbatch --parsable --ntasks-per-node 2 --gpus-per-node 0 \
+    --cpus-per-task 1 --time 10 --chdir "$WORK" -o "$WORK/job.out" "$ROOT/scripts/train.sbatch" \
+    --config "$WORK/tiny.yaml" --output-dir "$run")
   wait_for_line "$WORK/job.out" "paused after batch 7" 120
   sleep 0.3  # the other rank's line may be a moment behind; the signal waits for neither
 }
@@ -109,7 +116,7 @@ pausing_job() {
 expect_resumed_run() {
   wait_for_job "$job"
   expect_in "$WORK/job.out" "$1"
-  expect_in "$WORK/job.out" "train exited 0 (restart 1)"
+  expect_in "$WORK/job.out" "thinkingvit: train exited 0 (run 1)"
   expect_in "$WORK/job.out" "--auto-resume: '$run/checkpoints' holds a checkpoint; resuming"
   expect_in "$run/train.log" "resumed from $run/checkpoints/epoch_0000_batch_0000"
 }
@@ -163,7 +170,8 @@ JOB
     pausing_job
     signal=${MODE#scancel_}
     scancel --signal="${signal^^}" "$job"
-    expect_resumed_run "train exited 75 (restart 0)"
+    expect_resumed_run "thinkingvit: train exited 75 (run 0)"
+    expect_in "$WORK/job.out" "thinkingvit: stopped with a checkpoint; requeueing job $job"
     expect_in "$WORK/job.out" "stopped by a signal"
     same_as_reference "$run"
     ;;

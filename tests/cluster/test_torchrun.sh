@@ -10,7 +10,7 @@
 #
 #   test_torchrun.sh BIN CHECKOUT PYTHON MODE
 set -euo pipefail
-BIN=$1 ROOT=$2 PY=${3:-python3} MODE=$4
+BIN=$(realpath "$1") ROOT=$(realpath "$2") PY=${3:-python3} MODE=$4
 WORK=$(mktemp -d)
 trap '[[ -n ${KEEP:-} ]] || rm -rf "$WORK"' EXIT
 # shellcheck source=tests/cluster/common.sh
