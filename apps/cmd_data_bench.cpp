@@ -35,6 +35,7 @@ struct DataBenchArgs {
   int size = 224;
   std::string auto_augment = "rand-m9-mstd0.5-inc1";
   std::vector<int> workers;
+  std::vector<std::string> batch_dtypes = {"float32"};
   int64_t batch_size = 64;
 };
 
@@ -65,36 +66,44 @@ double median(std::vector<double> values) {
 }
 
 // The train loader as `train` runs it (crop drawn from the JPEG header, only its part decoded,
-// RandAugment, erasing; one batch per worker thread), once per worker count and pass, the counts
-// interleaved so that a machine's drift affects all alike. Median images/s of each.
+// RandAugment, erasing; one batch per worker thread), once per worker count, batch dtype and
+// pass, interleaved so that a machine's drift affects all alike. Median images/s of each.
 void loader_bench(const DataBenchArgs& args, const std::shared_ptr<const data::ImageFolder>& folder,
                   const data::SampleTransform& train, int64_t count, eval::TableFormat format) {
   std::vector<int64_t> indices(static_cast<size_t>(count));
   std::iota(indices.begin(), indices.end(), 0);
-  std::vector<std::vector<double>> rates(args.workers.size());
-  util::Progress progress("loader", static_cast<int64_t>(args.reps * args.workers.size()) * count,
+  struct Setting {
+    int workers;
+    std::string dtype;
+  };
+  std::vector<Setting> settings;
+  for (const auto& dtype : args.batch_dtypes)
+    for (int w : args.workers) settings.push_back({w, dtype});
+  std::vector<std::vector<double>> rates(settings.size());
+  util::Progress progress("loader", static_cast<int64_t>(args.reps * settings.size()) * count,
                           "img");
   int64_t done = 0;
   for (int r = 0; r < args.reps; ++r) {
-    for (size_t w = 0; w < args.workers.size(); ++w) {
+    for (size_t k = 0; k < settings.size(); ++k) {
       data::LoaderOptions options;
       options.batch_size = args.batch_size;
-      options.num_workers = args.workers[w];
+      options.num_workers = settings[k].workers;
+      options.uint8_batches = settings[k].dtype == "uint8";
       data::DataLoader loader(folder, train, options);
       const auto start = Clock::now();
       loader.start_epoch(r, indices);
       while (auto batch = loader.next()) progress.update(done += batch->images.size(0));
-      rates[w].push_back(count / std::chrono::duration<double>(Clock::now() - start).count());
+      rates[k].push_back(count / std::chrono::duration<double>(Clock::now() - start).count());
     }
   }
   progress.finish();
-  eval::Table table({"workers", "img_per_s", "speedup", "img_per_s_per_worker", "images", "batch",
-                     "size"});
+  eval::Table table({"workers", "batch_dtype", "img_per_s", "speedup", "img_per_s_per_worker",
+                     "images", "batch", "size"});
   const double first = median(rates[0]);
-  for (size_t w = 0; w < args.workers.size(); ++w) {
-    const double rate = median(rates[w]);
-    table.add_row({static_cast<int64_t>(args.workers[w]), rate, rate / first,
-                   rate / args.workers[w], count, args.batch_size,
+  for (size_t k = 0; k < settings.size(); ++k) {
+    const double rate = median(rates[k]);
+    table.add_row({static_cast<int64_t>(settings[k].workers), settings[k].dtype, rate,
+                   rate / first, rate / settings[k].workers, count, args.batch_size,
                    static_cast<int64_t>(args.size)});
   }
   table.set_precision(2);
@@ -203,6 +212,12 @@ void add_data_bench_command(CLI::App& root) {
                   "time the train DataLoader with these worker-thread counts instead (e.g. 1,2)")
       ->delimiter(',')
       ->check(in_range(1, 512));
+  cmd->add_option("--batch-dtype", args->batch_dtypes,
+                  "batch dtypes of --workers runs: float32 (normalised by the workers), uint8 "
+                  "(the pixels; a GPU run normalises them there), or both: float32,uint8")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"float32", "uint8"}))
+      ->capture_default_str();
   cmd->add_option("--batch-size", args->batch_size, "batch size of --workers runs")
       ->check(at_least(1))
       ->capture_default_str();

@@ -91,6 +91,7 @@ EvalSetup make_eval_setup(const EvalSource& s) {
   lo.skip_corrupt = setup.config.data.skip_corrupt;
   lo.reduced_decode = setup.config.data.fast_decode;
   lo.pin_memory = setup.device.is_cuda();  // with non-blocking copies in evaluate()
+  lo.uint8_batches = data::uint8_batches(setup.config.data, setup.device.is_cuda());
   setup.loader = std::make_unique<data::DataLoader>(
       setup.val,
       data::make_eval_transform(e, static_cast<int>(setup.config.model.options.in_channels())), lo);

@@ -22,6 +22,20 @@ DataLoader::DataLoader(std::shared_ptr<const Dataset> dataset, SampleTransform t
              options_.prefetch_batches);
   if (options_.pin_memory && !compat::cuda_available()) options_.pin_memory = false;
   ahead_ = std::max<int64_t>(options_.prefetch_batches, options_.num_workers);
+  if (options_.uint8_batches) {
+    const auto& mean = transform_.mean;
+    const auto& std = transform_.std;
+    TVIT_CHECK(static_cast<int>(mean.size()) == transform_.channels &&
+                   static_cast<int>(std.size()) == transform_.channels,
+               "data loader: uint8 batches need the transform's ", transform_.channels,
+               " mean and std values, found ", mean.size(), " and ", std.size());
+    scale_ = at::empty({transform_.channels}, at::kFloat);
+    bias_ = at::empty({transform_.channels}, at::kFloat);
+    for (int ch = 0; ch < transform_.channels; ++ch) {  // as write_normalized computes them
+      scale_[ch] = 1.0f / (255.0f * std[ch]);
+      bias_[ch] = -mean[ch] / std[ch];
+    }
+  }
   if (options_.reduced_decode && transform_.decode_min_side > 0)
     reducer_ = dataset_->partial_decoder();
   // A crop drawn before decoding lets the JPEG decoder skip what lies outside it (same pixels).
@@ -70,16 +84,21 @@ Batch DataLoader::build(const Epoch& epoch, int64_t number) {
   const int64_t rows = end - begin, c = transform_.channels, s = transform_.size;
   Batch batch;
   batch.number = number;
-  batch.images = at::empty(
-      {rows, c, s, s}, at::TensorOptions().dtype(at::kFloat).pinned_memory(options_.pin_memory));
+  const bool planar = options_.uint8_batches;
+  const auto pinned = at::TensorOptions().pinned_memory(options_.pin_memory);
+  batch.images = at::empty({rows, c, s, s}, pinned.dtype(planar ? at::kByte : at::kFloat));
   batch.labels = at::empty({rows}, at::kLong);
-  float* images = batch.images.data_ptr<float>();
+  std::vector<ErasedBox> erased(planar ? rows : 0);
   int64_t* labels = batch.labels.data_ptr<int64_t>();
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t position = begin + r;
     const auto base_rng = sample_rng(
         options_.seed, epoch.epoch, options_.position_offset + options_.position_stride * position);
-    float* dst = images + r * c * s * s;
+    const auto out = [&] {
+      if (!planar) return SampleOut(batch.images.data_ptr<float>() + r * c * s * s);
+      erased[r] = ErasedBox{};
+      return SampleOut(batch.images.data_ptr<uint8_t>() + r * c * s * s, &erased[r]);
+    };
     bool done = false;
     int64_t index = -1;
     for (int64_t k = 0; k < n && !done; ++k) {  // replace unreadable samples, deterministically
@@ -89,7 +108,7 @@ Batch DataLoader::build(const Epoch& epoch, int64_t number) {
         auto part = part_decoder_->get_part(
             index, [&](int height, int width) { return transform_.crop_box(height, width, rng); });
         if (part) {
-          transform_.apply_cropped(part->sample.image, part->box, rng, dst);
+          transform_.apply_cropped(part->sample.image, part->box, rng, out());
           labels[r] = part->sample.label;
           done = true;
         }
@@ -97,7 +116,7 @@ Batch DataLoader::build(const Epoch& epoch, int64_t number) {
         auto sample = reducer_ ? reducer_->get_reduced(index, transform_.decode_min_side)
                                : dataset_->get(index);
         if (sample) {
-          transform_.apply(sample->image, rng, dst);
+          transform_.apply(sample->image, rng, out());
           labels[r] = sample->label;
           done = true;
         }
@@ -111,7 +130,61 @@ Batch DataLoader::build(const Epoch& epoch, int64_t number) {
     TVIT_CHECK(done, "data loader: no readable sample in the epoch");
     batch.indices.push_back(index);
   }
+  if (planar) {
+    batch.scale = scale_;
+    batch.bias = bias_;
+    size_t values = 0;
+    for (const auto& e : erased) values += e.noise.size();
+    if (values > 0) {
+      batch.erase_boxes = at::empty({rows, 4}, pinned.dtype(at::kLong));
+      batch.erase_noise = at::empty({static_cast<int64_t>(values)}, pinned.dtype(at::kFloat));
+      int64_t* box = batch.erase_boxes.data_ptr<int64_t>();
+      float* noise = batch.erase_noise.data_ptr<float>();
+      for (const auto& e : erased) {
+        const auto& b = e.box;
+        *box++ = b.top;
+        *box++ = b.left;
+        *box++ = e.noise.empty() ? 0 : b.height;
+        *box++ = b.width;
+        noise = std::copy(e.noise.begin(), e.noise.end(), noise);
+      }
+    }
+  }
   return batch;
+}
+
+BatchUpload::BatchUpload(const Batch& batch, const c10::Device& device)
+    : images_(batch.images, device) {
+  finish_ = batch.images.scalar_type() == at::kByte;
+  if (!finish_) return;
+  TVIT_CHECK(batch.scale.defined() && batch.bias.defined(),
+             "batch upload: a uint8 batch without its normalisation");
+  scale_ = compat::to_device_async(batch.scale, device);
+  bias_ = compat::to_device_async(batch.bias, device);
+  if (batch.erase_noise.defined()) {
+    boxes_ = compat::Upload(batch.erase_boxes, device);
+    noise_ = compat::Upload(batch.erase_noise, device);
+  }
+}
+
+at::Tensor BatchUpload::take() {
+  auto x = images_.take();
+  if (!finish_) return x;
+  const int64_t c = x.size(1), s = x.size(2);
+  // Two roundings, as write_normalized: pixel * scale, then + bias.
+  auto images = x.to(at::kFloat).mul_(scale_.view({1, c, 1, 1})).add_(bias_.view({1, c, 1, 1}));
+  auto noise = noise_.take();
+  if (noise.defined()) {  // the boxes' pixels, in B x C x S x S order, are the noise's values
+    const auto boxes = boxes_.take();
+    const auto pos = at::arange(s, boxes.options()).unsqueeze(0);  // 1 x S
+    const auto inside = [&](int64_t start, int64_t length) {      // B x S
+      const auto from = boxes.select(1, start).unsqueeze(1);
+      return (pos >= from) & (pos < from + boxes.select(1, length).unsqueeze(1));
+    };
+    const auto rows = inside(0, 2), cols = inside(1, 3);
+    images.masked_scatter_((rows.unsqueeze(2) & cols.unsqueeze(1)).unsqueeze(1), noise);
+  }
+  return images;
 }
 
 void DataLoader::worker_loop() {

@@ -79,4 +79,8 @@ std::shared_ptr<const Dataset> open_split(const DataSection& data, Split split,
   return set;
 }
 
+bool uint8_batches(const DataSection& data, bool cuda) {
+  return data.batch_dtype == "uint8" || (data.batch_dtype == "auto" && cuda);
+}
+
 }  // namespace thinkingvit::data

@@ -428,14 +428,22 @@ void write_normalized(const Image& img, const std::vector<float>& mean,
   }
 }
 
-void random_erasing(float* chw, int channels, int height, int width, double prob, Rng& rng,
-                    double min_area, double max_area) {
+void write_planar(const Image& img, uint8_t* dst) {
+  const int c = img.channels;
+  const size_t n = static_cast<size_t>(img.height) * img.width;
+  for (int ch = 0; ch < c; ++ch) {
+    uint8_t* plane = dst + ch * n;
+    for (size_t i = 0; i < n; ++i) plane[i] = img.pixels[i * c + ch];
+  }
+}
+
+std::optional<CropBox> random_erasing_box(int height, int width, double prob, Rng& rng,
+                                          double min_area, double max_area) {
   std::uniform_real_distribution<double> u01(0.0, 1.0);
-  if (u01(rng) > prob) return;
+  if (u01(rng) > prob) return std::nullopt;
   const double area = static_cast<double>(height) * width;
   std::uniform_real_distribution<double> u_area(min_area, max_area);
   std::uniform_real_distribution<double> u_log_ratio(std::log(0.3), std::log(1.0 / 0.3));
-  std::normal_distribution<float> normal(0.0f, 1.0f);
   for (int attempt = 0; attempt < 10; ++attempt) {
     const double target = area * u_area(rng);
     const double aspect = std::exp(u_log_ratio(rng));
@@ -444,16 +452,47 @@ void random_erasing(float* chw, int channels, int height, int width, double prob
     if (w < width && h < height) {
       const int top = std::uniform_int_distribution<int>(0, height - h)(rng);
       const int left = std::uniform_int_distribution<int>(0, width - w)(rng);
-      for (int c = 0; c < channels; ++c) {
-        for (int y = top; y < top + h; ++y) {
-          float* row = chw + (static_cast<size_t>(c) * height + y) * width;
-          for (int x = left; x < left + w; ++x) row[x] = normal(rng);
-        }
-      }
-      return;
+      return CropBox{top, left, h, w};
+    }
+  }
+  return std::nullopt;
+}
+
+std::vector<float> random_erasing_noise(int channels, const CropBox& box, Rng& rng) {
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> noise(static_cast<size_t>(channels) * box.height * box.width);
+  for (auto& v : noise) v = normal(rng);
+  return noise;
+}
+
+void random_erasing(float* chw, int channels, int height, int width, double prob, Rng& rng,
+                    double min_area, double max_area) {
+  const auto box = random_erasing_box(height, width, prob, rng, min_area, max_area);
+  if (!box) return;
+  const auto noise = random_erasing_noise(channels, *box, rng);
+  const float* next = noise.data();
+  for (int c = 0; c < channels; ++c) {
+    for (int y = box->top; y < box->top + box->height; ++y) {
+      float* row = chw + (static_cast<size_t>(c) * height + y) * width + box->left;
+      std::copy(next, next + box->width, row);
+      next += box->width;
     }
   }
 }
+
+namespace {
+
+// The transforms' last step: normalised floats, or the pixels as they are (a uint8 batch).
+void write_sample(const Image& img, const std::vector<float>& mean, const std::vector<float>& std,
+                  const SampleOut& dst) {
+  if (dst.floats != nullptr) {
+    write_normalized(img, mean, std, dst.floats);
+  } else {
+    write_planar(img, dst.pixels);
+  }
+}
+
+}  // namespace
 
 SampleTransform make_train_transform(const TrainTransformOptions& o, int channels) {
   TVIT_CHECK(
@@ -469,14 +508,21 @@ SampleTransform make_train_transform(const TrainTransformOptions& o, int channel
   SampleTransform t;
   t.channels = channels;
   t.size = o.size;
-  const auto finish = [o, channels, augment, policy](Image img, Rng& rng, float* dst) {
+  t.mean = o.mean;
+  t.std = o.std;
+  const auto finish = [o, channels, augment, policy](Image img, Rng& rng, const SampleOut& dst) {
     if (std::uniform_real_distribution<double>(0.0, 1.0)(rng) < o.hflip) img = hflip(img);
     if (augment) img = rand_augment(img, policy, rng);
-    write_normalized(img, o.mean, o.std, dst);
-    if (o.random_erasing > 0) random_erasing(dst, channels, o.size, o.size, o.random_erasing, rng);
+    write_sample(img, o.mean, o.std, dst);
+    if (o.random_erasing <= 0) return;
+    if (dst.floats != nullptr) {
+      random_erasing(dst.floats, channels, o.size, o.size, o.random_erasing, rng);
+    } else if (const auto box = random_erasing_box(o.size, o.size, o.random_erasing, rng)) {
+      *dst.erased = ErasedBox{*box, random_erasing_noise(channels, *box, rng)};
+    }
   };
   if (o.small_image) {
-    t.apply = [o, channels, finish](const Image& input, Rng& rng, float* dst) {
+    t.apply = [o, channels, finish](const Image& input, Rng& rng, SampleOut dst) {
       finish(pad_random_crop(to_channels(input, channels), o.size, o.padding, rng), rng, dst);
     };
     return t;
@@ -485,7 +531,7 @@ SampleTransform make_train_transform(const TrainTransformOptions& o, int channel
     return random_resized_crop_box(height, width, o.scale, o.ratio, rng);
   };
   t.apply_cropped = [o, channels, finish](const Image& part, const CropBox& box, Rng& rng,
-                                          float* dst) {
+                                          SampleOut dst) {
     const auto resized = [&](const Image& img) {
       return resize_box(img, box, o.size, o.size, o.interpolation);
     };
@@ -493,7 +539,7 @@ SampleTransform make_train_transform(const TrainTransformOptions& o, int channel
            dst);
   };
   t.apply = [crop_box = t.crop_box, apply_cropped = t.apply_cropped](const Image& input, Rng& rng,
-                                                                     float* dst) {
+                                                                     SampleOut dst) {
     apply_cropped(input, crop_box(input.height, input.width, rng), rng, dst);
   };
   return t;
@@ -513,15 +559,16 @@ SampleTransform make_eval_transform(const EvalTransformOptions& o, int channels)
   SampleTransform t;
   t.channels = channels;
   t.size = o.size;
+  t.mean = o.mean;
+  t.std = o.std;
   const int resize_to = static_cast<int>(std::floor(o.size / o.crop_pct));
   t.decode_min_side = resize_to;
-  t.apply = [o, channels, resize_to](const Image& input, Rng&, float* dst) {
+  t.apply = [o, channels, resize_to](const Image& input, Rng&, SampleOut dst) {
     const auto resized = [&](const Image& img) {
       return resize_shorter_center_crop(img, resize_to, o.size, o.interpolation);
     };
-    write_normalized(
-        input.channels == channels ? resized(input) : resized(to_channels(input, channels)), o.mean,
-        o.std, dst);
+    write_sample(input.channels == channels ? resized(input) : resized(to_channels(input, channels)),
+                 o.mean, o.std, dst);
   };
   return t;
 }

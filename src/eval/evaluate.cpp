@@ -94,13 +94,13 @@ StageRecords evaluate(models::ElasticModel& model, data::DataLoader& loader,
     if (progress) progress(++done, total);
   };
   auto batch = loader.next();
-  compat::Upload upload;
-  if (batch) upload = compat::Upload(batch->images, device);
+  data::BatchUpload upload;
+  if (batch) upload = data::BatchUpload(*batch, device);
   while (batch) {
     const auto images = upload.take();
     auto outputs = model.forward_all(images);
     auto following = loader.next();
-    if (following) upload = compat::Upload(following->images, device);
+    if (following) upload = data::BatchUpload(*following, device);
     settle();
     for (int64_t s = 0; s < num_stages; ++s) pending.emplace_back(outputs[s].logits.to(at::kFloat));
     labels.push_back(batch->labels);

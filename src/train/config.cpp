@@ -30,6 +30,7 @@ const std::vector<std::string> kSamplingModes = {"all", "sandwich", "stochastic"
 const std::vector<std::string> kDtypes = {"fp32", "bf16"};
 const std::vector<std::string> kDevices = {"auto", "cpu", "cuda"};
 const std::vector<std::string> kBackends = {"auto", "gloo", "nccl"};
+const std::vector<std::string> kBatchDtypes = {"auto", "uint8", "float32"};
 
 std::string joined(const std::vector<std::string>& names, const char* separator = ", ") {
   std::string out;
@@ -182,6 +183,7 @@ const std::vector<Field>& fields() {
       TVIT_FIELD(data.skip_corrupt),
       TVIT_FIELD(data.fast_decode),
       TVIT_FIELD(data.pin_memory),
+      TVIT_FIELD(data.batch_dtype),
       TVIT_FIELD(data.repeated_aug),
       TVIT_FIELD(augment.train.size),
       TVIT_FIELD(augment.train.scale),
@@ -452,6 +454,7 @@ class Loader {
 
     const auto& d = c.data;
     require_one_of("data.dataset", d.dataset, kDatasets);
+    require_one_of("data.batch_dtype", d.batch_dtype, kBatchDtypes);
     require(d.dataset != "image-folder" || !d.root.empty(), "data.root",
             "must name the dataset folder (holding '", d.train_dir, "' and '", d.val_dir,
             "') for the image-folder dataset, found ''");

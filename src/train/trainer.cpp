@@ -545,6 +545,7 @@ class Trainer {
     lo.prefetch_batches = d.prefetch_batches;
     lo.drop_last = true;
     lo.pin_memory = cuda_ && d.pin_memory;
+    lo.uint8_batches = data::uint8_batches(d, cuda_);
     lo.skip_corrupt = d.skip_corrupt;
     lo.seed = config_.run.seed;
     lo.position_offset = dist_->rank();  // rank r holds global positions r, r + W, ...
@@ -936,7 +937,7 @@ class Trainer {
     auto batch = train_loader_->next();
     counters.wait_s += std::chrono::duration<double>(Clock::now() - wait_start).count();
     TVIT_CHECK(batch.has_value(), "training: the loader ran out of batches before the epoch's end");
-    compat::Upload images(batch->images, device_);
+    data::BatchUpload images(*batch, device_);
     staged_ = StagedBatch{std::move(*batch), std::move(images)};
   }
 
@@ -1129,7 +1130,7 @@ class Trainer {
   std::unique_ptr<GradientReducer> reducer_;
   struct StagedBatch {
     data::Batch batch;  // on the host
-    compat::Upload images;
+    data::BatchUpload images;
   };
   std::optional<StagedBatch> staged_;  // the next batch, on its way to the device
   struct StepLosses {

@@ -468,6 +468,24 @@ TEST(Cli, DataBenchTimesEveryPipeline) {
   r = run(dir, "data-bench --root " + dir.file("jpegs") + " --workers 0");
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.err.find("--workers"), std::string::npos) << r.err;
+
+  // --batch-dtype float32,uint8: a row per dtype and worker count, dtypes outermost.
+  r = run(dir, "data-bench --root " + dir.file("jpegs") + " --images 3 --reps 1 --size 16 " +
+                   "--workers 1,2 --batch-dtype float32,uint8 --batch-size 2 --output " +
+                   dir.file("d.json"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto dtype_rows = nlohmann::json::parse(slurp(dir.file("d.json")));
+  ASSERT_EQ(dtype_rows.size(), 4u);
+  const std::pair<int64_t, const char*> expected[] = {
+      {1, "float32"}, {2, "float32"}, {1, "uint8"}, {2, "uint8"}};
+  for (size_t k = 0; k < 4; ++k) {
+    EXPECT_EQ(dtype_rows[k]["workers"].get<int64_t>(), expected[k].first) << k;
+    EXPECT_EQ(dtype_rows[k]["batch_dtype"].get<std::string>(), expected[k].second) << k;
+    EXPECT_GT(dtype_rows[k]["img_per_s"].get<double>(), 0.0) << k;
+  }
+  r = run(dir, "data-bench --root " + dir.file("jpegs") + " --workers 1 --batch-dtype fp16");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("--batch-dtype"), std::string::npos) << r.err;
 }
 #endif  // THINKINGVIT_HAVE_OPENCV
 

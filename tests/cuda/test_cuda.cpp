@@ -6,6 +6,8 @@
 
 #include "../test_util.h"
 #include "../train/tiny_config.h"
+#include "thinkingvit/data/loader.h"
+#include "thinkingvit/data/open.h"
 #include "thinkingvit/io/safetensors.h"
 #include "thinkingvit/models/elastic_model.h"
 #include "thinkingvit/models/entropy.h"
@@ -244,6 +246,40 @@ TEST(Cuda, UploadAndReadbackOrderTheirStreams_CUDA) {
   EXPECT_FALSE(got.is_cuda());
   EXPECT_TRUE(torch::equal(got, expected.cpu()));
   EXPECT_FALSE(torch::equal(got, s.cpu()));
+}
+
+// A uint8 batch from pinned memory, normalised and erased on the GPU, holds the values the CPU
+// gives it (random erasing with probability 1, so the boxes are filled there too).
+TEST(Cuda, Uint8BatchesFinishOnTheGpuAsOnTheCpu_CUDA) {
+  REQUIRE_GPU();
+  data::SyntheticSpec spec;
+  spec.image_size = 40;
+  data::DataSection section;
+  section.dataset = "synthetic";
+  section.synthetic_size = 12;
+  const auto dataset = data::open_split(section, data::Split::kTrain, spec);
+  data::TrainTransformOptions t;
+  t.size = 32;
+  t.random_erasing = 1.0;
+  data::LoaderOptions o;
+  o.batch_size = 6;
+  o.num_workers = 2;
+  o.uint8_batches = true;
+  o.pin_memory = true;
+  data::DataLoader loader(dataset, data::make_train_transform(t, 3), o);
+  loader.start_epoch(0, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11});
+  int64_t batches = 0;
+  while (auto batch = loader.next()) {
+    ASSERT_TRUE(batch->images.is_pinned());
+    ASSERT_TRUE(batch->erase_boxes.defined());
+    const auto on_gpu = data::BatchUpload(*batch, kGpu).take();
+    ASSERT_TRUE(on_gpu.is_cuda());
+    const auto on_cpu = data::BatchUpload(*batch, at::kCPU).take();
+    const double scale = on_cpu.abs().max().item<double>();
+    EXPECT_LE((on_gpu.cpu() - on_cpu).abs().max().item<double>(), 1e-6 * scale);
+    ++batches;
+  }
+  EXPECT_EQ(batches, 2);
 }
 
 TEST(Cuda, OneRankNcclGroupAllReduces_CUDA) {

@@ -44,10 +44,10 @@ data::SampleTransform noisy_transform() {
   data::SampleTransform t;
   t.channels = 1;
   t.size = 4;
-  t.apply = [](const data::Image& img, data::Rng& rng, float* dst) {
+  t.apply = [](const data::Image& img, data::Rng& rng, data::SampleOut dst) {
     std::normal_distribution<float> noise(0.0f, 1.0f);
     auto x = std::uniform_int_distribution<int>(0, 1)(rng) ? data::hflip(img) : img;
-    for (size_t i = 0; i < x.pixels.size(); ++i) dst[i] = x.pixels[i] / 255.0f + noise(rng);
+    for (size_t i = 0; i < x.pixels.size(); ++i) dst.floats[i] = x.pixels[i] / 255.0f + noise(rng);
   };
   return t;
 }
@@ -205,6 +205,114 @@ TEST(Loader, GlobalPositionsAcrossRanks) {
     const auto mine = epoch(part, 3, {rank, rank + 2, rank + 4, rank + 6})[0].images;
     EXPECT_TRUE(torch::equal(mine, whole.slice(0, rank, 8, 2))) << "rank " << rank;
   }
+}
+
+namespace {
+
+// Sample i: an RGB (or gray) image of its own size with a pattern of its own, label i % 3.
+class PatternDataset : public data::Dataset {
+ public:
+  PatternDataset(int64_t n, int channels) : n_(n), channels_(channels) {}
+  int64_t size() const override { return n_; }
+  int64_t num_classes() const override { return 3; }
+  int channels() const override { return channels_; }
+  std::optional<data::Sample> get(int64_t i) const override {
+    data::Image image(30 + 7 * static_cast<int>(i % 5), 41 - 3 * static_cast<int>(i % 4),
+                      channels_);
+    for (size_t p = 0; p < image.pixels.size(); ++p)
+      image.pixels[p] = static_cast<uint8_t>((p * (5 + i) + p / 37 + 13 * i) % 256);
+    return data::Sample{std::move(image), i % 3};
+  }
+  std::vector<int64_t> labels() const override {
+    std::vector<int64_t> l;
+    for (int64_t i = 0; i < n_; ++i) l.push_back(i % 3);
+    return l;
+  }
+  std::vector<std::string> class_names() const override { return {"0", "1", "2"}; }
+  std::string describe() const override { return "patterns"; }
+
+ private:
+  int64_t n_;
+  int channels_;
+};
+
+// A uint8 batch normalised and erased where it is taken (here the CPU, as on a GPU) holds the
+// float batch's values: the same boxes, the same noise in them, the same normalisation.
+void expect_uint8_batches_equal_float_batches(const data::SampleTransform& transform,
+                                              int channels, bool expect_erasing) {
+  auto dataset = std::make_shared<PatternDataset>(13, channels);
+  const auto run = [&](bool planar) {
+    data::LoaderOptions o;
+    o.batch_size = 5;
+    o.num_workers = 2;
+    o.seed = 3;
+    o.uint8_batches = planar;
+    data::DataLoader loader(dataset, transform, o);
+    return epoch(loader, 1, range(13));
+  };
+  const auto floats = run(false), pixels = run(true);
+  ASSERT_EQ(floats.size(), 3u);
+  ASSERT_EQ(pixels.size(), 3u);
+  int64_t erased = 0;
+  for (size_t b = 0; b < floats.size(); ++b) {
+    const auto& batch = pixels[b];
+    ASSERT_EQ(batch.images.scalar_type(), at::kByte);
+    ASSERT_EQ(batch.images.sizes(), floats[b].images.sizes());
+    EXPECT_TRUE(torch::equal(batch.labels, floats[b].labels));
+    if (batch.erase_boxes.defined()) {
+      const auto boxes = batch.erase_boxes;
+      ASSERT_EQ(boxes.sizes(), (at::IntArrayRef{batch.images.size(0), 4}));
+      const auto areas = boxes.select(1, 2) * boxes.select(1, 3);
+      EXPECT_EQ(batch.erase_noise.numel(), channels * areas.sum().item<int64_t>());
+      erased += (boxes.select(1, 2) > 0).sum().item<int64_t>();
+    }
+    const auto finished = data::BatchUpload(batch, at::kCPU).take();
+    ASSERT_EQ(finished.scalar_type(), at::kFloat);
+    const auto& expected = floats[b].images;
+    const double scale = expected.abs().max().item<double>();
+    EXPECT_LE((finished - expected).abs().max().item<double>(), 1e-6 * scale) << "batch " << b;
+    // A float batch is taken as it is.
+    EXPECT_TRUE(data::BatchUpload(floats[b], at::kCPU).take().is_same(expected));
+  }
+  if (expect_erasing) {
+    EXPECT_GE(erased, 5);  // with probability 1, nearly every sample is erased
+  } else {
+    EXPECT_EQ(erased, 0);
+  }
+}
+
+}  // namespace
+
+TEST(Loader, Uint8TrainBatchesEqualFloatBatchesOnceFinished) {
+  data::TrainTransformOptions t;
+  t.size = 24;
+  t.random_erasing = 1.0;
+  expect_uint8_batches_equal_float_batches(data::make_train_transform(t, 3), 3, true);
+}
+
+TEST(Loader, Uint8SmallGrayBatchesEqualFloatBatchesOnceFinished) {
+  data::TrainTransformOptions t;
+  t.size = 28;
+  t.small_image = true;
+  t.auto_augment = "";
+  t.random_erasing = 0.5;
+  t.mean = {0.286f};
+  t.std = {0.353f};
+  expect_uint8_batches_equal_float_batches(data::make_train_transform(t, 1), 1, true);
+}
+
+TEST(Loader, Uint8EvalBatchesEqualFloatBatchesOnceFinished) {
+  data::EvalTransformOptions e;
+  e.size = 20;
+  expect_uint8_batches_equal_float_batches(data::make_eval_transform(e, 3), 3, false);
+}
+
+TEST(Loader, Uint8BatchesNeedTheTransformsNormalisation) {
+  auto t = noisy_transform();  // no mean / std: it writes floats of its own
+  data::LoaderOptions o;
+  o.uint8_batches = true;
+  expect_error([&] { data::DataLoader(std::make_shared<CountingDataset>(4, std::set<int64_t>{}), t, o); },
+               {"uint8 batches need the transform's 1 mean and std values, found 0 and 0"});
 }
 
 #ifdef THINKINGVIT_HAVE_OPENCV

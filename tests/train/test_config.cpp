@@ -260,6 +260,8 @@ TEST(ConfigErrors, RangeChecksNameTheLineOfTheValue) {
       {"sampling:\n  mode: sandwich\n  sandwich_k: 1\n", {"line 3", "'sampling.sandwich_k'"}},
       {"sampling:\n  weights: [1]\n", {"line 2", "'sampling.weights'", "one value per stage"}},
       {"data:\n  dataset: imagenet\n", {"line 2", "'data.dataset'", "image-folder", "'imagenet'"}},
+      {"data:\n  batch_dtype: int8\n",
+       {"line 2: key 'data.batch_dtype' expects one of auto, uint8, float32; found 'int8'"}},
       {"data:\n  dataset: image-folder\n",
        {"config 'x.yaml': key 'data.root' (default value) must name the dataset folder"}},
       {"data:\n  batch_size: 0\n", {"line 2", "'data.batch_size' expects an integer >= 1"}},

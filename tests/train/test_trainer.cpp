@@ -207,6 +207,34 @@ TEST(Trainer, KilledAndResumedEqualsUninterrupted) {
   }
 }
 
+// data.batch_dtype uint8 (a GPU's default): the trainer takes the batches through BatchUpload,
+// normalised and erased where the model runs; the run trains the float32 run's model.
+TEST(Trainer, Uint8BatchesTrainTheFloatRunsModel) {
+  TempDir dir;
+  const auto config = [&](const std::string& name, const std::string& dtype) {
+    auto c = tiny_config(dir.file(name));
+    c.schedule.epochs = 2;
+    c.augment.train.random_erasing = 0.5;
+    c.augment.train.hflip = 0.5;
+    c.data.batch_dtype = dtype;
+    return c;
+  };
+  const auto floats = train::train(config("floats", "float32"));
+  const auto pixels = train::train(config("pixels", "uint8"));
+  ASSERT_EQ(floats.size(), pixels.size());
+  for (size_t e = 0; e < floats.size(); ++e) {
+    EXPECT_NEAR(pixels[e].loss, floats[e].loss, 1e-5 * std::abs(floats[e].loss)) << e;
+  }
+  const auto a = io::read_safetensors(dir.file("floats/checkpoints/epoch_0001/model.safetensors"));
+  const auto b = io::read_safetensors(dir.file("pixels/checkpoints/epoch_0001/model.safetensors"));
+  ASSERT_EQ(a.tensors.size(), b.tensors.size());
+  for (const auto& [name, t] : a.tensors) {
+    const auto& u = b.tensors.at(name);
+    const double scale = std::max(1e-3, t.abs().max().item<double>());
+    EXPECT_LE((u - t).abs().max().item<double>(), 1e-5 * scale) << name;
+  }
+}
+
 TEST(Trainer, AppliesPrecisionTf32) {
   for (const bool tf32 : {false, true, false}) {
     TempDir dir;

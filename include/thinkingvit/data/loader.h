@@ -19,6 +19,7 @@
 
 #include "thinkingvit/data/dataset.h"
 #include "thinkingvit/data/transforms.h"
+#include "thinkingvit/util/compat.h"
 
 namespace thinkingvit::data {
 
@@ -30,6 +31,10 @@ struct LoaderOptions {
   int prefetch_batches = 4;
   bool drop_last = false;
   bool pin_memory = false;   // page-locked batches for asynchronous host-to-GPU copies
+  // Batches of uint8 pixels, normalised (and random erasing's boxes filled) where BatchUpload
+  // takes them: a quarter of the bytes to copy, and the float work on the GPU (timm's
+  // PrefetchLoader). The images equal the float batches' (same boxes, same noise).
+  bool uint8_batches = false;
   bool skip_corrupt = true;  // false: an unreadable sample is an error
   uint64_t seed = 0;
   // Local position p of an epoch draws its randomness from global position
@@ -43,10 +48,30 @@ struct LoaderOptions {
 };
 
 struct Batch {
-  at::Tensor images;             // B x C x S x S float32
+  at::Tensor images;             // B x C x S x S float32, or uint8 pixels (uint8_batches)
   at::Tensor labels;             // B int64
   std::vector<int64_t> indices;  // dataset index of each row (after replacements)
   int64_t number = 0;            // position in the epoch
+  // uint8 batches only: per channel, the normalised value is pixel * scale + bias; random
+  // erasing's boxes (B x 4 int64: top, left, height, width; height 0: none) and their noise, the
+  // boxes' values one after the other in B x C x S x S order (float32).
+  at::Tensor scale, bias;
+  at::Tensor erase_boxes, erase_noise;
+};
+
+// A batch's copy to `device`, started at construction (compat::Upload, pinned buffers copy
+// asynchronously); take() returns the B x C x S x S float32 images there: a uint8 batch
+// normalised and erased on the device, a float batch as it is.
+class BatchUpload {
+ public:
+  BatchUpload() = default;
+  BatchUpload(const Batch& batch, const c10::Device& device);
+  at::Tensor take();
+
+ private:
+  compat::Upload images_, boxes_, noise_;
+  at::Tensor scale_, bias_;
+  bool finish_ = false;
 };
 
 class DataLoader {
@@ -82,6 +107,7 @@ class DataLoader {
   const PartialDecoder* part_decoder_ = nullptr;  // set when the transform crops first
   SampleTransform transform_;
   LoaderOptions options_;
+  at::Tensor scale_, bias_;  // uint8 batches: the normalisation, per channel
   std::atomic<int64_t> skipped_{0};
 
   mutable std::mutex mutex_;

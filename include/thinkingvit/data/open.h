@@ -29,6 +29,8 @@ struct DataSection {
   bool skip_corrupt = true;
   bool fast_decode = false;  // eval: JPEG DCT-scaled decoding (faster, pixels differ slightly)
   bool pin_memory = true;
+  // auto: uint8 batches on a GPU (normalised and erased there), float32 on the CPU.
+  std::string batch_dtype = "auto";  // auto | uint8 | float32
   int repeated_aug = 1;  // DeiT's repeated augmentation copies (3 in the ImageNet recipe)
 };
 
@@ -46,5 +48,8 @@ struct SyntheticSpec {
 // file or folder that is missing or malformed.
 std::shared_ptr<const Dataset> open_split(const DataSection& data, Split split,
                                           const SyntheticSpec& synthetic);
+
+// Whether the loaders hand out uint8 batches (data.batch_dtype; auto: on a CUDA device).
+bool uint8_batches(const DataSection& data, bool cuda);
 
 }  // namespace thinkingvit::data

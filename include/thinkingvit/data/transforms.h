@@ -4,7 +4,9 @@
 // erasing) and eval (resize the shorter side to size / crop_pct, centre crop, normalise).
 
 #include <array>
+#include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -50,11 +52,34 @@ CropBox random_resized_crop_box(int height, int width, std::array<double, 2> sca
 void write_normalized(const Image& img, const std::vector<float>& mean,
                       const std::vector<float>& std, float* dst);
 
+// HWC uint8 -> CHW uint8 into `dst` (C*H*W bytes): the pixels of a uint8 batch.
+void write_planar(const Image& img, uint8_t* dst);
+
 // timm RandomErasing, mode "pixel", one box: with probability `prob`, up to 10 tries of area
 // U(min_area, max_area) * H * W and log-uniform aspect in [0.3, 1/0.3]; the box is filled with
 // per-pixel, per-channel N(0, 1) values. `chw` is C x H x W floats, already normalised.
 void random_erasing(float* chw, int channels, int height, int width, double prob, Rng& rng,
                     double min_area = 0.02, double max_area = 1.0 / 3.0);
+// random_erasing in two halves that draw what it draws: the box (none, with probability
+// 1 - prob, or when no try fits), then its noise, channel by channel, row by row.
+std::optional<CropBox> random_erasing_box(int height, int width, double prob, Rng& rng,
+                                          double min_area = 0.02, double max_area = 1.0 / 3.0);
+std::vector<float> random_erasing_noise(int channels, const CropBox& box, Rng& rng);
+
+// Where a transform writes one sample: normalised C x S x S floats (the host path), or, for a
+// uint8 batch finished on the device, its C x S x S pixels and random erasing's box and noise
+// (box height 0: nothing erased), which the device applies after normalising.
+struct ErasedBox {
+  CropBox box;
+  std::vector<float> noise;  // C x box.height x box.width
+};
+struct SampleOut {
+  SampleOut(float* values) : floats(values) {}  // NOLINT(google-explicit-constructor)
+  SampleOut(uint8_t* planar, ErasedBox* erased) : pixels(planar), erased(erased) {}
+  float* floats = nullptr;
+  uint8_t* pixels = nullptr;
+  ErasedBox* erased = nullptr;
+};
 
 struct TrainTransformOptions {
   int size = 224;
@@ -79,11 +104,13 @@ struct EvalTransformOptions {
   std::vector<float> std = {0.229f, 0.224f, 0.225f};
 };
 
-// A per-sample transform writing a C x size x size float image into dst.
+// A per-sample transform writing a C x size x size image into dst; its last step normalises
+// (x / 255 - mean[c]) / std[c].
 struct SampleTransform {
   int channels = 3;
   int size = 224;
-  std::function<void(const Image&, Rng&, float*)> apply;
+  std::vector<float> mean, std;
+  std::function<void(const Image&, Rng&, SampleOut)> apply;
   // Shorter side the decoder may reduce to without losing detail (0: no hint).
   int decode_min_side = 0;
   // Set by transforms whose first step is a random crop (train: RandomResizedCrop). The crop is
@@ -91,7 +118,7 @@ struct SampleTransform {
   // apply(img, rng, dst) == apply_cropped(part, box in part, rng, dst) with
   // box = crop_box(img.height, img.width, rng) and `part` any region of img containing the box.
   std::function<CropBox(int height, int width, Rng&)> crop_box;
-  std::function<void(const Image& part, const CropBox& box, Rng&, float*)> apply_cropped;
+  std::function<void(const Image& part, const CropBox& box, Rng&, SampleOut)> apply_cropped;
 };
 
 SampleTransform make_train_transform(const TrainTransformOptions& options, int channels);
