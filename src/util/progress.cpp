@@ -43,6 +43,8 @@ void Progress::update(int64_t done, const std::string& extra) {
   const bool last = done >= total_;
   if (!last && since < (tty_ ? 0.2 : 30.0)) return;
   last_print_ = now;
+  printed_done_ = done;
+  printed_extra_ = extra;
   const double rate = elapsed > 0 ? done / elapsed : 0.0;
   const double eta = rate > 0 ? (total_ - done) / rate : 0.0;
   char stats[160];
@@ -64,7 +66,7 @@ void Progress::update(int64_t done, const std::string& extra) {
 
 void Progress::finish(const std::string& extra) {
   if (finished_) return;
-  update(total_, extra);
+  if (printed_done_ != total_ || printed_extra_ != extra) update(total_, extra);
   if (tty_) std::fputc('\n', stderr);
   finished_ = true;
 }

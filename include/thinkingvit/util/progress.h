@@ -14,6 +14,7 @@ class Progress {
   ~Progress();
   // `done` items finished so far; `extra` is appended (e.g. "loss 0.53").
   void update(int64_t done, const std::string& extra = "");
+  // The final state, unless the last line printed already showed it.
   void finish(const std::string& extra = "");
 
  private:
@@ -21,6 +22,8 @@ class Progress {
   int64_t total_;
   bool tty_;
   bool finished_ = false;
+  int64_t printed_done_ = -1;  // what the last line printed showed
+  std::string printed_extra_;
   std::chrono::steady_clock::time_point start_, last_print_;
 };
 
