@@ -12,6 +12,7 @@
 #include "thinkingvit/eval/benchmark.h"
 #include "thinkingvit/models/cpu_kernels.h"
 #include "thinkingvit/train/distributed.h"
+#include "thinkingvit/train/step_bench.h"
 #include "thinkingvit/util/error.h"
 #include "thinkingvit/util/fs.h"
 
@@ -42,9 +43,10 @@ void run_bench(const BenchArgs& args) {
   const auto env = train::dist_env();
   if (env.world_size > 1) {
     if (env.rank != 0) return;
-    spdlog::warn("bench: launched as {} processes ({}); it times one process, so rank 0 runs "
-                 "it alone and the other ranks exit",
-                 env.world_size, env.source);
+    spdlog::warn(
+        "bench: launched as {} processes ({}); it times one process, so rank 0 runs "
+        "it alone and the other ranks exit",
+        env.world_size, env.source);
   }
   set_threads(args.threads);
   const auto format = eval::parse_table_format(args.format, "--format");
@@ -56,7 +58,6 @@ void run_bench(const BenchArgs& args) {
     options.precisions.push_back(eval::parse_precision(p, "--precision"));
   options.taus = args.taus;
   options.stop_shares = args.stop_shares;
-  options.train = args.train;
   options.rule = models::parse_entropy_rule(args.entropy_rule, "--entropy");
   options.warmup = args.warmup;
   options.reps = args.reps;
@@ -76,11 +77,11 @@ void run_bench(const BenchArgs& args) {
   if (!args.weights.empty()) weights = io::read_weights(args.weights);
   const auto model_options = resolve_model(args.model, weights ? &*weights : nullptr);
   models::check_fits_in_memory(
-      model_options, options.train ? 4 : 1, "model",
+      model_options, args.train ? 4 : 1, "model",
       options.batch_sizes.empty()
           ? 0
           : *std::max_element(options.batch_sizes.begin(), options.batch_sizes.end()),
-      /*training=*/options.train, options.device);
+      /*training=*/args.train, options.device);
   const auto model = models::make_model(model_options);
   if (weights) {
     const auto report = io::load_state_dict(*model, weights->tensors, weights->path);
@@ -89,14 +90,18 @@ void run_bench(const BenchArgs& args) {
   model->set_weight_cache(!args.no_weight_cache);
   spdlog::info("model: {}", model_options.describe());
   const auto log = [](const std::string& line) { spdlog::info("{}", line); };
+  // --train: the training step `train` runs with the DeiT recipe's defaults (loss, parameter
+  // groups, mixing, clipping), after each case's stage and elastic rows.
+  const train::TrainConfig recipe;
+  const auto extra = args.train ? train::training_step_rows(*model, recipe) : eval::ExtraCalls();
   std::vector<eval::BenchRow> rows;
   if (args.profile.empty()) {
-    rows = eval::run_benchmark(*model, options, log);
+    rows = eval::run_benchmark(*model, options, log, extra);
   } else {
     // The profile folder appears whole or not at all: its traces are written into a temp folder.
     util::write_folder_atomic(args.profile, [&](const std::filesystem::path& dir) {
       options.trace_dir = dir.string();
-      rows = eval::run_benchmark(*model, options, log);
+      rows = eval::run_benchmark(*model, options, log, extra);
       std::vector<std::pair<std::string, eval::Profile>> profiles;
       for (const auto& row : rows) profiles.emplace_back(row.label(), row.profile);
       eval::profile_table(profiles, 15)
@@ -141,7 +146,8 @@ void add_bench_command(CLI::App& root) {
       ->delimiter(',')
       ->check(in_range(0, 1));
   cmd->add_flag("--train", args->train,
-                "add a training-step row: every stage, mean cross-entropy, backward, AdamW");
+                "add a training-step row: train's step on the DeiT recipe (Mixup / CutMix, every "
+                "stage's loss, backward, clipping, AdamW over its two parameter groups)");
   cmd->add_flag("--peak", args->peak,
                 "also measure the device's GEMM peak per precision; rows report the share reached");
   cmd->add_flag("--cuda-graphs", args->cuda_graphs,

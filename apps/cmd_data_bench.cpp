@@ -22,6 +22,7 @@
 #include "thinkingvit/eval/benchmark.h"
 #include "thinkingvit/eval/table.h"
 #include "thinkingvit/util/error.h"
+#include "thinkingvit/util/limits.h"
 #include "thinkingvit/util/progress.h"
 
 namespace thinkingvit::apps {
@@ -102,8 +103,8 @@ void loader_bench(const DataBenchArgs& args, const std::shared_ptr<const data::I
   const double first = median(rates[0]);
   for (size_t k = 0; k < settings.size(); ++k) {
     const double rate = median(rates[k]);
-    table.add_row({static_cast<int64_t>(settings[k].workers), settings[k].dtype, rate,
-                   rate / first, rate / settings[k].workers, count, args.batch_size,
+    table.add_row({static_cast<int64_t>(settings[k].workers), settings[k].dtype, rate, rate / first,
+                   rate / settings[k].workers, count, args.batch_size,
                    static_cast<int64_t>(args.size)});
   }
   table.set_precision(2);
@@ -204,7 +205,7 @@ void add_data_bench_command(CLI::App& root) {
       ->check(at_least(1))
       ->capture_default_str();
   cmd->add_option("--size", args->size, "output size")
-      ->check(in_range(1, models::kMaxImageSize))
+      ->check(in_range(1, util::kMaxImageSize))
       ->capture_default_str();
   cmd->add_option("--auto-augment", args->auto_augment, "RandAugment policy ('' for none)")
       ->capture_default_str();

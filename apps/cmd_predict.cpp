@@ -120,7 +120,7 @@ void run_predict(const PredictArgs& args) {
     eval.crop_pct = *args.crop_pct;
     TVIT_CHECK(data::crop_pct_fits(eval.size, eval.crop_pct), "--crop-pct ", eval.crop_pct,
                ": would resize the model's ", eval.size, " pixels to ", eval.size / eval.crop_pct,
-               ", beyond the supported ", models::kMaxImageSize);
+               ", beyond the supported ", util::kMaxImageSize);
   }
   if (!args.mean.empty()) eval.mean = args.mean;
   if (!args.std.empty()) eval.std = args.std;

@@ -16,7 +16,7 @@
 #include "thinkingvit/eval/sweep.h"
 #include "thinkingvit/eval/table.h"
 #include "thinkingvit/models/cpu_kernels.h"
-#include "thinkingvit/util/compat.h"
+#include "thinkingvit/util/device.h"
 #include "thinkingvit/util/error.h"
 #include "thinkingvit/util/progress.h"
 

@@ -11,9 +11,9 @@
 #include "thinkingvit/io/model_config.h"
 #include "thinkingvit/train/config.h"
 #include "thinkingvit/util/cpu.h"
-#include "thinkingvit/util/gpu_probe.h"
-#include "thinkingvit/util/compat.h"
+#include "thinkingvit/util/device.h"
 #include "thinkingvit/util/error.h"
+#include "thinkingvit/util/limits.h"
 #include "thinkingvit/util/text.h"
 
 namespace thinkingvit::apps {
@@ -83,13 +83,13 @@ void add_device_flag(CLI::App& app, std::string& device) {
 
 c10::Device use_device(const std::string& name, const std::string& flag) {
   const auto device =
-      name == "auto" ? util::resolve_auto_device(flag) : compat::parse_device(name, flag);
+      name == "auto" ? compat::resolve_auto_device(flag) : compat::parse_device(name, flag);
   compat::set_current_device(device);
   return device;
 }
 
 void set_threads(int threads) {
-  TVIT_CHECK(threads <= train::kMaxThreads, "--threads: expects at most ", train::kMaxThreads,
+  TVIT_CHECK(threads <= util::kMaxThreads, "--threads: expects at most ", util::kMaxThreads,
              ", found ", threads);
   if (threads <= 0) threads = util::usable_cores();
   at::set_num_threads(threads);

@@ -11,8 +11,8 @@
 #include "thinkingvit/data/sampler.h"
 #include "thinkingvit/io/checkpoint.h"
 #include "thinkingvit/train/trainer.h"
-#include "thinkingvit/util/compat.h"
 #include "thinkingvit/util/cpu.h"
+#include "thinkingvit/util/device.h"
 #include "thinkingvit/util/error.h"
 
 namespace thinkingvit::apps {
@@ -102,8 +102,8 @@ EvalSetup make_eval_setup(const EvalSource& s) {
   for (int64_t i = env.rank; i < setup.val->size(); i += env.world_size) setup.indices.push_back(i);
   spdlog::info("val: {}; {}", setup.val->describe(), setup.preprocessing);
   if (setup.dist->enabled()) {
-    spdlog::info("val: {} processes, each evaluating every {}th image ({} here)",
-                 env.world_size, env.world_size, setup.indices.size());
+    spdlog::info("val: {} processes, each evaluating every {}th image ({} here)", env.world_size,
+                 env.world_size, setup.indices.size());
   }
   return setup;
 }
@@ -119,11 +119,12 @@ eval::StageRecords EvalSetup::evaluate(models::EntropyRule rule, bool bf16,
   const int64_t stages = local.correct1.size(0), n = val->size(), w = dist->world_size();
   auto all = at::zeros({3 * stages + 1, n}, at::kDouble);
   const auto columns = at::arange(dist->rank(), n, w, at::kLong);
-  TVIT_CHECK(columns.size(0) == local.num_samples, "evaluation: rank ", dist->rank(),
-             " evaluated ", local.num_samples, " images, expected ", columns.size(0));
-  all.index_copy_(1, columns,
-                  at::cat({local.correct1.to(at::kDouble), local.correct5.to(at::kDouble),
-                           local.entropy.to(at::kDouble), local.labels.to(at::kDouble).view({1, -1})}));
+  TVIT_CHECK(columns.size(0) == local.num_samples, "evaluation: rank ", dist->rank(), " evaluated ",
+             local.num_samples, " images, expected ", columns.size(0));
+  all.index_copy_(
+      1, columns,
+      at::cat({local.correct1.to(at::kDouble), local.correct5.to(at::kDouble),
+               local.entropy.to(at::kDouble), local.labels.to(at::kDouble).view({1, -1})}));
   dist->sum_on_device(all);
   eval::StageRecords records;
   records.num_samples = n;

@@ -5,7 +5,8 @@
 
 #include <algorithm>
 
-#include "thinkingvit/util/compat.h"
+#include "thinkingvit/util/async_copy.h"
+#include "thinkingvit/util/device.h"
 #include "thinkingvit/util/error.h"
 
 namespace thinkingvit::data {
@@ -177,7 +178,7 @@ at::Tensor BatchUpload::take() {
   if (noise.defined()) {  // the boxes' pixels, in B x C x S x S order, are the noise's values
     const auto boxes = boxes_.take();
     const auto pos = at::arange(s, boxes.options()).unsqueeze(0);  // 1 x S
-    const auto inside = [&](int64_t start, int64_t length) {      // B x S
+    const auto inside = [&](int64_t start, int64_t length) {       // B x S
       const auto from = boxes.select(1, start).unsqueeze(1);
       return (pos >= from) & (pos < from + boxes.select(1, length).unsqueeze(1));
     };

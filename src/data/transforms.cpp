@@ -4,9 +4,9 @@
 #include <cmath>
 #include <vector>
 
-#include "thinkingvit/models/vit_options.h"
 #include "thinkingvit/util/cpu.h"
 #include "thinkingvit/util/error.h"
+#include "thinkingvit/util/limits.h"
 
 namespace thinkingvit::data {
 
@@ -546,12 +546,12 @@ SampleTransform make_train_transform(const TrainTransformOptions& o, int channel
 }
 
 bool crop_pct_fits(int size, double crop_pct) {
-  return crop_pct > 0 && crop_pct <= 1 && size / crop_pct <= models::kMaxImageSize;
+  return crop_pct > 0 && crop_pct <= 1 && size / crop_pct <= util::kMaxImageSize;
 }
 
 SampleTransform make_eval_transform(const EvalTransformOptions& o, int channels) {
   TVIT_CHECK(crop_pct_fits(o.size, o.crop_pct), "eval transform: crop_pct must be in (0, 1] with ",
-             "size / crop_pct <= ", models::kMaxImageSize, ", found ", o.crop_pct);
+             "size / crop_pct <= ", util::kMaxImageSize, ", found ", o.crop_pct);
   TVIT_CHECK(
       static_cast<int>(o.mean.size()) == channels && static_cast<int>(o.std.size()) == channels,
       "eval transform: expected ", channels, " mean and std values, found ", o.mean.size(), " and ",
@@ -567,8 +567,9 @@ SampleTransform make_eval_transform(const EvalTransformOptions& o, int channels)
     const auto resized = [&](const Image& img) {
       return resize_shorter_center_crop(img, resize_to, o.size, o.interpolation);
     };
-    write_sample(input.channels == channels ? resized(input) : resized(to_channels(input, channels)),
-                 o.mean, o.std, dst);
+    write_sample(
+        input.channels == channels ? resized(input) : resized(to_channels(input, channels)), o.mean,
+        o.std, dst);
   };
   return t;
 }

@@ -11,10 +11,9 @@
 
 #include "thinkingvit/models/cpu_kernels.h"
 #include "thinkingvit/models/entropy.h"
-#include "thinkingvit/train/recipe.h"
 #include "thinkingvit/util/build_info.h"
-#include "thinkingvit/util/compat.h"
 #include "thinkingvit/util/cpu.h"
+#include "thinkingvit/util/device.h"
 #include "thinkingvit/util/error.h"
 
 namespace thinkingvit::eval {
@@ -74,58 +73,6 @@ Timing time_calls(const std::function<void()>& fn, int warmup, int reps,
   return time_interleaved({fn}, warmup, reps, device).front();
 }
 
-namespace {
-
-// Training steps on `images` with random labels; the model's weights (and its train / eval mode)
-// are put back when this goes.
-class TrainingSteps {
- public:
-  TrainingSteps(models::ElasticModel& model, const at::Tensor& images)
-      : model_(model), images_(images), grad_(true) {
-    for (const auto& p : model.parameters()) saved_.push_back(p.detach().clone());
-    model.train();
-    // The optimizer training uses.
-    optimizer_ = std::make_unique<train::FusedAdamW>(
-        std::vector<torch::optim::OptimizerParamGroup>{
-            torch::optim::OptimizerParamGroup(model.parameters())},
-        torch::optim::AdamWOptions(1e-4).weight_decay(0.05));
-    labels_ = torch::randint(model.model_options().num_classes(), {images.size(0)},
-                             images.options().dtype(at::kLong));
-  }
-  ~TrainingSteps() {
-    model_.eval();
-    torch::NoGradGuard no_grad;
-    const auto params = model_.parameters();
-    for (size_t i = 0; i < params.size(); ++i) params[i].copy_(saved_[i]);
-  }
-  TrainingSteps(const TrainingSteps&) = delete;
-  TrainingSteps& operator=(const TrainingSteps&) = delete;
-
-  void step() {
-    const int64_t stages = model_.model_options().num_stages();
-    at::Tensor tokens, loss;
-    for (int64_t s = 0; s < stages; ++s) {
-      auto out = model_.forward_stage(s, images_, tokens);
-      tokens = out.tokens;
-      auto ce = torch::nn::functional::cross_entropy(out.logits.to(at::kFloat), labels_) /
-                static_cast<double>(stages);
-      loss = loss.defined() ? loss + ce : ce;
-    }
-    optimizer_->zero_grad();
-    loss.backward();
-    optimizer_->step();
-  }
-
- private:
-  models::ElasticModel& model_;
-  at::Tensor images_, labels_;
-  torch::AutoGradMode grad_;
-  std::vector<at::Tensor> saved_;
-  std::unique_ptr<train::FusedAdamW> optimizer_;
-};
-
-}  // namespace
-
 double tau_for_share(const at::Tensor& entropy, double share) {
   TVIT_CHECK(share >= 0 && share <= 1, "benchmark: a stop share must lie in [0, 1], found ", share);
   const auto sorted = std::get<0>(entropy.to(at::kCPU, at::kDouble).sort());
@@ -175,7 +122,8 @@ double measure_gemm_peak(const c10::Device& device, Precision precision, int rep
 }
 
 std::vector<BenchRow> run_benchmark(models::ElasticModel& model, const BenchOptions& options,
-                                    const std::function<void(const std::string&)>& progress) {
+                                    const std::function<void(const std::string&)>& progress,
+                                    const ExtraCalls& extra) {
   TVIT_CHECK(options.profile_calls >= 0, "benchmark: profile calls must be >= 0, found ",
              options.profile_calls);
   TVIT_CHECK(!options.cuda_graphs || options.device.is_cuda(),
@@ -197,11 +145,12 @@ std::vector<BenchRow> run_benchmark(models::ElasticModel& model, const BenchOpti
     progress(line.str());
   };
   // Fills the figures every row derives from its timing, and profiles the row's call.
-  auto finish = [&](BenchRow& row, double peak, const std::function<void()>& fn) {
+  auto finish = [&](BenchRow& row, double peak, const std::function<void()>& fn,
+                    double macs_factor = 1.0) {
     row.images_per_s = 1000.0 * static_cast<double>(row.batch) / row.timing.median_ms;
     row.gmacs = models::expected_macs(o, row.reach, models::MacConvention::kReleased,
                                       /*with_uncounted=*/true) /
-                1e9 * (row.mode == "train" ? 3.0 : 1.0);
+                1e9 * macs_factor;
     row.tflops = 2.0 * row.gmacs * row.images_per_s / 1000.0;
     row.peak_tflops = peak;
     if (options.profile_calls > 0) {
@@ -270,16 +219,15 @@ std::vector<BenchRow> run_benchmark(models::ElasticModel& model, const BenchOpti
         }
         finish(row, peak, fns[k]);
       }
-      if (options.train) {
-        TrainingSteps steps(model, images);
-        const auto step = [&] { steps.step(); };
+      if (!extra) continue;
+      for (auto& call : extra(BenchCase{precision, batch, images})) {
         BenchRow row;
-        row.mode = "train";
+        row.mode = call.mode;
         row.batch = batch;
         row.precision = precision;
-        row.timing = time_calls(step, options.warmup, options.reps, options.device);
-        row.reach.assign(o.num_stages(), 1.0);
-        finish(row, peak, step);
+        row.timing = time_calls(call.call, options.warmup, options.reps, options.device);
+        row.reach = call.reach;
+        finish(row, peak, call.call, call.macs_factor);
       }
     }
   }
@@ -310,8 +258,8 @@ RunInfo describe_run(const c10::Device& device) {
     info.device = "cuda:" + std::to_string(device.has_index() ? device.index() : 0) + " (" +
                   compat::gpu_name(device) + ")";
   } else {
-    info.device = "cpu: " + cpu_name() + " (" +
-                  std::to_string(util::usable_cores()) + " usable cores)";
+    info.device =
+        "cpu: " + cpu_name() + " (" + std::to_string(util::usable_cores()) + " usable cores)";
   }
   info.build = util::build_summary();
   return info;

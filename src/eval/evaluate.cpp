@@ -3,7 +3,8 @@
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
-#include "thinkingvit/util/compat.h"
+#include "thinkingvit/util/async_copy.h"
+#include "thinkingvit/util/device.h"
 #include "thinkingvit/util/error.h"
 
 namespace thinkingvit::eval {

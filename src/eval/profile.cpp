@@ -9,7 +9,7 @@
 #include <set>
 #include <unordered_map>
 
-#include "thinkingvit/util/compat.h"
+#include "thinkingvit/util/device.h"
 #include "thinkingvit/util/error.h"
 
 namespace thinkingvit::eval {

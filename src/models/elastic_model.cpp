@@ -9,7 +9,7 @@
 
 #include "thinkingvit/models/thinking_swin.h"
 #include "thinkingvit/models/thinking_vit.h"
-#include "thinkingvit/util/compat.h"
+#include "thinkingvit/util/cuda_graph.h"
 #include "thinkingvit/util/error.h"
 #include "thinkingvit/util/text.h"
 

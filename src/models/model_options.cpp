@@ -5,7 +5,7 @@
 #include <cstdio>
 
 #include "thinkingvit/models/thinking_vit.h"
-#include "thinkingvit/util/compat.h"
+#include "thinkingvit/util/device.h"
 #include "thinkingvit/util/error.h"
 
 namespace thinkingvit::models {

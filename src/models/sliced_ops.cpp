@@ -2,9 +2,9 @@
 
 #include <ATen/ATen.h>
 
+#include "thinkingvit/models/attention.h"
 #include "thinkingvit/models/cpu_kernels.h"
 #include "thinkingvit/models/small_attention.h"
-#include "thinkingvit/util/compat.h"
 
 namespace thinkingvit::models {
 
@@ -44,9 +44,9 @@ at::Tensor attention(const at::Tensor& x, const BlockWeights& w, int64_t heads,
   auto q = qkv[0], k = qkv[1], v = qkv[2];  // B x H x N x Dh
   // kSmall falls back to the fused kernel where it does not apply (GPU, long sequences); on the
   // CPU, cpu::attention picks between the fused kernel and batched matmuls (also in training).
-  auto out = backend == AttentionBackend::kExplicit ? compat::explicit_attention(q, k, v)
+  auto out = backend == AttentionBackend::kExplicit ? models::explicit_attention(q, k, v)
              : cpu::attention_applies(q)            ? cpu::attention(q, k, v)
-                                                    : compat::fused_attention(q, k, v);
+                                                    : models::fused_attention(q, k, v);
   out = out.transpose(1, 2).reshape({batch, tokens, width});  // B x H x N x Dh -> B x N x k
   return cpu::dense(out, w.proj_w, w.proj_b);
 }

@@ -44,7 +44,7 @@ void ThinkingSwinOptions::validate() const {
   const auto bound = [&](const char* name, double value, double max) {
     TVIT_CHECK(value <= max, option(name), ": ", value, " is beyond the supported ", max);
   };
-  bound("image_size", static_cast<double>(image_size_), kMaxImageSize);
+  bound("image_size", static_cast<double>(image_size_), util::kMaxImageSize);
   bound("in_channels", static_cast<double>(in_channels_), kMaxChannels);
   bound("num_classes", static_cast<double>(num_classes_), kMaxClasses);
   bound("embed_dim", static_cast<double>(embed_dim_), 8192);

@@ -54,7 +54,7 @@ void ThinkingViTOptions::validate() const {
     TVIT_CHECK(value <= max, "model option '", name, "': ", value, " is beyond the supported ",
                max);
   };
-  bound("image_size", static_cast<double>(image_size_), kMaxImageSize);
+  bound("image_size", static_cast<double>(image_size_), util::kMaxImageSize);
   bound("in_channels", static_cast<double>(in_channels_), kMaxChannels);
   bound("num_classes", static_cast<double>(num_classes_), kMaxClasses);
   bound("head_dim", static_cast<double>(head_dim_), 4096);

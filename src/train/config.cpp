@@ -15,6 +15,7 @@
 #include "thinkingvit/data/rand_augment.h"
 #include "thinkingvit/util/error.h"
 #include "thinkingvit/util/fs.h"
+#include "thinkingvit/util/limits.h"
 #include "thinkingvit/util/text.h"
 
 namespace thinkingvit::train {
@@ -469,8 +470,8 @@ class Loader {
     require(d.eval_batch_size >= 1, "data.eval_batch_size", "expects an integer >= 1, found ",
             d.eval_batch_size);
     // Threads beyond these fail to start or stall the machine; batches beyond these are memory.
-    require(d.num_workers >= 0 && d.num_workers <= kMaxThreads, "data.num_workers",
-            "expects an integer in 0..", kMaxThreads, ", found ", d.num_workers);
+    require(d.num_workers >= 0 && d.num_workers <= util::kMaxThreads, "data.num_workers",
+            "expects an integer in 0..", util::kMaxThreads, ", found ", d.num_workers);
     require(d.prefetch_batches >= 1 && d.prefetch_batches <= 1024, "data.prefetch_batches",
             "expects an integer in 1..1024, found ", d.prefetch_batches);
     require(d.batch_size <= 1 << 20, "data.batch_size",
@@ -505,7 +506,7 @@ class Loader {
     require(v.size == model.image_size(), "augment.eval.size", "expects the model's image size ",
             model.image_size(), " (model.image_size), found ", v.size);
     require(data::crop_pct_fits(v.size, v.crop_pct), "augment.eval.crop_pct",
-            "expects a value in (0, 1] with size / crop_pct <= ", models::kMaxImageSize, ", found ",
+            "expects a value in (0, 1] with size / crop_pct <= ", util::kMaxImageSize, ", found ",
             format_number(v.crop_pct));
     require_normalisation("augment.eval", v.mean, v.std, model.in_channels());
 
@@ -581,8 +582,8 @@ class Loader {
 
     const auto& r = c.run;
     require(!r.output_dir.empty(), "run.output_dir", "expects a folder, found nothing");
-    require(r.threads >= 0 && r.threads <= kMaxThreads, "run.threads", "expects an integer in 0..",
-            kMaxThreads, " (0: automatic), found ", r.threads);
+    require(r.threads >= 0 && r.threads <= util::kMaxThreads, "run.threads",
+            "expects an integer in 0..", util::kMaxThreads, " (0: automatic), found ", r.threads);
     require(r.log_every_steps >= 1, "run.log_every_steps", "expects an integer >= 1, found ",
             r.log_every_steps);
     require(r.eval_every_epochs >= 1, "run.eval_every_epochs", "expects an integer >= 1, found ",

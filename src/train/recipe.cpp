@@ -6,7 +6,7 @@
 #include <cmath>
 #include <numeric>
 
-#include "thinkingvit/util/compat.h"
+#include "thinkingvit/util/async_copy.h"
 #include "thinkingvit/util/error.h"
 
 namespace thinkingvit::train {
@@ -129,6 +129,29 @@ std::vector<double> stage_loss_weights(const LossSection& loss, int64_t num_stag
              "loss.stage_weights: expected ", num_stages, " weights (one per stage), found ",
              loss.stage_weights.size());
   return loss.stage_weights;
+}
+
+StepLoss multi_stage_loss(models::ElasticModel& model, const at::Tensor& images,
+                          const at::Tensor& targets, const std::vector<int64_t>& stages,
+                          const std::vector<double>& weights) {
+  TVIT_CHECK(!stages.empty(), "training step: no stage chosen");
+  StepLoss loss;
+  loss.total = torch::zeros({}, torch::TensorOptions().device(images.device()));
+  const bool recycling = model.model_options().recycling();
+  at::Tensor tokens;
+  size_t next = 0;
+  for (int64_t s = 0; s <= stages.back(); ++s) {
+    const bool chosen = stages[next] == s;
+    if (!chosen && !recycling) continue;
+    auto out = model.forward_stage(s, images, tokens);
+    tokens = out.tokens;
+    if (!chosen) continue;
+    ++next;
+    auto stage_loss = soft_target_cross_entropy(out.logits, targets);
+    loss.stages.push_back(stage_loss.detach());
+    loss.total = loss.total + weights[s] * stage_loss;
+  }
+  return loss;
 }
 
 std::vector<int64_t> sample_stages(const SamplingSection& s, int64_t n, std::mt19937_64& rng) {

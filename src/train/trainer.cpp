@@ -26,11 +26,11 @@
 #include "thinkingvit/io/checkpoint.h"
 #include "thinkingvit/train/distributed.h"
 #include "thinkingvit/train/recipe.h"
-#include "thinkingvit/util/compat.h"
+#include "thinkingvit/util/async_copy.h"
 #include "thinkingvit/util/cpu.h"
+#include "thinkingvit/util/device.h"
 #include "thinkingvit/util/error.h"
 #include "thinkingvit/util/fs.h"
-#include "thinkingvit/util/gpu_probe.h"
 #include "thinkingvit/util/progress.h"
 #include "thinkingvit/util/text.h"
 
@@ -470,7 +470,7 @@ class Trainer {
   void prepare_processes() {
     const auto& run = config_.run;
     cuda_ = run.device == "cuda" ||
-            (run.device == "auto" && util::resolve_auto_device("run.device").is_cuda());
+            (run.device == "auto" && compat::resolve_auto_device("run.device").is_cuda());
     const auto env = dist_env();
     if (cuda_) {
       const int gpu = gpu_for_local_rank(env.local_rank, compat::cuda_device_count());
@@ -633,8 +633,8 @@ class Trainer {
           break;
         } catch (const std::exception& e) {
           why = e.what();
-          spdlog::warn("checkpoint '{}' cannot be loaded ({}); trying the one before",
-                       dir.string(), why);
+          spdlog::warn("checkpoint '{}' cannot be loaded ({}); trying the one before", dir.string(),
+                       why);
         }
       }
     }
@@ -673,11 +673,10 @@ class Trainer {
   // no error at all).
   void check_ranks_agree() {
     const uint64_t hash = fingerprint(to_yaml(config_));
-    const std::vector<double> mine = {static_cast<double>(state_.epoch),
-                                      static_cast<double>(state_.batch),
-                                      static_cast<double>(state_.step),
-                                      static_cast<double>(hash >> 32),
-                                      static_cast<double>(hash & 0xffffffffu)};
+    const std::vector<double> mine = {
+        static_cast<double>(state_.epoch), static_cast<double>(state_.batch),
+        static_cast<double>(state_.step), static_cast<double>(hash >> 32),
+        static_cast<double>(hash & 0xffffffffu)};
     const size_t k = mine.size(), world = static_cast<size_t>(dist_->world_size());
     std::vector<double> all(k * world, 0.0);  // each rank fills its slot; the sum adds zeros
     std::copy(mine.begin(), mine.end(), all.begin() + static_cast<int64_t>(k * dist_->rank()));
@@ -685,7 +684,8 @@ class Trainer {
     for (size_t r = 1; r < world; ++r) {
       const auto at = [&](size_t rank, size_t i) { return all[rank * k + i]; };
       if (at(r, 3) != at(0, 3) || at(r, 4) != at(0, 4)) {
-        fail("distributed: rank ", r, "'s configuration differs from rank 0's (every rank must "
+        fail("distributed: rank ", r,
+             "'s configuration differs from rank 0's (every rank must "
              "run the same config and --set overrides)");
       }
       if (at(r, 0) != at(0, 0) || at(r, 1) != at(0, 1) || at(r, 2) != at(0, 2)) {
@@ -858,7 +858,8 @@ class Trainer {
     // generator (drop path) drawn per process, as timm's Mixup in each DDP process.
     auto rng = data::sample_rng(config_.run.seed, e, -16 - i);
     torch::manual_seed(rng() ^ (0x9E3779B97F4A7C15ull * static_cast<uint64_t>(dist_->rank() + 1)));
-    auto mix_rng = data::sample_rng(config_.run.seed, e, -(int64_t{1} << 40) * (dist_->rank() + 1) - i);
+    auto mix_rng =
+        data::sample_rng(config_.run.seed, e, -(int64_t{1} << 40) * (dist_->rank() + 1) - i);
     const double t = config_.schedule.per_step ? e + static_cast<double>(i) / steps : e;
     summary.lr = learning_rate(config_.schedule, lr_, t);
     set_learning_rate(*optimizer_, summary.lr);
@@ -872,28 +873,17 @@ class Trainer {
     auto targets = compat::to_device_async(mix.targets, device_);
     const auto stages = sample_stages(config_.sampling, mo().num_stages(), rng);
 
-    at::Tensor loss = torch::zeros({}, torch::TensorOptions().device(device_));
-    std::vector<at::Tensor> stage_losses;  // detached, read back next step
-    StepLosses losses;
+    StepLoss step_loss;
     {
       compat::AutocastGuard autocast(device_.type(), at::kBFloat16,
                                      config_.precision.dtype == "bf16");
-      at::Tensor tokens;
-      size_t next = 0;
-      for (int64_t s = 0; s <= stages.back(); ++s) {
-        const bool chosen = stages[next] == s;
-        if (!chosen && !mo().recycling()) continue;
-        auto out = model_->forward_stage(s, x, tokens);
-        tokens = out.tokens;
-        if (!chosen) continue;
-        ++next;
-        auto stage_loss = soft_target_cross_entropy(out.logits, targets);
-        stage_losses.push_back(stage_loss.detach());
-        losses.stages.push_back(s);
-        loss = loss + loss_weights_[s] * stage_loss;
-      }
+      step_loss = multi_stage_loss(*model_, x, targets, stages, loss_weights_);
     }
-    auto values = torch::stack(stage_losses).to(at::kDouble);
+    const at::Tensor& loss = step_loss.total;
+    StepLosses losses;
+    losses.stages = stages;
+    // The chosen stages' losses, read back during the next step.
+    auto values = torch::stack(step_loss.stages).to(at::kDouble);
     if (dist_->enabled()) {  // for the step flags (below)
       const auto bad = values.isfinite().logical_not().any();
       nonfinite_since_flags_ =

@@ -1,6 +1,6 @@
 #include "thinkingvit/util/build_info.h"
 
-#include "thinkingvit/util/compat.h"
+#include "thinkingvit/util/device.h"
 
 namespace thinkingvit::util {
 

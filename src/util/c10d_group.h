@@ -12,8 +12,8 @@
 #include <utility>
 #include <vector>
 
-#include "thinkingvit/util/compat.h"
 #include "thinkingvit/util/error.h"
+#include "thinkingvit/util/process_group.h"
 
 namespace thinkingvit::compat::detail {
 

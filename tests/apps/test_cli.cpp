@@ -16,7 +16,7 @@
 #include "thinkingvit/io/checkpoint.h"
 #include "thinkingvit/io/safetensors.h"
 #include "thinkingvit/util/build_info.h"
-#include "thinkingvit/util/compat.h"
+#include "thinkingvit/util/device.h"
 
 namespace thinkingvit::testing {
 

@@ -13,7 +13,9 @@
 #include "thinkingvit/models/entropy.h"
 #include "thinkingvit/train/distributed.h"
 #include "thinkingvit/train/trainer.h"
-#include "thinkingvit/util/compat.h"
+#include "thinkingvit/util/async_copy.h"
+#include "thinkingvit/util/device.h"
+#include "thinkingvit/util/process_group.h"
 
 namespace thinkingvit::testing {
 
@@ -301,7 +303,7 @@ TEST(Cuda, OneRankNcclGroupAllReduces_CUDA) {
   group->barrier();
   auto on_cpu = torch::ones({2});
   EXPECT_THROW(group->all_reduce_sum(on_cpu), Error);  // NCCL reduces device tensors only
-  EXPECT_NO_THROW(group->shutdown());                  // as the trainer ends a run: no abort, no hang
+  EXPECT_NO_THROW(group->shutdown());  // as the trainer ends a run: no abort, no hang
 #endif
 }
 

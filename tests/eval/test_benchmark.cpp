@@ -6,6 +6,7 @@
 
 #include "thinkingvit/eval/benchmark.h"
 #include "thinkingvit/models/cpu_kernels.h"
+#include "thinkingvit/train/step_bench.h"
 #include "thinkingvit/util/build_info.h"
 
 namespace thinkingvit::testing {
@@ -70,10 +71,11 @@ TEST(Benchmark, ATrainingStepRowLeavesTheWeightsAsTheyWere) {
   for (const auto& p : model->parameters()) before.push_back(p.detach().clone());
   eval::BenchOptions options;
   options.batch_sizes = {4};
-  options.train = true;
   options.warmup = 0;
   options.reps = 2;
-  const auto rows = eval::run_benchmark(*model, options);
+  const train::TrainConfig recipe;
+  const auto rows =
+      eval::run_benchmark(*model, options, {}, train::training_step_rows(*model, recipe));
   ASSERT_EQ(rows.size(), 3u + 1);
   EXPECT_EQ(rows.back().mode, "train");
   EXPECT_EQ(rows.back().reach, (std::vector<double>{1, 1, 1}));
@@ -128,11 +130,12 @@ TEST(Benchmark, RowsCarryTheirMacsAndThroughput) {
   eval::BenchOptions options;
   options.batch_sizes = {3};
   options.taus = {0.0};
-  options.train = true;
   options.peak = true;
   options.warmup = 0;
   options.reps = 1;
-  const auto rows = eval::run_benchmark(*model, options);
+  const train::TrainConfig recipe;
+  const auto rows =
+      eval::run_benchmark(*model, options, {}, train::training_step_rows(*model, recipe));
   ASSERT_EQ(rows.size(), 3u + 1 + 1);
   std::vector<double> stage(3);
   for (int64_t s = 0; s < 3; ++s) {

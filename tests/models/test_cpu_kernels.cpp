@@ -4,7 +4,7 @@
 
 #include "../test_util.h"
 #include "thinkingvit/models/cpu_kernels.h"
-#include "thinkingvit/util/compat.h"
+#include "thinkingvit/util/device.h"
 
 namespace thinkingvit::testing {
 

@@ -6,7 +6,8 @@
 #include "../test_util.h"
 #include "thinkingvit/models/elastic_model.h"
 #include "thinkingvit/models/thinking_vit.h"
-#include "thinkingvit/util/compat.h"
+#include "thinkingvit/util/async_copy.h"
+#include "thinkingvit/util/cuda_graph.h"
 
 namespace thinkingvit::testing {
 

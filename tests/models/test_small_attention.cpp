@@ -3,9 +3,9 @@
 #include <torch/torch.h>
 
 #include "../test_util.h"
+#include "thinkingvit/models/attention.h"
 #include "thinkingvit/models/small_attention.h"
 #include "thinkingvit/models/thinking_vit.h"
-#include "thinkingvit/util/compat.h"
 #include "thinkingvit/util/cpu.h"
 #include "thinkingvit/util/error.h"
 
@@ -17,7 +17,7 @@ at::Tensor reference(const at::Tensor& qkv, int64_t heads) {
   const int64_t b = qkv.size(0), n = qkv.size(1), k = qkv.size(2) / 3;
   auto parts =
       qkv.reshape({b, n, 3, heads, k / heads}).permute({2, 0, 3, 1, 4});  // 3 x B x H x N x Dh
-  return compat::explicit_attention(parts[0], parts[1], parts[2])
+  return models::explicit_attention(parts[0], parts[1], parts[2])
       .transpose(1, 2)
       .reshape({b, n, k});
 }

@@ -5,8 +5,9 @@
 
 #include "../test_util.h"
 #include "thinkingvit/io/checkpoint.h"
+#include "thinkingvit/models/attention.h"
 #include "thinkingvit/models/thinking_vit.h"
-#include "thinkingvit/util/compat.h"
+#include "thinkingvit/util/device.h"
 
 namespace thinkingvit::testing {
 
@@ -111,7 +112,7 @@ TEST(ThinkingViT, FusedAndExplicitAttentionAgree) {
   torch::manual_seed(5);
   auto q = torch::randn({2, 3, 5, 4}), k = torch::randn({2, 3, 5, 4}),
        v = torch::randn({2, 3, 5, 4});
-  EXPECT_TRUE(torch::allclose(compat::fused_attention(q, k, v), compat::explicit_attention(q, k, v),
+  EXPECT_TRUE(torch::allclose(models::fused_attention(q, k, v), models::explicit_attention(q, k, v),
                               1e-5, 1e-6));
   auto fused = tiny_model();
   auto options = tiny_options();

@@ -19,8 +19,8 @@
 #include "../test_util.h"
 #include "thinkingvit/io/safetensors.h"
 #include "thinkingvit/train/distributed.h"
-#include "thinkingvit/util/compat.h"
 #include "thinkingvit/util/cpu.h"
+#include "thinkingvit/util/process_group.h"
 
 namespace thinkingvit::testing {
 

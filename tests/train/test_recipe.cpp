@@ -86,6 +86,37 @@ TEST(Recipe, SoftTargetCrossEntropyAndStageWeights) {
   expect_error([&] { train::stage_loss_weights(loss, 2); }, {"loss.stage_weights", "expected 2"});
 }
 
+// The step's loss: sum of weight[s] * CE(stage s) over the chosen stages; with recycling the
+// stages between run too (each fed its predecessor's tokens), without they do not.
+TEST(Recipe, MultiStageLossWeighsTheChosenStages) {
+  for (const bool recycling : {true, false}) {
+    auto options = tiny_options({1, 2, 3});
+    options.recycling(recycling);
+    models::ThinkingViT model(options);
+    randomize(model, /*seed=*/5);
+    torch::manual_seed(2);
+    const auto images = torch::randn({4, 3, 8, 8});
+    const auto targets = torch::softmax(torch::randn({4, options.num_classes()}), 1);
+    const std::vector<double> weights = {0.2, 0.3, 0.5};
+    const auto loss = train::multi_stage_loss(*model, images, targets, {0, 2}, weights);
+    ASSERT_EQ(loss.stages.size(), 2u);
+    // The reference: stage by stage, tokens recycled as forward_all does.
+    at::Tensor tokens;
+    std::vector<at::Tensor> ce;
+    for (int64_t s = 0; s < 3; ++s) {
+      const auto out = model->forward_stage(s, images, recycling ? tokens : at::Tensor());
+      tokens = out.tokens;
+      ce.push_back(train::soft_target_cross_entropy(out.logits, targets));
+    }
+    EXPECT_NEAR(loss.stages[0].item<double>(), ce[0].item<double>(), 1e-6) << recycling;
+    EXPECT_NEAR(loss.stages[1].item<double>(), ce[2].item<double>(), 1e-6) << recycling;
+    const double expected = 0.2 * ce[0].item<double>() + 0.5 * ce[2].item<double>();
+    EXPECT_NEAR(loss.total.item<double>(), expected, 1e-6 * expected) << recycling;
+    EXPECT_TRUE(loss.total.requires_grad());
+    EXPECT_FALSE(loss.stages[0].requires_grad());
+  }
+}
+
 TEST(Recipe, ClipGradNormScalesAsLibTorchDoesAndSkipsMissingGradients) {
   torch::manual_seed(3);
   std::vector<at::Tensor> a, b;

@@ -9,7 +9,7 @@
 #include "thinkingvit/io/checkpoint.h"
 #include "thinkingvit/io/safetensors.h"
 #include "thinkingvit/train/trainer.h"
-#include "thinkingvit/util/compat.h"
+#include "thinkingvit/util/device.h"
 #include "tiny_config.h"
 
 namespace thinkingvit::testing {

@@ -19,18 +19,18 @@
 
 #include "thinkingvit/data/dataset.h"
 #include "thinkingvit/data/transforms.h"
-#include "thinkingvit/util/compat.h"
+#include "thinkingvit/util/async_copy.h"
 
 namespace thinkingvit::data {
 
 struct LoaderOptions {
   int64_t batch_size = 64;
-  int num_workers = 2;       // 0: build batches on the calling thread
+  int num_workers = 2;  // 0: build batches on the calling thread
   // Finished or in-flight batches ahead of the consumer; never fewer than num_workers, so that
   // every worker always has a batch to build.
   int prefetch_batches = 4;
   bool drop_last = false;
-  bool pin_memory = false;   // page-locked batches for asynchronous host-to-GPU copies
+  bool pin_memory = false;  // page-locked batches for asynchronous host-to-GPU copies
   // Batches of uint8 pixels, normalised (and random erasing's boxes filled) where BatchUpload
   // takes them: a quarter of the bytes to copy, and the float work on the GPU (timm's
   // PrefetchLoader). The images equal the float batches' (same boxes, same noise).

@@ -30,9 +30,6 @@ struct BenchOptions {
   int warmup = 2;
   int reps = 10;
   uint64_t seed = 0;
-  // Also a training step: every stage (recycling), the mean cross-entropy, backward and AdamW
-  // (the weights are restored afterwards).
-  bool train = false;
   // When > 0: after the timing, each row's call is run this many more times under the profiler
   // (BenchRow::profile); with `trace_dir` set, each row's Chrome trace is written there as
   // "<row label>.trace.json".
@@ -52,7 +49,7 @@ struct Timing {
 };
 
 struct BenchRow {
-  std::string mode;    // "stage" (one stage alone), "elastic" or "train"
+  std::string mode;    // "stage" (one stage alone), "elastic", or an ExtraCall's ("train")
   int64_t stage = -1;  // for "stage" rows
   double tau = 0;      // for "elastic" rows
   int64_t batch = 0;
@@ -61,8 +58,8 @@ struct BenchRow {
   double images_per_s = 0;
   std::vector<double> reach;  // share of images each stage ran on
   // Multiply-accumulates per image that the row does: every stage an image ran (its matmuls,
-  // convolution and recycling projection; LayerNorm, softmax and GELU not counted), times 3 for
-  // a training step (backward ≈ twice the forward).
+  // convolution and recycling projection; LayerNorm, softmax and GELU not counted), times the
+  // ExtraCall's factor (3 for a training step: backward ≈ twice the forward).
   double gmacs = 0;
   double tflops = 0;       // achieved: 2 · gmacs · images_per_s / 1000
   double peak_tflops = 0;  // the device's GEMM peak at this precision, 0 when not measured
@@ -96,10 +93,31 @@ std::vector<Timing> time_interleaved(const std::vector<std::function<void()>>& f
 // (halfway between neighbours; below the smallest for none, above the largest for all).
 double tau_for_share(const at::Tensor& entropy, double share);
 
-// Stage and elastic rows are timed interleaved (time_interleaved); the training-step row after
+// One configuration the benchmark times: its precision (autocast is on for bf16 while its rows
+// run), batch size and the synthetic images (on the device).
+struct BenchCase {
+  Precision precision = Precision::kFp32;
+  int64_t batch = 0;
+  at::Tensor images;
+};
+
+// A row that a caller adds to every case, after its stage and elastic rows (bench --train adds
+// train::training_step_rows). `call` is timed alone (time_calls) and profiled like the others;
+// `reach` and `macs_factor` give the row's MACs. The calls of a case are dropped once its rows
+// are done (what `call` holds goes with it).
+struct ExtraCall {
+  std::string mode;
+  std::vector<double> reach;
+  double macs_factor = 1;
+  std::function<void()> call;
+};
+using ExtraCalls = std::function<std::vector<ExtraCall>(const BenchCase&)>;
+
+// Stage and elastic rows are timed interleaved (time_interleaved); the rows of `extra` after
 // them. The model is used in eval mode under no-grad; `progress` receives one line per row.
 std::vector<BenchRow> run_benchmark(models::ElasticModel& model, const BenchOptions& options,
-                                    const std::function<void(const std::string&)>& progress = {});
+                                    const std::function<void(const std::string&)>& progress = {},
+                                    const ExtraCalls& extra = {});
 
 // Where the numbers came from, printed in every row.
 struct RunInfo {

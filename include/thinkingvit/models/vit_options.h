@@ -10,11 +10,12 @@
 #include <string>
 #include <vector>
 
+#include "thinkingvit/util/limits.h"
+
 namespace thinkingvit::models {
 
 // Upper bounds of options read from files, far beyond any published model: a larger value is a
-// broken file, refused before anything is allocated.
-constexpr double kMaxImageSize = 16384;
+// broken file, refused before anything is allocated (the image side: util::kMaxImageSize).
 constexpr double kMaxChannels = 64;
 constexpr double kMaxClasses = 10000000;
 constexpr double kMaxDepth = 1024;

@@ -14,9 +14,6 @@
 
 namespace thinkingvit::train {
 
-// The most threads a setting may ask for (data.num_workers, run.threads, --threads).
-constexpr int kMaxThreads = 512;
-
 struct ModelSection {
   std::string preset;  // base architecture; the fields below override it when set in YAML
   models::ModelOptions options;
@@ -91,8 +88,8 @@ struct DistributedSection {
   // A rank that stops answering fails the others after this: long enough for a start-up scan
   // of an ImageNet folder and a checkpoint written to shared storage (torch.distributed: 30 min).
   double timeout_s = 1800;
-  double bucket_mb = 25;         // gradient all-reduce bucket size
-  bool overlap = true;           // all-reduce buckets during backward (as DDP); false: after it
+  double bucket_mb = 25;  // gradient all-reduce bucket size
+  bool overlap = true;    // all-reduce buckets during backward (as DDP); false: after it
 };
 
 struct RunSection {

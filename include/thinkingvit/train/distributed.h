@@ -11,7 +11,8 @@
 #include <string>
 #include <vector>
 
-#include "thinkingvit/util/compat.h"
+#include "thinkingvit/util/async_copy.h"
+#include "thinkingvit/util/process_group.h"
 
 namespace thinkingvit::train {
 

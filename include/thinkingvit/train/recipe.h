@@ -58,6 +58,17 @@ at::Tensor soft_target_cross_entropy(const at::Tensor& logits, const at::Tensor&
 // lambda_i: the configured weights, or 1/n each.
 std::vector<double> stage_loss_weights(const LossSection& loss, int64_t num_stages);
 
+// A training step's loss: sum over the chosen `stages` (ascending) of weights[s] times the
+// soft-target cross-entropy of stage s's logits. With recycling every stage up to the last
+// chosen one runs, each fed its predecessor's tokens; without, only the chosen ones.
+struct StepLoss {
+  at::Tensor total;
+  std::vector<at::Tensor> stages;  // each chosen stage's loss, detached
+};
+StepLoss multi_stage_loss(models::ElasticModel& model, const at::Tensor& images,
+                          const at::Tensor& targets, const std::vector<int64_t>& stages,
+                          const std::vector<double>& weights);
+
 // Which stages a step trains: all, sandwich (smallest + largest + k random others) or
 // stochastic (one, uniform or weighted). Sorted ascending.
 std::vector<int64_t> sample_stages(const SamplingSection& sampling, int64_t num_stages,

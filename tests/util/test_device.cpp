@@ -9,7 +9,7 @@
 
 #include "../test_util.h"
 #include "thinkingvit/util/build_info.h"
-#include "thinkingvit/util/gpu_probe.h"
+#include "thinkingvit/util/device.h"
 
 namespace thinkingvit::testing {
 
@@ -33,27 +33,27 @@ TEST(GpuProbe, ReadsTheDriversFiles) {
   fake_driver(dir.path() / "a", 8,
               "NVRM version: NVIDIA UNIX x86_64 Kernel Module  580.65.06  Sun Jul 27 07:09:12 UTC "
               "2025");
-  auto probe = util::probe_nvidia((dir.path() / "a").string());
+  auto probe = compat::probe_nvidia((dir.path() / "a").string());
   EXPECT_EQ(probe.gpus, 8);
   EXPECT_EQ(probe.driver_version, "580.65.06");
   // The open kernel module's wording.
   fake_driver(dir.path() / "b", 1,
               "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  570.124.06  Release Build");
-  probe = util::probe_nvidia((dir.path() / "b").string());
+  probe = compat::probe_nvidia((dir.path() / "b").string());
   EXPECT_EQ(probe.gpus, 1);
   EXPECT_EQ(probe.driver_version, "570.124.06");
-  probe = util::probe_nvidia((dir.path() / "none").string());
+  probe = compat::probe_nvidia((dir.path() / "none").string());
   EXPECT_EQ(probe.gpus, 0);
   EXPECT_EQ(probe.driver_version, "");
 }
 
 TEST(GpuProbe, SaysWhyAutoCannotTakeTheGpus) {
-  util::NvidiaProbe probe;
-  EXPECT_EQ(util::auto_device_problem(probe, 0, "cpu", "", nullptr), "") << "no GPU: the CPU";
+  compat::NvidiaProbe probe;
+  EXPECT_EQ(compat::auto_device_problem(probe, 0, "cpu", "", nullptr), "") << "no GPU: the CPU";
   probe.gpus = 4;
   probe.driver_version = "580.65.06";
-  EXPECT_EQ(util::auto_device_problem(probe, 4, "13.0", "", nullptr), "") << "CUDA sees them";
-  const auto cpu_build = util::auto_device_problem(
+  EXPECT_EQ(compat::auto_device_problem(probe, 4, "13.0", "", nullptr), "") << "CUDA sees them";
+  const auto cpu_build = compat::auto_device_problem(
       probe, 0, "cpu", "nvcc for CUDA 12, but LibTorch is built for CUDA 13", nullptr);
   EXPECT_NE(cpu_build.find("this machine has 4 NVIDIA GPU(s) (driver 580.65.06)"),
             std::string::npos)
@@ -62,21 +62,20 @@ TEST(GpuProbe, SaysWhyAutoCannotTakeTheGpus) {
             std::string::npos)
       << cpu_build;
   probe.driver_version = "535.183.01";
-  const auto old_driver = util::auto_device_problem(probe, 0, "13.0", "", nullptr);
+  const auto old_driver = compat::auto_device_problem(probe, 0, "13.0", "", nullptr);
   EXPECT_NE(old_driver.find("driver 535.183.01 is older than this build's CUDA 13.0 needs (>= "
                             "580)"),
             std::string::npos)
       << old_driver;
-  EXPECT_EQ(util::auto_device_problem(probe, 0, "12.4", "", nullptr).find("older"),
+  EXPECT_EQ(compat::auto_device_problem(probe, 0, "12.4", "", nullptr).find("older"),
             std::string::npos)
       << "535 runs CUDA 12";
   probe.driver_version = "580.65.06";
-  const auto hidden = util::auto_device_problem(probe, 0, "13.0", "", "");
-  EXPECT_NE(hidden.find("CUDA 13.0 sees none of them (CUDA_VISIBLE_DEVICES='')"),
-            std::string::npos)
+  const auto hidden = compat::auto_device_problem(probe, 0, "13.0", "", "");
+  EXPECT_NE(hidden.find("CUDA 13.0 sees none of them (CUDA_VISIBLE_DEVICES='')"), std::string::npos)
       << hidden;
-  EXPECT_EQ(util::min_driver_for_cuda(13), 580);
-  EXPECT_EQ(util::min_driver_for_cuda(12), 525);
+  EXPECT_EQ(compat::min_driver_for_cuda(13), 580);
+  EXPECT_EQ(compat::min_driver_for_cuda(12), 525);
 }
 
 // The real command on a machine that reports GPUs CUDA cannot see: one error line naming

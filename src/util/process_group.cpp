@@ -5,16 +5,16 @@
 #define USE_C10D_GLOO 1  // the c10d headers guard Gloo behind this; libtorch_cpu has it built in
 #endif
 
-#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include <cstdlib>
 #include <sstream>
 
 #include "c10d_group.h"
-#include "thinkingvit/util/compat.h"
 #include "thinkingvit/util/error.h"
+#include "thinkingvit/util/process_group.h"
 
 namespace thinkingvit::compat {
 
