@@ -83,16 +83,19 @@ std::string format_prob(double p) {
   return buf;
 }
 
-void run_predict(const PredictArgs& args) {
-  check_output(args.output);
-  set_threads(args.threads);
-  const auto device = use_device(args.device, "--device");
-  const auto rule = models::parse_entropy_rule(args.entropy_rule, "--entropy");
-  const auto format = eval::parse_table_format(args.format, "--format");
+// What predict runs: the model with its weights on the device, the preprocessing and the names.
+struct Predictor {
+  models::ModelOptions options;
+  std::shared_ptr<models::ElasticModel> model;
+  data::EvalTransformOptions eval;
+  data::SampleTransform transform;
+  std::vector<std::string> names;
+};
 
-  // Architecture and preprocessing: the run's config.yaml or a --config training YAML; else the
-  // architecture from a --config model file, a --preset or the weights (config.json / tensor
-  // shapes), with ImageNet preprocessing.
+// Architecture and preprocessing: the run's config.yaml or a --config training YAML; else the
+// architecture from a --config model file, a --preset or the weights (config.json / tensor
+// shapes), with ImageNet preprocessing.
+Predictor load_predictor(const PredictArgs& args, const c10::Device& device) {
   std::string weights_path = args.weights;
   std::optional<train::TrainConfig> config;
   if (!args.run.empty()) {
@@ -106,16 +109,18 @@ void run_predict(const PredictArgs& args) {
   TVIT_CHECK(!weights_path.empty(), "pass --weights PATH or --run RUN_FOLDER");
   if (args.ema) weights_path = ema_weights_path(weights_path);
   const auto weights = io::read_weights(weights_path);
-  const auto options = config ? config->model.options : resolve_model(args.model, &weights);
-  models::check_fits_in_memory(options, 1, "model", args.batch_size, /*training=*/false, device);
-  const auto model = models::make_model(options);
-  const auto report = io::load_state_dict(*model, weights.tensors, weights.path);
+  Predictor p;
+  p.options = config ? config->model.options : resolve_model(args.model, &weights);
+  models::check_fits_in_memory(p.options, 1, "model", args.batch_size, /*training=*/false, device);
+  p.model = models::make_model(p.options);
+  const auto report = io::load_state_dict(*p.model, weights.tensors, weights.path);
   spdlog::info("weights '{}': {}", weights.path, report.summary());
-  model->to(device);
-  model->eval();
+  p.model->to(device);
+  p.model->eval();
 
-  data::EvalTransformOptions eval = config ? config->augment.eval : data::EvalTransformOptions{};
-  eval.size = static_cast<int>(options.image_size());
+  auto& eval = p.eval;
+  eval = config ? config->augment.eval : data::EvalTransformOptions{};
+  eval.size = static_cast<int>(p.options.image_size());
   if (args.crop_pct) {
     eval.crop_pct = *args.crop_pct;
     TVIT_CHECK(data::crop_pct_fits(eval.size, eval.crop_pct), "--crop-pct ", eval.crop_pct,
@@ -124,78 +129,94 @@ void run_predict(const PredictArgs& args) {
   }
   if (!args.mean.empty()) eval.mean = args.mean;
   if (!args.std.empty()) eval.std = args.std;
-  const auto channels = options.in_channels();
+  const auto channels = p.options.in_channels();
   TVIT_CHECK(static_cast<int64_t>(eval.mean.size()) == channels &&
                  static_cast<int64_t>(eval.std.size()) == channels,
              "normalisation: the model takes ", channels, "-channel images but mean/std have ",
              eval.mean.size(), "/", eval.std.size(), " values (pass --mean and --std)");
   TVIT_CHECK(eval.crop_pct > 0 && eval.crop_pct <= 1,
              "--crop-pct: expected a value in (0, 1], found ", eval.crop_pct);
-  const auto transform = data::make_eval_transform(eval, static_cast<int>(channels));
+  p.transform = data::make_eval_transform(eval, static_cast<int>(channels));
 
-  const int64_t num_classes = options.num_classes();
-  std::vector<std::string> names;
+  const int64_t num_classes = p.options.num_classes();
   if (!args.class_names.empty()) {
-    names = read_class_names(args.class_names, num_classes);
+    p.names = read_class_names(args.class_names, num_classes);
   } else if (!weights.label_names.empty()) {
-    names = weights.label_names;
+    p.names = weights.label_names;
   } else {
-    for (int64_t i = 0; i < num_classes; ++i) names.push_back(std::to_string(i));
+    for (int64_t i = 0; i < num_classes; ++i) p.names.push_back(std::to_string(i));
   }
-  const int64_t k = std::min(args.top_k, num_classes);
+  return p;
+}
 
+// The images of files[start, end) that decode, preprocessed into one batch; `kept` gets the index
+// of each row, and each unreadable file a warning.
+at::Tensor read_batch(const Predictor& p, const std::vector<std::string>& files, size_t start,
+                      size_t end, std::vector<size_t>& kept) {
+  const int64_t channels = p.options.in_channels(), size = p.eval.size;
+  auto batch = torch::empty({static_cast<int64_t>(end - start), channels, size, size});
+  data::Rng unused_rng(0);
+  kept.clear();
+  for (size_t i = start; i < end; ++i) {
+    std::string why;
+    const auto image = data::decode_image_file(files[i], 0, &why);
+    if (!image) {
+      spdlog::warn("skipping '{}': {}", files[i], why);
+      continue;
+    }
+    p.transform.apply(*image, unused_rng,
+                      batch[static_cast<int64_t>(kept.size())].data_ptr<float>());
+    kept.push_back(i);
+  }
+  return batch.narrow(0, 0, static_cast<int64_t>(kept.size()));
+}
+
+void run_predict(const PredictArgs& args) {
+  check_output(args.output);
+  set_threads(args.threads);
+  const auto device = use_device(args.device, "--device");
+  const auto rule = models::parse_entropy_rule(args.entropy_rule, "--entropy");
+  const auto format = eval::parse_table_format(args.format, "--format");
+  const auto p = load_predictor(args, device);
   const auto files = collect_images(args.inputs);
+  const int64_t k = std::min(args.top_k, p.options.num_classes());
   spdlog::info(
       "{} images; tau {} ({} entropy); preprocessing: shorter side to floor({} / {}), "
       "centre crop {}, normalise",
-      files.size(), args.tau, args.entropy_rule, eval.size, eval.crop_pct, eval.size);
+      files.size(), args.tau, args.entropy_rule, p.eval.size, p.eval.crop_pct, p.eval.size);
+
   eval::Table table(
       {"image", "stage", "heads", "entropy", "class", "prob", "top" + std::to_string(k)});
-  std::vector<int64_t> per_stage(options.num_stages(), 0);
+  std::vector<int64_t> per_stage(p.options.num_stages(), 0);
   int64_t skipped = 0;
   torch::NoGradGuard no_grad;
   util::Progress progress("predict", static_cast<int64_t>(files.size()), "img");
-  data::Rng unused_rng(0);
-  const int64_t pixels = channels * eval.size * eval.size;
+  std::vector<size_t> kept;
   for (size_t start = 0; start < files.size(); start += args.batch_size) {
     const size_t end = std::min(files.size(), start + static_cast<size_t>(args.batch_size));
-    std::vector<size_t> kept;
-    auto batch = torch::empty({static_cast<int64_t>(end - start), channels, eval.size, eval.size});
-    for (size_t i = start; i < end; ++i) {
-      std::string why;
-      const auto image = data::decode_image_file(files[i], 0, &why);
-      if (!image) {
-        spdlog::warn("skipping '{}': {}", files[i], why);
-        ++skipped;
-        continue;
-      }
-      transform.apply(*image, unused_rng,
-                      batch.data_ptr<float>() + static_cast<int64_t>(kept.size()) * pixels);
-      kept.push_back(i);
-    }
-    if (!kept.empty()) {
-      const auto x = batch.narrow(0, 0, static_cast<int64_t>(kept.size())).to(device);
-      auto out = model->forward_elastic(x, args.tau, rule);
-      out.exit_stage = out.exit_stage.cpu();
-      out.entropy = out.entropy.cpu();
-      const auto probs = at::softmax(out.logits.to(at::kFloat), -1).cpu();
-      const auto [top_p, top_i] = probs.topk(k, -1);
-      for (size_t j = 0; j < kept.size(); ++j) {
-        const auto row = static_cast<int64_t>(j);
-        const int64_t stage = out.exit_stage[row].item<int64_t>();
-        ++per_stage[stage];
-        std::string top;
-        for (int64_t r = 0; r < k; ++r) {
-          top += (r ? ", " : "") + names[top_i[row][r].item<int64_t>()] + " " +
-                 format_prob(top_p[row][r].item<float>());
-        }
-        table.add_row({files[kept[j]], stage, heads_cell(options, stage),
-                       static_cast<double>(out.entropy[row].item<float>()),
-                       names[top_i[row][0].item<int64_t>()],
-                       static_cast<double>(top_p[row][0].item<float>()), top});
-      }
-    }
+    const auto batch = read_batch(p, files, start, end, kept);
+    skipped += static_cast<int64_t>(end - start - kept.size());
     progress.update(static_cast<int64_t>(end));
+    if (kept.empty()) continue;
+    auto out = p.model->forward_elastic(batch.to(device), args.tau, rule);
+    const auto exit_stage = out.exit_stage.cpu();
+    const auto entropy = out.entropy.cpu();
+    const auto probs = at::softmax(out.logits.to(at::kFloat), -1).cpu();
+    const auto [top_p, top_i] = probs.topk(k, -1);
+    for (size_t j = 0; j < kept.size(); ++j) {
+      const auto row = static_cast<int64_t>(j);
+      const int64_t stage = exit_stage[row].item<int64_t>();
+      ++per_stage[stage];
+      std::string top;
+      for (int64_t r = 0; r < k; ++r) {
+        top += (r ? ", " : "") + p.names[top_i[row][r].item<int64_t>()] + " " +
+               format_prob(top_p[row][r].item<float>());
+      }
+      table.add_row({files[kept[j]], stage, heads_cell(p.options, stage),
+                     static_cast<double>(entropy[row].item<float>()),
+                     p.names[top_i[row][0].item<int64_t>()],
+                     static_cast<double>(top_p[row][0].item<float>()), top});
+    }
   }
   progress.finish();
   TVIT_CHECK(!table.rows().empty(), "none of the ", files.size(), " input images could be read");
@@ -204,7 +225,7 @@ void run_predict(const PredictArgs& args) {
   std::string stops;
   for (size_t s = 0; s < per_stage.size(); ++s) {
     stops += (s ? ", " : "") + std::to_string(per_stage[s]) + " at stage " + std::to_string(s) +
-             " (" + options.stage_heads(static_cast<int64_t>(s)) + " heads)";
+             " (" + p.options.stage_heads(static_cast<int64_t>(s)) + " heads)";
   }
   spdlog::info("{} images: {}{}", table.rows().size(), stops,
                skipped ? "; " + std::to_string(skipped) + " unreadable, skipped" : "");

@@ -52,6 +52,112 @@ std::string find_plot_script() {
   return "";
 }
 
+// Throughput on the timing batches: every stage alone and every threshold, timed against each
+// other in interleaved rounds (eval::StageTauCalls), so that no row gains from being timed when
+// the machine happens to be faster; the rows pair each threshold's exact accuracy and GMACs
+// (from the pass) with its measured and predicted throughput.
+struct Throughput {
+  std::vector<double> stage_ips;
+  std::vector<eval::MeasuredSweepRow> rows;
+};
+
+Throughput measure_throughput(const EvalSetup& setup, const eval::StageRecords& records,
+                              std::vector<at::Tensor> timing, const std::vector<double>& taus,
+                              models::EntropyRule rule, int reps) {
+  torch::NoGradGuard no_grad;
+  const auto& mo = setup.config.model.options;
+  const eval::StageTauCalls calls(*setup.model, std::move(timing), taus, rule);
+  const auto images = static_cast<double>(calls.images());
+  util::Progress progress("throughput (" + std::to_string(mo.num_stages()) + " stages, " +
+                              std::to_string(taus.size()) + " thresholds, " +
+                              std::to_string(calls.images()) + " images)",
+                          reps, "round");
+  const auto timings = eval::time_interleaved(calls.calls(), 1, reps, setup.device,
+                                              [&](int done) { progress.update(done); });
+  progress.finish();
+  if (setup.device.is_cpu()) spdlog::info("cpu kernels: {}", models::cpu::describe());
+  Throughput out;
+  for (int64_t s = 0; s < mo.num_stages(); ++s)
+    out.stage_ips.push_back(1000.0 * images / timings[s].median_ms);
+  for (size_t i = 0; i < taus.size(); ++i) {
+    const auto& t = timings[mo.num_stages() + i];
+    eval::MeasuredSweepRow row;
+    row.sweep = eval::sweep_at(records, mo, taus[i]);
+    row.img_per_s = 1000.0 * images / t.median_ms;
+    row.img_per_s_spread = 1000.0 * images / t.min_ms - 1000.0 * images / t.max_ms;
+    row.img_per_s_formula = eval::predicted_throughput(calls.reach(i), out.stage_ips);
+    row.timed_reach = calls.reach(i);
+    out.rows.push_back(std::move(row));
+  }
+  return out;
+}
+
+// The tables on stdout and in `out_dir`: sweep.{csv,json,md}, stages.csv, entropy_hist.csv.
+void write_tables(const SweepArgs& args, const EvalSetup& setup, const eval::StageRecords& records,
+                  const Throughput& measured, models::EntropyRule rule,
+                  const std::string& out_dir) {
+  const auto& mo = setup.config.model.options;
+  const auto info = eval::describe_run(setup.device);
+  const auto table =
+      eval::sweep_table(measured.rows, setup.config.data.eval_batch_size, info.device,
+                        setup.config.precision.eval_dtype, info.threads);
+  std::cout << "sweep of " << records.num_samples << " images, entropy " << args.entropy_rule
+            << ", " << setup.preprocessing << "\n";
+  eval::Table stages({"stage", "heads", "top1", "gmacs", "img_per_s"});
+  for (int64_t s = 0; s < mo.num_stages(); ++s) {
+    const double gmacs = mo.stage_macs(s).total(models::MacConvention::kReleased) / 1e9;
+    std::cout << "stage " << s << " alone: top-1 " << records.top1[s] << "%, " << gmacs
+              << " GMACs, " << measured.stage_ips[s] << " img/s\n";
+    stages.add_row({s, heads_cell(mo, s), records.top1[s], gmacs, measured.stage_ips[s]});
+  }
+  table.write(std::cout, eval::TableFormat::kMarkdown);
+  const fs::path dir(out_dir);
+  table.save((dir / "sweep.csv").string(), eval::TableFormat::kCsv);
+  table.save((dir / "sweep.json").string(), eval::TableFormat::kJson);
+  table.save((dir / "sweep.md").string(), eval::TableFormat::kMarkdown);
+  stages.save((dir / "stages.csv").string(), eval::TableFormat::kCsv);
+  eval::entropy_histogram_table(eval::entropy_histogram(records, rule, mo.num_classes()))
+      .save((dir / "entropy_hist.csv").string(), eval::TableFormat::kCsv);
+}
+
+// Budget mode: tau chosen on one half of the images, reported on the other.
+void report_budget(const SweepArgs& args, const EvalSetup& setup, const eval::StageRecords& records,
+                   const Throughput& measured) {
+  if (args.budget_gmacs <= 0 && args.budget_throughput <= 0) return;
+  const auto choice = eval::choose_within_budget(
+      eval::half_of(records, 0), eval::half_of(records, 1), setup.config.model.options,
+      measured.rows, args.budget_gmacs, args.budget_throughput);
+  if (!choice.found) {
+    std::cout << "budget: no threshold meets the budget\n";
+  } else {
+    std::cout << "budget: tau " << choice.tau << " (chosen on half the images: top-1 "
+              << choice.chosen_top1 << "%), held-out half: top-1 " << choice.reported.top1 << "%, "
+              << choice.reported.gmacs << " GMACs\n";
+  }
+}
+
+// sweep.png from the tables, through plot_sweep.sh (gnuplot); a warning where it cannot.
+void draw_figure(const SweepArgs& args, const std::string& out_dir) {
+  if (args.no_plot) return;
+  const auto script = args.plot_script.empty() ? find_plot_script() : args.plot_script;
+  const fs::path dir(out_dir);
+  const auto png = (dir / "sweep.png").string();
+  if (script.empty()) {
+    spdlog::warn(
+        "plot_sweep.sh not found beside the binary; pass --plot-script (the tables are "
+        "written)");
+    return;
+  }
+  const std::string cmd = "bash '" + script + "' '" + (dir / "sweep.csv").string() + "' '" +
+                          (dir / "stages.csv").string() + "' '" + png + "' '" +
+                          (dir / "entropy_hist.csv").string() + "'";
+  if (std::system(cmd.c_str()) == 0) {
+    spdlog::info("figure: {}", png);
+  } else {
+    spdlog::warn("could not draw {} (is gnuplot installed?); the tables are written", png);
+  }
+}
+
 void run_sweep(const SweepArgs& args) {
   TVIT_CHECK(args.plot_script.empty() || args.no_plot || fs::is_regular_file(args.plot_script),
              "--plot-script '", args.plot_script, "': no such file");
@@ -59,9 +165,8 @@ void run_sweep(const SweepArgs& args) {
   const auto rule = models::parse_entropy_rule(args.entropy_rule, "--entropy");
   auto setup = make_eval_setup(args.source);
   // precision.eval_dtype for the pass and every timing alike.
-  const std::string& precision = setup.config.precision.eval_dtype;
-  compat::AutocastGuard autocast(setup.device.type(), at::kBFloat16, precision == "bf16");
-  const auto& mo = setup.config.model.options;
+  compat::AutocastGuard autocast(setup.device.type(), at::kBFloat16,
+                                 setup.config.precision.eval_dtype == "bf16");
   const std::string out_dir =
       args.output_dir.empty()
           ? (args.source.run.empty() ? "sweep" : (fs::path(args.source.run) / "sweep").string())
@@ -88,114 +193,11 @@ void run_sweep(const SweepArgs& args) {
     spdlog::info("sweep: accuracy over all {} processes' images; throughput timed by rank 0 alone",
                  setup.dist->world_size());
   }
-
-  // Throughput on the timing batches: every stage alone (fed its predecessor's tokens, computed
-  // beforehand) and every threshold, timed against each other in interleaved rounds, so that no
-  // row gains from being timed when the machine happens to be faster.
-  torch::NoGradGuard no_grad;
-  int64_t timed_images = 0;
-  for (const auto& x : timing) timed_images += x.size(0);
-  const int64_t num_stages = mo.num_stages();
-  std::vector<std::vector<at::Tensor>> inputs(num_stages, std::vector<at::Tensor>(timing.size()));
-  std::vector<std::function<void()>> fns;
-  for (int64_t s = 0; s < num_stages; ++s) {
-    fns.push_back([&, s] {
-      for (size_t b = 0; b < timing.size(); ++b) setup.model->run_stage(s, timing[b], inputs[s][b]);
-    });
-    if (s + 1 == num_stages) break;
-    for (size_t b = 0; b < timing.size(); ++b)
-      inputs[s + 1][b] = setup.model->forward_stage(s, timing[b], inputs[s][b]).tokens;
-  }
-  std::vector<std::vector<double>> reach(taus.size(), std::vector<double>(num_stages, 0.0));
-  for (size_t i = 0; i < taus.size(); ++i) {
-    fns.push_back([&, i] {
-      std::fill(reach[i].begin(), reach[i].end(), 0.0);
-      for (const auto& x : timing) {
-        auto out = setup.model->forward_elastic(x, taus[i], rule);
-        for (int64_t s = 0; s < num_stages; ++s) reach[i][s] += out.samples_per_stage[s];
-      }
-    });
-  }
-  util::Progress progress("throughput (" + std::to_string(num_stages) + " stages, " +
-                              std::to_string(taus.size()) + " thresholds, " +
-                              std::to_string(timed_images) + " images)",
-                          args.reps, "round");
-  const auto timings = eval::time_interleaved(fns, 1, args.reps, setup.device,
-                                              [&](int done) { progress.update(done); });
-  progress.finish();
-  if (setup.device.is_cpu()) spdlog::info("cpu kernels: {}", models::cpu::describe());
-  std::vector<double> stage_ips;
-  for (int64_t s = 0; s < num_stages; ++s)
-    stage_ips.push_back(1000.0 * timed_images / timings[s].median_ms);
-
-  const auto info = eval::describe_run(setup.device);
-  std::vector<eval::MeasuredSweepRow> rows;
-  for (size_t i = 0; i < taus.size(); ++i) {
-    const auto& t = timings[num_stages + i];
-    eval::MeasuredSweepRow row;
-    row.sweep = eval::sweep_at(records, mo, taus[i]);
-    for (auto& r : reach[i]) r /= timed_images;
-    row.img_per_s = 1000.0 * timed_images / t.median_ms;
-    row.img_per_s_spread = 1000.0 * timed_images / t.min_ms - 1000.0 * timed_images / t.max_ms;
-    row.img_per_s_formula = eval::predicted_throughput(reach[i], stage_ips);
-    row.timed_reach = reach[i];
-    rows.push_back(std::move(row));
-  }
-  const auto table = eval::sweep_table(rows, setup.config.data.eval_batch_size, info.device,
-                                       precision, info.threads);
-
-  std::cout << "sweep of " << records.num_samples << " images, entropy " << args.entropy_rule
-            << ", " << setup.preprocessing << "\n";
-  for (int64_t s = 0; s < mo.num_stages(); ++s) {
-    std::cout << "stage " << s << " alone: top-1 " << records.top1[s] << "%, "
-              << mo.stage_macs(s).total(models::MacConvention::kReleased) / 1e9 << " GMACs, "
-              << stage_ips[s] << " img/s\n";
-  }
-  table.write(std::cout, eval::TableFormat::kMarkdown);
-  const auto csv = (fs::path(out_dir) / "sweep.csv").string();
-  table.save(csv, eval::TableFormat::kCsv);
-  table.save((fs::path(out_dir) / "sweep.json").string(), eval::TableFormat::kJson);
-  table.save((fs::path(out_dir) / "sweep.md").string(), eval::TableFormat::kMarkdown);
-  eval::Table stages({"stage", "heads", "top1", "gmacs", "img_per_s"});
-  for (int64_t s = 0; s < mo.num_stages(); ++s) {
-    stages.add_row({s, heads_cell(mo, s), records.top1[s],
-                    mo.stage_macs(s).total(models::MacConvention::kReleased) / 1e9, stage_ips[s]});
-  }
-  stages.save((fs::path(out_dir) / "stages.csv").string(), eval::TableFormat::kCsv);
-  const auto hist_csv = (fs::path(out_dir) / "entropy_hist.csv").string();
-  eval::entropy_histogram_table(eval::entropy_histogram(records, rule, mo.num_classes()))
-      .save(hist_csv, eval::TableFormat::kCsv);
-
-  // Budget mode: choose tau on one half, report it on the other.
-  if (args.budget_gmacs > 0 || args.budget_throughput > 0) {
-    const auto choice =
-        eval::choose_within_budget(eval::half_of(records, 0), eval::half_of(records, 1), mo, rows,
-                                   args.budget_gmacs, args.budget_throughput);
-    if (!choice.found) {
-      std::cout << "budget: no threshold meets the budget\n";
-    } else {
-      std::cout << "budget: tau " << choice.tau << " (chosen on half the images: top-1 "
-                << choice.chosen_top1 << "%), held-out half: top-1 " << choice.reported.top1
-                << "%, " << choice.reported.gmacs << " GMACs\n";
-    }
-  }
-
-  if (!args.no_plot) {
-    const auto script = args.plot_script.empty() ? find_plot_script() : args.plot_script;
-    const auto png = (fs::path(out_dir) / "sweep.png").string();
-    const std::string cmd = "bash '" + script + "' '" + csv + "' '" +
-                            (fs::path(out_dir) / "stages.csv").string() + "' '" + png + "' '" +
-                            hist_csv + "'";
-    if (script.empty()) {
-      spdlog::warn(
-          "plot_sweep.sh not found beside the binary; pass --plot-script (the tables are "
-          "written)");
-    } else if (std::system(cmd.c_str()) == 0) {
-      spdlog::info("figure: {}", png);
-    } else {
-      spdlog::warn("could not draw {} (is gnuplot installed?); the tables are written", png);
-    }
-  }
+  const auto measured =
+      measure_throughput(setup, records, std::move(timing), taus, rule, args.reps);
+  write_tables(args, setup, records, measured, rule, out_dir);
+  report_budget(args, setup, records, measured);
+  draw_figure(args, out_dir);
   spdlog::info("tables: {}/sweep.{{md,csv,json}}, stages.csv, entropy_hist.csv", out_dir);
 }
 

@@ -73,6 +73,39 @@ Timing time_calls(const std::function<void()>& fn, int warmup, int reps,
   return time_interleaved({fn}, warmup, reps, device).front();
 }
 
+StageTauCalls::StageTauCalls(models::ElasticModel& model, std::vector<at::Tensor> batches,
+                             std::vector<double> taus, models::EntropyRule rule)
+    : model_(model),
+      batches_(std::move(batches)),
+      taus_(std::move(taus)),
+      rule_(rule),
+      num_stages_(model.model_options().num_stages()) {
+  TVIT_CHECK(!batches_.empty(), "benchmark: no batches to time");
+  for (const auto& x : batches_) images_ += x.size(0);
+  inputs_.assign(num_stages_, std::vector<at::Tensor>(batches_.size()));
+  for (int64_t s = 0; s + 1 < num_stages_; ++s) {
+    for (size_t b = 0; b < batches_.size(); ++b)
+      inputs_[s + 1][b] = model_.forward_stage(s, batches_[b], inputs_[s][b]).tokens;
+  }
+  for (int64_t s = 0; s < num_stages_; ++s) {
+    calls_.push_back([this, s] {
+      for (size_t b = 0; b < batches_.size(); ++b) model_.run_stage(s, batches_[b], inputs_[s][b]);
+    });
+  }
+  reach_.assign(taus_.size(), std::vector<double>(num_stages_, 0.0));
+  for (size_t i = 0; i < taus_.size(); ++i) {
+    calls_.push_back([this, i] {
+      std::vector<double> reached(num_stages_, 0.0);
+      for (const auto& x : batches_) {
+        const auto out = model_.forward_elastic(x, taus_[i], rule_);
+        for (int64_t s = 0; s < num_stages_; ++s) reached[s] += out.samples_per_stage[s];
+      }
+      for (auto& r : reached) r /= static_cast<double>(images_);
+      reach_[i] = std::move(reached);
+    });
+  }
+}
+
 double tau_for_share(const at::Tensor& entropy, double share) {
   TVIT_CHECK(share >= 0 && share <= 1, "benchmark: a stop share must lie in [0, 1], found ", share);
   const auto sorted = std::get<0>(entropy.to(at::kCPU, at::kDouble).sort());
@@ -176,22 +209,7 @@ std::vector<BenchRow> run_benchmark(models::ElasticModel& model, const BenchOpti
       torch::manual_seed(options.seed);
       auto images = torch::randn({batch, o.in_channels(), o.image_size(), o.image_size()},
                                  torch::TensorOptions().device(options.device));
-      // Every stage alone (fed its predecessor's tokens, computed outside the timed region) and
-      // every threshold, timed against each other in interleaved rounds.
-      std::vector<BenchRow> timed;
-      std::vector<std::function<void()>> fns;
-      std::vector<at::Tensor> inputs(o.num_stages());
-      for (int64_t s = 0; s < o.num_stages(); ++s) {
-        BenchRow row;
-        row.mode = "stage";
-        row.stage = s;
-        row.reach.assign(o.num_stages(), 0.0);
-        row.reach[s] = 1.0;
-        timed.push_back(row);
-        fns.push_back([&, s] { model.run_stage(s, images, inputs[s]); });
-        if (s + 1 < o.num_stages())
-          inputs[s + 1] = model.forward_stage(s, images, inputs[s]).tokens;
-      }
+      // Every stage alone and every threshold, timed against each other in interleaved rounds.
       auto taus = options.taus;
       if (!options.stop_shares.empty()) {
         const auto entropy =
@@ -199,24 +217,24 @@ std::vector<BenchRow> run_benchmark(models::ElasticModel& model, const BenchOpti
         for (const double share : options.stop_shares)
           taus.push_back(tau_for_share(entropy, share));
       }
-      std::vector<models::ElasticOutput> last(taus.size());
-      for (size_t t = 0; t < taus.size(); ++t) {
-        BenchRow row;
-        row.mode = "elastic";
-        row.tau = taus[t];
-        timed.push_back(row);
-        fns.push_back([&, t] { last[t] = model.forward_elastic(images, taus[t], options.rule); });
-      }
+      const StageTauCalls calls(model, {images}, taus, options.rule);
+      const auto& fns = calls.calls();
       const auto timings = time_interleaved(fns, options.warmup, options.reps, options.device);
-      for (size_t k = 0; k < timed.size(); ++k) {
-        auto& row = timed[k];
+      for (size_t k = 0; k < fns.size(); ++k) {
+        BenchRow row;
+        const bool stage = static_cast<int64_t>(k) < o.num_stages();
+        row.mode = stage ? "stage" : "elastic";
+        if (stage) {
+          row.stage = static_cast<int64_t>(k);
+          row.reach.assign(o.num_stages(), 0.0);
+          row.reach[k] = 1.0;
+        } else {
+          row.tau = taus[k - o.num_stages()];
+          row.reach = calls.reach(k - o.num_stages());
+        }
         row.batch = batch;
         row.precision = precision;
         row.timing = timings[k];
-        if (row.mode == "elastic") {
-          for (const auto n : last[k - o.num_stages()].samples_per_stage)
-            row.reach.push_back(static_cast<double>(n) / static_cast<double>(batch));
-        }
         finish(row, peak, fns[k]);
       }
       if (!extra) continue;

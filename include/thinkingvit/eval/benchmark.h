@@ -89,6 +89,35 @@ std::vector<Timing> time_interleaved(const std::vector<std::function<void()>>& f
                                      int reps, const c10::Device& device,
                                      const std::function<void(int)>& round_done = {});
 
+// Every stage alone and elastic inference at every threshold, over the same batches: the calls
+// that bench and sweep time against each other (time_interleaved) and profile. Stage s is fed
+// its predecessor's tokens, computed here once, outside any timing. Use under no-grad; the
+// calls refer to this object, which therefore stays where it was made.
+class StageTauCalls {
+ public:
+  StageTauCalls(models::ElasticModel& model, std::vector<at::Tensor> batches,
+                std::vector<double> taus, models::EntropyRule rule);
+  StageTauCalls(const StageTauCalls&) = delete;
+  StageTauCalls& operator=(const StageTauCalls&) = delete;
+
+  // Stages 0 .. S-1, then one call per threshold; each runs over every batch.
+  const std::vector<std::function<void()>>& calls() const { return calls_; }
+  int64_t num_stages() const { return num_stages_; }
+  int64_t images() const { return images_; }
+  // The share of the images that reached each stage at threshold i, in its last call.
+  const std::vector<double>& reach(size_t i) const { return reach_.at(i); }
+
+ private:
+  models::ElasticModel& model_;
+  std::vector<at::Tensor> batches_;
+  std::vector<double> taus_;
+  models::EntropyRule rule_;
+  int64_t num_stages_ = 0, images_ = 0;
+  std::vector<std::vector<at::Tensor>> inputs_;  // per stage and batch: the recycled tokens
+  std::vector<std::vector<double>> reach_;
+  std::vector<std::function<void()>> calls_;
+};
+
 // The threshold at which round(share * n) of the n `entropy` values lie strictly below it
 // (halfway between neighbours; below the smallest for none, above the largest for all).
 double tau_for_share(const at::Tensor& entropy, double share);
