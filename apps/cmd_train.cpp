@@ -29,6 +29,7 @@ void run_train(const TrainArgs& args) {
   options.resume = args.resume;
   options.auto_resume = args.auto_resume;
   options.overwrite = args.overwrite;
+  options.hooks = train::hooks_from_environment();  // THINKINGVIT_KILL_AT, for the tests
   const auto history = train::train(config, options);
   if (!history.empty() && train::dist_env().rank == 0) {
     spdlog::info("done: {} epochs, run folder {}", history.size(), config.run.output_dir);

@@ -1,6 +1,5 @@
 #include "thinkingvit/train/trainer.h"
 
-#include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 #include <nlohmann/json.hpp>
@@ -19,6 +18,9 @@
 #include <sstream>
 #include <thread>
 
+#include "log_sinks.h"
+#include "run_folder.h"
+#include "stop_signals.h"
 #include "thinkingvit/data/loader.h"
 #include "thinkingvit/data/mixing.h"
 #include "thinkingvit/data/sampler.h"
@@ -81,222 +83,11 @@ Datasets open_datasets(const TrainConfig& c) {
 
 namespace {
 
-struct RunPaths {
-  fs::path root, checkpoints, best, metrics, log, config;
-  explicit RunPaths(const std::string& dir)
-      : root(dir),
-        checkpoints(root / "checkpoints"),
-        best(root / "best"),
-        metrics(root / "metrics.jsonl"),
-        log(root / "train.log"),
-        config(root / "config.yaml") {}
-};
-
-void write_text_atomic(const fs::path& path, const std::string& text) {
-  util::write_file_atomic(path.string(), [&](std::ostream& out) { out << text; });
-}
-
-// Where a run stands: the last finished epoch and how far the next one got.
-struct TrainState {
-  int64_t epoch = -1;  // last finished epoch
-  int64_t batch = 0;   // batches of epoch + 1 done: a mid-epoch checkpoint (0 at a boundary)
-  int64_t step = 0;    // optimizer steps so far
-  double best_top1 = -1;
-  // Mid-epoch: every rank's running totals of the unfinished epoch, rank 0's first.
-  std::vector<std::vector<double>> partial;
-};
-
-// "epoch_0003": epoch 3 finished; "epoch_0004_batch_000120": 120 batches of epoch 4 done.
-std::string checkpoint_name(const TrainState& state) {
-  char name[64];
-  if (state.batch == 0) {
-    std::snprintf(name, sizeof name, "epoch_%04lld", static_cast<long long>(state.epoch));
-  } else {
-    std::snprintf(name, sizeof name, "epoch_%04lld_batch_%06lld",
-                  static_cast<long long>(state.epoch + 1), static_cast<long long>(state.batch));
-  }
-  return name;
-}
-
-// Where a checkpoint folder's name puts it in the run, (epoch, batch) with a finished epoch
-// after its mid-epoch checkpoints; nullopt for any other name.
-std::optional<std::pair<int64_t, int64_t>> checkpoint_position(const std::string& name) {
-  long long epoch = 0, batch = 0;
-  int used = 0;
-  const auto whole = [&] { return used == static_cast<int>(name.size()); };
-  if (std::sscanf(name.c_str(), "epoch_%lld_batch_%lld%n", &epoch, &batch, &used) == 2 && whole() &&
-      batch > 0) {
-    return std::make_pair<int64_t, int64_t>(epoch, batch);
-  }
-  used = 0;
-  if (std::sscanf(name.c_str(), "epoch_%lld%n", &epoch, &used) == 1 && whole()) {
-    return std::make_pair<int64_t, int64_t>(epoch, std::numeric_limits<int64_t>::max());
-  }
-  return std::nullopt;
-}
-
-// The names of the folders in `dir` that start with `prefix`, sorted.
-std::vector<std::string> folders_named(const fs::path& dir, const std::string& prefix) {
-  std::vector<std::string> names;
-  for (const auto& e : fs::directory_iterator(dir)) {
-    const auto name = e.path().filename().string();
-    if (e.is_directory() && util::starts_with(name, prefix)) names.push_back(name);
-  }
-  std::sort(names.begin(), names.end());
-  return names;
-}
-
-// The checkpoint folders of a run, oldest first.
-std::vector<std::string> checkpoint_folders(const fs::path& dir) {
-  std::vector<std::string> names;
-  for (auto& name : folders_named(dir, "epoch_")) {
-    if (checkpoint_position(name)) names.push_back(std::move(name));
-  }
-  std::sort(names.begin(), names.end(), [](const std::string& a, const std::string& b) {
-    return *checkpoint_position(a) < *checkpoint_position(b);
-  });
-  return names;
-}
-
-// `midway` runs while the folder is half written (a test's kill point).
-void save_checkpoint(const RunPaths& paths, const TrainConfig& config,
-                     const std::vector<std::string>& label_names, models::ElasticModel& model,
-                     ModelEma* ema, torch::optim::Optimizer& optimizer, const TrainState& state,
-                     int keep_last, const std::function<void()>& midway) {
-  const std::string name = checkpoint_name(state);
-  fs::create_directories(paths.checkpoints);
-  for (const auto& stale : folders_named(paths.checkpoints, ".tmp-epoch_")) {  // killed writers'
-    std::error_code ignored;
-    fs::remove_all(paths.checkpoints / stale, ignored);
-  }
-  util::write_folder_atomic((paths.checkpoints / name).string(), [&](const fs::path& dir) {
-    io::save_weights(model, (dir / "model.safetensors").string());
-    midway();
-    if (ema) io::save_weights(ema->module(), (dir / "ema.safetensors").string());
-    // Through our checked atomic writer: a failed write is an Error, never an abort inside
-    // LibTorch's archive writer.
-    util::write_file_atomic((dir / "optimizer.pt").string(),
-                            [&](std::ostream& out) { torch::save(optimizer, out); });
-    nlohmann::json j = {
-        {"epoch", state.epoch}, {"step", state.step}, {"best_top1", state.best_top1}};
-    if (state.batch > 0) {  // mid-epoch: where, and every rank's running totals
-      j["batch"] = state.batch;
-      j["world_size"] = state.partial.size();
-      j["partial"] = state.partial;
-    }
-    write_text_atomic(dir / "state.json", j.dump(2) + "\n");
-    write_text_atomic(dir / "config.yaml", to_yaml(config));
-    write_text_atomic(dir / "config.json", io::config_json(config.model.options, label_names));
-  });
-  write_text_atomic(paths.checkpoints / "LAST", name + "\n");
-  // keep-last-k: remove the oldest folders, now that the new one is complete.
-  const auto folders = checkpoint_folders(paths.checkpoints);
-  for (size_t i = 0; keep_last > 0 && i + keep_last < folders.size(); ++i)
-    fs::remove_all(paths.checkpoints / folders[i]);
-}
-
-TrainState load_checkpoint_folder(const fs::path& dir, models::ElasticModel& model, ModelEma* ema,
-                                  torch::optim::Optimizer& optimizer, const c10::Device& device) {
-  io::LoadOptions strict;
-  strict.strict = true;
-  io::load_state_dict(model, io::read_safetensors((dir / "model.safetensors").string()).tensors,
-                      (dir / "model.safetensors").string(), strict);
-  if (ema && fs::exists(dir / "ema.safetensors")) {
-    io::load_state_dict(ema->module(),
-                        io::read_safetensors((dir / "ema.safetensors").string()).tensors,
-                        (dir / "ema.safetensors").string(), strict);
-  }
-  // Onto this process's own device: the saved tensors remember rank 0's.
-  torch::load(optimizer, (dir / "optimizer.pt").string(), device);
-  const auto state_path = (dir / "state.json").string();
-  std::ifstream in(state_path);
-  const auto j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
-  TVIT_CHECK(j.is_object() && j.contains("epoch") && j.contains("step") && j.contains("best_top1"),
-             "'", state_path, "': not a checkpoint state (JSON with epoch, step and best_top1)");
-  TrainState state;
-  state.epoch = j.at("epoch").get<int64_t>();
-  state.step = j.at("step").get<int64_t>();
-  state.best_top1 = j.at("best_top1").get<double>();
-  if (j.contains("batch")) state.batch = j.at("batch").get<int64_t>();
-  if (j.contains("partial"))
-    state.partial = j.at("partial").get<std::vector<std::vector<double>>>();
-  TVIT_CHECK(state.batch >= 0 && (state.batch == 0 || !state.partial.empty()), "'",
-             (dir / "state.json").string(), "': a mid-epoch checkpoint without its totals");
-  return state;
-}
-
-// The checkpoints to try, best first: the one LAST names (without a readable LAST: the newest),
-// then the older ones, newest first.
-std::vector<std::string> checkpoint_candidates(const RunPaths& paths) {
-  std::ifstream last(paths.checkpoints / "LAST");
-  std::string name;
-  const bool named = last && (last >> name) && checkpoint_position(name);
-  const auto folders = fs::is_directory(paths.checkpoints) ? checkpoint_folders(paths.checkpoints)
-                                                           : std::vector<std::string>{};
-  TVIT_CHECK(named || !folders.empty(), "--resume: no checkpoint in '", paths.checkpoints.string(),
-             "' (expected a LAST file written by an earlier run)");
-  std::vector<std::string> candidates;
-  if (named) {
-    candidates.push_back(name);
-  } else {
-    spdlog::warn("'{}' is missing or damaged; trying the checkpoints newest first",
-                 (paths.checkpoints / "LAST").string());
-  }
-  for (auto it = folders.rbegin(); it != folders.rend(); ++it) {  // newest first
-    if (!named || *checkpoint_position(*it) < *checkpoint_position(name)) candidates.push_back(*it);
-  }
-  return candidates;
-}
-
-// Whether `paths` holds a checkpoint that --resume would try (--auto-resume's question).
-bool has_checkpoint(const RunPaths& paths) {
-  std::error_code error;
-  return fs::exists(paths.checkpoints / "LAST", error) ||
-         (fs::is_directory(paths.checkpoints, error) &&
-          !checkpoint_folders(paths.checkpoints).empty());
-}
-
 // FNV-1a: the same text gives the same number in every process of a job (std::hash need not).
 uint64_t fingerprint(const std::string& text) {
   uint64_t h = 0xcbf29ce484222325ull;
   for (const unsigned char c : text) h = (h ^ c) * 0x100000001b3ull;
   return h;
-}
-
-// Removes the metrics lines written past the checkpoint `state` (a killed run's, which the
-// resumed run writes again), so that no line appears twice: epoch lines after state.epoch, and
-// step lines of the batches after the checkpoint's.
-void drop_metrics_after(const fs::path& path, const TrainState& state) {
-  std::ifstream in(path);
-  if (!in) return;
-  std::string kept, line;
-  int64_t dropped = 0;
-  const auto integer = [](const nlohmann::json& j, const char* key, int64_t fallback) {
-    return j.contains(key) && j[key].is_number_integer() ? j[key].get<int64_t>() : fallback;
-  };
-  while (std::getline(in, line)) {
-    const auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (j.is_object()) {
-      const int64_t epoch = integer(j, "epoch", -1);
-      const bool step_line = j.contains("type") && j["type"] == "step";
-      // A step line names the batch it followed (older runs' lines do not: dropped with their
-      // epoch's mid-epoch part).
-      const bool past =
-          step_line ? epoch > state.epoch + 1 || (epoch == state.epoch + 1 &&
-                                                  integer(j, "batch", state.batch) >= state.batch)
-                    : epoch > state.epoch;
-      if (past) {
-        ++dropped;
-        continue;
-      }
-    }
-    kept += line + "\n";
-  }
-  in.close();
-  if (dropped == 0) return;
-  write_text_atomic(path, kept);
-  spdlog::info("metrics.jsonl: dropped {} line(s) past the checkpoint, to be written again",
-               dropped);
 }
 
 // Top-1 / top-5 percentages per stage over every rank's share of the validation set.
@@ -321,99 +112,6 @@ void reduce_accuracy(const eval::StageRecords& records, Distributed& dist,
 }  // namespace
 
 namespace {
-
-std::atomic<int> stop_signal{0};  // the last SIGTERM / SIGUSR1 received, 0: none
-static_assert(std::atomic<int>::is_always_lock_free, "a signal handler may only touch these");
-
-extern "C" void note_stop_signal(int signal) { stop_signal.store(signal); }
-
-// While a run trains, SIGTERM and SIGUSR1 (what SLURM sends before preemption or the time
-// limit) only raise a flag: the run finishes its step, writes a checkpoint and stops.
-class StopSignals {
- public:
-  StopSignals() {
-    stop_signal.store(0);
-    struct sigaction action = {};
-    action.sa_handler = note_stop_signal;
-    sigemptyset(&action.sa_mask);
-    for (size_t i = 0; i < kSignals.size(); ++i) sigaction(kSignals[i], &action, &previous_[i]);
-  }
-  ~StopSignals() {
-    for (size_t i = 0; i < kSignals.size(); ++i) sigaction(kSignals[i], &previous_[i], nullptr);
-  }
-  StopSignals(const StopSignals&) = delete;
-  StopSignals& operator=(const StopSignals&) = delete;
-  static int received() { return stop_signal.load(); }
-
- private:
-  static constexpr std::array<int, 2> kSignals = {SIGTERM, SIGUSR1};
-  std::array<struct sigaction, 2> previous_;
-};
-
-// For tests: THINKINGVIT_KILL_AT=POINT:N[:RANK] kills the process (SIGKILL, nothing flushed or
-// cleaned) at POINT of global batch N (counted from 1 over the whole run): "forward" (after the
-// forward pass, mid-step), "batch" (after the step) or "checkpoint" (halfway through writing the
-// checkpoint that follows batch N); "sigterm" and "sigusr1" send that signal after the step
-// instead; "pause" waits after the step until a stop signal arrives (at most 300 s: a launcher's
-// signal, sent by the test once the log says so, lands at a known batch); "nan" makes batch N's
-// images NaN (a loss that blows up). With RANK, only that rank.
-class KillPoint {
- public:
-  explicit KillPoint(int rank) {
-    const char* spec = std::getenv("THINKINGVIT_KILL_AT");
-    if (spec == nullptr || *spec == '\0') return;
-    char point[16] = {};
-    long long batch = 0;
-    int only_rank = -1;
-    TVIT_CHECK(std::sscanf(spec, "%15[a-z0-9]:%lld:%d", point, &batch, &only_rank) >= 2,
-               "THINKINGVIT_KILL_AT: expected POINT:BATCH[:RANK], found '", spec, "'");
-    if (only_rank >= 0 && only_rank != rank) return;
-    point_ = point;
-    batch_ = batch;
-  }
-  void operator()(const std::string& point, int64_t global_batch) const {
-    if (global_batch != batch_) return;
-    if (point_ == point) std::raise(SIGKILL);
-    if (point == "batch" && point_ == "sigterm") std::raise(SIGTERM);
-    if (point == "batch" && point_ == "sigusr1") std::raise(SIGUSR1);
-    if (point == "batch" && point_ == "pause") pause(global_batch);
-  }
-  // "nan": this batch's images become NaN (a fault for tests; this rank's loss turns non-finite).
-  bool poisons(int64_t global_batch) const { return point_ == "nan" && global_batch == batch_; }
-
- private:
-  static void pause(int64_t global_batch) {
-    spdlog::warn("THINKINGVIT_KILL_AT: paused after batch {} until a stop signal", global_batch);
-    for (int i = 0; i < 6000 && StopSignals::received() == 0; ++i)
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-
-  std::string point_;
-  int64_t batch_ = -1;
-};
-
-// The log file (rank 0) or a quieter console (other ranks), undone when training ends.
-class LogGuard {
- public:
-  void to_file(const fs::path& path) {
-    sink_ = std::make_shared<spdlog::sinks::basic_file_sink_mt>(path.string());
-    spdlog::default_logger()->sinks().push_back(sink_);
-    // Every line reaches the file at once: a killed run's log ends with its last line.
-    spdlog::default_logger()->flush_on(spdlog::level::info);
-  }
-  void warnings_only() { spdlog::default_logger()->set_level(spdlog::level::warn); }
-  ~LogGuard() {
-    auto& sinks = spdlog::default_logger()->sinks();
-    if (sink_) sinks.erase(std::remove(sinks.begin(), sinks.end(), sink_), sinks.end());
-    spdlog::default_logger()->set_level(level_);
-    spdlog::default_logger()->flush_on(flush_level_);
-  }
-
- private:
-  std::shared_ptr<spdlog::sinks::sink> sink_;
-  spdlog::level::level_enum level_ = spdlog::default_logger()->level();
-  spdlog::level::level_enum flush_level_ = spdlog::default_logger()->flush_level();
-};
 
 // One training run. prepare(): processes, logs, data, model; then each epoch() runs its step()s,
 // validate()s every N epochs and checkpoint()s. Every source of randomness is a function of
@@ -449,8 +147,8 @@ class Trainer {
   std::vector<EpochSummary> epochs() {
     std::vector<EpochSummary> history;
     for (int64_t e = state_.epoch + 1; e < total_epochs_; ++e) {
-      if (options_.stop_after_epochs >= 0 &&
-          static_cast<int64_t>(history.size()) >= options_.stop_after_epochs)
+      if (options_.hooks.stop_after_epochs >= 0 &&
+          static_cast<int64_t>(history.size()) >= options_.hooks.stop_after_epochs)
         break;
       history.push_back(epoch(e));
     }
@@ -846,79 +544,107 @@ class Trainer {
                     config_.checkpoint.keep_last, [&] { kill_at_("checkpoint", global_batch); });
   }
 
-  // One batch: forward every chosen stage (the ones before it too, when recycling), the weighted
-  // loss, backward, and every accum_steps batches the averaged gradients' optimizer step. The
-  // host never waits for the device here: the next batch's copy starts while this step's kernels
-  // run, and the step's losses are read back during the next step (settle_losses).
+  // A step's losses on their way to the host (deferred_losses, settle_losses).
+  struct StepLosses {
+    compat::Readback values;  // the chosen stages' losses (float64), then any step flags
+    bool flags = false;       // a job's optimizer step: the summed step flags follow the losses
+    std::vector<int64_t> stages;
+    int64_t epoch = 0, batch = 0, step = 0;
+    double lr = 0;
+  };
+
+  // One batch, as DeiT's train_one_epoch: learning rate, batch, Mixup / CutMix, forward and loss
+  // (every chosen stage, the ones before it too when recycling), backward, and every accum_steps
+  // batches the averaged gradients' optimizer step and EMA; then the losses for the log. The host
+  // never waits for the device here: the next batch's copy starts while this step's kernels run,
+  // and the step's losses are read back during the next step (settle_losses).
   void step(int64_t e, int64_t i, int64_t steps, EpochSummary& summary, EpochCounters& counters) {
     started_ = true;
-    // The batch's randomness is a function of (seed, epoch, batch, rank) alone, so that a run
-    // resumed mid-epoch draws what the uninterrupted one drew: stage sampling the same on every
-    // rank (so that every rank uses the same parameters), Mixup / CutMix and LibTorch's
-    // generator (drop path) drawn per process, as timm's Mixup in each DDP process.
-    auto rng = data::sample_rng(config_.run.seed, e, -16 - i);
-    torch::manual_seed(rng() ^ (0x9E3779B97F4A7C15ull * static_cast<uint64_t>(dist_->rank() + 1)));
-    auto mix_rng =
-        data::sample_rng(config_.run.seed, e, -(int64_t{1} << 40) * (dist_->rank() + 1) - i);
-    const double t = config_.schedule.per_step ? e + static_cast<double>(i) / steps : e;
-    summary.lr = learning_rate(config_.schedule, lr_, t);
+    const int64_t global_batch = e * steps + i + 1;
+    auto random = seed_step(e, i);
+    summary.lr = learning_rate(config_.schedule, lr_,
+                               config_.schedule.per_step ? e + static_cast<double>(i) / steps : e);
     set_learning_rate(*optimizer_, summary.lr);
+
     if (!staged_) stage_batch(counters);
     StagedBatch batch = std::move(*staged_);
     staged_.reset();
     auto x = batch.images.take();
-    if (kill_at_.poisons(e * steps + i + 1)) x = x * std::numeric_limits<float>::quiet_NaN();
-    auto mix =
-        data::mix_batch(x, batch.batch.labels, mo().num_classes(), config_.augment.mix, mix_rng);
-    auto targets = compat::to_device_async(mix.targets, device_);
-    const auto stages = sample_stages(config_.sampling, mo().num_stages(), rng);
+    if (kill_at_.poisons(global_batch)) x = x * std::numeric_limits<float>::quiet_NaN();
+    const auto mix =
+        data::mix_batch(x, batch.batch.labels, mo().num_classes(), config_.augment.mix, random.mix);
+    const auto targets = compat::to_device_async(mix.targets, device_);
 
-    StepLoss step_loss;
-    {
-      compat::AutocastGuard autocast(device_.type(), at::kBFloat16,
-                                     config_.precision.dtype == "bf16");
-      step_loss = multi_stage_loss(*model_, x, targets, stages, loss_weights_);
-    }
-    const at::Tensor& loss = step_loss.total;
-    StepLosses losses;
-    losses.stages = stages;
-    // The chosen stages' losses, read back during the next step.
-    auto values = torch::stack(step_loss.stages).to(at::kDouble);
-    if (dist_->enabled()) {  // for the step flags (below)
-      const auto bad = values.isfinite().logical_not().any();
-      nonfinite_since_flags_ =
-          nonfinite_since_flags_.defined() ? nonfinite_since_flags_ | bad : bad;
-    }
-    losses.epoch = e;
-    losses.batch = i;
-    losses.lr = summary.lr;
-    kill_at_("forward", e * steps + i + 1);
+    const auto stages = sample_stages(config_.sampling, mo().num_stages(), random.stages);
+    const auto loss = forward_loss(x, targets, stages);
+    kill_at_("forward", global_batch);
     const bool step_now = (i + 1) % config_.optimizer.accum_steps == 0 || i + 1 == steps;
-    const auto scaled_loss = loss / config_.optimizer.accum_steps;
+    const auto scaled_loss = loss.total / config_.optimizer.accum_steps;
     if (reducer_ && step_now) reducer_->prepare(scaled_loss);
     scaled_loss.backward();
     if (step_now) optimizer_step();
-    losses.step = state_.step;
-    if (dist_->enabled() && step_now) {
-      // The step flags, summed over ranks after the optimizer step (the ranks are in step there)
-      // and read back with the losses: how many ranks had a non-finite loss since the last
-      // flags, and how many had received a stop signal. Every rank settles them at the same
-      // point, so all stop or fail together, whichever rank saw it.
-      const double signal = StopSignals::received() != 0 ? 1.0 : 0.0;
-      auto flags =
-          torch::cat({nonfinite_since_flags_.to(at::kDouble).reshape({1}),
-                      compat::to_device_async(torch::tensor({signal}, at::kDouble), device_)});
-      nonfinite_since_flags_ = at::Tensor();
-      dist_->sum_on_device(flags);
-      values = torch::cat({values, flags});
-      losses.flags = true;
-    }
-    losses.values = compat::Readback(values);
 
+    auto losses = deferred_losses(e, i, summary.lr, stages, loss.stages, step_now);
     if (i + 1 < steps) stage_batch(counters);  // its copy overlaps this step's kernels
     settle_losses(summary, counters);          // the step before's, done on the device by now
     counters.images += batch.batch.images.size(0);
     pending_losses_ = std::move(losses);
+  }
+
+  // A batch's randomness is a function of (seed, epoch, batch, rank) alone, so that a run resumed
+  // mid-epoch draws what the uninterrupted one drew: stage sampling the same on every rank (so
+  // that every rank uses the same parameters), Mixup / CutMix and LibTorch's generator (drop
+  // path) drawn per process, as timm's Mixup in each DDP process.
+  struct StepRandomness {
+    data::Rng stages, mix;
+  };
+  StepRandomness seed_step(int64_t e, int64_t i) {
+    auto stages = data::sample_rng(config_.run.seed, e, -16 - i);
+    const auto rank = static_cast<uint64_t>(dist_->rank() + 1);
+    torch::manual_seed(stages() ^ (0x9E3779B97F4A7C15ull * rank));
+    const int64_t mix_position = -(int64_t{1} << 40) * static_cast<int64_t>(rank) - i;
+    return {stages, data::sample_rng(config_.run.seed, e, mix_position)};
+  }
+
+  // The weighted loss of the chosen stages, under the run's autocast.
+  StepLoss forward_loss(const at::Tensor& x, const at::Tensor& targets,
+                        const std::vector<int64_t>& stages) {
+    const compat::AutocastGuard autocast(device_.type(), at::kBFloat16,
+                                         config_.precision.dtype == "bf16");
+    return multi_stage_loss(*model_, x, targets, stages, loss_weights_);
+  }
+
+  // The step's losses on their way to the host, read back by settle_losses a step later. In a
+  // job, after each optimizer step, the step flags ride along, summed over ranks (the ranks are
+  // in step there): how many ranks had a non-finite loss since the last flags, and how many had
+  // received a stop signal. Every rank settles them at the same point, so all stop or fail
+  // together, whichever rank saw it, and no step waits for it.
+  StepLosses deferred_losses(int64_t e, int64_t i, double lr, const std::vector<int64_t>& stages,
+                             const std::vector<at::Tensor>& stage_losses, bool step_now) {
+    StepLosses losses;
+    losses.epoch = e;
+    losses.batch = i;
+    losses.lr = lr;
+    losses.stages = stages;
+    losses.step = state_.step;
+    auto values = torch::stack(stage_losses).to(at::kDouble);
+    if (dist_->enabled()) {
+      const auto bad = values.isfinite().logical_not().any();
+      nonfinite_since_flags_ =
+          nonfinite_since_flags_.defined() ? nonfinite_since_flags_ | bad : bad;
+      if (step_now) {
+        const double signal = StopSignals::received() != 0 ? 1.0 : 0.0;
+        auto flags =
+            torch::cat({nonfinite_since_flags_.to(at::kDouble).reshape({1}),
+                        compat::to_device_async(torch::tensor({signal}, at::kDouble), device_)});
+        nonfinite_since_flags_ = at::Tensor();
+        dist_->sum_on_device(flags);
+        values = torch::cat({values, flags});
+        losses.flags = true;
+      }
+    }
+    losses.values = compat::Readback(values);
+    return losses;
   }
 
   // The next batch from the loader, its copy to the device started.
@@ -1123,13 +849,6 @@ class Trainer {
     data::BatchUpload images;
   };
   std::optional<StagedBatch> staged_;  // the next batch, on its way to the device
-  struct StepLosses {
-    compat::Readback values;  // the chosen stages' losses (float64), then any step flags
-    bool flags = false;       // a job's optimizer step: the summed step flags follow the losses
-    std::vector<int64_t> stages;
-    int64_t epoch = 0, batch = 0, step = 0;
-    double lr = 0;
-  };
   std::optional<StepLosses> pending_losses_;  // a step's losses not yet read back
   at::Tensor nonfinite_since_flags_;  // a job's: any non-finite loss since the last step flags
   std::string nonfinite_message_;     // this rank's first non-finite loss, for the error
@@ -1138,7 +857,7 @@ class Trainer {
   int64_t total_epochs_ = 0;
   bool started_ = false;  // a training step has begun: the run folder is worth keeping
   bool stop_signal_received_ = false;
-  KillPoint kill_at_{dist_env().rank};
+  FaultPoints kill_at_{options_.hooks, dist_env().rank};
 };
 
 }  // namespace

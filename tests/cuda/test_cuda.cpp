@@ -357,7 +357,7 @@ TEST(Cuda, TwoStepsAndAResumeEqualAnUninterruptedRun_CUDA) {
   };
   train::train(config("whole"));
   train::TrainOptions first;
-  first.stop_after_epochs = 1;
+  first.hooks.stop_after_epochs = 1;
   ASSERT_EQ(train::train(config("parts"), first).size(), 1u);
   train::TrainOptions rest;
   rest.resume = true;

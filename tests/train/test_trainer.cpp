@@ -177,7 +177,7 @@ TEST(Trainer, KilledAndResumedEqualsUninterrupted) {
   train::train(whole);
   auto parts = tiny_config(dir.file("parts"));
   train::TrainOptions first;
-  first.stop_after_epochs = 1;
+  first.hooks.stop_after_epochs = 1;
   ASSERT_EQ(train::train(parts, first).size(), 1u);
   // A kill in epoch 1 after two logged steps: its lines are past the checkpoint of epoch 0.
   std::ofstream(dir.file("parts/metrics.jsonl"), std::ios::app)

@@ -9,6 +9,7 @@
 
 #include "thinkingvit/data/dataset.h"
 #include "thinkingvit/train/config.h"
+#include "thinkingvit/train/hooks.h"
 
 namespace thinkingvit::train {
 
@@ -39,8 +40,8 @@ struct TrainOptions {
   // without a checkpoint are replaced): the one command line that a torchrun restart or a Slurm
   // requeue can run again and again.
   bool auto_resume = false;
-  bool overwrite = false;          // start again in a folder that holds a run (else an Error)
-  int64_t stop_after_epochs = -1;  // for tests: stop early as if killed (-1: run to the end)
+  bool overwrite = false;  // start again in a folder that holds a run (else an Error)
+  TrainHooks hooks;        // fault points for tests (none by default)
 };
 
 // Thrown by train() when SIGTERM or SIGUSR1 stopped the run: the step finished and a checkpoint
