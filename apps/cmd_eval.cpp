@@ -26,7 +26,7 @@ void run_eval(const EvalArgs& args) {
   auto setup = make_eval_setup(args.source);
   util::Progress progress("eval", setup.loader_batches(), "batch");
   const auto records =
-      setup.evaluate(models::EntropyRule::kTop10, setup.config.precision.eval_dtype == "bf16",
+      setup.evaluate(models::EntropyRule::kTop10, util::is_bf16(setup.config.precision.eval_dtype),
                      [&](int64_t done, int64_t) { progress.update(done); });
   progress.finish();
   if (!setup.is_main()) return;  // rank 0 prints and writes what every rank holds

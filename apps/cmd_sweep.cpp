@@ -100,7 +100,7 @@ void write_tables(const SweepArgs& args, const EvalSetup& setup, const eval::Sta
   const auto info = eval::describe_run(setup.device);
   const auto table =
       eval::sweep_table(measured.rows, setup.config.data.eval_batch_size, info.device,
-                        setup.config.precision.eval_dtype, info.threads);
+                        util::to_string(setup.config.precision.eval_dtype), info.threads);
   std::cout << "sweep of " << records.num_samples << " images, entropy " << args.entropy_rule
             << ", " << setup.preprocessing << "\n";
   eval::Table stages({"stage", "heads", "top1", "gmacs", "img_per_s"});
@@ -166,7 +166,7 @@ void run_sweep(const SweepArgs& args) {
   auto setup = make_eval_setup(args.source);
   // precision.eval_dtype for the pass and every timing alike.
   compat::AutocastGuard autocast(setup.device.type(), at::kBFloat16,
-                                 setup.config.precision.eval_dtype == "bf16");
+                                 util::is_bf16(setup.config.precision.eval_dtype));
   const std::string out_dir =
       args.output_dir.empty()
           ? (args.source.run.empty() ? "sweep" : (fs::path(args.source.run) / "sweep").string())

@@ -18,16 +18,6 @@
 
 namespace thinkingvit::eval {
 
-Precision parse_precision(const std::string& text, const std::string& what) {
-  if (text == "fp32") return Precision::kFp32;
-  if (text == "bf16") return Precision::kBf16;
-  fail(what, ": expected fp32 or bf16, found '", text, "'");
-}
-
-std::string to_string(Precision precision) {
-  return precision == Precision::kFp32 ? "fp32" : "bf16";
-}
-
 namespace {
 
 Timing summarize(std::vector<double> ms) {

@@ -10,12 +10,14 @@
 #include <map>
 #include <numeric>
 #include <sstream>
+#include <type_traits>
 
 #include "../io/yaml_model.h"
 #include "thinkingvit/data/rand_augment.h"
 #include "thinkingvit/util/error.h"
 #include "thinkingvit/util/fs.h"
 #include "thinkingvit/util/limits.h"
+#include "thinkingvit/util/precision.h"
 #include "thinkingvit/util/text.h"
 
 namespace thinkingvit::train {
@@ -28,7 +30,6 @@ using io::yaml_read;
 const std::vector<std::string> kDatasets = {"fashion-mnist", "mnist",        "cifar10",
                                             "cifar100",      "image-folder", "synthetic"};
 const std::vector<std::string> kSamplingModes = {"all", "sandwich", "stochastic"};
-const std::vector<std::string> kDtypes = {"fp32", "bf16"};
 const std::vector<std::string> kDevices = {"auto", "cpu", "cuda"};
 const std::vector<std::string> kBackends = {"auto", "gloo", "nccl"};
 const std::vector<std::string> kBatchDtypes = {"auto", "uint8", "float32"};
@@ -128,6 +129,15 @@ void read_value(const YAML::Node& v, const std::string& where, const std::string
   }
 }
 
+void read_value(const YAML::Node& v, const std::string& where, const std::string& key,
+                util::Precision& out) {
+  const auto text = v.IsScalar() ? v.Scalar() : io::yaml_show(v);
+  if (text != "fp32" && text != "bf16") {
+    fail(where, ": key '", key, "' expects one of fp32, bf16; found '", text, "'");
+  }
+  out = util::parse_precision(text, key);
+}
+
 template <typename T>
 void write_value(YAML::Emitter& out, const T& v) {
   out << v;  // integers and bool
@@ -144,107 +154,241 @@ void write_value(YAML::Emitter& out, const std::vector<double>& v) { write_list(
 void write_value(YAML::Emitter& out, const std::vector<float>& v) { write_list(out, v); }
 void write_value(YAML::Emitter& out, const std::array<double, 2>& v) { write_list(out, v); }
 void write_value(YAML::Emitter& out, const data::Interpolation& v) { out << interpolation_name(v); }
+void write_value(YAML::Emitter& out, const util::Precision& v) { out << util::to_string(v); }
+
+// ---- What one key's value must be ----
+
+// A rule on one key's value: its wording, in errors ("key 'k' expects <expects>, found v") and
+// in the reference (docs/config.md), and its test: `number` for numeric keys, `one_of` or
+// `non_empty` for text keys.
+struct Check {
+  std::string expects;
+  std::function<bool(double)> number = {};
+  std::vector<std::string> one_of = {};
+  bool non_empty = false;
+};
+
+std::string noted(std::string text, const std::string& note) {
+  return note.empty() ? text : text + " (" + note + ")";
+}
+Check int_at_least(int64_t min, const std::string& note = "") {
+  return {noted("an integer >= " + std::to_string(min), note),
+          [min](double v) { return v >= min; }};
+}
+Check int_in(int64_t lo, int64_t hi, const std::string& note = "") {
+  return {noted("an integer in " + std::to_string(lo) + ".." + std::to_string(hi), note),
+          [lo, hi](double v) { return v >= lo && v <= hi; }};
+}
+Check at_most(int64_t max, const std::string& unit) {
+  return {"at most " + std::to_string(max) + " " + unit, [max](double v) { return v <= max; }};
+}
+Check value_at_least(double min, const std::string& note = "") {
+  return {noted("a value >= " + format_number(min), note), [min](double v) { return v >= min; }};
+}
+Check above(double min, const std::string& what = "a value") {
+  return {what + " > " + format_number(min), [min](double v) { return v > min; }};
+}
+// [lo, hi), (lo, hi) ...
+Check value_in(double lo, double hi, bool lo_closed, bool hi_closed) {
+  return {
+      std::string("a value in ") + (lo_closed ? "[" : "(") + format_number(lo) + ", " +
+          format_number(hi) + (hi_closed ? "]" : ")"),
+      [=](double v) { return (lo_closed ? v >= lo : v > lo) && (hi_closed ? v <= hi : v < hi); }};
+}
+Check probability() {
+  return {"a probability in [0, 1]", [](double v) { return v >= 0 && v <= 1; }};
+}
+Check one_of(const std::vector<std::string>& allowed) {
+  Check c;
+  c.expects = "one of " + joined(allowed);
+  c.one_of = allowed;
+  return c;
+}
+Check non_empty(const std::string& what) {
+  Check c;
+  c.expects = what;
+  c.non_empty = true;
+  return c;
+}
+
+// The first rule that `value` breaks, as the words after "key 'k' " ("" when none).
+template <typename T>
+std::string broken_rule(const std::vector<Check>& checks, const T& value) {
+  for (const auto& check : checks) {
+    if constexpr (std::is_arithmetic_v<T> && !std::is_same_v<T, bool>) {
+      if (check.number && !check.number(static_cast<double>(value))) {
+        const std::string found = std::is_integral_v<T> ? std::to_string(value)
+                                                        : format_number(static_cast<double>(value));
+        return "expects " + check.expects + ", found " + found;
+      }
+    } else if constexpr (std::is_same_v<T, std::string>) {
+      if (!check.one_of.empty() && !contains(check.one_of, value))
+        return "expects " + check.expects + "; found '" + value + "'";
+      if (check.non_empty && value.empty()) return "expects " + check.expects + ", found nothing";
+    }
+  }
+  return "";
+}
 
 // ---- The table of settings outside the model section ----
 
+// Whether a key changes what a run computes (kTrajectory: a resume must keep it) or only how
+// and where it runs (kSetting: workers, logging, checkpoints, evaluation).
+enum class Affects { kTrajectory, kSetting };
+
 struct Field {
   std::string key;  // "optimizer.lr"
+  std::string doc;
+  Affects affects = Affects::kSetting;
+  std::vector<Check> checks;
   std::function<void(TrainConfig&, const YAML::Node&, const std::string& where)> read;
   std::function<void(YAML::Emitter&, const TrainConfig&)> write;
+  // The rule the configuration's value breaks, as the words after "key 'k' " ("" when none).
+  std::function<std::string(const TrainConfig&)> broken;
 };
 
 template <typename Get>
-Field make_field(std::string key, Get get) {
-  return {key,
-          [key, get](TrainConfig& c, const YAML::Node& v, const std::string& where) {
-            read_value(v, where, key, get(c));
-          },
-          [get](YAML::Emitter& out, const TrainConfig& c) { write_value(out, get(c)); }};
+Field make_field(std::string key, Get get, Affects affects, std::string doc,
+                 std::vector<Check> checks = {}) {
+  Field f{key, std::move(doc), affects, std::move(checks), {}, {}, {}};
+  f.read = [key, get](TrainConfig& c, const YAML::Node& v, const std::string& where) {
+    read_value(v, where, key, get(c));
+  };
+  f.write = [get](YAML::Emitter& out, const TrainConfig& c) {
+    write_value(out, get(const_cast<TrainConfig&>(c)));
+  };
+  f.broken = [get, checks = f.checks](const TrainConfig& c) {
+    return broken_rule(checks, get(const_cast<TrainConfig&>(c)));
+  };
+  return f;
 }
 
-// The YAML key path is the member path: TVIT_FIELD(optimizer.lr) is `optimizer: {lr: ...}`.
-#define TVIT_FIELD(path) \
-  make_field(            \
-      #path, [](auto& c) -> auto& { return c.path; })
+// The YAML key path is the member path: TVIT_FIELD(optimizer.lr, ...) is `optimizer: {lr: ...}`.
+#define TVIT_FIELD(path, ...) \
+  make_field(                 \
+      #path, [](auto& c) -> auto& { return c.path; }, __VA_ARGS__)
+constexpr auto kTrajectory = Affects::kTrajectory;
+constexpr auto kSetting = Affects::kSetting;
 
 const std::vector<Field>& fields() {
   static const std::vector<Field> table = {
-      TVIT_FIELD(data.dataset),
-      TVIT_FIELD(data.root),
-      TVIT_FIELD(data.train_dir),
-      TVIT_FIELD(data.val_dir),
-      TVIT_FIELD(data.class_list),
-      TVIT_FIELD(data.synthetic_size),
-      TVIT_FIELD(data.train_limit),
-      TVIT_FIELD(data.val_limit),
-      TVIT_FIELD(data.batch_size),
-      TVIT_FIELD(data.eval_batch_size),
-      TVIT_FIELD(data.num_workers),
-      TVIT_FIELD(data.prefetch_batches),
-      TVIT_FIELD(data.skip_corrupt),
-      TVIT_FIELD(data.fast_decode),
-      TVIT_FIELD(data.pin_memory),
-      TVIT_FIELD(data.batch_dtype),
-      TVIT_FIELD(data.repeated_aug),
-      TVIT_FIELD(augment.train.size),
-      TVIT_FIELD(augment.train.scale),
-      TVIT_FIELD(augment.train.ratio),
-      TVIT_FIELD(augment.train.hflip),
-      TVIT_FIELD(augment.train.auto_augment),
-      TVIT_FIELD(augment.train.random_erasing),
-      TVIT_FIELD(augment.train.interpolation),
-      TVIT_FIELD(augment.train.small_image),
-      TVIT_FIELD(augment.train.padding),
-      TVIT_FIELD(augment.train.mean),
-      TVIT_FIELD(augment.train.std),
-      TVIT_FIELD(augment.eval.size),
-      TVIT_FIELD(augment.eval.crop_pct),
-      TVIT_FIELD(augment.eval.interpolation),
-      TVIT_FIELD(augment.eval.mean),
-      TVIT_FIELD(augment.eval.std),
-      TVIT_FIELD(augment.mix.mixup_alpha),
-      TVIT_FIELD(augment.mix.cutmix_alpha),
-      TVIT_FIELD(augment.mix.prob),
-      TVIT_FIELD(augment.mix.switch_prob),
-      TVIT_FIELD(augment.mix.label_smoothing),
-      TVIT_FIELD(augment.mix.correct_lam),
-      TVIT_FIELD(loss.stage_weights),
-      TVIT_FIELD(optimizer.lr),
-      TVIT_FIELD(optimizer.lr_base_batch),
-      TVIT_FIELD(optimizer.weight_decay),
-      TVIT_FIELD(optimizer.beta1),
-      TVIT_FIELD(optimizer.beta2),
-      TVIT_FIELD(optimizer.eps),
-      TVIT_FIELD(optimizer.clip_grad),
-      TVIT_FIELD(optimizer.accum_steps),
-      TVIT_FIELD(schedule.epochs),
-      TVIT_FIELD(schedule.warmup_epochs),
-      TVIT_FIELD(schedule.warmup_lr),
-      TVIT_FIELD(schedule.min_lr),
-      TVIT_FIELD(schedule.cooldown_epochs),
-      TVIT_FIELD(schedule.per_step),
-      TVIT_FIELD(schedule.warmup_prefix),
-      TVIT_FIELD(ema.enabled),
-      TVIT_FIELD(ema.decay),
-      TVIT_FIELD(sampling.mode),
-      TVIT_FIELD(sampling.sandwich_k),
-      TVIT_FIELD(sampling.weights),
-      TVIT_FIELD(precision.dtype),
-      TVIT_FIELD(precision.eval_dtype),
-      TVIT_FIELD(precision.tf32),
-      TVIT_FIELD(checkpoint.every_epochs),
-      TVIT_FIELD(checkpoint.every_steps),
-      TVIT_FIELD(checkpoint.keep_last),
-      TVIT_FIELD(distributed.backend),
-      TVIT_FIELD(distributed.timeout_s),
-      TVIT_FIELD(distributed.bucket_mb),
-      TVIT_FIELD(distributed.overlap),
-      TVIT_FIELD(run.output_dir),
-      TVIT_FIELD(run.seed),
-      TVIT_FIELD(run.threads),
-      TVIT_FIELD(run.log_every_steps),
-      TVIT_FIELD(run.eval_every_epochs),
-      TVIT_FIELD(run.device),
+      TVIT_FIELD(data.dataset, kTrajectory, "the dataset", {one_of(kDatasets)}),
+      TVIT_FIELD(data.root, kSetting, "its folder (fashion-mnist: Debian's location when empty)"),
+      TVIT_FIELD(data.train_dir, kSetting, "image-folder: the training sub-folder"),
+      TVIT_FIELD(data.val_dir, kSetting, "image-folder: the validation sub-folder"),
+      TVIT_FIELD(data.class_list, kTrajectory,
+                 "image-folder: a file naming one class folder per line"),
+      TVIT_FIELD(data.synthetic_size, kTrajectory, "synthetic: images per split",
+                 {int_in(1, data::kMaxSyntheticSize)}),
+      TVIT_FIELD(data.train_limit, kTrajectory, "train on the first N images only",
+                 {int_at_least(0, "0: all")}),
+      TVIT_FIELD(data.val_limit, kSetting, "validate on the first N images only",
+                 {int_at_least(0, "0: all")}),
+      TVIT_FIELD(data.batch_size, kTrajectory, "images per process and step",
+                 {int_at_least(1), at_most(1 << 20, "images per batch")}),
+      TVIT_FIELD(data.eval_batch_size, kSetting, "images per validation / eval batch",
+                 {int_at_least(1), at_most(1 << 20, "images per batch")}),
+      TVIT_FIELD(data.num_workers, kSetting, "loader threads per process",
+                 {int_in(0, util::kMaxThreads)}),
+      TVIT_FIELD(data.prefetch_batches, kSetting,
+                 "batches built ahead of the step (never fewer than num_workers)",
+                 {int_in(1, 1024)}),
+      TVIT_FIELD(data.skip_corrupt, kSetting,
+                 "replace an unreadable image by the next one (else stop)"),
+      TVIT_FIELD(data.fast_decode, kSetting,
+                 "eval: DCT-scaled JPEG decoding (faster, pixels differ)"),
+      TVIT_FIELD(data.pin_memory, kSetting, "page-locked batches on a GPU"),
+      TVIT_FIELD(data.batch_dtype, kSetting,
+                 "uint8: pixels to the device, normalised and erased there; auto: uint8 on a GPU",
+                 {one_of(kBatchDtypes)}),
+      TVIT_FIELD(data.repeated_aug, kTrajectory, "DeiT's repeated augmentation copies",
+                 {int_at_least(1, "1: off")}),
+      TVIT_FIELD(augment.train.size, kTrajectory, "training crop side (the model's image size)"),
+      TVIT_FIELD(augment.train.scale, kTrajectory, "RandomResizedCrop area range [min, max]"),
+      TVIT_FIELD(augment.train.ratio, kTrajectory, "RandomResizedCrop aspect range [min, max]"),
+      TVIT_FIELD(augment.train.hflip, kTrajectory, "horizontal flip probability", {probability()}),
+      TVIT_FIELD(augment.train.auto_augment, kTrajectory, "timm RandAugment policy ('': off)"),
+      TVIT_FIELD(augment.train.random_erasing, kTrajectory, "random erasing probability",
+                 {probability()}),
+      TVIT_FIELD(augment.train.interpolation, kTrajectory, "bicubic | bilinear | nearest"),
+      TVIT_FIELD(augment.train.small_image, kTrajectory,
+                 "pad-and-crop instead of RandomResizedCrop"),
+      TVIT_FIELD(augment.train.padding, kTrajectory, "small_image: padding", {int_at_least(0)}),
+      TVIT_FIELD(augment.train.mean, kTrajectory, "normalisation mean per channel"),
+      TVIT_FIELD(augment.train.std, kTrajectory, "normalisation std per channel"),
+      TVIT_FIELD(augment.eval.size, kSetting, "eval crop side (the model's image size)"),
+      TVIT_FIELD(augment.eval.crop_pct, kSetting,
+                 "centre crop fraction: resize to size / crop_pct"),
+      TVIT_FIELD(augment.eval.interpolation, kSetting, "bicubic | bilinear | nearest"),
+      TVIT_FIELD(augment.eval.mean, kSetting, "normalisation mean per channel"),
+      TVIT_FIELD(augment.eval.std, kSetting, "normalisation std per channel"),
+      TVIT_FIELD(augment.mix.mixup_alpha, kTrajectory, "Mixup's Beta parameter",
+                 {value_at_least(0, "0: off")}),
+      TVIT_FIELD(augment.mix.cutmix_alpha, kTrajectory, "CutMix's Beta parameter",
+                 {value_at_least(0, "0: off")}),
+      TVIT_FIELD(augment.mix.prob, kTrajectory, "probability of mixing a batch", {probability()}),
+      TVIT_FIELD(augment.mix.switch_prob, kTrajectory, "CutMix instead of Mixup when both are on",
+                 {probability()}),
+      TVIT_FIELD(augment.mix.label_smoothing, kTrajectory, "label smoothing of the soft targets",
+                 {value_in(0, 1, true, false)}),
+      TVIT_FIELD(augment.mix.correct_lam, kTrajectory, "lambda from the CutMix box after clipping"),
+      TVIT_FIELD(loss.stage_weights, kTrajectory,
+                 "each stage's loss weight (empty: 1 / stages each)"),
+      TVIT_FIELD(optimizer.lr, kTrajectory,
+                 "base learning rate for a global batch of lr_base_batch", {above(0)}),
+      TVIT_FIELD(optimizer.lr_base_batch, kTrajectory,
+                 "lr scales with global batch / lr_base_batch", {above(0)}),
+      TVIT_FIELD(optimizer.weight_decay, kTrajectory, "AdamW weight decay (decayed group)",
+                 {value_at_least(0)}),
+      TVIT_FIELD(optimizer.beta1, kTrajectory, "AdamW beta1", {value_in(0, 1, true, false)}),
+      TVIT_FIELD(optimizer.beta2, kTrajectory, "AdamW beta2", {value_in(0, 1, true, false)}),
+      TVIT_FIELD(optimizer.eps, kTrajectory, "AdamW epsilon", {above(0)}),
+      TVIT_FIELD(optimizer.clip_grad, kTrajectory, "gradient norm clip",
+                 {value_at_least(0, "0: off")}),
+      TVIT_FIELD(optimizer.accum_steps, kTrajectory, "batches per optimizer step",
+                 {int_at_least(1)}),
+      TVIT_FIELD(schedule.epochs, kTrajectory, "epochs of the cosine (then cooldown_epochs more)",
+                 {int_at_least(1)}),
+      TVIT_FIELD(schedule.warmup_epochs, kTrajectory, "linear warm-up (fractional with per_step)"),
+      TVIT_FIELD(schedule.warmup_lr, kTrajectory, "warm-up's first learning rate",
+                 {value_at_least(0)}),
+      TVIT_FIELD(schedule.min_lr, kTrajectory, "the cosine's last learning rate",
+                 {value_at_least(0)}),
+      TVIT_FIELD(schedule.cooldown_epochs, kTrajectory, "epochs at min_lr after the cosine",
+                 {int_at_least(0)}),
+      TVIT_FIELD(schedule.per_step, kTrajectory, "the learning rate per step (false: per epoch)"),
+      TVIT_FIELD(schedule.warmup_prefix, kTrajectory, "the cosine starts after the warm-up (Swin)"),
+      TVIT_FIELD(ema.enabled, kTrajectory, "keep an EMA of the weights"),
+      TVIT_FIELD(ema.decay, kTrajectory, "EMA decay per step", {value_in(0, 1, false, false)}),
+      TVIT_FIELD(sampling.mode, kTrajectory, "the stages a step trains", {one_of(kSamplingModes)}),
+      TVIT_FIELD(sampling.sandwich_k, kTrajectory,
+                 "sandwich: random stages between smallest and largest"),
+      TVIT_FIELD(sampling.weights, kTrajectory,
+                 "stochastic: each stage's probability (empty: uniform)"),
+      TVIT_FIELD(precision.dtype, kTrajectory, "training arithmetic: fp32 | bf16 (autocast)"),
+      TVIT_FIELD(precision.eval_dtype, kSetting, "validation, eval and sweep: fp32 | bf16"),
+      TVIT_FIELD(precision.tf32, kTrajectory, "fp32 matmuls and convolutions in TF32 on CUDA"),
+      TVIT_FIELD(checkpoint.every_epochs, kSetting, "a checkpoint every N epochs (and the last)",
+                 {int_at_least(1)}),
+      TVIT_FIELD(checkpoint.every_steps, kSetting, "also every N optimizer steps, mid-epoch",
+                 {int_at_least(0, "0: off")}),
+      TVIT_FIELD(checkpoint.keep_last, kSetting, "checkpoint folders kept", {int_at_least(1)}),
+      TVIT_FIELD(distributed.backend, kSetting, "auto: nccl on CUDA, gloo on the CPU",
+                 {one_of(kBackends)}),
+      TVIT_FIELD(distributed.timeout_s, kSetting, "a silent rank fails the others after this",
+                 {above(0, "seconds")}),
+      TVIT_FIELD(distributed.bucket_mb, kSetting, "gradient all-reduce bucket size",
+                 {above(0, "megabytes")}),
+      TVIT_FIELD(distributed.overlap, kSetting,
+                 "all-reduce buckets during backward (false: after)"),
+      TVIT_FIELD(run.output_dir, kSetting, "the run folder", {non_empty("a folder")}),
+      TVIT_FIELD(run.seed, kTrajectory, "every random draw derives from it"),
+      TVIT_FIELD(run.threads, kSetting, "intra-op threads per process",
+                 {int_in(0, util::kMaxThreads, "0: automatic")}),
+      TVIT_FIELD(run.log_every_steps, kSetting, "a step line every N steps", {int_at_least(1)}),
+      TVIT_FIELD(run.eval_every_epochs, kSetting, "validation (and best/) every N epochs",
+                 {int_at_least(1)}),
+      TVIT_FIELD(run.device, kSetting, "auto | cpu | cuda", {one_of(kDevices)}),
   };
   return table;
 }
@@ -390,16 +534,6 @@ class Loader {
     fail(where, ": key '", key, "' ", what...);
   }
 
-  void require_one_of(const std::string& key, const std::string& value,
-                      const std::vector<std::string>& allowed) const {
-    require(contains(allowed, value), key, "expects one of ", joined(allowed), "; found '", value,
-            "'");
-  }
-
-  void require_probability(const std::string& key, double p) const {
-    require(p >= 0 && p <= 1, key, "expects a probability in [0, 1], found ", format_number(p));
-  }
-
   // What sets the number of stages: "model.stages [3, 6]" for a ViT.
   std::string stages_source() const {
     const auto* vit = config_.model.options.vit();
@@ -452,34 +586,16 @@ class Loader {
       fail(where, ": ", message);
     }
     const int64_t num_stages = model.num_stages();
+    // Each key's own rules (the table), then the rules that span keys.
+    for (const auto& field : fields()) {
+      const auto broken = field.broken(c);
+      require(broken.empty(), field.key, broken);
+    }
 
     const auto& d = c.data;
-    require_one_of("data.dataset", d.dataset, kDatasets);
-    require_one_of("data.batch_dtype", d.batch_dtype, kBatchDtypes);
     require(d.dataset != "image-folder" || !d.root.empty(), "data.root",
             "must name the dataset folder (holding '", d.train_dir, "' and '", d.val_dir,
             "') for the image-folder dataset, found ''");
-    require(d.synthetic_size >= 1 && d.synthetic_size <= data::kMaxSyntheticSize,
-            "data.synthetic_size", "expects an integer in 1..", data::kMaxSyntheticSize, ", found ",
-            d.synthetic_size);
-    require(d.train_limit >= 0, "data.train_limit", "expects an integer >= 0 (0: all), found ",
-            d.train_limit);
-    require(d.val_limit >= 0, "data.val_limit", "expects an integer >= 0 (0: all), found ",
-            d.val_limit);
-    require(d.batch_size >= 1, "data.batch_size", "expects an integer >= 1, found ", d.batch_size);
-    require(d.eval_batch_size >= 1, "data.eval_batch_size", "expects an integer >= 1, found ",
-            d.eval_batch_size);
-    // Threads beyond these fail to start or stall the machine; batches beyond these are memory.
-    require(d.num_workers >= 0 && d.num_workers <= util::kMaxThreads, "data.num_workers",
-            "expects an integer in 0..", util::kMaxThreads, ", found ", d.num_workers);
-    require(d.prefetch_batches >= 1 && d.prefetch_batches <= 1024, "data.prefetch_batches",
-            "expects an integer in 1..1024, found ", d.prefetch_batches);
-    require(d.batch_size <= 1 << 20, "data.batch_size",
-            "expects at most 1048576 images per batch, found ", d.batch_size);
-    require(d.eval_batch_size <= 1 << 20, "data.eval_batch_size",
-            "expects at most 1048576 images per batch, found ", d.eval_batch_size);
-    require(d.repeated_aug >= 1, "data.repeated_aug", "expects an integer >= 1 (1: off), found ",
-            d.repeated_aug);
 
     const auto& t = c.augment.train;
     require(t.size == model.image_size(), "augment.train.size", "expects the model's image size ",
@@ -490,7 +606,6 @@ class Loader {
     require(t.ratio[0] > 0 && t.ratio[0] <= t.ratio[1], "augment.train.ratio",
             "expects [min, max] with 0 < min <= max, found ",
             list_text(std::vector<double>(t.ratio.begin(), t.ratio.end())));
-    require_probability("augment.train.hflip", t.hflip);
     if (!t.auto_augment.empty()) {
       try {
         data::parse_rand_augment(t.auto_augment, "key 'augment.train.auto_augment'");
@@ -498,8 +613,6 @@ class Loader {
         fail(origin("augment.train.auto_augment"), ": ", e.what());
       }
     }
-    require_probability("augment.train.random_erasing", t.random_erasing);
-    require(t.padding >= 0, "augment.train.padding", "expects an integer >= 0, found ", t.padding);
     require_normalisation("augment.train", t.mean, t.std, model.in_channels());
 
     const auto& v = c.augment.eval;
@@ -511,14 +624,6 @@ class Loader {
     require_normalisation("augment.eval", v.mean, v.std, model.in_channels());
 
     const auto& m = c.augment.mix;
-    require(m.mixup_alpha >= 0, "augment.mix.mixup_alpha", "expects a value >= 0 (0: off), found ",
-            format_number(m.mixup_alpha));
-    require(m.cutmix_alpha >= 0, "augment.mix.cutmix_alpha",
-            "expects a value >= 0 (0: off), found ", format_number(m.cutmix_alpha));
-    require_probability("augment.mix.prob", m.prob);
-    require_probability("augment.mix.switch_prob", m.switch_prob);
-    require(m.label_smoothing >= 0 && m.label_smoothing < 1, "augment.mix.label_smoothing",
-            "expects a value in [0, 1), found ", format_number(m.label_smoothing));
     const bool mixing = (m.mixup_alpha > 0 || m.cutmix_alpha > 0) && m.prob > 0;
     // Mixup/CutMix pair sample b with sample B-1-b.
     require(!mixing || d.batch_size % 2 == 0, "data.batch_size",
@@ -526,69 +631,16 @@ class Loader {
 
     require_stage_list("loss.stage_weights", c.loss.stage_weights, num_stages);
 
-    const auto& o = c.optimizer;
-    require(o.lr > 0, "optimizer.lr", "expects a value > 0, found ", format_number(o.lr));
-    require(o.lr_base_batch > 0, "optimizer.lr_base_batch", "expects a value > 0, found ",
-            format_number(o.lr_base_batch));
-    require(o.weight_decay >= 0, "optimizer.weight_decay", "expects a value >= 0, found ",
-            format_number(o.weight_decay));
-    require(o.beta1 >= 0 && o.beta1 < 1, "optimizer.beta1", "expects a value in [0, 1), found ",
-            format_number(o.beta1));
-    require(o.beta2 >= 0 && o.beta2 < 1, "optimizer.beta2", "expects a value in [0, 1), found ",
-            format_number(o.beta2));
-    require(o.eps > 0, "optimizer.eps", "expects a value > 0, found ", format_number(o.eps));
-    require(o.clip_grad >= 0, "optimizer.clip_grad", "expects a value >= 0 (0: off), found ",
-            format_number(o.clip_grad));
-    require(o.accum_steps >= 1, "optimizer.accum_steps", "expects an integer >= 1, found ",
-            o.accum_steps);
-
     const auto& s = c.schedule;
-    require(s.epochs >= 1, "schedule.epochs", "expects an integer >= 1, found ", s.epochs);
     require(s.warmup_epochs >= 0 && s.warmup_epochs <= s.epochs, "schedule.warmup_epochs",
             "expects a number in [0, schedule.epochs = ", s.epochs, "], found ", s.warmup_epochs);
-    require(s.warmup_lr >= 0, "schedule.warmup_lr", "expects a value >= 0, found ",
-            format_number(s.warmup_lr));
-    require(s.min_lr >= 0, "schedule.min_lr", "expects a value >= 0, found ",
-            format_number(s.min_lr));
-    require(s.cooldown_epochs >= 0, "schedule.cooldown_epochs", "expects an integer >= 0, found ",
-            s.cooldown_epochs);
-
-    require(c.ema.decay > 0 && c.ema.decay < 1, "ema.decay", "expects a value in (0, 1), found ",
-            format_number(c.ema.decay));
 
     const auto& p = c.sampling;
-    require_one_of("sampling.mode", p.mode, kSamplingModes);
     require(p.sandwich_k >= 0 && (p.mode != "sandwich" || p.sandwich_k <= num_stages - 2),
             "sampling.sandwich_k", "expects an integer in [0, ",
             std::max<int64_t>(num_stages - 2, 0),
             "] (stages between the smallest and the largest), found ", p.sandwich_k);
     require_stage_list("sampling.weights", p.weights, num_stages);
-
-    require_one_of("precision.dtype", c.precision.dtype, kDtypes);
-    require_one_of("precision.eval_dtype", c.precision.eval_dtype, kDtypes);
-    require(c.checkpoint.every_epochs >= 1, "checkpoint.every_epochs",
-            "expects an integer >= 1, found ", c.checkpoint.every_epochs);
-    require(c.checkpoint.every_steps >= 0, "checkpoint.every_steps",
-            "expects an integer >= 0 (0: off), found ", c.checkpoint.every_steps);
-    require(c.checkpoint.keep_last >= 1, "checkpoint.keep_last", "expects an integer >= 1, found ",
-            c.checkpoint.keep_last);
-
-    const auto& ds = c.distributed;
-    require_one_of("distributed.backend", ds.backend, kBackends);
-    require(ds.timeout_s > 0, "distributed.timeout_s", "expects seconds > 0, found ",
-            format_number(ds.timeout_s));
-    require(ds.bucket_mb > 0, "distributed.bucket_mb", "expects megabytes > 0, found ",
-            format_number(ds.bucket_mb));
-
-    const auto& r = c.run;
-    require(!r.output_dir.empty(), "run.output_dir", "expects a folder, found nothing");
-    require(r.threads >= 0 && r.threads <= util::kMaxThreads, "run.threads",
-            "expects an integer in 0..", util::kMaxThreads, " (0: automatic), found ", r.threads);
-    require(r.log_every_steps >= 1, "run.log_every_steps", "expects an integer >= 1, found ",
-            r.log_every_steps);
-    require(r.eval_every_epochs >= 1, "run.eval_every_epochs", "expects an integer >= 1, found ",
-            r.eval_every_epochs);
-    require_one_of("run.device", r.device, kDevices);
   }
 
   std::string name_;
@@ -668,6 +720,60 @@ std::string to_yaml(const TrainConfig& config) {
   for (; !open.empty(); open.pop_back()) out << YAML::EndMap;
   out << YAML::EndMap;
   return std::string(out.c_str()) + "\n";
+}
+
+namespace {
+
+std::string value_text(const Field& field, const TrainConfig& config) {
+  YAML::Emitter out;
+  field.write(out, config);
+  return out.c_str();
+}
+
+std::string model_text(const TrainConfig& config) {
+  YAML::Emitter out;
+  out << YAML::BeginMap;
+  io::YamlModelSection::emit(out, config.model.preset, config.model.options, config.model.init_from,
+                             config.model.init_strict);
+  out << YAML::EndMap;
+  return out.c_str();
+}
+
+}  // namespace
+
+std::vector<std::string> trajectory_keys() {
+  std::vector<std::string> keys;
+  for (const auto& key : io::YamlModelSection::keys()) keys.push_back("model." + key);
+  for (const auto& field : fields()) {
+    if (field.affects == Affects::kTrajectory) keys.push_back(field.key);
+  }
+  return keys;
+}
+
+std::vector<std::string> trajectory_differences(const TrainConfig& a, const TrainConfig& b) {
+  std::vector<std::string> keys;
+  if (model_text(a) != model_text(b)) keys.push_back("model");
+  for (const auto& field : fields()) {
+    if (field.affects == Affects::kTrajectory && value_text(field, a) != value_text(field, b))
+      keys.push_back(field.key);
+  }
+  return keys;
+}
+
+std::string config_reference() {
+  const TrainConfig defaults;
+  std::ostringstream out;
+  out << "| key | default | expects | resume | what it is |\n|---|---|---|---|---|\n";
+  for (const auto& field : fields()) {
+    std::string expects;
+    for (const auto& check : field.checks) expects += (expects.empty() ? "" : "; ") + check.expects;
+    auto value = value_text(field, defaults);
+    if (value.empty() || value == "\"\"") value = "''";
+    out << "| `" << field.key << "` | `" << value << "` | " << (expects.empty() ? "-" : expects)
+        << " | " << (field.affects == Affects::kTrajectory ? "same" : "free") << " | "
+        << field.doc << " |\n";
+  }
+  return out.str();
 }
 
 }  // namespace thinkingvit::train

@@ -610,7 +610,7 @@ class Trainer {
   StepLoss forward_loss(const at::Tensor& x, const at::Tensor& targets,
                         const std::vector<int64_t>& stages) {
     const compat::AutocastGuard autocast(device_.type(), at::kBFloat16,
-                                         config_.precision.dtype == "bf16");
+                                         util::is_bf16(config_.precision.dtype));
     return multi_stage_loss(*model_, x, targets, stages, loss_weights_);
   }
 
@@ -763,7 +763,7 @@ class Trainer {
 
   // Every stage alone, the model and its EMA, over every rank's share of the validation set.
   void validate(EpochSummary& summary) {
-    const bool bf16 = config_.precision.eval_dtype == "bf16";
+    const bool bf16 = util::is_bf16(config_.precision.eval_dtype);
     val_loader_->start_epoch(0, val_indices_);
     reduce_accuracy(
         eval::evaluate(*model_, *val_loader_, models::EntropyRule::kTop10, device_, bf16), *dist_,

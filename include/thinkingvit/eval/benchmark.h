@@ -11,12 +11,13 @@
 #include "thinkingvit/eval/profile.h"
 #include "thinkingvit/eval/table.h"
 #include "thinkingvit/models/elastic_model.h"
+#include "thinkingvit/util/precision.h"
 
 namespace thinkingvit::eval {
 
-enum class Precision { kFp32, kBf16 };
-Precision parse_precision(const std::string& text, const std::string& what);
-std::string to_string(Precision precision);
+using util::parse_precision;
+using util::Precision;
+using util::to_string;
 
 struct BenchOptions {
   std::vector<int64_t> batch_sizes = {64};

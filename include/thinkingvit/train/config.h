@@ -11,6 +11,7 @@
 #include "thinkingvit/data/open.h"
 #include "thinkingvit/data/transforms.h"
 #include "thinkingvit/models/model_options.h"
+#include "thinkingvit/util/precision.h"
 
 namespace thinkingvit::train {
 
@@ -68,9 +69,9 @@ struct SamplingSection {
 };
 
 struct PrecisionSection {
-  std::string dtype = "fp32";       // training: fp32 | bf16 (autocast, CPU and CUDA)
-  std::string eval_dtype = "fp32";  // validation, eval and sweep: fp32 | bf16
-  bool tf32 = true;                 // fp32 matmuls / convolutions in TF32 on CUDA (Ampere+)
+  util::Precision dtype = util::Precision::kFp32;       // training (autocast, CPU and CUDA)
+  util::Precision eval_dtype = util::Precision::kFp32;  // validation, eval and sweep
+  bool tf32 = true;  // fp32 matmuls / convolutions in TF32 on CUDA (Ampere+)
 };
 
 struct CheckpointSection {
@@ -127,6 +128,18 @@ TrainConfig load_training_config(const std::string& path,
                                  const std::vector<std::string>& overrides = {});
 TrainConfig config_from_yaml_text(const std::string& text, const std::string& name,
                                   const std::vector<std::string>& overrides = {});
+
+// The keys that change what a run computes (the model's, the data, augmentation, loss,
+// optimiser, schedule, sampling, training precision, seed): a resumed run must keep them. The
+// others (workers, logging, checkpoints, evaluation, devices) may change between attempts.
+std::vector<std::string> trajectory_keys();
+// The trajectory keys whose values differ between `a` and `b` ("model" for any model key).
+std::vector<std::string> trajectory_differences(const TrainConfig& a, const TrainConfig& b);
+
+// The reference of every key outside `model:` as a markdown table (key, default, what the value
+// must be, whether a resume must keep it, what it is): docs/config.md holds it, and a test keeps
+// the two equal.
+std::string config_reference();
 
 // The resolved configuration as YAML (printed at start, saved in the run folder); loading it
 // again gives the same configuration.
