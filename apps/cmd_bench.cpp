@@ -38,19 +38,8 @@ struct BenchArgs {
   int profile_calls = 3;
 };
 
-void run_bench(const BenchArgs& args) {
-  // A benchmark times one process: launched by torchrun or srun, rank 0 alone runs it.
-  const auto env = train::dist_env();
-  if (env.world_size > 1) {
-    if (env.rank != 0) return;
-    spdlog::warn(
-        "bench: launched as {} processes ({}); it times one process, so rank 0 runs "
-        "it alone and the other ranks exit",
-        env.world_size, env.source);
-  }
-  set_threads(args.threads);
-  const auto format = eval::parse_table_format(args.format, "--format");
-  check_output(args.output);
+// The flags as benchmark options, each checked before any work.
+eval::BenchOptions bench_options(const BenchArgs& args) {
   eval::BenchOptions options;
   options.batch_sizes = args.batch_sizes;
   options.precisions.clear();
@@ -72,6 +61,23 @@ void run_bench(const BenchArgs& args) {
                "' does not exist");
     options.profile_calls = args.profile_calls;
   }
+  return options;
+}
+
+void run_bench(const BenchArgs& args) {
+  // A benchmark times one process: launched by torchrun or srun, rank 0 alone runs it.
+  const auto env = train::dist_env();
+  if (env.world_size > 1) {
+    if (env.rank != 0) return;
+    spdlog::warn(
+        "bench: launched as {} processes ({}); it times one process, so rank 0 runs "
+        "it alone and the other ranks exit",
+        env.world_size, env.source);
+  }
+  set_threads(args.threads);
+  const auto format = eval::parse_table_format(args.format, "--format");
+  check_output(args.output);
+  auto options = bench_options(args);
 
   std::optional<io::WeightsSource> weights;
   if (!args.weights.empty()) weights = io::read_weights(args.weights);

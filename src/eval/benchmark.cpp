@@ -144,6 +144,48 @@ double measure_gemm_peak(const c10::Device& device, Precision precision, int rep
          (ms * 1e9);
 }
 
+namespace {
+
+// "stage 1, batch 16, fp32: 812 img/s, 0.41 TFLOP/s (23 % of peak)".
+std::string row_line(const BenchRow& row) {
+  std::ostringstream line;
+  line << row.mode << (row.mode == "stage" ? " " + std::to_string(row.stage) : "")
+       << (row.mode == "elastic" ? " tau " + std::to_string(row.tau) : "") << ", batch "
+       << row.batch << ", " << to_string(row.precision) << ": " << row.images_per_s << " img/s, "
+       << row.tflops << " TFLOP/s";
+  if (row.peak_tflops > 0) line << " (" << row.peak_pct() << " % of peak)";
+  return line.str();
+}
+
+// The figures every row derives from its timing, and the profile of the row's call.
+void complete_row(BenchRow& row, const models::ModelOptions& o, const BenchOptions& options,
+                  double peak, const std::function<void()>& fn, double macs_factor) {
+  row.images_per_s = 1000.0 * static_cast<double>(row.batch) / row.timing.median_ms;
+  row.gmacs = models::expected_macs(o, row.reach, models::MacConvention::kReleased,
+                                    /*with_uncounted=*/true) /
+              1e9 * macs_factor;
+  row.tflops = 2.0 * row.gmacs * row.images_per_s / 1000.0;
+  row.peak_tflops = peak;
+  if (options.profile_calls > 0) {
+    const auto trace = options.trace_dir.empty()
+                           ? std::string()
+                           : options.trace_dir + "/" + row.label() + ".trace.json";
+    row.profile = profile_calls(fn, options.profile_calls, options.device, trace);
+  }
+}
+
+// The thresholds of a case: the given ones, then those that stop each share of its images.
+std::vector<double> case_taus(models::ElasticModel& model, const at::Tensor& images,
+                              const BenchOptions& options) {
+  auto taus = options.taus;
+  if (options.stop_shares.empty()) return taus;
+  const auto entropy = models::entropy(model.forward_stage(0, images, {}).logits, options.rule);
+  for (const double share : options.stop_shares) taus.push_back(tau_for_share(entropy, share));
+  return taus;
+}
+
+}  // namespace
+
 std::vector<BenchRow> run_benchmark(models::ElasticModel& model, const BenchOptions& options,
                                     const std::function<void(const std::string&)>& progress,
                                     const ExtraCalls& extra) {
@@ -156,33 +198,11 @@ std::vector<BenchRow> run_benchmark(models::ElasticModel& model, const BenchOpti
   torch::NoGradGuard no_grad;
   const auto& o = model.model_options();
   std::vector<BenchRow> rows;
-  auto report = [&](const BenchRow& row) {
-    rows.push_back(row);
-    if (!progress) return;
-    std::ostringstream line;
-    line << row.mode << (row.mode == "stage" ? " " + std::to_string(row.stage) : "")
-         << (row.mode == "elastic" ? " tau " + std::to_string(row.tau) : "") << ", batch "
-         << row.batch << ", " << to_string(row.precision) << ": " << row.images_per_s << " img/s, "
-         << row.tflops << " TFLOP/s";
-    if (row.peak_tflops > 0) line << " (" << row.peak_pct() << " % of peak)";
-    progress(line.str());
-  };
-  // Fills the figures every row derives from its timing, and profiles the row's call.
-  auto finish = [&](BenchRow& row, double peak, const std::function<void()>& fn,
-                    double macs_factor = 1.0) {
-    row.images_per_s = 1000.0 * static_cast<double>(row.batch) / row.timing.median_ms;
-    row.gmacs = models::expected_macs(o, row.reach, models::MacConvention::kReleased,
-                                      /*with_uncounted=*/true) /
-                1e9 * macs_factor;
-    row.tflops = 2.0 * row.gmacs * row.images_per_s / 1000.0;
-    row.peak_tflops = peak;
-    if (options.profile_calls > 0) {
-      const auto trace = options.trace_dir.empty()
-                             ? std::string()
-                             : options.trace_dir + "/" + row.label() + ".trace.json";
-      row.profile = profile_calls(fn, options.profile_calls, options.device, trace);
-    }
-    report(row);
+  const auto add = [&](BenchRow row, double peak, const std::function<void()>& fn,
+                       double macs_factor) {
+    complete_row(row, o, options, peak, fn, macs_factor);
+    if (progress) progress(row_line(row));
+    rows.push_back(std::move(row));
   };
   for (const auto precision : options.precisions) {
     const double peak = options.peak ? measure_gemm_peak(options.device, precision) : 0.0;
@@ -200,32 +220,26 @@ std::vector<BenchRow> run_benchmark(models::ElasticModel& model, const BenchOpti
       auto images = torch::randn({batch, o.in_channels(), o.image_size(), o.image_size()},
                                  torch::TensorOptions().device(options.device));
       // Every stage alone and every threshold, timed against each other in interleaved rounds.
-      auto taus = options.taus;
-      if (!options.stop_shares.empty()) {
-        const auto entropy =
-            models::entropy(model.forward_stage(0, images, {}).logits, options.rule);
-        for (const double share : options.stop_shares)
-          taus.push_back(tau_for_share(entropy, share));
-      }
+      const auto taus = case_taus(model, images, options);
       const StageTauCalls calls(model, {images}, taus, options.rule);
       const auto& fns = calls.calls();
       const auto timings = time_interleaved(fns, options.warmup, options.reps, options.device);
       for (size_t k = 0; k < fns.size(); ++k) {
         BenchRow row;
-        const bool stage = static_cast<int64_t>(k) < o.num_stages();
-        row.mode = stage ? "stage" : "elastic";
-        if (stage) {
+        row.batch = batch;
+        row.precision = precision;
+        row.timing = timings[k];
+        if (static_cast<int64_t>(k) < o.num_stages()) {
+          row.mode = "stage";
           row.stage = static_cast<int64_t>(k);
           row.reach.assign(o.num_stages(), 0.0);
           row.reach[k] = 1.0;
         } else {
+          row.mode = "elastic";
           row.tau = taus[k - o.num_stages()];
           row.reach = calls.reach(k - o.num_stages());
         }
-        row.batch = batch;
-        row.precision = precision;
-        row.timing = timings[k];
-        finish(row, peak, fns[k]);
+        add(std::move(row), peak, fns[k], 1.0);
       }
       if (!extra) continue;
       for (auto& call : extra(BenchCase{precision, batch, images})) {
@@ -235,7 +249,7 @@ std::vector<BenchRow> run_benchmark(models::ElasticModel& model, const BenchOpti
         row.precision = precision;
         row.timing = time_calls(call.call, options.warmup, options.reps, options.device);
         row.reach = call.reach;
-        finish(row, peak, call.call, call.macs_factor);
+        add(std::move(row), peak, call.call, call.macs_factor);
       }
     }
   }
