@@ -78,6 +78,9 @@ void ThinkingSwinOptions::validate() const {
   TVIT_CHECK(window_size_ > 0, option("window_size"), ": expected > 0, found ", window_size_);
   TVIT_CHECK(mlp_ratio_ > 0, option("mlp_ratio"), ": expected > 0, found ", mlp_ratio_);
   TVIT_CHECK(norm_eps_ > 0, option("norm_eps"), ": expected > 0, found ", norm_eps_);
+  // Its windows are short sequences, but the small-sequence CPU kernel is the ViT's only.
+  TVIT_CHECK(attention_ != AttentionBackend::kSmall, option("attention"),
+             ": 'small' is a ViT kernel; a Swin model runs 'fused' or 'explicit'");
   TVIT_CHECK(drop_path_rate_ >= 0 && drop_path_rate_ < 1, option("drop_path_rate"),
              ": expected a value in [0, 1), found ", drop_path_rate_);
   TVIT_CHECK(!head_rounds_.empty(), option("head_rounds"), ": expected at least one round");

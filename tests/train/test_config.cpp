@@ -238,6 +238,10 @@ TEST(ConfigErrors, WrongTypesNameTheKeyAndTheValue) {
                       {"line 2: key 'model.stages' expects a list of head counts"});
   expect_config_error("model:\n  attention: flash\n",
                       {"'model.attention' expects 'fused', 'explicit' or 'small', found 'flash'"});
+  // A family refuses what it cannot run: Swin has no small-sequence kernel.
+  expect_config_error("model:\n  preset: thinkingvit_swin_s\n  attention: small\n",
+                      {"line 3: model option 'attention': 'small' is a ViT kernel; a Swin model "
+                       "runs 'fused' or 'explicit'"});
   expect_config_error("model:\n  init_strict: sometimes\n",
                       {"'model.init_strict' expects true or false"});
 }
