@@ -225,6 +225,9 @@ std::string broken_rule(const std::vector<Check>& checks, const T& value) {
       if (!check.one_of.empty() && !contains(check.one_of, value))
         return "expects " + check.expects + "; found '" + value + "'";
       if (check.non_empty && value.empty()) return "expects " + check.expects + ", found nothing";
+    } else if constexpr (std::is_same_v<T, util::Precision>) {
+      if (!check.one_of.empty() && !contains(check.one_of, util::to_string(value)))
+        return "expects " + check.expects + "; found '" + util::to_string(value) + "'";
     }
   }
   return "";
@@ -250,6 +253,15 @@ struct Field {
 template <typename Get>
 Field make_field(std::string key, Get get, Affects affects, std::string doc,
                  std::vector<Check> checks = {}) {
+  using T = std::decay_t<decltype(get(std::declval<TrainConfig&>()))>;
+  constexpr bool kNumber = std::is_arithmetic_v<T> && !std::is_same_v<T, bool>;
+  constexpr bool kText = std::is_same_v<T, std::string>;
+  constexpr bool kNamed = kText || std::is_same_v<T, util::Precision>;
+  for (const auto& check : checks) {  // a rule the key's type cannot hold is a table error
+    TVIT_CHECK((!check.number || kNumber) && (check.one_of.empty() || kNamed) &&
+                   (!check.non_empty || kText),
+               "configuration table: the rule '", check.expects, "' does not fit key '", key, "'");
+  }
   Field f{key, std::move(doc), affects, std::move(checks), {}, {}, {}};
   f.read = [key, get](TrainConfig& c, const YAML::Node& v, const std::string& where) {
     read_value(v, where, key, get(c));
@@ -365,8 +377,10 @@ const std::vector<Field>& fields() {
                  "sandwich: random stages between smallest and largest"),
       TVIT_FIELD(sampling.weights, kTrajectory,
                  "stochastic: each stage's probability (empty: uniform)"),
-      TVIT_FIELD(precision.dtype, kTrajectory, "training arithmetic: fp32 | bf16 (autocast)"),
-      TVIT_FIELD(precision.eval_dtype, kSetting, "validation, eval and sweep: fp32 | bf16"),
+      TVIT_FIELD(precision.dtype, kTrajectory, "training arithmetic (bf16: autocast)",
+                 {one_of({"fp32", "bf16"})}),
+      TVIT_FIELD(precision.eval_dtype, kSetting, "validation, eval and sweep arithmetic",
+                 {one_of({"fp32", "bf16"})}),
       TVIT_FIELD(precision.tf32, kTrajectory, "fp32 matmuls and convolutions in TF32 on CUDA"),
       TVIT_FIELD(checkpoint.every_epochs, kSetting, "a checkpoint every N epochs (and the last)",
                  {int_at_least(1)}),
@@ -770,8 +784,8 @@ std::string config_reference() {
     auto value = value_text(field, defaults);
     if (value.empty() || value == "\"\"") value = "''";
     out << "| `" << field.key << "` | `" << value << "` | " << (expects.empty() ? "-" : expects)
-        << " | " << (field.affects == Affects::kTrajectory ? "same" : "free") << " | "
-        << field.doc << " |\n";
+        << " | " << (field.affects == Affects::kTrajectory ? "same" : "free") << " | " << field.doc
+        << " |\n";
   }
   return out.str();
 }

@@ -1,5 +1,6 @@
 #include "thinkingvit/train/step_bench.h"
 
+#include <ATen/autocast_mode.h>
 #include <torch/torch.h>
 
 #include <memory>
@@ -7,6 +8,7 @@
 
 #include "thinkingvit/data/mixing.h"
 #include "thinkingvit/train/recipe.h"
+#include "thinkingvit/util/async_copy.h"
 
 namespace thinkingvit::train {
 
@@ -15,8 +17,9 @@ namespace {
 // Training steps on one case's images; the weights and mode are put back when this goes.
 class TrainingSteps {
  public:
-  TrainingSteps(models::ElasticModel& model, const TrainConfig& recipe, const at::Tensor& images)
-      : model_(model), recipe_(recipe), images_(images), grad_(true) {
+  TrainingSteps(models::ElasticModel& model, TrainConfig recipe, const at::Tensor& images)
+      : model_(model), recipe_(std::move(recipe)), images_(images) {
+    const torch::AutoGradMode grad(true);
     for (const auto& p : model.parameters()) saved_.push_back(p.detach().clone());
     model.train();
     const auto& o = model.model_options();
@@ -37,25 +40,28 @@ class TrainingSteps {
   TrainingSteps& operator=(const TrainingSteps&) = delete;
 
   void step() {
+    const torch::AutoGradMode grad(true);
     auto x = images_.clone();  // mixed in place
     const int64_t classes = model_.model_options().num_classes();
     const auto& mixing = recipe_.augment.mix;
     const bool mixes = (mixing.mixup_alpha > 0 || mixing.cutmix_alpha > 0) && x.size(0) % 2 == 0;
     const auto targets = (mixes ? data::mix_batch(x, labels_, classes, mixing, rng_).targets
-                                : data::smooth_one_hot(labels_, classes, mixing.label_smoothing))
-                             .to(x.device());
-    auto loss = multi_stage_loss(model_, x, targets, stages_, weights_);
+                                : data::smooth_one_hot(labels_, classes, mixing.label_smoothing));
+    const auto on_device = compat::to_device_async(targets, x.device());
+    auto loss = multi_stage_loss(model_, x, on_device, stages_, weights_);
     loss.total.backward();
     if (recipe_.optimizer.clip_grad > 0) clip_grad_norm(params_, recipe_.optimizer.clip_grad);
     optimizer_->step();
     optimizer_->zero_grad();
+    // As each of the trainer's steps ends its autocast region: the next step casts the updated
+    // weights again instead of reusing this step's bf16 copies.
+    if (at::autocast::is_autocast_enabled(x.device().type())) at::autocast::clear_cache();
   }
 
  private:
   models::ElasticModel& model_;
-  const TrainConfig& recipe_;
+  const TrainConfig recipe_;
   at::Tensor images_, labels_;
-  torch::AutoGradMode grad_;
   std::vector<at::Tensor> saved_, params_;
   std::unique_ptr<torch::optim::AdamW> optimizer_;
   std::vector<int64_t> stages_;
@@ -66,7 +72,7 @@ class TrainingSteps {
 }  // namespace
 
 eval::ExtraCalls training_step_rows(models::ElasticModel& model, const TrainConfig& recipe) {
-  return [&model, &recipe](const eval::BenchCase& c) {
+  return [&model, recipe](const eval::BenchCase& c) {
     auto steps = std::make_shared<TrainingSteps>(model, recipe, c.images);
     eval::ExtraCall call;
     call.mode = "train";

@@ -1,5 +1,5 @@
 #pragma once
-// Private to compat_distributed.cpp and compat_nccl.cpp: a c10d Backend (ProcessGroupGloo or
+// Private to process_group.cpp and process_group_nccl.cpp: a c10d Backend (ProcessGroupGloo or
 // ProcessGroupNCCL) behind compat::ProcessGroup, with every failure turned into one Error line.
 
 #include <torch/csrc/distributed/c10d/Backend.hpp>
@@ -126,7 +126,7 @@ class C10dGroup : public ProcessGroup {
 c10::intrusive_ptr<c10d::Store> connect_store(const Rendezvous& rendezvous, int rank,
                                               int world_size, std::chrono::milliseconds timeout);
 
-// compat_nccl.cpp (builds with THINKINGVIT_HAVE_NCCL).
+// process_group_nccl.cpp (builds with THINKINGVIT_HAVE_NCCL).
 std::unique_ptr<ProcessGroup> make_nccl_group(c10::intrusive_ptr<c10d::Store> store, int rank,
                                               int world_size, std::chrono::milliseconds timeout,
                                               const c10::Device& device);

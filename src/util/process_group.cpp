@@ -1,5 +1,5 @@
 // The c10d half of the platform layer: TCPStore + ProcessGroupGloo, and ProcessGroupNCCL in
-// builds with NCCL (compat_nccl.cpp).
+// builds with NCCL (process_group_nccl.cpp).
 
 #ifndef USE_C10D_GLOO
 #define USE_C10D_GLOO 1  // the c10d headers guard Gloo behind this; libtorch_cpu has it built in

@@ -21,7 +21,7 @@ class PendingWork {
 };
 
 // A c10d process group over the ranks of a job, reduced to what training needs. The c10d types
-// stay inside compat_distributed.cpp / compat_nccl.cpp.
+// stay inside process_group.cpp / process_group_nccl.cpp.
 class ProcessGroup {
  public:
   virtual ~ProcessGroup() = default;

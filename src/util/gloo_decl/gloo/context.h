@@ -1,7 +1,7 @@
 #pragma once
 // Declarations only, written for thinkingvit: PyTorch's wheels ship libtorch_cpu with Gloo built
 // in but install no Gloo headers, and c10d/ProcessGroupGloo.hpp includes five of them. These
-// files declare just what that header names, so that compat_distributed.cpp can create a
+// files declare just what that header names, so that process_group.cpp can create a
 // ProcessGroupGloo. Why this is safe: ProcessGroupGloo and its Options hold Gloo objects only
 // through std::shared_ptr / std::unique_ptr, so their layout does not depend on Gloo's classes,
 // and thinkingvit calls no Gloo function: every Gloo object is made and used inside libtorch_cpu.
