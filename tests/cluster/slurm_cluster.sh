@@ -50,6 +50,10 @@ die() {
   exit 1
 }
 
+# RUN/<daemon>.pid holds the pid this script started; the daemons write their own pid files
+# under other names (<daemon>.pid.slurm, munged.pid.munged). Sharing one file raced: a read
+# while slurmctld truncated and rewrote it looked like an exited daemon, and the start failed.
+#
 # The pid recorded in FILE when that process still runs and its command line names DIR
 # (a recycled pid is never taken for ours).
 live_pid() {
@@ -126,7 +130,7 @@ do_stop() {
     kill_wait $stepds $(descendants $stepds)
   fi
   if pid=$(live_pid "$RUN/munged.pid"); then kill_wait "$pid"; fi
-  rm -f "$RUN"/*.pid "$SOCKET" "$SOCKET.lock"
+  rm -f "$RUN"/*.pid "$RUN"/*.pid.* "$SOCKET" "$SOCKET.lock"
 }
 
 # A TCP port nobody listens on, away from the defaults (6817-6819) and from the ones given.
@@ -185,8 +189,8 @@ AuthInfo=socket=$SOCKET
 CredType=cred/munge
 StateSaveLocation=$DIR/state
 SlurmdSpoolDir=$DIR/spool
-SlurmctldPidFile=$RUN/slurmctld.pid
-SlurmdPidFile=$RUN/slurmd.pid
+SlurmctldPidFile=$RUN/slurmctld.pid.slurm
+SlurmdPidFile=$RUN/slurmd.pid.slurm
 SlurmctldLogFile=$LOG/slurmctld.log
 SlurmdLogFile=$LOG/slurmd.log
 SlurmctldDebug=${SLURM_CLUSTER_DEBUG:-info}
