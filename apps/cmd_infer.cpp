@@ -97,7 +97,9 @@ void run_infer(const InferArgs& args) {
   }
   std::map<std::string, std::string> metadata = {{"entropy_rule", args.entropy_rule},
                                                  {"model", options.describe()}};
-  if (const auto* vit = options.vit()) metadata["stages"] = shape_str(vit->stages());
+  std::string stages;
+  for (int64_t s = 0; s < num_stages; ++s) stages += (s ? ", " : "[") + options.stage_heads(s);
+  metadata["stages"] = stages + "]";
   if (args.threshold) {
     out["logits"] = at::cat(selected);
     out["exit_stage"] = at::cat(exit_stage);

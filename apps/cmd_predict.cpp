@@ -19,6 +19,7 @@
 #include "thinkingvit/models/elastic_model.h"
 #include "thinkingvit/train/config.h"
 #include "thinkingvit/util/error.h"
+#include "thinkingvit/util/limits.h"
 #include "thinkingvit/util/progress.h"
 
 namespace thinkingvit::apps {

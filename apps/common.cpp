@@ -2,6 +2,8 @@
 
 #include <ATen/Parallel.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <filesystem>
 #include <functional>
@@ -131,8 +133,13 @@ void save_table(const eval::Table& table, const std::string& path) {
 }
 
 eval::Table::Cell heads_cell(const models::ModelOptions& options, int64_t stage) {
-  if (const auto* vit = options.vit()) return vit->stages().at(stage);
-  return options.stage_heads(stage);
+  // A number where a stage's heads are one count, the text ("3-3-6-12") otherwise.
+  const auto heads = options.stage_heads(stage);
+  if (!heads.empty() &&
+      std::all_of(heads.begin(), heads.end(), [](unsigned char c) { return std::isdigit(c); })) {
+    return static_cast<int64_t>(std::stoll(heads));
+  }
+  return heads;
 }
 
 std::string with_commas(int64_t value) {

@@ -18,8 +18,8 @@
 #include "test_paths.h"
 #include "thinkingvit/data/image.h"
 #include "thinkingvit/models/cpu_kernels.h"
-#include "thinkingvit/models/swin_options.h"
-#include "thinkingvit/models/thinking_vit.h"
+#include "thinkingvit/models/swin/options.h"
+#include "thinkingvit/models/vit/thinking_vit.h"
 #include "thinkingvit/util/error.h"
 
 namespace thinkingvit::testing {

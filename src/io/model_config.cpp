@@ -77,99 +77,53 @@ std::vector<YamlEntry> yaml_entries(const YAML::Node& map, const YamlWhere& wher
 
 namespace {
 
-using OptionSetter = std::function<void(models::ModelOptions&)>;
-
-const std::vector<std::string> kOptionKeys = {
-    "image_size", "patch_size", "in_channels", "num_classes", "mlp_ratio", "qkv_bias", "norm_eps",
-    "drop_path_rate", "attention", "recycling",
-    // ViT
-    "head_dim", "depth", "stages",
-    // Swin
-    "embed_dim", "depths", "num_heads", "window_size", "head_rounds"};
-
-// Applies `f` to the options of whichever family the model is.
-template <typename F>
-void on_family(models::ModelOptions& o, F&& f) {
-  if (auto* vit = o.vit()) {
-    f(*vit);
-  } else {
-    f(*o.swin());
-  }
-}
-
-// Reads `value` as the option `key`; throws on a wrong type, returns null for an unknown key.
-OptionSetter read_option(const std::string& key, const YAML::Node& value,
-                         const std::string& where) {
-  const auto path = "model." + key;
-  const auto integer = [&] { return yaml_read<int64_t>(value, where, path, "an integer"); };
-  const auto number = [&] { return yaml_read<double>(value, where, path, "a number"); };
-  const auto boolean = [&] { return yaml_read<bool>(value, where, path, "true or false"); };
-  const auto list = [&](const char* what) {
-    return yaml_read<std::vector<int64_t>>(value, where, path, what);
-  };
-  // A key of one family on a model of the other is an error naming the key.
-  const auto vit = [path, where](models::ModelOptions& o) -> models::ThinkingViTOptions& {
-    TVIT_CHECK(o.vit() != nullptr, where, ": key '", path, "' is a ViT option; the model is '",
-               o.architecture(), "'");
-    return *o.vit();
-  };
-  const auto swin = [path, where](models::ModelOptions& o) -> models::ThinkingSwinOptions& {
-    TVIT_CHECK(o.swin() != nullptr, where, ": key '", path, "' is a Swin option; the model is '",
-               o.architecture(), "' (set model.family: swin or a Swin preset)");
-    return *o.swin();
-  };
-  using Options = models::ModelOptions;
-  // Keys every family has.
-  if (key == "image_size") {
-    return [v = integer()](Options& o) { on_family(o, [&](auto& f) { f.image_size(v); }); };
-  }
-  if (key == "patch_size") {
-    return [v = integer()](Options& o) { on_family(o, [&](auto& f) { f.patch_size(v); }); };
-  }
-  if (key == "in_channels") {
-    return [v = integer()](Options& o) { on_family(o, [&](auto& f) { f.in_channels(v); }); };
-  }
-  if (key == "num_classes") return [v = integer()](Options& o) { o.num_classes(v); };
-  if (key == "mlp_ratio") {
-    return [v = number()](Options& o) { on_family(o, [&](auto& f) { f.mlp_ratio(v); }); };
-  }
-  if (key == "norm_eps") {
-    return [v = number()](Options& o) { on_family(o, [&](auto& f) { f.norm_eps(v); }); };
-  }
-  if (key == "drop_path_rate") {
-    return [v = number()](Options& o) { on_family(o, [&](auto& f) { f.drop_path_rate(v); }); };
-  }
-  if (key == "qkv_bias") {
-    return [v = boolean()](Options& o) { on_family(o, [&](auto& f) { f.qkv_bias(v); }); };
-  }
-  if (key == "recycling") return [v = boolean()](Options& o) { o.recycling(v); };
-  if (key == "attention") {
-    const auto text = value.IsScalar() ? value.Scalar() : "";
-    const auto backend = models::attention_backend_from(text);
-    if (!backend) fail_type(where, value, path, "'fused', 'explicit' or 'small'");
-    return [b = *backend](Options& o) { on_family(o, [&](auto& f) { f.attention(b); }); };
-  }
-  // ViT keys.
-  if (key == "head_dim") return [v = integer(), vit](Options& o) { vit(o).head_dim(v); };
-  if (key == "depth") return [v = integer(), vit](Options& o) { vit(o).depth(v); };
-  if (key == "stages") {
-    return [v = list("a list of head counts"), vit](Options& o) { vit(o).stages(v); };
-  }
-  // Swin keys.
-  if (key == "embed_dim") return [v = integer(), swin](Options& o) { swin(o).embed_dim(v); };
-  if (key == "window_size") return [v = integer(), swin](Options& o) { swin(o).window_size(v); };
-  if (key == "depths") {
-    return [v = list("a list of block counts"), swin](Options& o) { swin(o).depths(v); };
-  }
-  if (key == "num_heads") {
-    return [v = list("a list of head counts"), swin](Options& o) { swin(o).num_heads(v); };
-  }
-  if (key == "head_rounds") {
-    return [v = yaml_read<std::vector<std::vector<int64_t>>>(value, where, path,
-                                                             "a list of head-count lists"),
-            swin](Options& o) { swin(o).head_rounds(v); };
+// The first family's definition of option key `name`, or nullptr.
+const models::OptionKey* find_key(const std::string& name) {
+  for (const auto* family : models::model_families()) {
+    for (const auto& key : family->option_keys()) {
+      if (key.name == name) return &key;
+    }
   }
   return nullptr;
+}
+
+// `value` read as option `key`'s type; a wrong type or a value outside its choices is an Error.
+models::OptionValue read_option(const models::OptionKey& key, const YAML::Node& value,
+                                const std::string& where) {
+  const auto path = "model." + key.name;
+  switch (key.type) {
+    case models::OptionType::kBool:
+      return yaml_read<bool>(value, where, path, key.expects);
+    case models::OptionType::kInteger:
+      return yaml_read<int64_t>(value, where, path, key.expects);
+    case models::OptionType::kNumber:
+      return yaml_read<double>(value, where, path, key.expects);
+    case models::OptionType::kIntegers:
+      return yaml_read<std::vector<int64_t>>(value, where, path, key.expects);
+    case models::OptionType::kIntegerLists:
+      return yaml_read<std::vector<std::vector<int64_t>>>(value, where, path, key.expects);
+    case models::OptionType::kText:
+      break;
+  }
+  const auto text = value.IsScalar() ? value.Scalar() : "";
+  const auto& choices = key.choices;
+  if (!value.IsScalar() ||
+      (!choices.empty() && std::find(choices.begin(), choices.end(), text) == choices.end())) {
+    fail_type(where, value, path, key.expects);
+  }
+  return text;
+}
+
+// The families whose `model:` sections have key `name`, as "'vit'" or "'vit' or 'swin'".
+std::string families_with(const std::string& name) {
+  std::string out;
+  for (const auto* family : models::model_families()) {
+    const auto& keys = family->option_keys();
+    if (std::any_of(keys.begin(), keys.end(), [&](const auto& k) { return k.name == name; })) {
+      out += (out.empty() ? "'" : " or '") + family->name() + "'";
+    }
+  }
+  return out;
 }
 
 std::string joined(const std::vector<std::string>& names) {
@@ -183,7 +137,11 @@ std::string joined(const std::vector<std::string>& names) {
 const std::vector<std::string>& YamlModelSection::keys() {
   static const std::vector<std::string> all = [] {
     std::vector<std::string> k = {"preset", "family"};
-    k.insert(k.end(), kOptionKeys.begin(), kOptionKeys.end());
+    for (const auto* family : models::model_families()) {
+      for (const auto& key : family->option_keys()) {
+        if (std::find(k.begin(), k.end(), key.name) == k.end()) k.push_back(key.name);
+      }
+    }
     k.push_back("init_from");
     k.push_back("init_strict");
     return k;
@@ -224,14 +182,19 @@ void YamlModelSection::read_key(const std::string& key, const YAML::Node& value,
     preset_ = name;
   } else if (key == "family") {
     family_ = yaml_read_string(value, where, "model.family");
-    TVIT_CHECK(family_ == "vit" || family_ == "swin" || family_.empty(), where,
-               ": key 'model.family' expects 'vit' or 'swin', found '", family_, "'");
+    if (!family_.empty()) {
+      try {
+        models::model_family(family_);
+      } catch (const Error& e) {
+        fail(where, ": key 'model.family': ", e.what());
+      }
+    }
   } else if (key == "init_from") {
     init_from_ = yaml_read_string(value, where, "model.init_from");
   } else if (key == "init_strict") {
     init_strict_ = yaml_read<bool>(value, where, "model.init_strict", "true or false");
-  } else if (auto setter = read_option(key, value, where)) {
-    explicit_[key] = std::move(setter);
+  } else if (const auto* option = find_key(key)) {
+    explicit_[key] = read_option(*option, value, where);
   } else {
     fail(where, ": unknown key 'model.", key, "' (model keys: ", joined(keys()), ")");
   }
@@ -242,15 +205,23 @@ models::ModelOptions YamlModelSection::options() const {
   models::ModelOptions options;
   if (!preset_.empty()) {
     options = models::model_preset(preset_);
-  } else if (family_ == "swin") {
-    options = models::ThinkingSwinOptions();
+  } else if (!family_.empty()) {
+    options = models::ModelOptions(models::model_family(family_).defaults());
   }
+  const auto& family = options.family();
   if (!family_.empty()) {
-    const bool swin = options.swin() != nullptr;
-    TVIT_CHECK(swin == (family_ == "swin"), origin("family"), ": key 'model.family' is '", family_,
-               "' but preset '", preset_, "' is a ", swin ? "Swin" : "ViT");
+    TVIT_CHECK(family.name() == family_, origin("family"), ": key 'model.family' is '", family_,
+               "' but preset '", preset_, "' is of family '", family.name(), "'");
   }
-  for (const auto& [key, assign] : explicit_) assign(options);
+  for (const auto& [name, value] : explicit_) {
+    const auto& keys = family.option_keys();
+    const auto key = std::find_if(keys.begin(), keys.end(),
+                                  [&name = name](const auto& k) { return k.name == name; });
+    TVIT_CHECK(key != keys.end(), origin(name), ": key 'model.", name, "' is an option of family ",
+               families_with(name), "; the model is '", options.architecture(), "' (family '",
+               family.name(), "'; set model.family or a preset of the family)");
+    key->set(options.family_options(), value);
+  }
   return options;
 }
 
@@ -266,37 +237,26 @@ void YamlModelSection::emit(YAML::Emitter& out, const std::string& preset,
     return out << YAML::Key << name << YAML::Value;
   };
   key("preset") << YAML::DoubleQuoted << preset;
-  key("family") << (options.swin() ? "swin" : "vit");
-  key("image_size") << options.image_size();
-  key("in_channels") << options.in_channels();
-  key("num_classes") << options.num_classes();
-  if (const auto* o = options.vit()) {
-    key("patch_size") << o->patch_size();
-    key("head_dim") << o->head_dim();
-    key("depth") << o->depth();
-    key("mlp_ratio") << format_number(o->mlp_ratio());
-    key("qkv_bias") << o->qkv_bias();
-    key("norm_eps") << format_number(o->norm_eps());
-    key("drop_path_rate") << format_number(o->drop_path_rate());
-    key("stages") << YAML::Flow << o->stages();
-    key("attention") << models::attention_backend_name(o->attention());
-  } else {
-    const auto* s = options.swin();
-    key("patch_size") << s->patch_size();
-    key("embed_dim") << s->embed_dim();
-    key("depths") << YAML::Flow << s->depths();
-    key("num_heads") << YAML::Flow << s->num_heads();
-    key("window_size") << s->window_size();
-    key("mlp_ratio") << format_number(s->mlp_ratio());
-    key("qkv_bias") << s->qkv_bias();
-    key("norm_eps") << format_number(s->norm_eps());
-    key("drop_path_rate") << format_number(s->drop_path_rate());
-    out << YAML::Key << "head_rounds" << YAML::Value << YAML::Flow << YAML::BeginSeq;
-    for (const auto& round : s->head_rounds()) out << YAML::Flow << round;
-    out << YAML::EndSeq;
-    key("attention") << models::attention_backend_name(s->attention());
+  key("family") << options.family().name();
+  for (const auto& option : options.family().option_keys()) {
+    out << YAML::Key << option.name << YAML::Value;
+    std::visit(
+        [&out](const auto& v) {
+          using T = std::decay_t<decltype(v)>;
+          if constexpr (std::is_same_v<T, double>) {
+            out << format_number(v);
+          } else if constexpr (std::is_same_v<T, std::vector<std::vector<int64_t>>>) {
+            out << YAML::Flow << YAML::BeginSeq;
+            for (const auto& inner : v) out << YAML::Flow << inner;
+            out << YAML::EndSeq;
+          } else if constexpr (std::is_same_v<T, std::vector<int64_t>>) {
+            out << YAML::Flow << v;
+          } else {
+            out << v;
+          }
+        },
+        option.get(options.family_options()));
   }
-  key("recycling") << options.recycling();
   key("init_from") << YAML::DoubleQuoted << init_from;
   key("init_strict") << init_strict;
 }

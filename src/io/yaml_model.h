@@ -54,11 +54,11 @@ struct YamlEntry {
 std::vector<YamlEntry> yaml_entries(const YAML::Node& map, const YamlWhere& where,
                                     const std::string& section);
 
-// The `model:` section of a configuration: an optional `preset` as the base, then any of the
-// option keys (image_size, patch_size, in_channels, num_classes, head_dim, depth, mlp_ratio,
-// qkv_bias, norm_eps, drop_path_rate, stages, attention), plus init_from and init_strict for
-// training. It is assembled from a file's map and from single keys (`--set model.depth=3`); the
-// preset is the base whatever the order, so a later preset keeps the keys given explicitly.
+// The `model:` section of a configuration: an optional `preset` (or `family`) as the base, then
+// any key of the family's option table (models::ModelFamily::option_keys), plus init_from and
+// init_strict for training. It is assembled from a file's map and from single keys (`--set
+// model.depth=3`); the preset is the base whatever the order, so a later preset keeps the keys
+// given explicitly.
 class YamlModelSection {
  public:
   // Every key of the section, `preset` first.
@@ -86,9 +86,9 @@ class YamlModelSection {
 
  private:
   std::string preset_;
-  std::string family_;  // "vit" | "swin" | "" (the preset's, or ViT)
-  // Option key -> its assignment, type-checked when read.
-  std::map<std::string, std::function<void(models::ModelOptions&)>> explicit_;
+  std::string family_;  // a ModelFamily::name(), or "" (the preset's, or the default family)
+  // Option key -> its value, type-checked when read, applied to the family's options in options().
+  std::map<std::string, models::OptionValue> explicit_;
   std::string init_from_;
   bool init_strict_ = false;
   std::map<std::string, std::string> origins_;

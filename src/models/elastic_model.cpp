@@ -7,8 +7,6 @@
 #include <limits>
 #include <sstream>
 
-#include "thinkingvit/models/thinking_swin.h"
-#include "thinkingvit/models/thinking_vit.h"
 #include "thinkingvit/util/cuda_graph.h"
 #include "thinkingvit/util/error.h"
 #include "thinkingvit/util/text.h"
@@ -191,9 +189,7 @@ bool ElasticModel::decays(const std::string& name, const at::Tensor& param) cons
 
 std::shared_ptr<ElasticModel> make_model(const ModelOptions& options) {
   options.validate();
-  if (const auto* vit = options.vit()) return std::make_shared<ThinkingViTImpl>(*vit);
-  if (const auto* swin = options.swin()) return std::make_shared<ThinkingSwinImpl>(*swin);
-  fail("no model family for the architecture '", options.architecture(), "'");
+  return options.family_options().make_model();
 }
 
 }  // namespace thinkingvit::models

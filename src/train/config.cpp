@@ -548,11 +548,8 @@ class Loader {
     fail(where, ": key '", key, "' ", what...);
   }
 
-  // What sets the number of stages: "model.stages [3, 6]" for a ViT.
-  std::string stages_source() const {
-    const auto* vit = config_.model.options.vit();
-    return vit ? "model.stages " + shape_str(vit->stages()) : config_.model.options.architecture();
-  }
+  // What sets the number of stages: "model.stages [3, 6]".
+  std::string stages_source() const { return config_.model.options.stages_source(); }
 
   void require_stage_list(const std::string& key, const std::vector<double>& values,
                           int64_t num_stages) const {

@@ -179,9 +179,9 @@ TEST(Checkpoint, ModelSectionOfAYamlConfig) {
   std::ofstream(path)
       << "model:\n  preset: thinkingvit_mnist_2h_4h\n  depth: 3\n  stages: [1, 4]\n";
   const auto o = io::model_options_from_yaml(path);
-  ASSERT_NE(o.vit(), nullptr);
-  EXPECT_EQ(o.vit()->depth(), 3);
-  EXPECT_EQ(o.vit()->stages(), (std::vector<int64_t>{1, 4}));
+  ASSERT_NE(o.as<models::ThinkingViTOptions>(), nullptr);
+  EXPECT_EQ(o.as<models::ThinkingViTOptions>()->depth(), 3);
+  EXPECT_EQ(o.as<models::ThinkingViTOptions>()->stages(), (std::vector<int64_t>{1, 4}));
   EXPECT_EQ(o.image_size(), 28);
   std::ofstream(path) << "model:\n  depth: 3\n  widht: 4\n";
   expect_error([&] { io::model_options_from_yaml(path); },
@@ -214,9 +214,10 @@ TEST(Checkpoint, ShippedModelConfigsParse) {
   std::ofstream(tmp.file("data.yaml")) << "data:\n  dataset: synthetic\n";
   EXPECT_FALSE(io::is_model_file(tmp.file("data.yaml")));
   EXPECT_GE(parsed, 2);
-  EXPECT_EQ(
-      io::model_options_from_yaml((dir / "thinkingvit_3h_6h_model.yaml").string()).vit()->stages(),
-      models::preset("thinkingvit_3h_6h").stages());
+  EXPECT_EQ(io::model_options_from_yaml((dir / "thinkingvit_3h_6h_model.yaml").string())
+                .as<models::ThinkingViTOptions>()
+                ->stages(),
+            models::preset("thinkingvit_3h_6h").stages());
 }
 
 }  // namespace thinkingvit::testing

@@ -17,8 +17,8 @@ class Golden : public ::testing::Test {
   }
   models::ThinkingViT load(models::AttentionBackend backend) {
     auto options = io::options_from_state(weights_.tensors, weights_.path, /*head_dim=*/4);
-    options.vit()->attention(backend);
-    models::ThinkingViT model(*options.vit());
+    options.as<models::ThinkingViTOptions>()->attention(backend);
+    models::ThinkingViT model(*options.as<models::ThinkingViTOptions>());
     io::LoadOptions strict;
     strict.strict = true;
     io::load_state_dict(*model, weights_.tensors, weights_.path, strict);

@@ -8,6 +8,12 @@ relative includes into another layer's source folder alike. Each layer's sources
 that layer's CMake library (thinkingvit_<layer> in CMakeLists.txt), and no library may list a
 source of another layer.
 
+Model families are plug-ins: each family's code sits in src/models/<name>/ and
+include/thinkingvit/models/<name>/ (a folder with a family.cpp), and no file outside those folders
+(in src, include or apps) includes a family header, uses a type a family declares, a snake_case
+name with the family as one of its parts (swin_preset), the family's namespace (vit::), or the
+family's name as a string ("swin"). Comments and other strings are not read.
+
 usage: check_layers.py REPO_ROOT    (exit 1 with one line per violation)
        check_layers.py --self-test  (checks that violations in a made-up tree are found)
 """
@@ -100,11 +106,84 @@ def check_libraries(root):
     return problems
 
 
+COMMENT = re.compile(r"//[^\n]*|/\*.*?\*/", re.S)
+STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"')
+DECLARED = re.compile(r"\b(?:class|struct)\s+(\w+)|\busing\s+(\w+)\s*=|TORCH_MODULE\((\w+)\)")
+IDENTIFIER = re.compile(r"\b[A-Za-z_]\w*\b")
+
+
+def sources(root, tops=("src", "include", "apps")):
+    for top in tops:
+        for folder, _, files in os.walk(os.path.join(root, top)):
+            for name in sorted(files):
+                if name.endswith((".h", ".hpp", ".cpp", ".cu")):
+                    path = os.path.join(folder, name)
+                    yield os.path.relpath(path, root).replace(os.sep, "/"), path
+
+
+def families(root):
+    folder = os.path.join(root, "src", "models")
+    if not os.path.isdir(folder):
+        return []
+    return sorted(n for n in os.listdir(folder)
+                  if os.path.isfile(os.path.join(folder, n, "family.cpp")))
+
+
+def family_folders(name):
+    return (f"src/models/{name}/", f"include/thinkingvit/models/{name}/")
+
+
+def check_families(root):
+    problems = []
+    names = families(root)
+    declared = {}  # type name -> family
+    for name in names:
+        for rel, path in sources(root):
+            if rel.startswith(family_folders(name)):
+                text = COMMENT.sub("", open(path, encoding="utf-8", errors="replace").read())
+                for m in DECLARED.finditer(text):
+                    declared.setdefault(m.group(1) or m.group(2) or m.group(3), name)
+    # Names every family defines for itself (its Options / Family classes are private to it).
+    for common in ("Options", "Family", "O", "Rounds"):
+        declared.pop(common, None)
+    for rel, path in sources(root):
+        if any(rel.startswith(family_folders(n)) for n in names):
+            continue
+        raw = open(path, encoding="utf-8", errors="replace").read()
+        code = COMMENT.sub(lambda m: "\n" * m.group(0).count("\n"), raw)
+        for m in INCLUDE.finditer(code):
+            for name in names:
+                if m.group(1).startswith(f"thinkingvit/models/{name}/"):
+                    line = code.count("\n", 0, m.start()) + 1
+                    problems.append(f"{rel}:{line}: includes \"{m.group(1)}\" of model family "
+                                    f"'{name}'")
+        code = INCLUDE.sub("", code)
+        for m in STRING.finditer(code):
+            if m.group(0)[1:-1] in names:
+                line = code.count("\n", 0, m.start()) + 1
+                problems.append(f"{rel}:{line}: names model family {m.group(0)}")
+        bare = STRING.sub(lambda m: '""', code)
+        for m in IDENTIFIER.finditer(bare):
+            word, family = m.group(0), None
+            if word in declared:
+                family = declared[word]
+            else:
+                parts = word.lower().split("_")
+                family = next((n for n in names if n in parts and "_" in word), None)
+                after = bare[m.end():m.end() + 2]
+                if family is None and word in names and after == "::":
+                    family = word
+            if family:
+                line = bare.count("\n", 0, m.start()) + 1
+                problems.append(f"{rel}:{line}: uses '{word}' of model family '{family}'")
+    return problems
+
+
 def self_test():
     """A made-up tree with one violation of each kind; each must be reported."""
     with tempfile.TemporaryDirectory() as root:
         files = {
-            "src/data/transforms.cpp": '#include "thinkingvit/models/vit_options.h"\n',
+            "src/data/transforms.cpp": '#include "thinkingvit/models/vit/options.h"\n',
             "src/eval/benchmark.cpp": '#include "thinkingvit/util/error.h"\n'
                                       '#include "thinkingvit/train/recipe.h"\n',
             "src/train/config.cpp": '#include "../io/yaml_model.h"\n',
@@ -112,6 +191,12 @@ def self_test():
             "include/thinkingvit/util/fs.h": '#include "thinkingvit/data/image.h"\n',
             "src/models/orphan.cpp": "",
             "apps/main.cpp": '#include "thinkingvit/train/trainer.h"\n',
+            "src/models/fam/family.cpp": "",
+            "include/thinkingvit/models/fam/options.h": "struct FamOptions {};\n",
+            "src/io/reader.cpp": '#include "thinkingvit/models/fam/options.h"\n'
+                                 '// FamOptions in a comment, and "FamOptions" in a string: fine\n'
+                                 'FamOptions o;\nauto p = fam_preset("x");\n'
+                                 'auto f = fam::family();\nstd::string n = "fam";\n',
         }
         for rel, text in files.items():
             os.makedirs(os.path.dirname(os.path.join(root, rel)), exist_ok=True)
@@ -120,10 +205,10 @@ def self_test():
             "add_library(thinkingvit_util STATIC src/util/fs.cpp)\n"
             "add_library(thinkingvit_models STATIC src/data/transforms.cpp)\n"
             "add_library(thinkingvit_data STATIC)\n"
-            "add_library(thinkingvit_io STATIC src/io/checkpoint.cpp)\n"
+            "add_library(thinkingvit_io STATIC src/io/checkpoint.cpp src/io/reader.cpp)\n"
             "add_library(thinkingvit_eval STATIC src/eval/benchmark.cpp)\n"
             "add_library(thinkingvit_train STATIC src/train/config.cpp)\n")
-        found = check_includes(root) + check_libraries(root)
+        found = check_includes(root) + check_libraries(root) + check_families(root)
         expected = [
             "src/data/transforms.cpp:1: layer 'data' includes \"thinkingvit/models/",
             "src/eval/benchmark.cpp:2: layer 'eval' includes \"thinkingvit/train/",
@@ -131,6 +216,11 @@ def self_test():
             "include/thinkingvit/util/fs.h:1: layer 'util' includes \"thinkingvit/data/",
             "thinkingvit_models lists src/data/transforms.cpp, a source of layer 'data'",
             "src/models/orphan.cpp is in no library",
+            "src/io/reader.cpp:1: includes \"thinkingvit/models/fam/options.h\" of model family",
+            "src/io/reader.cpp:3: uses 'FamOptions' of model family 'fam'",
+            "src/io/reader.cpp:4: uses 'fam_preset' of model family 'fam'",
+            "src/io/reader.cpp:5: uses 'fam' of model family 'fam'",
+            "src/io/reader.cpp:6: names model family \"fam\"",
         ]
         missing = [e for e in expected if not any(e in f for f in found)]
         extra = [f for f in found if not any(e in f for e in expected)]
@@ -146,11 +236,13 @@ def main():
         return self_test()
     if len(sys.argv) != 2:
         sys.exit(__doc__)
-    problems = check_includes(sys.argv[1]) + check_libraries(sys.argv[1])
+    root = sys.argv[1]
+    problems = check_includes(root) + check_libraries(root) + check_families(root)
     for p in problems:
         print(p)
     if not problems:
-        print("layers: every include follows util < models, data < io < eval < train < apps")
+        print("layers: every include follows util < models, data < io < eval < train < apps; "
+              "model families %s are named only in their folders" % ", ".join(families(root)))
     return 1 if problems else 0
 
 

@@ -39,8 +39,9 @@ class Conformance : public ::testing::TestWithParam<std::string> {
 // The same architecture with stage `s` alone (its heads as the only stage or round).
 models::ModelOptions single_stage(const models::ModelOptions& options, int64_t s) {
   auto single = options;
-  if (auto* vit = single.vit()) vit->stages({vit->stages().at(s)});
-  if (auto* swin = single.swin()) swin->head_rounds({swin->head_rounds().at(s)});
+  if (auto* vit = single.as<models::ThinkingViTOptions>()) vit->stages({vit->stages().at(s)});
+  if (auto* swin = single.as<models::ThinkingSwinOptions>())
+    swin->head_rounds({swin->head_rounds().at(s)});
   return single;
 }
 
@@ -127,9 +128,11 @@ TEST_P(Conformance, MacsMatchACountMadeHere) {
       EXPECT_EQ(macs.total(convention) - projection(macs, convention),
                 single_stage(options_, s).stage_macs(0).total(convention))
           << "stage " << s;
-      EXPECT_EQ(projection(macs, convention) > 0, s > 0 && options_.swin() != nullptr) << s;
+      EXPECT_EQ(projection(macs, convention) > 0,
+                s > 0 && options_.as<models::ThinkingSwinOptions>() != nullptr)
+          << s;
     }
-    if (const auto* vit = options_.vit()) {
+    if (const auto* vit = options_.as<models::ThinkingViTOptions>()) {
       EXPECT_EQ(options_.stage_macs(s).total(models::MacConvention::kReleased),
                 vit_stage_macs(*vit, s))
           << "stage " << s;

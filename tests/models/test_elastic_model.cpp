@@ -5,7 +5,7 @@
 
 #include "../test_util.h"
 #include "thinkingvit/models/elastic_model.h"
-#include "thinkingvit/models/thinking_vit.h"
+#include "thinkingvit/models/vit/thinking_vit.h"
 #include "thinkingvit/util/async_copy.h"
 #include "thinkingvit/util/cuda_graph.h"
 
@@ -29,7 +29,7 @@ TEST(ElasticModel, CountsAgreeWithTheModelItBuilds) {
   int64_t numel = 0;
   for (const auto& p : model->parameters()) numel += p.numel();
   EXPECT_EQ(options.parameter_count(), numel);
-  const auto& vit = *options.vit();
+  const auto& vit = *options.as<models::ThinkingViTOptions>();
   EXPECT_EQ(model->stage_parameter_count(1), models::stage_parameter_count(vit, 1));
   for (int64_t s = 0; s < 2; ++s) {
     const auto breakdown = model->stage_macs(s);

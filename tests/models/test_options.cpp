@@ -1,7 +1,7 @@
 #include <gtest/gtest.h>
 
 #include "../test_util.h"
-#include "thinkingvit/models/vit_options.h"
+#include "thinkingvit/models/vit/options.h"
 #include "thinkingvit/util/error.h"
 
 namespace thinkingvit::testing {

@@ -3,9 +3,9 @@
 #include <torch/torch.h>
 
 #include "../test_util.h"
-#include "thinkingvit/models/attention.h"
+#include "thinkingvit/models/layers.h"
 #include "thinkingvit/models/small_attention.h"
-#include "thinkingvit/models/thinking_vit.h"
+#include "thinkingvit/models/vit/thinking_vit.h"
 #include "thinkingvit/util/cpu.h"
 #include "thinkingvit/util/error.h"
 

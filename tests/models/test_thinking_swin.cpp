@@ -14,7 +14,7 @@
 #include "thinkingvit/io/checkpoint.h"
 #include "thinkingvit/io/model_config.h"
 #include "thinkingvit/io/safetensors.h"
-#include "thinkingvit/models/thinking_swin.h"
+#include "thinkingvit/models/swin/thinking_swin.h"
 #include "thinkingvit/train/trainer.h"
 
 namespace thinkingvit::testing {
@@ -38,7 +38,7 @@ std::shared_ptr<models::ElasticModel> load_golden_model(const std::string& folde
   auto weights = io::read_weights(folder);
   EXPECT_TRUE(weights.options.has_value());
   auto options = *weights.options;
-  options.swin()->attention(backend);
+  options.as<models::ThinkingSwinOptions>()->attention(backend);
   auto model = models::make_model(options);
   io::LoadOptions strict;
   strict.strict = true;
@@ -103,7 +103,7 @@ TEST(ThinkingSwin, ConfigJsonOfTheExportReadsBack) {
   TempDir dir;
   const auto weights = io::read_weights(swin_folder(dir));
   ASSERT_TRUE(weights.options.has_value());
-  const auto* o = weights.options->swin();
+  const auto* o = weights.options->as<models::ThinkingSwinOptions>();
   ASSERT_NE(o, nullptr);
   EXPECT_EQ(weights.options->architecture(), "thinkingvit_swin");
   EXPECT_EQ(o->image_size(), 16);
@@ -228,7 +228,7 @@ TEST(ThinkingSwin, FusedAndExplicitAttentionGiveTheSameGradients) {
   std::vector<std::map<std::string, at::Tensor>> grads;
   for (auto backend : {models::AttentionBackend::kFused, models::AttentionBackend::kExplicit}) {
     torch::manual_seed(6);
-    options.swin()->attention(backend);
+    options.as<models::ThinkingSwinOptions>()->attention(backend);
     auto model = models::make_model(options);
     {
       torch::NoGradGuard no_grad;
@@ -256,7 +256,8 @@ TEST(ThinkingSwin, TimmWeightsStartTrainingWithoutRecycling) {
   // everything but alpha and the projector loads; alpha stays 0, so round 2 is the plain Swin.
   torch::manual_seed(7);
   auto plain_options = models::model_preset("thinkingvit_swin_cifar");
-  plain_options.swin()->head_rounds({plain_options.swin()->num_heads()});
+  plain_options.as<models::ThinkingSwinOptions>()->head_rounds(
+      {plain_options.as<models::ThinkingSwinOptions>()->num_heads()});
   const auto plain = models::make_model(plain_options);
   plain->eval();
   io::TensorMap old_layout;
@@ -298,7 +299,7 @@ TEST(ThinkingSwin, ASmallSwinTrainsAFewSteps) {
             c.model.options);
   // The weights it saved load back into the model config.json names.
   const auto weights = io::read_weights((dir.path() / "run" / "best").string());
-  ASSERT_TRUE(weights.options && weights.options->swin());
+  ASSERT_TRUE(weights.options && weights.options->as<models::ThinkingSwinOptions>());
   const auto model = models::make_model(*weights.options);
   io::LoadOptions strict;
   strict.strict = true;
@@ -311,17 +312,20 @@ TEST(ThinkingSwin, YamlModelSectionSetsSwinKeys) {
       << "model:\n  depths: [2, 2, 1]\n  preset: thinkingvit_swin_cifar\n"
          "  head_rounds: [[1, 2, 4], [2, 4, 8]]\n";
   const auto c = io::model_options_from_yaml(dir.file("a.yaml"));
-  ASSERT_NE(c.swin(), nullptr);
-  EXPECT_EQ(c.swin()->depths(), (std::vector<int64_t>{2, 2, 1}));
-  EXPECT_EQ(c.swin()->image_size(), 32);
+  ASSERT_NE(c.as<models::ThinkingSwinOptions>(), nullptr);
+  EXPECT_EQ(c.as<models::ThinkingSwinOptions>()->depths(), (std::vector<int64_t>{2, 2, 1}));
+  EXPECT_EQ(c.as<models::ThinkingSwinOptions>()->image_size(), 32);
   std::ofstream(dir.file("b.yaml")) << "model:\n  family: swin\n  embed_dim: 192\n";
-  EXPECT_EQ(io::model_options_from_yaml(dir.file("b.yaml")).swin()->embed_dim(), 192);
+  EXPECT_EQ(io::model_options_from_yaml(dir.file("b.yaml"))
+                .as<models::ThinkingSwinOptions>()
+                ->embed_dim(),
+            192);
   std::ofstream(dir.file("c.yaml")) << "model:\n  preset: thinkingvit_swin_cifar\n  depth: 3\n";
   expect_error([&] { io::model_options_from_yaml(dir.file("c.yaml")); },
-               {"line 3", "'model.depth' is a ViT option", "thinkingvit_swin"});
+               {"line 3", "'model.depth' is an option of family 'vit'", "thinkingvit_swin"});
   std::ofstream(dir.file("d.yaml")) << "model:\n  window_size: 4\n";
   expect_error([&] { io::model_options_from_yaml(dir.file("d.yaml")); },
-               {"line 2", "'model.window_size' is a Swin option", "model.family: swin"});
+               {"line 2", "'model.window_size' is an option of family 'swin'", "set model.family"});
   std::ofstream(dir.file("e.yaml")) << "model:\n  preset: thinkingvit_swin_cifar\n"
                                        "  head_rounds: [[1, 2, 9], [2, 4, 8]]\n";
   expect_error([&] { io::model_options_from_yaml(dir.file("e.yaml")); },

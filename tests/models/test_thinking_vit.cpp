@@ -5,8 +5,8 @@
 
 #include "../test_util.h"
 #include "thinkingvit/io/checkpoint.h"
-#include "thinkingvit/models/attention.h"
-#include "thinkingvit/models/thinking_vit.h"
+#include "thinkingvit/models/layers.h"
+#include "thinkingvit/models/vit/thinking_vit.h"
 #include "thinkingvit/util/device.h"
 
 namespace thinkingvit::testing {

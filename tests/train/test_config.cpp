@@ -13,8 +13,8 @@
 
 #include "../test_util.h"
 #include "test_paths.h"
-#include "thinkingvit/util/text.h"
 #include "thinkingvit/io/model_config.h"
+#include "thinkingvit/util/text.h"
 
 namespace thinkingvit::testing {
 namespace {
@@ -99,7 +99,8 @@ TEST(ConfigDefaults, EmptyFileGivesTheStructDefaults) {
   }
   const auto c = parse("");
   EXPECT_EQ(c.model.preset, "");
-  EXPECT_EQ(c.model.options.vit()->stages(), (std::vector<int64_t>{3, 6}));
+  EXPECT_EQ(c.model.options.as<models::ThinkingViTOptions>()->stages(),
+            (std::vector<int64_t>{3, 6}));
   EXPECT_EQ(c.model.options.image_size(), 224);
   EXPECT_EQ(c.data.dataset, "fashion-mnist");
   EXPECT_DOUBLE_EQ(c.optimizer.lr, 5e-4);
@@ -119,10 +120,12 @@ TEST(ConfigDefaults, EmptyFileGivesTheStructDefaults) {
 TEST(ConfigYaml, FileValuesOverrideTheDefaults) {
   const auto c = parse(kSmallConfig);
   EXPECT_EQ(c.model.preset, "thinkingvit_mnist_2h_4h");
-  EXPECT_EQ(c.model.options.vit()->depth(), 3);  // explicit key over the preset
+  EXPECT_EQ(c.model.options.as<models::ThinkingViTOptions>()->depth(),
+            3);  // explicit key over the preset
   EXPECT_EQ(c.model.options.image_size(), 28);
   EXPECT_EQ(c.model.options.in_channels(), 1);
-  EXPECT_EQ(c.model.options.vit()->stages(), (std::vector<int64_t>{2, 4}));
+  EXPECT_EQ(c.model.options.as<models::ThinkingViTOptions>()->stages(),
+            (std::vector<int64_t>{2, 4}));
   EXPECT_EQ(c.model.init_from, "weights/tiny.safetensors");
   EXPECT_FALSE(c.model.init_strict);
   EXPECT_EQ(c.data.dataset, "synthetic");
@@ -164,8 +167,9 @@ TEST(ConfigOverrides, SetWinsOverTheFileInOrder) {
                            "ema={enabled: true, decay: 0.999}", "run.output_dir = runs/other"});
   EXPECT_DOUBLE_EQ(c.optimizer.lr, 3e-3);  // the later --set wins
   EXPECT_FALSE(c.schedule.per_step);
-  EXPECT_EQ(c.model.options.vit()->stages(), (std::vector<int64_t>{1, 2, 4}));
-  EXPECT_EQ(c.model.options.vit()->depth(), 3);  // from the file
+  EXPECT_EQ(c.model.options.as<models::ThinkingViTOptions>()->stages(),
+            (std::vector<int64_t>{1, 2, 4}));
+  EXPECT_EQ(c.model.options.as<models::ThinkingViTOptions>()->depth(), 3);  // from the file
   EXPECT_EQ(c.loss.stage_weights, (std::vector<double>{1, 1, 2}));
   EXPECT_TRUE(c.sampling.weights.empty());
   EXPECT_DOUBLE_EQ(c.augment.train.scale[0], 0.25);
@@ -179,9 +183,10 @@ TEST(ConfigOverrides, APresetKeepsTheExplicitModelKeys) {
   const auto c = parse("model:\n  preset: thinkingvit_3h_6h\n  depth: 6\n",
                        {"model.preset=thinkingvit_2h_3h_6h", "model.drop_path_rate=0.2"});
   EXPECT_EQ(c.model.preset, "thinkingvit_2h_3h_6h");
-  EXPECT_EQ(c.model.options.vit()->stages(), (std::vector<int64_t>{2, 3, 6}));
-  EXPECT_EQ(c.model.options.vit()->depth(), 6);
-  EXPECT_DOUBLE_EQ(c.model.options.vit()->drop_path_rate(), 0.2);
+  EXPECT_EQ(c.model.options.as<models::ThinkingViTOptions>()->stages(),
+            (std::vector<int64_t>{2, 3, 6}));
+  EXPECT_EQ(c.model.options.as<models::ThinkingViTOptions>()->depth(), 6);
+  EXPECT_DOUBLE_EQ(c.model.options.as<models::ThinkingViTOptions>()->drop_path_rate(), 0.2);
 }
 
 TEST(ConfigOverrides, ChecksRunAfterEveryOverride) {
@@ -346,7 +351,8 @@ TEST(ConfigRoundTrip, ToYamlReadsBackToTheSameConfig) {
   EXPECT_EQ(to_yaml(back), text);
   EXPECT_EQ(back.model.preset, c.model.preset);
   EXPECT_EQ(back.model.options.describe(), c.model.options.describe());
-  EXPECT_EQ(back.model.options.vit()->attention(), models::AttentionBackend::kSmall);
+  EXPECT_EQ(back.model.options.as<models::ThinkingViTOptions>()->attention(),
+            models::AttentionBackend::kSmall);
   EXPECT_FALSE(back.model.options.recycling());
   EXPECT_TRUE(back.model.init_strict);
   EXPECT_EQ(back.model.init_from, c.model.init_from);
@@ -403,11 +409,12 @@ TEST(Config, ThreadCountsAreBounded) {
 
 TEST(ConfigShipped, SwinRecipeIsArgsSwinYaml) {
   const auto c = load_config((configs_dir() / "thinkingvit_swin_s_imagenet.yaml").string());
-  ASSERT_NE(c.model.options.swin(), nullptr);
-  EXPECT_EQ(c.model.options.swin()->head_rounds(),
+  ASSERT_NE(c.model.options.as<models::ThinkingSwinOptions>(), nullptr);
+  EXPECT_EQ(c.model.options.as<models::ThinkingSwinOptions>()->head_rounds(),
             (std::vector<std::vector<int64_t>>{{3, 3, 6, 12}, {3, 6, 12, 24}}));
-  EXPECT_EQ(c.model.options.swin()->depths(), (std::vector<int64_t>{2, 2, 18, 2}));
-  EXPECT_DOUBLE_EQ(c.model.options.swin()->drop_path_rate(), 0.3);
+  EXPECT_EQ(c.model.options.as<models::ThinkingSwinOptions>()->depths(),
+            (std::vector<int64_t>{2, 2, 18, 2}));
+  EXPECT_DOUBLE_EQ(c.model.options.as<models::ThinkingSwinOptions>()->drop_path_rate(), 0.3);
   EXPECT_EQ(c.data.batch_size * 4 * c.optimizer.accum_steps, 1024);  // x 4 GPUs
   EXPECT_DOUBLE_EQ(c.optimizer.lr * 1024 / c.optimizer.lr_base_batch, 1e-3);
   EXPECT_DOUBLE_EQ(c.optimizer.clip_grad, 5.0);
@@ -428,7 +435,8 @@ TEST(ConfigShipped, SwinRecipeIsArgsSwinYaml) {
 
 TEST(ConfigShipped, ReleasedRecipeHasTheReleasedValues) {
   const auto c = load_config((configs_dir() / "thinkingvit_3h_6h_imagenet.yaml").string());
-  EXPECT_EQ(c.model.options.vit()->stages(), (std::vector<int64_t>{3, 6}));
+  EXPECT_EQ(c.model.options.as<models::ThinkingViTOptions>()->stages(),
+            (std::vector<int64_t>{3, 6}));
   EXPECT_EQ(c.model.options.describe(),
             models::preset("thinkingvit_3h_6h").drop_path_rate(0.1).describe());
   EXPECT_FALSE(c.model.init_from.empty());
@@ -520,7 +528,8 @@ TEST(ConfigShipped, LoadConfigNamesAMissingFile) {
 // THINKINGVIT_WRITE_DOCS=1 the test writes it there instead (after a change to the table).
 TEST(ConfigTable, TheReferenceInTheDocsIsTheTables) {
   const std::string path = std::string(THINKINGVIT_SOURCE_DIR) + "/docs/config.md";
-  const std::string begin = "<!-- generated by train::config_reference() -->\n", end = "<!-- end -->";
+  const std::string begin = "<!-- generated by train::config_reference() -->\n",
+                    end = "<!-- end -->";
   std::ifstream in(path);
   ASSERT_TRUE(in) << path;
   std::stringstream text;
@@ -530,7 +539,8 @@ TEST(ConfigTable, TheReferenceInTheDocsIsTheTables) {
   ASSERT_NE(from, std::string::npos) << path << " has no '" << begin << "'";
   ASSERT_NE(to, std::string::npos) << path << " has no '" << end << "'";
   const auto reference = train::config_reference();
-  if (const char* write = std::getenv("THINKINGVIT_WRITE_DOCS"); write && std::string(write) == "1") {
+  if (const char* write = std::getenv("THINKINGVIT_WRITE_DOCS");
+      write && std::string(write) == "1") {
     doc.replace(from + begin.size(), to - from - begin.size(), reference);
     std::ofstream(path) << doc;
     GTEST_SKIP() << "wrote " << path;

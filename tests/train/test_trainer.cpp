@@ -18,7 +18,8 @@ TEST(Trainer, TinyModelOverfitsATinyDataset) {
   TempDir dir;
   auto c = tiny_config(dir.file("run"));
   c.schedule.epochs = 60;
-  c.model.options.vit()->drop_path_rate(0.0).head_dim(16);  // widths 16 / 32: room to memorise
+  c.model.options.as<models::ThinkingViTOptions>()->drop_path_rate(0.0).head_dim(
+      16);  // widths 16 / 32: room to memorise
   c.optimizer.lr = 5e-3;
   c.ema.enabled = false;
   c.checkpoint.every_epochs = 100;

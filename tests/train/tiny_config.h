@@ -12,7 +12,7 @@ namespace thinkingvit::testing {
 inline train::TrainConfig tiny_config(const std::string& dir) {
   train::TrainConfig c;
   c.model.options = tiny_options({1, 2});
-  c.model.options.vit()->drop_path_rate(0.1);
+  c.model.options.as<models::ThinkingViTOptions>()->drop_path_rate(0.1);
   c.data.dataset = "synthetic";
   c.data.synthetic_size = 32;
   c.data.batch_size = 8;

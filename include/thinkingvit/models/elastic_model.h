@@ -111,7 +111,8 @@ class ElasticModel : public torch::nn::Module {
   // One memory pool per device and autocast dtype, shared by all its stages and sizes (they
   // replay one at a time and their outputs are copied at once), and one padded input buffer per
   // shape and dtype, shared by the graphs that take it.
-  std::map<std::string, std::pair<unsigned long long, unsigned long long>> graph_pools_;  // compat::GraphPool
+  std::map<std::string, std::pair<unsigned long long, unsigned long long>>
+      graph_pools_;  // compat::GraphPool
   std::map<std::string, at::Tensor> graph_inputs_;
   std::vector<int64_t> graph_signature_;
 };

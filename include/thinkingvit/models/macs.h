@@ -5,30 +5,12 @@
 #include <string>
 #include <vector>
 
-#include "thinkingvit/models/vit_options.h"
-
 namespace thinkingvit::models {
 
 enum class MacConvention {
   kReleased,  // ThinkingViT's tables: convolution and matmuls only (1.25 / 4.60 / 17.56 G)
   kFvcore,    // timm's tables (fvcore): also LayerNorm at 5 MACs per element (1.26 / 4.61 / 17.58)
 };
-
-// MACs of one image through one stage, by layer type. Softmax and GELU are never counted.
-struct StageMacs {
-  int64_t patch_embed = 0;
-  int64_t qkv = 0;
-  int64_t attention = 0;  // q kᵀ and attn · v
-  int64_t proj = 0;
-  int64_t mlp = 0;
-  int64_t head = 0;
-  int64_t layer_norm = 0;  // 5 MACs per normalised element (fvcore)
-  int64_t recycle = 0;     // Token Recycling projection; shown apart, not in either total
-
-  int64_t total(MacConvention convention) const;
-};
-
-StageMacs stage_macs(const ThinkingViTOptions& options, int64_t stage);
 
 // Which totals count a term of a breakdown.
 enum class MacCounted { kBoth, kFvcoreOnly, kNeither };
@@ -45,9 +27,6 @@ struct MacBreakdown {
   int64_t total(MacConvention convention) const;
   int64_t uncounted() const;  // the terms in no total (recycling projections)
 };
-
-// A ViT stage's StageMacs as a breakdown.
-MacBreakdown breakdown(const StageMacs& macs);
 
 MacConvention parse_mac_convention(const std::string& text, const std::string& what);
 std::string to_string(MacConvention convention);

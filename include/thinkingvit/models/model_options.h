@@ -1,62 +1,83 @@
 #pragma once
-// The architecture of an elastic model, whichever family it belongs to. Everything above
-// models/ holds a ModelOptions and asks it what every family answers (input size, classes,
-// stages, MACs, parameters); a family's own options are reached through vit() or swin() only
-// where one of its own keys is set.
+// The architecture of an elastic model, whichever family it belongs to. Everything outside the
+// families holds a ModelOptions and asks it what every family answers (input size, classes,
+// stages, MACs, parameters, the model itself); a family's own options type is reached through
+// as<T>() by code that knows the family (its own folder, tests).
 
 #include <c10/core/Device.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
-#include <variant>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
+#include "thinkingvit/models/family.h"
 #include "thinkingvit/models/macs.h"
-#include "thinkingvit/models/swin_options.h"
-#include "thinkingvit/models/vit_options.h"
 
 namespace thinkingvit::models {
 
 class ModelOptions {
  public:
-  ModelOptions() = default;                // a ThinkingViTOptions() with its defaults
-  ModelOptions(ThinkingViTOptions vit);    // NOLINT(google-explicit-constructor)
-  ModelOptions(ThinkingSwinOptions swin);  // NOLINT(google-explicit-constructor)
+  ModelOptions();  // the default family's defaults
+  explicit ModelOptions(std::unique_ptr<FamilyOptions> options);
+  // From a family's own options type (ThinkingViTOptions, ...): any T with a
+  // make_family_options(T).
+  template <typename T, typename = decltype(make_family_options(std::declval<T>()))>
+  ModelOptions(T options)  // NOLINT(google-explicit-constructor)
+      : options_(make_family_options(std::move(options))) {}
+  ModelOptions(const ModelOptions& other);
+  ModelOptions& operator=(const ModelOptions& other);
+  ~ModelOptions();
 
-  // The family: "thinkingvit" (DeiT-style ViT) or "thinkingvit_swin".
+  const ModelFamily& family() const { return options_->family(); }
+  // config.json's "architecture" of the family ("thinkingvit", "thinkingvit_swin").
   std::string architecture() const;
 
-  int64_t image_size() const;
-  int64_t in_channels() const;
-  int64_t num_classes() const;
-  int64_t num_stages() const;
+  int64_t image_size() const { return options_->image_size(); }
+  int64_t in_channels() const { return options_->in_channels(); }
+  int64_t num_classes() const { return options_->num_classes(); }
+  int64_t num_stages() const { return options_->num_stages(); }
   // Whether stage i > 0 recycles the tokens of stage i - 1 (saved with the weights).
-  bool recycling() const;
+  bool recycling() const { return options_->recycling(); }
   ModelOptions& num_classes(int64_t value);
   ModelOptions& recycling(bool value);
 
-  // The heads stage `stage` runs: "3" for a ViT stage, "3-3-6-12" (per level) for a Swin round;
-  // tables print it in their "heads" column.
+  // The heads stage `stage` runs ("3"; "3-3-6-12" for a family of several levels), as tables
+  // print them in their "heads" column.
   std::string stage_heads(int64_t stage) const;
   // Per-stage MACs of one image by layer kind, and the parameters a stage uses.
   MacBreakdown stage_macs(int64_t stage) const;
   int64_t stage_parameter_count(int64_t stage) const;
-  int64_t parameter_count() const;
+  int64_t parameter_count() const { return options_->parameter_count(); }
+  // "model.stages [3, 6]": the key that sets the number of stages, and its value.
+  std::string stages_source() const;
 
   // Throws thinkingvit::Error naming the offending option.
   void validate() const;
-  std::string describe() const;
+  std::string describe() const { return options_->describe(); }
 
-  // The family's own options; nullptr when the model is of another family.
-  const ThinkingViTOptions* vit() const { return std::get_if<ThinkingViTOptions>(&options_); }
-  ThinkingViTOptions* vit() { return std::get_if<ThinkingViTOptions>(&options_); }
-  const ThinkingSwinOptions* swin() const { return std::get_if<ThinkingSwinOptions>(&options_); }
-  ThinkingSwinOptions* swin() { return std::get_if<ThinkingSwinOptions>(&options_); }
+  const FamilyOptions& family_options() const { return *options_; }
+  FamilyOptions& family_options() { return *options_; }
+  // The family's own options, or nullptr when the model is of another family.
+  template <typename T>
+  const T* as() const {
+    const auto* of = dynamic_cast<const FamilyOptionsOf<T>*>(options_.get());
+    return of ? &of->options() : nullptr;
+  }
+  template <typename T>
+  T* as() {
+    auto* of = dynamic_cast<FamilyOptionsOf<T>*>(options_.get());
+    return of ? &of->options() : nullptr;
+  }
 
-  bool operator==(const ModelOptions& other) const { return describe() == other.describe(); }
+  bool operator==(const ModelOptions& other) const {
+    return &family() == &other.family() && describe() == other.describe();
+  }
 
  private:
-  std::variant<ThinkingViTOptions, ThinkingSwinOptions> options_;
+  std::unique_ptr<FamilyOptions> options_;
 };
 
 // Average MACs per image when a share `reach[i]` of the images runs stage i (reach[0] = 1):
@@ -73,11 +94,8 @@ struct MemoryEstimate {
 };
 
 // `copies`: 1 to run the model; 5 to train it (weights, gradients, two AdamW moments, EMA), 4
-// without EMA. Activations are estimated from the layer shapes for `batch` images. Training:
-// what autograd keeps for backward, per block and image (8 + 2·mlp_ratio)·N·D + 2·h·N² floats
-// for a ViT stage of width D and h heads over N tokens (a Swin block: N·(8·C + 2·hidden) +
-// 2·h·N_padded·window²), summed over every block of every stage. Inference: the largest block's
-// working set, (5 + mlp_ratio)·N·D + 2·h·N² (Swin: N·(5·C + hidden) + 2·h·N_padded·window²).
+// without EMA. Activations are estimated from the layer shapes for `batch` images
+// (FamilyOptions::activation_floats; each family documents its formula).
 MemoryEstimate estimate_memory(const ModelOptions& options, int copies, int64_t batch,
                                bool training);
 

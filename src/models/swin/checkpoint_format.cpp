@@ -1,4 +1,4 @@
-#include "swin_schema.h"
+#include "checkpoint_format.h"
 
 #include <cmath>
 #include <regex>
@@ -6,7 +6,7 @@
 #include "thinkingvit/util/error.h"
 #include "thinkingvit/util/text.h"
 
-namespace thinkingvit::io::swin {
+namespace thinkingvit::models::swin {
 
 namespace {
 
@@ -233,4 +233,4 @@ TensorMap adapt_checkpoint(const TensorMap& tensors) {
   return out;
 }
 
-}  // namespace thinkingvit::io::swin
+}  // namespace thinkingvit::models::swin

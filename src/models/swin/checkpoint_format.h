@@ -1,15 +1,15 @@
 #pragma once
-// Private to io/: the config.json schema and checkpoint key layout of ThinkingViT on Swin, as
-// the released Hugging Face export and timm write them.
+// Private to the Swin family: the config.json schema and checkpoint key layout of ThinkingViT on
+// Swin, as the released Hugging Face export and timm write them.
 
 #include <nlohmann/json.hpp>
 
 #include <string>
 
-#include "thinkingvit/io/safetensors.h"
-#include "thinkingvit/models/swin_options.h"
+#include "thinkingvit/models/family.h"
+#include "thinkingvit/models/swin/options.h"
 
-namespace thinkingvit::io::swin {
+namespace thinkingvit::models::swin {
 
 // A config.json describing a Swin: model_args.head_rounds, or an architecture named swin_*.
 bool is_swin_config(const nlohmann::json& config);
@@ -32,4 +32,4 @@ models::ThinkingSwinOptions options_from_state(const TensorMap& tensors, const s
 // (Microsoft) layout (downsample at the end of a level, "head.weight") to the current one.
 TensorMap adapt_checkpoint(const TensorMap& tensors);
 
-}  // namespace thinkingvit::io::swin
+}  // namespace thinkingvit::models::swin

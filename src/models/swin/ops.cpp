@@ -1,9 +1,9 @@
-#include "thinkingvit/models/swin_ops.h"
+#include "thinkingvit/models/swin/ops.h"
 
 #include <torch/torch.h>
 
 #include "thinkingvit/models/cpu_kernels.h"
-#include "thinkingvit/models/sliced_ops.h"
+#include "thinkingvit/models/layers.h"
 #include "thinkingvit/util/error.h"
 
 namespace thinkingvit::models {
@@ -48,10 +48,10 @@ at::Tensor shift_attention_mask(int64_t height, int64_t width, int64_t ws, int64
   return torch::where(same, torch::zeros({}), torch::full({}, -100.0f)).to(torch::kFloat);
 }
 
-at::Tensor swin_block_forward(const at::Tensor& x, const SwinBlockWeights& w, int64_t heads,
-                              int64_t ws, int64_t shift, const at::Tensor& index,
-                              const at::Tensor& mask, double eps, AttentionBackend backend,
-                              double drop_path_rate, bool training) {
+at::Tensor swin_block_forward(const at::Tensor& x, const BlockWeights& w, int64_t heads, int64_t ws,
+                              int64_t shift, const at::Tensor& index, const at::Tensor& mask,
+                              double eps, AttentionBackend backend, double drop_path_rate,
+                              bool training) {
   const int64_t b = x.size(0), height = x.size(1), width = x.size(2), k = x.size(3);
   const int64_t hd = k / heads, n = ws * ws;
   auto h = at::layer_norm(x, {k}, w.norm1_w, w.norm1_b, eps);
@@ -86,8 +86,7 @@ at::Tensor swin_block_forward(const at::Tensor& x, const SwinBlockWeights& w, in
   if (shift > 0) o = at::roll(o, {shift, shift}, {1, 2});
   auto y = x + drop_path(o, drop_path_rate, training);
   auto m = at::layer_norm(y, {k}, w.norm2_w, w.norm2_b, eps);
-  m = cpu::dense(cpu::dense(m, w.fc1_w, w.fc1_b, /*gelu=*/true), w.fc2_w, w.fc2_b);
-  return y + drop_path(m, drop_path_rate, training);
+  return y + drop_path(mlp_forward(m, w), drop_path_rate, training);
 }
 
 at::Tensor patch_merging(const at::Tensor& x, const at::Tensor& norm_w, const at::Tensor& norm_b,

@@ -1,4 +1,4 @@
-#include "thinkingvit/models/swin_options.h"
+#include "thinkingvit/models/swin/options.h"
 
 #include <algorithm>
 #include <cmath>
@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "thinkingvit/util/error.h"
+#include "thinkingvit/util/limits.h"
 
 namespace thinkingvit::models {
 

@@ -1,4 +1,4 @@
-#include "thinkingvit/models/thinking_swin.h"
+#include "thinkingvit/models/swin/thinking_swin.h"
 
 #include <torch/torch.h>
 
@@ -140,13 +140,12 @@ const ThinkingSwinImpl::Geometry& ThinkingSwinImpl::geometry(int64_t level,
   return geometry_device_[level];
 }
 
-SwinBlockWeights ThinkingSwinImpl::block_weights(int64_t stage, int64_t level,
-                                                 int64_t block) const {
+BlockWeights ThinkingSwinImpl::block_weights(int64_t stage, int64_t level, int64_t block) const {
   const auto& b = blocks_.at(level).at(block);
   const int64_t k = options_.round_width(stage, level);
   const int64_t heads = options_.round_heads(stage, level);
   const int64_t hidden = options_.round_hidden(stage, level);
-  SwinBlockWeights w;
+  BlockWeights w;
   w.norm1_w = lead(b.norm1_w, k);
   w.norm1_b = lead(b.norm1_b, k);
   w.qkv_w = lead(b.qkv_w, 3 * k, k);  // the first 3k rows of the fused q|k|v weight

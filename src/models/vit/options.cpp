@@ -1,4 +1,4 @@
-#include "thinkingvit/models/vit_options.h"
+#include "thinkingvit/models/vit/options.h"
 
 #include <map>
 #include <sstream>
@@ -6,25 +6,6 @@
 #include "thinkingvit/util/error.h"
 
 namespace thinkingvit::models {
-
-std::optional<AttentionBackend> attention_backend_from(const std::string& name) {
-  if (name == "fused") return AttentionBackend::kFused;
-  if (name == "explicit") return AttentionBackend::kExplicit;
-  if (name == "small") return AttentionBackend::kSmall;
-  return std::nullopt;
-}
-
-const char* attention_backend_name(AttentionBackend backend) {
-  switch (backend) {
-    case AttentionBackend::kFused:
-      return "fused";
-    case AttentionBackend::kExplicit:
-      return "explicit";
-    case AttentionBackend::kSmall:
-      return "small";
-  }
-  return "fused";
-}
 
 void ThinkingViTOptions::validate() const {
   TVIT_CHECK(!stages_.empty(),
@@ -163,6 +144,39 @@ std::vector<int64_t> parse_stages(const std::string& text, const std::string& wh
   TVIT_CHECK(!stages.empty(), what, ": expected a list of head counts such as 3,6; found '", text,
              "'");
   return stages;
+}
+
+int64_t StageMacs::total(MacConvention convention) const {
+  const int64_t matmuls = patch_embed + qkv + attention + proj + mlp + head;
+  return convention == MacConvention::kFvcore ? matmuls + layer_norm : matmuls;
+}
+
+StageMacs stage_macs(const ThinkingViTOptions& o, int64_t stage) {
+  TVIT_CHECK(stage >= 0 && stage < o.num_stages(), "stage ", stage, " out of range: the model has ",
+             o.num_stages(), " stage(s)");
+  const int64_t k = o.stage_width(stage), hidden = o.hidden_width(k);
+  const int64_t n = o.num_tokens(), depth = o.depth();
+  StageMacs m;
+  m.patch_embed = o.num_patches() * k * o.in_channels() * o.patch_size() * o.patch_size();
+  m.qkv = depth * n * k * 3 * k;
+  m.attention = depth * 2 * n * n * k;
+  m.proj = depth * n * k * k;
+  m.mlp = depth * 2 * n * k * hidden;
+  m.head = k * o.num_classes();
+  m.layer_norm = 5 * (2 * depth + 1) * n * k;
+  if (stage > 0) m.recycle = n * o.stage_width(stage - 1) * k;
+  return m;
+}
+
+MacBreakdown breakdown(const StageMacs& m) {
+  return {{{"patch embed", m.patch_embed, MacCounted::kBoth},
+           {"qkv", m.qkv, MacCounted::kBoth},
+           {"attention matmuls (q·kᵀ, attn·v)", m.attention, MacCounted::kBoth},
+           {"attention proj", m.proj, MacCounted::kBoth},
+           {"MLP", m.mlp, MacCounted::kBoth},
+           {"head", m.head, MacCounted::kBoth},
+           {"LayerNorm", m.layer_norm, MacCounted::kFvcoreOnly},
+           {"recycling projection", m.recycle, MacCounted::kNeither}}};
 }
 
 }  // namespace thinkingvit::models

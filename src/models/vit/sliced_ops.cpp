@@ -1,18 +1,12 @@
-#include "thinkingvit/models/sliced_ops.h"
+#include "thinkingvit/models/vit/sliced_ops.h"
 
 #include <ATen/ATen.h>
 
-#include "thinkingvit/models/attention.h"
 #include "thinkingvit/models/cpu_kernels.h"
+#include "thinkingvit/models/layers.h"
 #include "thinkingvit/models/small_attention.h"
 
 namespace thinkingvit::models {
-
-at::Tensor qkv_leading_rows(const at::Tensor& qkv, int64_t dim, int64_t width) {
-  if (width == dim) return qkv;
-  auto blocks = qkv.view({3, dim, -1}).slice(/*dim=*/1, 0, width);  // 3 x k x in
-  return qkv.dim() == 1 ? blocks.reshape({3 * width}) : blocks.reshape({3 * width, qkv.size(1)});
-}
 
 at::Tensor embed_tokens(const StageWeights& w, const at::Tensor& images, int64_t patch_size) {
   const int64_t batch = images.size(0);
@@ -20,15 +14,6 @@ at::Tensor embed_tokens(const StageWeights& w, const at::Tensor& images, int64_t
   x = x.flatten(/*start_dim=*/2).transpose(1, 2);     // B x k x h x w -> B x P x k
   auto cls = w.cls_token.expand({batch, -1, -1});     // B x 1 x k
   return at::cat({cls, x}, /*dim=*/1) + w.pos_embed;  // B x N x k
-}
-
-at::Tensor drop_path(const at::Tensor& x, double p, bool training) {
-  if (!training || p <= 0.0) return x;
-  const double keep = 1.0 - p;
-  std::vector<int64_t> mask_shape(x.dim(), 1);
-  mask_shape[0] = x.size(0);  // B x 1 x 1
-  auto mask = at::empty(mask_shape, x.options()).bernoulli_(keep);
-  return x * mask / keep;
 }
 
 namespace {
@@ -51,10 +36,6 @@ at::Tensor attention(const at::Tensor& x, const BlockWeights& w, int64_t heads,
   return cpu::dense(out, w.proj_w, w.proj_b);
 }
 
-at::Tensor mlp(const at::Tensor& x, const BlockWeights& w) {
-  return cpu::dense(cpu::dense(x, w.fc1_w, w.fc1_b, /*gelu=*/true), w.fc2_w, w.fc2_b);
-}
-
 }  // namespace
 
 at::Tensor block_forward(const at::Tensor& x, const BlockWeights& w, int64_t heads, double eps,
@@ -63,7 +44,7 @@ at::Tensor block_forward(const at::Tensor& x, const BlockWeights& w, int64_t hea
   auto h = at::layer_norm(x, {width}, w.norm1_w, w.norm1_b, eps);
   auto y = x + drop_path(attention(h, w, heads, backend), drop_prob, training);
   h = at::layer_norm(y, {width}, w.norm2_w, w.norm2_b, eps);
-  return y + drop_path(mlp(h, w), drop_prob, training);
+  return y + drop_path(mlp_forward(h, w), drop_prob, training);
 }
 
 }  // namespace thinkingvit::models

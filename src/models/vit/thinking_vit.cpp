@@ -1,4 +1,4 @@
-#include "thinkingvit/models/thinking_vit.h"
+#include "thinkingvit/models/vit/thinking_vit.h"
 
 #include <ATen/autocast_mode.h>
 #include <torch/torch.h>
@@ -7,7 +7,7 @@
 #include <limits>
 #include <unordered_set>
 
-#include "thinkingvit/models/sliced_ops.h"
+#include "thinkingvit/models/vit/sliced_ops.h"
 #include "thinkingvit/util/error.h"
 #include "thinkingvit/util/text.h"
 

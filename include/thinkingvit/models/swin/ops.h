@@ -5,7 +5,7 @@
 
 #include <cstdint>
 
-#include "thinkingvit/models/vit_options.h"
+#include "thinkingvit/models/layers.h"
 
 namespace thinkingvit::models {
 
@@ -23,21 +23,15 @@ at::Tensor relative_position_index(int64_t ws);
 // ws: 0 where two tokens lie in the same region of the cyclically shifted grid, -100 elsewhere.
 at::Tensor shift_attention_mask(int64_t height, int64_t width, int64_t ws, int64_t shift);
 
-// The sliced weights one round uses in one Swin block, in the shapes at::linear wants.
-struct SwinBlockWeights {
-  at::Tensor norm1_w, norm1_b, qkv_w, qkv_b, bias_table, proj_w, proj_b;
-  at::Tensor norm2_w, norm2_b, fc1_w, fc1_b, fc2_w, fc2_b;
-};
-
 // One Swin block on B x H x W x k tokens with `heads` heads of width k / heads:
 // x + drop_path(W-MSA(norm1(x))), then x + drop_path(mlp(norm2(x))). W-MSA rolls the grid by
 // -shift, pads it to multiples of ws, attends within windows with the relative position bias
 // (bias_table rows picked by `index`) and `mask` (nW x N x N, undefined when not shifted), then
 // undoes the padding and the roll.
-at::Tensor swin_block_forward(const at::Tensor& x, const SwinBlockWeights& w, int64_t heads,
-                              int64_t ws, int64_t shift, const at::Tensor& index,
-                              const at::Tensor& mask, double eps, AttentionBackend backend,
-                              double drop_path, bool training);
+at::Tensor swin_block_forward(const at::Tensor& x, const BlockWeights& w, int64_t heads, int64_t ws,
+                              int64_t shift, const at::Tensor& index, const at::Tensor& mask,
+                              double eps, AttentionBackend backend, double drop_path,
+                              bool training);
 
 // Patch merging: each 2x2 cell's tokens (offsets (0,0), (1,0), (0,1), (1,1)) concatenated,
 // normalised and reduced: B x H x W x C -> B x H/2 x W/2 x k_out.

@@ -11,11 +11,13 @@
 #include <torch/arg.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "thinkingvit/models/family.h"
+#include "thinkingvit/models/layers.h"
 #include "thinkingvit/models/macs.h"
-#include "thinkingvit/models/vit_options.h"
 
 namespace thinkingvit::models {
 
@@ -79,6 +81,9 @@ MacBreakdown swin_stage_macs(const ThinkingSwinOptions& options, int64_t stage);
 // all parameters of the model.
 int64_t swin_stage_parameter_count(const ThinkingSwinOptions& options, int64_t stage);
 int64_t swin_parameter_count(const ThinkingSwinOptions& options);
+
+// The family's face of these options (what ModelOptions holds).
+std::unique_ptr<FamilyOptions> make_family_options(ThinkingSwinOptions options);
 
 // thinkingvit_swin_{t,s,b} (224 px, two rounds), the plain timm Swins swin_{tiny,small,base}_
 // patch4_window7_224 (one round), and small ones for 28-32 px inputs.

@@ -1,5 +1,5 @@
 #pragma once
-// ThinkingViT on Swin: one Swin Transformer run in head rounds (models/swin_options.h). Round 0
+// ThinkingViT on Swin: one Swin Transformer run in head rounds (models/swin/options.h). Round 0
 // runs from the image; round r > 0 adds alpha_{r-1} * proj(tokens of round r - 1) to its patch
 // embedding, proj being a depthwise transposed convolution back to the patch grid followed by a
 // 1x1 convolution. Parameter names are timm's Swin ("layers.{i}.blocks.{j}...", "head.fc") plus
@@ -12,8 +12,8 @@
 #include <vector>
 
 #include "thinkingvit/models/elastic_model.h"
-#include "thinkingvit/models/swin_ops.h"
-#include "thinkingvit/models/swin_options.h"
+#include "thinkingvit/models/swin/ops.h"
+#include "thinkingvit/models/swin/options.h"
 
 namespace thinkingvit::models {
 
@@ -35,7 +35,7 @@ class ThinkingSwinImpl : public ElasticModel {
 
   // The weights round `stage` uses in block `block` of `level` (leading slices; qkv takes the
   // first 3k rows of the fused weight, as released).
-  SwinBlockWeights block_weights(int64_t stage, int64_t level, int64_t block) const;
+  BlockWeights block_weights(int64_t stage, int64_t level, int64_t block) const;
 
  private:
   struct Block {

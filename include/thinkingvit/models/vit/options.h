@@ -6,31 +6,16 @@
 #include <torch/arg.h>
 
 #include <cstdint>
-#include <optional>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "thinkingvit/models/family.h"
+#include "thinkingvit/models/layers.h"
+#include "thinkingvit/models/macs.h"
 #include "thinkingvit/util/limits.h"
 
 namespace thinkingvit::models {
-
-// Upper bounds of options read from files, far beyond any published model: a larger value is a
-// broken file, refused before anything is allocated (the image side: util::kMaxImageSize).
-constexpr double kMaxChannels = 64;
-constexpr double kMaxClasses = 10000000;
-constexpr double kMaxDepth = 1024;
-constexpr double kMaxMlpRatio = 64;
-// Parameters of the largest model accepted (100 billion).
-constexpr double kMaxParameters = 1e11;
-
-// kFused: LibTorch's scaled-dot-product kernel; kExplicit: softmax(q kᵀ) v written out;
-// kSmall: this project's CPU kernel for short sequences (models/small_attention.h), the fused
-// kernel where it does not apply.
-enum class AttentionBackend { kFused, kExplicit, kSmall };
-
-// "fused" | "explicit" | "small" <-> AttentionBackend; nullopt for anything else.
-std::optional<AttentionBackend> attention_backend_from(const std::string& name);
-const char* attention_backend_name(AttentionBackend backend);
 
 struct ThinkingViTOptions {
   // config.json's "architecture" for this family.
@@ -70,6 +55,28 @@ struct ThinkingViTOptions {
   // "stages=[3, 6] image=224 patch=16 ..." for logs.
   std::string describe() const;
 };
+
+// MACs of one image through one stage, by layer type. Softmax and GELU are never counted.
+struct StageMacs {
+  int64_t patch_embed = 0;
+  int64_t qkv = 0;
+  int64_t attention = 0;  // q kᵀ and attn · v
+  int64_t proj = 0;
+  int64_t mlp = 0;
+  int64_t head = 0;
+  int64_t layer_norm = 0;  // 5 MACs per normalised element (fvcore)
+  int64_t recycle = 0;     // Token Recycling projection; shown apart, not in either total
+
+  int64_t total(MacConvention convention) const;
+};
+
+StageMacs stage_macs(const ThinkingViTOptions& options, int64_t stage);
+// A ViT stage's StageMacs as a breakdown.
+MacBreakdown breakdown(const StageMacs& macs);
+
+// The family's face of these options (what ModelOptions holds; found by argument-dependent
+// lookup, so a ThinkingViTOptions converts to a ModelOptions).
+std::unique_ptr<FamilyOptions> make_family_options(ThinkingViTOptions options);
 
 // Named architectures: timm's deit_{tiny,small,base}_patch16_224, the paper's ThinkingViT
 // configurations at 224 (thinkingvit_3h_6h, ...) and small ones for 28-32 pixel inputs.

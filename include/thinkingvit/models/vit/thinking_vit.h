@@ -17,15 +17,11 @@
 #include <vector>
 
 #include "thinkingvit/models/elastic_model.h"
-#include "thinkingvit/models/vit_options.h"
+#include "thinkingvit/models/vit/options.h"
 
 namespace thinkingvit::models {
 
-// The sliced weights one stage uses in one block, in the shapes at::linear wants.
-struct BlockWeights {
-  at::Tensor norm1_w, norm1_b, qkv_w, qkv_b, proj_w, proj_b;
-  at::Tensor norm2_w, norm2_b, fc1_w, fc1_b, fc2_w, fc2_b;
-};
+// The sliced weights one stage uses (its blocks': models/layers.h).
 struct StageWeights {
   int64_t width = 0;
   int64_t heads = 0;
