@@ -1,5 +1,6 @@
 // thinkingvit bench: standalone throughput of every stage and elastic throughput at given
-// thresholds, on synthetic input.
+// thresholds (regrouped across a stream of batches, and optionally per batch), beside the
+// released formula's prediction, on synthetic input.
 
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
@@ -28,7 +29,8 @@ struct BenchArgs {
   std::vector<double> taus, stop_shares;
   std::string entropy_rule = "top10";
   std::string device = "auto";
-  int warmup = 2, reps = 10, threads = 0;
+  int warmup = 2, reps = 10, threads = 0, stream = 16;
+  bool per_batch = false;
   std::string format = "md", output;
   bool no_weight_cache = false;
   bool train = false;
@@ -50,6 +52,8 @@ eval::BenchOptions bench_options(const BenchArgs& args) {
   options.rule = models::parse_entropy_rule(args.entropy_rule, "--entropy");
   options.warmup = args.warmup;
   options.reps = args.reps;
+  options.stream = args.stream;
+  options.per_batch = args.per_batch;
   options.device = use_device(args.device, "--device");
   options.peak = args.peak;
   options.cuda_graphs = args.cuda_graphs;
@@ -151,6 +155,14 @@ void add_bench_command(CLI::App& root) {
                   "(e.g. 0.5)")
       ->delimiter(',')
       ->check(in_range(0, 1));
+  cmd->add_option("--stream", args->stream,
+                  "batches in each row's call (cycled from four distinct ones): elastic rows push "
+                  "them through one set of stage queues, so later stages run full batches")
+      ->check(at_least(1))
+      ->capture_default_str();
+  cmd->add_flag("--per-batch", args->per_batch,
+                "also elastic rows without regrouping (elastic_per_batch: each batch's undecided "
+                "images alone), timed in the same rounds");
   cmd->add_flag("--train", args->train,
                 "add a training-step row: train's step on the DeiT recipe (Mixup / CutMix, every "
                 "stage's loss, backward, clipping, AdamW over its two parameter groups)");

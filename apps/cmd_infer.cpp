@@ -5,11 +5,13 @@
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <optional>
 
 #include "common.h"
 #include "thinkingvit/io/checkpoint.h"
 #include "thinkingvit/io/safetensors.h"
 #include "thinkingvit/models/elastic_model.h"
+#include "thinkingvit/models/elastic_queue.h"
 #include "thinkingvit/util/error.h"
 
 namespace thinkingvit::apps {
@@ -44,6 +46,33 @@ at::Tensor read_images(const std::string& path, const models::ModelOptions& o) {
   return images;
 }
 
+struct LoadedModel {
+  models::ModelOptions options;
+  std::shared_ptr<models::ElasticModel> model;
+};
+
+// The model the weights describe (or --config / --preset), loaded, on `device`, in eval mode.
+LoadedModel load_model(const InferArgs& args, const c10::Device& device) {
+  const auto weights = io::read_weights(args.weights);
+  LoadedModel out{resolve_model(args.model, &weights), nullptr};
+  spdlog::info("model: {}", out.options.describe());
+  models::check_fits_in_memory(out.options, 1, "model", 0, false, device);
+  out.model = models::make_model(out.options);
+  io::LoadOptions load;
+  load.strict = args.strict;
+  const auto report = io::load_state_dict(*out.model, weights.tensors, weights.path, load);
+  spdlog::info("weights '{}': {}", weights.path, report.summary());
+  for (const auto& t : report.tensors) {
+    if (t.status != io::TensorStatus::kLoaded) {
+      spdlog::warn("  {} {} (file {}, model {})", io::to_string(t.status), t.name,
+                   shape_str(t.file_shape), shape_str(t.model_shape));
+    }
+  }
+  out.model->to(device);
+  out.model->eval();
+  return out;
+}
+
 void run_infer(const InferArgs& args) {
   check_output_folder(args.output, "--output");
   std::error_code error;
@@ -52,42 +81,31 @@ void run_infer(const InferArgs& args) {
   set_threads(args.threads);
   const auto device = use_device(args.device, "--device");
   const auto rule = models::parse_entropy_rule(args.entropy_rule, "--entropy");
-  const auto weights = io::read_weights(args.weights);
-  const auto options = resolve_model(args.model, &weights);
-  spdlog::info("model: {}", options.describe());
-
-  models::check_fits_in_memory(options, 1, "model", 0, false, device);
-  const auto model = models::make_model(options);
-  io::LoadOptions load;
-  load.strict = args.strict;
-  const auto report = io::load_state_dict(*model, weights.tensors, weights.path, load);
-  spdlog::info("weights '{}': {}", weights.path, report.summary());
-  for (const auto& t : report.tensors) {
-    if (t.status != io::TensorStatus::kLoaded) {
-      spdlog::warn("  {} {} (file {}, model {})", io::to_string(t.status), t.name,
-                   shape_str(t.file_shape), shape_str(t.model_shape));
-    }
-  }
-  model->to(device);
-  model->eval();
+  const auto [options, model] = load_model(args, device);
   torch::NoGradGuard no_grad;
 
   const auto images = read_images(args.input, options);
   const int64_t batch = images.size(0), num_stages = options.num_stages();
   std::vector<std::vector<at::Tensor>> logits(num_stages), entropies(num_stages);
-  std::vector<at::Tensor> selected, exit_stage;
+  // Early exit regrouped across the chunks: undecided images wait for a full next-stage batch.
+  std::optional<models::ElasticQueues> queues;
+  if (args.threshold) queues.emplace(*model, *args.threshold, args.batch_size, rule);
+  std::vector<models::ExitedImages> exited;
   for (int64_t start = 0; start < batch; start += args.batch_size) {
-    auto chunk = images.slice(0, start, std::min(batch, start + args.batch_size)).to(device);
+    const int64_t end = std::min(batch, start + args.batch_size);
+    auto chunk = images.slice(0, start, end).to(device);
     auto outputs = model->forward_all(chunk);
     for (int64_t s = 0; s < num_stages; ++s) {
       logits[s].push_back(outputs[s].logits.cpu());
       entropies[s].push_back(models::entropy(outputs[s].logits, rule).cpu());
     }
-    if (args.threshold) {
-      auto elastic = model->forward_elastic(chunk, *args.threshold, rule);
-      selected.push_back(elastic.logits.cpu());
-      exit_stage.push_back(elastic.exit_stage.cpu());
-    }
+    if (!queues) continue;
+    queues->push(chunk, torch::arange(start, end, torch::dtype(torch::kLong).device(device)));
+    exited.push_back(queues->take_exited());
+  }
+  if (queues) {
+    queues->drain();
+    exited.push_back(queues->take_exited());
   }
 
   io::TensorMap out;
@@ -101,8 +119,15 @@ void run_infer(const InferArgs& args) {
   for (int64_t s = 0; s < num_stages; ++s) stages += (s ? ", " : "[") + options.stage_heads(s);
   metadata["stages"] = stages + "]";
   if (args.threshold) {
-    out["logits"] = at::cat(selected);
-    out["exit_stage"] = at::cat(exit_stage);
+    // Back into input order: row i is image i.
+    out["logits"] = torch::empty_like(out["logits.0"]);
+    out["exit_stage"] = torch::empty({batch}, torch::kLong);
+    for (const auto& e : exited) {
+      if (e.size() == 0) continue;
+      const auto ids = e.ids.cpu();
+      out["logits"].index_copy_(0, ids, e.logits.cpu().to(out["logits"].scalar_type()));
+      out["exit_stage"].index_copy_(0, ids, e.exit_stage.cpu());
+    }
     metadata["threshold"] = std::to_string(*args.threshold);
     auto counts = at::bincount(out["exit_stage"], {}, num_stages);
     spdlog::info("tau {}: samples stopping per stage {}", *args.threshold,

@@ -17,6 +17,7 @@
 #include "thinkingvit/io/checkpoint.h"
 #include "thinkingvit/io/model_config.h"
 #include "thinkingvit/models/elastic_model.h"
+#include "thinkingvit/models/elastic_queue.h"
 #include "thinkingvit/train/config.h"
 #include "thinkingvit/util/error.h"
 #include "thinkingvit/util/limits.h"
@@ -172,6 +173,30 @@ at::Tensor read_batch(const Predictor& p, const std::vector<std::string>& files,
   return batch.narrow(0, 0, static_cast<int64_t>(kept.size()));
 }
 
+// One image's answer: its file (index), exit stage, entropy and top classes with probabilities.
+struct Prediction {
+  size_t file = 0;
+  int64_t stage = 0;
+  double entropy = 0;
+  std::vector<std::pair<int64_t, float>> top;
+};
+
+void append_predictions(const models::ExitedImages& e, int64_t k, std::vector<Prediction>& out) {
+  if (e.size() == 0) return;
+  const auto ids = e.ids.cpu(), stage = e.exit_stage.cpu(), entropy = e.entropy.cpu();
+  const auto probs = at::softmax(e.logits.to(at::kFloat), -1).cpu();
+  const auto [top_p, top_i] = probs.topk(k, -1);
+  for (int64_t j = 0; j < e.size(); ++j) {
+    Prediction pred;
+    pred.file = static_cast<size_t>(ids[j].item<int64_t>());
+    pred.stage = stage[j].item<int64_t>();
+    pred.entropy = entropy[j].item<float>();
+    for (int64_t r = 0; r < k; ++r)
+      pred.top.emplace_back(top_i[j][r].item<int64_t>(), top_p[j][r].item<float>());
+    out.push_back(std::move(pred));
+  }
+}
+
 void run_predict(const PredictArgs& args) {
   check_output(args.output);
   set_threads(args.threads);
@@ -192,6 +217,10 @@ void run_predict(const PredictArgs& args) {
   int64_t skipped = 0;
   torch::NoGradGuard no_grad;
   util::Progress progress("predict", static_cast<int64_t>(files.size()), "img");
+  // Early exit regrouped across batches: an image's id is its file's index, and the table is
+  // written in file order once every image has exited.
+  models::ElasticQueues queues(*p.model, args.tau, args.batch_size, rule);
+  std::vector<models::ExitedImages> exited;
   std::vector<size_t> kept;
   for (size_t start = 0; start < files.size(); start += args.batch_size) {
     const size_t end = std::min(files.size(), start + static_cast<size_t>(args.batch_size));
@@ -199,25 +228,24 @@ void run_predict(const PredictArgs& args) {
     skipped += static_cast<int64_t>(end - start - kept.size());
     progress.update(static_cast<int64_t>(end));
     if (kept.empty()) continue;
-    auto out = p.model->forward_elastic(batch.to(device), args.tau, rule);
-    const auto exit_stage = out.exit_stage.cpu();
-    const auto entropy = out.entropy.cpu();
-    const auto probs = at::softmax(out.logits.to(at::kFloat), -1).cpu();
-    const auto [top_p, top_i] = probs.topk(k, -1);
-    for (size_t j = 0; j < kept.size(); ++j) {
-      const auto row = static_cast<int64_t>(j);
-      const int64_t stage = exit_stage[row].item<int64_t>();
-      ++per_stage[stage];
-      std::string top;
-      for (int64_t r = 0; r < k; ++r) {
-        top += (r ? ", " : "") + p.names[top_i[row][r].item<int64_t>()] + " " +
-               format_prob(top_p[row][r].item<float>());
-      }
-      table.add_row({files[kept[j]], stage, heads_cell(p.options, stage),
-                     static_cast<double>(entropy[row].item<float>()),
-                     p.names[top_i[row][0].item<int64_t>()],
-                     static_cast<double>(top_p[row][0].item<float>()), top});
+    const auto ids = torch::tensor(std::vector<int64_t>(kept.begin(), kept.end()), torch::kLong);
+    queues.push(batch.to(device), ids.to(device));
+    exited.push_back(queues.take_exited());
+  }
+  queues.drain();
+  exited.push_back(queues.take_exited());
+  std::vector<Prediction> predictions;
+  for (const auto& e : exited) append_predictions(e, k, predictions);
+  std::sort(predictions.begin(), predictions.end(),
+            [](const Prediction& a, const Prediction& b) { return a.file < b.file; });
+  for (const auto& pred : predictions) {
+    ++per_stage[pred.stage];
+    std::string top;
+    for (size_t r = 0; r < pred.top.size(); ++r) {
+      top += (r ? ", " : "") + p.names[pred.top[r].first] + " " + format_prob(pred.top[r].second);
     }
+    table.add_row({files[pred.file], pred.stage, heads_cell(p.options, pred.stage), pred.entropy,
+                   p.names[pred.top[0].first], static_cast<double>(pred.top[0].second), top});
   }
   progress.finish();
   TVIT_CHECK(!table.rows().empty(), "none of the ", files.size(), " input images could be read");

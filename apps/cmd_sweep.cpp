@@ -31,7 +31,7 @@ struct SweepArgs {
   std::string taus = "0:2.3:0.1";
   std::string entropy_rule = "top10";
   std::string output_dir;
-  int64_t timing_batches = 4;
+  int64_t timing_batches = 4, timing_stream = 16;
   int reps = 5;
   double budget_gmacs = 0, budget_throughput = 0;
   bool no_plot = false;
@@ -52,7 +52,8 @@ std::string find_plot_script() {
   return "";
 }
 
-// Throughput on the timing batches: every stage alone and every threshold, timed against each
+// Throughput on a stream of `stream` batches cycled from the timing batches: every stage alone
+// and every threshold (early exit regrouped across the stream's batches), timed against each
 // other in interleaved rounds (eval::StageTauCalls), so that no row gains from being timed when
 // the machine happens to be faster; the rows pair each threshold's exact accuracy and GMACs
 // (from the pass) with its measured and predicted throughput.
@@ -62,11 +63,14 @@ struct Throughput {
 };
 
 Throughput measure_throughput(const EvalSetup& setup, const eval::StageRecords& records,
-                              std::vector<at::Tensor> timing, const std::vector<double>& taus,
-                              models::EntropyRule rule, int reps) {
+                              const std::vector<at::Tensor>& timing, int64_t stream,
+                              const std::vector<double>& taus, models::EntropyRule rule, int reps) {
   torch::NoGradGuard no_grad;
   const auto& mo = setup.config.model.options;
-  const eval::StageTauCalls calls(*setup.model, std::move(timing), taus, rule);
+  std::vector<at::Tensor> batches;
+  for (int64_t i = 0; i < std::max<int64_t>(stream, 1); ++i)
+    batches.push_back(timing[i % timing.size()]);
+  const eval::StageTauCalls calls(*setup.model, std::move(batches), taus, rule);
   const auto images = static_cast<double>(calls.images());
   util::Progress progress("throughput (" + std::to_string(mo.num_stages()) + " stages, " +
                               std::to_string(taus.size()) + " thresholds, " +
@@ -194,7 +198,7 @@ void run_sweep(const SweepArgs& args) {
                  setup.dist->world_size());
   }
   const auto measured =
-      measure_throughput(setup, records, std::move(timing), taus, rule, args.reps);
+      measure_throughput(setup, records, timing, args.timing_stream, taus, rule, args.reps);
   write_tables(args, setup, records, measured, rule, out_dir);
   report_budget(args, setup, records, measured);
   draw_figure(args, out_dir);
@@ -214,8 +218,12 @@ void add_sweep_command(CLI::App& root) {
       ->capture_default_str();
   cmd->add_option("--output-dir", args->output_dir,
                   "where to write sweep.{md,csv,json,png} (default RUN/sweep)");
-  cmd->add_option("--timing-batches", args->timing_batches,
-                  "validation batches timed per threshold")
+  cmd->add_option("--timing-batches", args->timing_batches, "validation batches kept for timing")
+      ->check(at_least(1))
+      ->capture_default_str();
+  cmd->add_option("--timing-stream", args->timing_stream,
+                  "batches in each timed call, cycled from the timing batches: early exit "
+                  "regroups their undecided images, so later stages run full batches")
       ->check(at_least(1))
       ->capture_default_str();
   cmd->add_option("--reps", args->reps,

@@ -24,9 +24,12 @@ plot "$sweep" every ::1 using 4:2 with linespoints lw 2 pt 7 title "ThinkingViT 
      "$stages" every ::1 using 4:3 with points pt 5 ps 1.6 title "each stage alone"
 set xlabel "measured throughput (images/s)"
 set key inside left bottom Left reverse  # accuracy falls as throughput rises: the lower left is free
+stats "$sweep" every ::1 using 10 nooutput name "ratio"
+set title sprintf("measured / formula: %.2f to %.2f", ratio_min, ratio_max)
 plot "$sweep" every ::1 using 7:2 with linespoints lw 2 pt 7 title "ThinkingViT (measured early exit)", \
      "$sweep" every ::1 using 9:2 with lines dt 2 title "released formula", \
      "$stages" every ::1 using 5:3 with points pt 5 ps 1.6 title "each stage alone"
+unset title
 if ($panels == 3) {
   set xlabel "stage 0 entropy (nats)"
   set ylabel "images"

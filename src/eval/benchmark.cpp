@@ -9,7 +9,9 @@
 #include <iomanip>
 #include <sstream>
 
+#include "thinkingvit/eval/sweep.h"
 #include "thinkingvit/models/cpu_kernels.h"
+#include "thinkingvit/models/elastic_queue.h"
 #include "thinkingvit/models/entropy.h"
 #include "thinkingvit/util/build_info.h"
 #include "thinkingvit/util/cpu.h"
@@ -63,32 +65,49 @@ Timing time_calls(const std::function<void()>& fn, int warmup, int reps,
   return time_interleaved({fn}, warmup, reps, device).front();
 }
 
+std::string to_string(ElasticMode mode) {
+  return mode == ElasticMode::kRegrouped ? "regrouped" : "per_batch";
+}
+
 StageTauCalls::StageTauCalls(models::ElasticModel& model, std::vector<at::Tensor> batches,
-                             std::vector<double> taus, models::EntropyRule rule)
+                             std::vector<double> taus, models::EntropyRule rule,
+                             std::vector<ElasticMode> modes)
     : model_(model),
       batches_(std::move(batches)),
       taus_(std::move(taus)),
       rule_(rule),
+      modes_(std::move(modes)),
       num_stages_(model.model_options().num_stages()) {
   TVIT_CHECK(!batches_.empty(), "benchmark: no batches to time");
   for (const auto& x : batches_) images_ += x.size(0);
   inputs_.assign(num_stages_, std::vector<at::Tensor>(batches_.size()));
-  for (int64_t s = 0; s + 1 < num_stages_; ++s) {
-    for (size_t b = 0; b < batches_.size(); ++b)
-      inputs_[s + 1][b] = model_.forward_stage(s, batches_[b], inputs_[s][b]).tokens;
+  for (size_t b = 0; b < batches_.size(); ++b) {
+    // A batch seen before in the stream shares its tokens.
+    size_t first = 0;
+    while (!batches_[first].is_same(batches_[b])) ++first;
+    for (int64_t s = 0; s + 1 < num_stages_; ++s) {
+      inputs_[s + 1][b] = first < b ? inputs_[s + 1][first]
+                                    : model_.forward_stage(s, batches_[b], inputs_[s][b]).tokens;
+    }
   }
   for (int64_t s = 0; s < num_stages_; ++s) {
     calls_.push_back([this, s] {
       for (size_t b = 0; b < batches_.size(); ++b) model_.run_stage(s, batches_[b], inputs_[s][b]);
     });
   }
-  reach_.assign(taus_.size(), std::vector<double>(num_stages_, 0.0));
-  for (size_t i = 0; i < taus_.size(); ++i) {
-    calls_.push_back([this, i] {
+  reach_.assign(modes_.size() * taus_.size(), std::vector<double>(num_stages_, 0.0));
+  const int64_t queue_batch = batches_.front().size(0);
+  for (size_t i = 0; i < reach_.size(); ++i) {
+    calls_.push_back([this, i, queue_batch] {
       std::vector<double> reached(num_stages_, 0.0);
-      for (const auto& x : batches_) {
-        const auto out = model_.forward_elastic(x, taus_[i], rule_);
-        for (int64_t s = 0; s < num_stages_; ++s) reached[s] += out.samples_per_stage[s];
+      const auto count = [&](const models::ElasticOutput& out) {
+        for (int64_t s = 0; s < num_stages_; ++s)
+          reached[s] += static_cast<double>(out.samples_per_stage[s]);
+      };
+      if (mode(i) == ElasticMode::kRegrouped) {
+        count(models::forward_elastic_regrouped(model_, batches_, tau(i), queue_batch, rule_));
+      } else {
+        for (const auto& x : batches_) count(model_.forward_elastic(x, tau(i), rule_));
       }
       for (auto& r : reached) r /= static_cast<double>(images_);
       reach_[i] = std::move(reached);
@@ -111,7 +130,7 @@ std::string BenchRow::label() const {
   std::ostringstream out;
   out << mode;
   if (mode == "stage") out << stage;
-  if (mode == "elastic") out << "_tau" << tau;
+  if (elastic()) out << "_tau" << tau;
   out << "_b" << batch << "_" << to_string(precision);
   return out.str();
 }
@@ -150,17 +169,22 @@ namespace {
 std::string row_line(const BenchRow& row) {
   std::ostringstream line;
   line << row.mode << (row.mode == "stage" ? " " + std::to_string(row.stage) : "")
-       << (row.mode == "elastic" ? " tau " + std::to_string(row.tau) : "") << ", batch "
-       << row.batch << ", " << to_string(row.precision) << ": " << row.images_per_s << " img/s, "
-       << row.tflops << " TFLOP/s";
+       << (row.elastic() ? " tau " + std::to_string(row.tau) : "") << ", batch " << row.batch
+       << ", " << to_string(row.precision) << ": " << row.images_per_s << " img/s";
+  if (row.formula_images_per_s > 0) {
+    line << " (formula " << row.formula_images_per_s << ", measured / formula "
+         << row.images_per_s / row.formula_images_per_s << ")";
+  }
+  line << ", " << row.tflops << " TFLOP/s";
   if (row.peak_tflops > 0) line << " (" << row.peak_pct() << " % of peak)";
   return line.str();
 }
 
 // The figures every row derives from its timing, and the profile of the row's call.
 void complete_row(BenchRow& row, const models::ModelOptions& o, const BenchOptions& options,
-                  double peak, const std::function<void()>& fn, double macs_factor) {
-  row.images_per_s = 1000.0 * static_cast<double>(row.batch) / row.timing.median_ms;
+                  double peak, const std::function<void()>& fn, double macs_factor,
+                  int64_t images) {
+  row.images_per_s = 1000.0 * static_cast<double>(images) / row.timing.median_ms;
   row.gmacs = models::expected_macs(o, row.reach, models::MacConvention::kReleased,
                                     /*with_uncounted=*/true) /
               1e9 * macs_factor;
@@ -175,13 +199,36 @@ void complete_row(BenchRow& row, const models::ModelOptions& o, const BenchOptio
 }
 
 // The thresholds of a case: the given ones, then those that stop each share of its images.
-std::vector<double> case_taus(models::ElasticModel& model, const at::Tensor& images,
+std::vector<double> case_taus(models::ElasticModel& model, const std::vector<at::Tensor>& stream,
                               const BenchOptions& options) {
   auto taus = options.taus;
   if (options.stop_shares.empty()) return taus;
-  const auto entropy = models::entropy(model.forward_stage(0, images, {}).logits, options.rule);
+  std::vector<at::Tensor> entropies;  // of each distinct batch once
+  for (size_t i = 0; i < stream.size(); ++i) {
+    if (i > 0 && stream[i].is_same(stream[0])) break;  // the cycle starts again
+    entropies.push_back(
+        models::entropy(model.forward_stage(0, stream[i], {}).logits, options.rule));
+  }
+  const auto entropy = at::cat(entropies);
   for (const double share : options.stop_shares) taus.push_back(tau_for_share(entropy, share));
   return taus;
+}
+
+// The case's stream: options.stream batches of random images, cycled from min(4, stream)
+// distinct ones (seeded by options.seed).
+std::vector<at::Tensor> stream_batches(const models::ModelOptions& o, int64_t batch,
+                                       const BenchOptions& options) {
+  TVIT_CHECK(options.stream > 0, "benchmark: the stream must hold > 0 batches, found ",
+             options.stream);
+  torch::manual_seed(options.seed);
+  std::vector<at::Tensor> distinct;
+  for (int i = 0; i < std::min(4, options.stream); ++i) {
+    distinct.push_back(torch::randn({batch, o.in_channels(), o.image_size(), o.image_size()},
+                                    torch::TensorOptions().device(options.device)));
+  }
+  std::vector<at::Tensor> stream;
+  for (int i = 0; i < options.stream; ++i) stream.push_back(distinct[i % distinct.size()]);
+  return stream;
 }
 
 }  // namespace
@@ -199,11 +246,13 @@ std::vector<BenchRow> run_benchmark(models::ElasticModel& model, const BenchOpti
   const auto& o = model.model_options();
   std::vector<BenchRow> rows;
   const auto add = [&](BenchRow row, double peak, const std::function<void()>& fn,
-                       double macs_factor) {
-    complete_row(row, o, options, peak, fn, macs_factor);
+                       double macs_factor, int64_t images) {
+    complete_row(row, o, options, peak, fn, macs_factor, images);
     if (progress) progress(row_line(row));
     rows.push_back(std::move(row));
   };
+  std::vector<ElasticMode> modes = {ElasticMode::kRegrouped};
+  if (options.per_batch) modes.push_back(ElasticMode::kPerBatch);
   for (const auto precision : options.precisions) {
     const double peak = options.peak ? measure_gemm_peak(options.device, precision) : 0.0;
     if (peak > 0 && progress) {
@@ -216,14 +265,13 @@ std::vector<BenchRow> run_benchmark(models::ElasticModel& model, const BenchOpti
     for (const int64_t batch : options.batch_sizes) {
       TVIT_CHECK(batch > 0, "benchmark: batch sizes must be > 0, found ", batch);
       if (options.cuda_graphs) model.set_cuda_graph_sizes(models::default_cuda_graph_sizes(batch));
-      torch::manual_seed(options.seed);
-      auto images = torch::randn({batch, o.in_channels(), o.image_size(), o.image_size()},
-                                 torch::TensorOptions().device(options.device));
+      const auto stream = stream_batches(o, batch, options);
       // Every stage alone and every threshold, timed against each other in interleaved rounds.
-      const auto taus = case_taus(model, images, options);
-      const StageTauCalls calls(model, {images}, taus, options.rule);
+      const auto taus = case_taus(model, stream, options);
+      const StageTauCalls calls(model, stream, taus, options.rule, modes);
       const auto& fns = calls.calls();
       const auto timings = time_interleaved(fns, options.warmup, options.reps, options.device);
+      std::vector<double> stage_ips;
       for (size_t k = 0; k < fns.size(); ++k) {
         BenchRow row;
         row.batch = batch;
@@ -235,21 +283,24 @@ std::vector<BenchRow> run_benchmark(models::ElasticModel& model, const BenchOpti
           row.reach.assign(o.num_stages(), 0.0);
           row.reach[k] = 1.0;
         } else {
-          row.mode = "elastic";
-          row.tau = taus[k - o.num_stages()];
-          row.reach = calls.reach(k - o.num_stages());
+          const size_t i = k - o.num_stages();
+          row.mode = calls.mode(i) == ElasticMode::kRegrouped ? "elastic" : "elastic_per_batch";
+          row.tau = calls.tau(i);
+          row.reach = calls.reach(i);
+          row.formula_images_per_s = predicted_throughput(row.reach, stage_ips);
         }
-        add(std::move(row), peak, fns[k], 1.0);
+        add(std::move(row), peak, fns[k], 1.0, calls.images());
+        if (static_cast<int64_t>(k) < o.num_stages()) stage_ips.push_back(rows.back().images_per_s);
       }
       if (!extra) continue;
-      for (auto& call : extra(BenchCase{precision, batch, images})) {
+      for (auto& call : extra(BenchCase{precision, batch, stream.front()})) {
         BenchRow row;
         row.mode = call.mode;
         row.batch = batch;
         row.precision = precision;
         row.timing = time_calls(call.call, options.warmup, options.reps, options.device);
         row.reach = call.reach;
-        add(std::move(row), peak, call.call, call.macs_factor);
+        add(std::move(row), peak, call.call, call.macs_factor, batch);
       }
     }
   }
@@ -288,8 +339,9 @@ RunInfo describe_run(const c10::Device& device) {
 }
 
 Table bench_table(const std::vector<BenchRow>& rows, const RunInfo& info) {
-  Table table({"mode", "stage", "tau", "reach", "batch", "precision", "img_per_s", "median_ms",
-               "min_ms", "max_ms", "gmacs", "tflops", "peak_pct", "device", "threads", "build"});
+  Table table({"mode", "stage", "tau", "reach", "batch", "precision", "img_per_s",
+               "formula_img_per_s", "measured_over_formula", "median_ms", "min_ms", "max_ms",
+               "gmacs", "tflops", "peak_pct", "device", "threads", "build"});
   for (const auto& r : rows) {
     std::string reach;
     for (size_t i = 0; i < r.reach.size(); ++i) {
@@ -297,12 +349,15 @@ Table bench_table(const std::vector<BenchRow>& rows, const RunInfo& info) {
       s << std::fixed << std::setprecision(3) << r.reach[i];
       reach += (i ? "/" : "") + s.str();
     }
-    table.add_row({r.mode, r.mode == "stage" ? Table::Cell(r.stage) : Table::Cell(std::string("-")),
-                   r.mode == "elastic" ? Table::Cell(r.tau) : Table::Cell(std::string("-")), reach,
-                   r.batch, to_string(r.precision), r.images_per_s, r.timing.median_ms,
-                   r.timing.min_ms, r.timing.max_ms, r.gmacs, r.tflops,
-                   r.peak_tflops > 0 ? Table::Cell(r.peak_pct()) : Table::Cell(std::string("-")),
-                   info.device, static_cast<int64_t>(info.threads), info.build});
+    const Table::Cell none(std::string("-"));
+    const bool formula = r.formula_images_per_s > 0;
+    table.add_row({r.mode, r.mode == "stage" ? Table::Cell(r.stage) : none,
+                   r.elastic() ? Table::Cell(r.tau) : none, reach, r.batch, to_string(r.precision),
+                   r.images_per_s, formula ? Table::Cell(r.formula_images_per_s) : none,
+                   formula ? Table::Cell(r.images_per_s / r.formula_images_per_s) : none,
+                   r.timing.median_ms, r.timing.min_ms, r.timing.max_ms, r.gmacs, r.tflops,
+                   r.peak_tflops > 0 ? Table::Cell(r.peak_pct()) : none, info.device,
+                   static_cast<int64_t>(info.threads), info.build});
   }
   table.set_precision(3);
   return table;

@@ -125,12 +125,14 @@ std::vector<EntropyBin> entropy_histogram(const StageRecords& r, models::Entropy
 Table sweep_table(const std::vector<MeasuredSweepRow>& rows, int64_t batch,
                   const std::string& device, const std::string& precision, int threads) {
   Table table({"tau", "top1", "top5", "gmacs", "stop_share", "stage_top1", "img_per_s",
-               "img_per_s_spread", "img_per_s_formula", "timed_reach", "batch", "device",
-               "precision", "threads"});
+               "img_per_s_spread", "img_per_s_formula", "measured_over_formula", "timed_reach",
+               "batch", "device", "precision", "threads"});
   for (const auto& r : rows) {
     table.add_row({r.sweep.tau, r.sweep.top1, r.sweep.top5, r.sweep.gmacs,
                    util::join_fixed(r.sweep.stop_share, 3), util::join_fixed(r.sweep.stage_top1, 3),
                    r.img_per_s, r.img_per_s_spread, r.img_per_s_formula,
+                   r.img_per_s_formula > 0 ? Table::Cell(r.img_per_s / r.img_per_s_formula)
+                                           : Table::Cell(std::string("-")),
                    util::join_fixed(r.timed_reach, 3), batch, device, precision,
                    static_cast<int64_t>(threads)});
   }

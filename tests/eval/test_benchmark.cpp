@@ -1,10 +1,12 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include "../test_util.h"
 
 #include "thinkingvit/eval/benchmark.h"
+#include "thinkingvit/eval/sweep.h"
 #include "thinkingvit/models/cpu_kernels.h"
 #include "thinkingvit/train/step_bench.h"
 #include "thinkingvit/util/build_info.h"
@@ -162,6 +164,53 @@ TEST(Benchmark, RowsCarryTheirMacsAndThroughput) {
               1e-9);
 }
 
+// Elastic rows run a stream of batches, regrouped (and, with per_batch, batch by batch as well):
+// the same decisions either way, the formula from the stage rows of the same case.
+TEST(Benchmark, ElasticRowsRegroupAStreamAndCarryTheFormula) {
+  auto model = tiny_model();
+  eval::BenchOptions options;
+  options.batch_sizes = {4};
+  options.stop_shares = {0.5};
+  options.stream = 6;
+  options.per_batch = true;
+  options.warmup = 0;
+  options.reps = 1;
+  const auto rows = eval::run_benchmark(*model, options);
+  ASSERT_EQ(rows.size(), 3u + 2);
+  const auto& regrouped = rows[3];
+  const auto& per_batch = rows[4];
+  EXPECT_EQ(regrouped.mode, "elastic");
+  EXPECT_EQ(per_batch.mode, "elastic_per_batch");
+  EXPECT_EQ(per_batch.label().rfind("elastic_per_batch_tau", 0), 0u) << per_batch.label();
+  EXPECT_EQ(regrouped.tau, per_batch.tau);
+  EXPECT_EQ(regrouped.reach, per_batch.reach);
+  // Six batches cycled from four: batches 0 and 1 twice, so the stream's share is 0.5 only if
+  // those two stop half their images; the reach is what ran, counted over 24 images.
+  EXPECT_EQ(regrouped.reach[0], 1.0);
+  EXPECT_NEAR(regrouped.reach[1] * 24, std::round(regrouped.reach[1] * 24), 1e-9);
+  std::vector<double> stage_ips;
+  for (int s = 0; s < 3; ++s) {
+    EXPECT_EQ(rows[s].formula_images_per_s, 0.0);
+    // A stage row's call runs the whole stream: 24 images.
+    EXPECT_NEAR(rows[s].images_per_s, 24 * 1000 / rows[s].timing.median_ms,
+                1e-9 * rows[s].images_per_s);
+    stage_ips.push_back(rows[s].images_per_s);
+  }
+  for (const auto* r : {&regrouped, &per_batch}) {
+    EXPECT_DOUBLE_EQ(r->formula_images_per_s, eval::predicted_throughput(r->reach, stage_ips));
+  }
+  const auto table = eval::bench_table(rows, eval::describe_run(c10::Device(c10::kCPU)));
+  const auto& columns = table.columns();
+  const auto ratio =
+      std::find(columns.begin(), columns.end(), "measured_over_formula") - columns.begin();
+  ASSERT_LT(ratio, static_cast<long>(columns.size()));
+  EXPECT_DOUBLE_EQ(std::get<double>(table.rows()[3][ratio]),
+                   regrouped.images_per_s / regrouped.formula_images_per_s);
+  EXPECT_EQ(std::get<std::string>(table.rows()[0][ratio]), "-");
+  options.stream = 0;
+  expect_error([&] { eval::run_benchmark(*model, options); }, {"stream", "> 0", "found 0"});
+}
+
 // The GEMM peak is 2 n³ over a matmul's time: a positive, finite rate in either precision.
 TEST(Benchmark, TheGemmPeakIsARate) {
   for (const auto precision : {eval::Precision::kFp32, eval::Precision::kBf16}) {
@@ -198,7 +247,7 @@ TEST(Profile, SelfTimeExcludesNestedOperators) {
   expect_error([] { eval::profile_calls([] {}, 0, c10::Device(c10::kCPU)); }, {"calls", "0"});
 }
 
-// A profiled benchmark: per row, the model's operators with their call counts per forward (a
+// A profiled benchmark: per row, the model's operators with their call counts per call (a
 // tiny ViT of depth 2 runs four linears per block and the head), a Chrome trace per row, and a
 // table of the top operators.
 TEST(Profile, BenchmarkRowsCarryTheirOperators) {
@@ -219,8 +268,9 @@ TEST(Profile, BenchmarkRowsCarryTheirOperators) {
     double linears = -1;
     for (const auto& op : row.profile.ops)
       if (op.name == "aten::linear") linears = op.calls;
-    // Stage 0: 2 blocks x 4 + head; later stages add the recycling projection.
-    EXPECT_DOUBLE_EQ(linears, row.stage == 0 ? 9.0 : 10.0) << row.label();
+    // Stage 0: 2 blocks x 4 + head; later stages add the recycling projection; once per batch
+    // of the row's stream.
+    EXPECT_DOUBLE_EQ(linears, (row.stage == 0 ? 9.0 : 10.0) * options.stream) << row.label();
     EXPECT_GT(row.profile.wall_ms, 0.0);
     const auto trace = dir.file(row.label() + ".trace.json");
     ASSERT_TRUE(std::filesystem::exists(trace)) << trace;

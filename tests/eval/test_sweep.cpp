@@ -273,14 +273,20 @@ TEST(Sweep, TableHasOneRowPerThresholdAndTheRunOnEveryRow) {
   row.sweep.stage_top1 = {90, 70};
   row.img_per_s = 1234.5;
   row.timed_reach = {1.0, 0.75};
-  const auto table = eval::sweep_table({row, row}, 64, "cpu: test", "fp32", 2);
+  auto timed = row;
+  timed.img_per_s_formula = 1000;
+  const auto table = eval::sweep_table({timed, row}, 64, "cpu: test", "fp32", 2);
   ASSERT_EQ(table.rows().size(), 2u);
   EXPECT_EQ(table.columns().front(), "tau");
+  EXPECT_EQ(table.columns()[9], "measured_over_formula");
   EXPECT_EQ(std::get<std::string>(table.rows()[0][4]), "0.250/0.750");
-  EXPECT_EQ(std::get<std::string>(table.rows()[0][9]), "1.000/0.750");
+  EXPECT_EQ(std::get<std::string>(table.rows()[0][10]), "1.000/0.750");
   EXPECT_EQ(std::get<double>(table.rows()[0][6]), 1234.5);
-  EXPECT_EQ(std::get<int64_t>(table.rows()[1][10]), 64);
-  EXPECT_EQ(std::get<std::string>(table.rows()[1][11]), "cpu: test");
+  EXPECT_EQ(std::get<double>(table.rows()[0][8]), 1000.0);
+  EXPECT_DOUBLE_EQ(std::get<double>(table.rows()[0][9]), 1.2345);
+  EXPECT_EQ(std::get<std::string>(table.rows()[1][9]), "-") << "no formula, no ratio";
+  EXPECT_EQ(std::get<int64_t>(table.rows()[1][11]), 64);
+  EXPECT_EQ(std::get<std::string>(table.rows()[1][12]), "cpu: test");
 }
 
 }  // namespace thinkingvit::testing

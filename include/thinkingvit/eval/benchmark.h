@@ -26,6 +26,12 @@ struct BenchOptions {
   // Elastic rows whose threshold lets this share of the batch stop at stage 0 (from the stage-0
   // entropies of the benchmark's own images; see tau_for_share).
   std::vector<double> stop_shares;
+  // Batches in each row's call (`stream`, cycled from min(4, stream) distinct random batches):
+  // elastic rows push them through one set of queues, so undecided images of one batch fill
+  // the next stage's batches together with those of the others; stage rows run each alone.
+  int stream = 16;
+  // Also elastic rows without regrouping (mode "elastic_per_batch"), timed with the others.
+  bool per_batch = false;
   models::EntropyRule rule = models::EntropyRule::kTop10;
   c10::Device device = c10::Device(c10::kCPU);
   int warmup = 2;
@@ -50,13 +56,18 @@ struct Timing {
 };
 
 struct BenchRow {
-  std::string mode;    // "stage" (one stage alone), "elastic", or an ExtraCall's ("train")
+  // "stage" (one stage alone), "elastic" (regrouped), "elastic_per_batch", or an ExtraCall's
+  // ("train").
+  std::string mode;
   int64_t stage = -1;  // for "stage" rows
   double tau = 0;      // for "elastic" rows
   int64_t batch = 0;
   Precision precision = Precision::kFp32;
   Timing timing;
   double images_per_s = 0;
+  // Elastic rows: the released formula 1 / sum_i (reach_i / T_i) from the stage rows' rates T_i
+  // of the same batch and precision, timed in the same rounds.
+  double formula_images_per_s = 0;
   std::vector<double> reach;  // share of images each stage ran on
   // Multiply-accumulates per image that the row does: every stage an image ran (its matmuls,
   // convolution and recycling projection; LayerNorm, softmax and GELU not counted), times the
@@ -66,10 +77,12 @@ struct BenchRow {
   double peak_tflops = 0;  // the device's GEMM peak at this precision, 0 when not measured
   Profile profile;         // filled when BenchOptions::profile_calls > 0
 
-  // "stage0_b16_fp32", "elastic_tau0.5_b16_bf16", "train_b16_fp32".
+  // "stage0_b16_fp32", "elastic_tau0.5_b16_bf16", "elastic_per_batch_tau0.5_b16_fp32",
+  // "train_b16_fp32".
   std::string label() const;
   // tflops as a percentage of peak_tflops; 0 when the peak was not measured.
   double peak_pct() const { return peak_tflops > 0 ? 100.0 * tflops / peak_tflops : 0.0; }
+  bool elastic() const { return mode.rfind("elastic", 0) == 0; }
 };
 
 // The device's dense matrix-multiply throughput at `precision` in TFLOP/s: square matmuls of
@@ -90,22 +103,40 @@ std::vector<Timing> time_interleaved(const std::vector<std::function<void()>>& f
                                      int reps, const c10::Device& device,
                                      const std::function<void(int)>& round_done = {});
 
-// Every stage alone and elastic inference at every threshold, over the same batches: the calls
-// that bench and sweep time against each other (time_interleaved) and profile. Stage s is fed
-// its predecessor's tokens, computed here once, outside any timing. Use under no-grad; the
-// calls refer to this object, which therefore stays where it was made.
+// How elastic inference runs a stream of batches.
+enum class ElasticMode {
+  // ElasticQueues shared by the whole stream, of the first batch's size
+  // (forward_elastic_regrouped):
+  // every stage runs full batches but for its last.
+  kRegrouped,
+  // forward_elastic on each batch alone: later stages run on that batch's undecided images.
+  kPerBatch,
+};
+// "regrouped" / "per_batch".
+std::string to_string(ElasticMode mode);
+
+// Every stage alone and elastic inference at every threshold, over the same stream of batches:
+// the calls that bench and sweep time against each other (time_interleaved) and profile. A
+// tensor may appear in the stream more than once (a short stream cycled). Stage s is fed its
+// predecessor's tokens, computed here once per distinct batch, outside any timing. Use under
+// no-grad; the calls refer to this object, which therefore stays where it was made.
 class StageTauCalls {
  public:
   StageTauCalls(models::ElasticModel& model, std::vector<at::Tensor> batches,
-                std::vector<double> taus, models::EntropyRule rule);
+                std::vector<double> taus, models::EntropyRule rule,
+                std::vector<ElasticMode> modes = {ElasticMode::kRegrouped});
   StageTauCalls(const StageTauCalls&) = delete;
   StageTauCalls& operator=(const StageTauCalls&) = delete;
 
-  // Stages 0 .. S-1, then one call per threshold; each runs over every batch.
+  // Stages 0 .. S-1, then for each mode one call per threshold; each runs over the stream.
   const std::vector<std::function<void()>>& calls() const { return calls_; }
   int64_t num_stages() const { return num_stages_; }
+  // Images in the stream: what each call runs.
   int64_t images() const { return images_; }
-  // The share of the images that reached each stage at threshold i, in its last call.
+  // Elastic call i (mode-major: mode i / thresholds, threshold i % thresholds): its mode and
+  // threshold, and the share of the images that reached each stage in its last call.
+  ElasticMode mode(size_t i) const { return modes_.at(i / taus_.size()); }
+  double tau(size_t i) const { return taus_.at(i % taus_.size()); }
   const std::vector<double>& reach(size_t i) const { return reach_.at(i); }
 
  private:
@@ -113,6 +144,7 @@ class StageTauCalls {
   std::vector<at::Tensor> batches_;
   std::vector<double> taus_;
   models::EntropyRule rule_;
+  std::vector<ElasticMode> modes_;
   int64_t num_stages_ = 0, images_ = 0;
   std::vector<std::vector<at::Tensor>> inputs_;  // per stage and batch: the recycled tokens
   std::vector<std::vector<double>> reach_;
@@ -124,7 +156,7 @@ class StageTauCalls {
 double tau_for_share(const at::Tensor& entropy, double share);
 
 // One configuration the benchmark times: its precision (autocast is on for bf16 while its rows
-// run), batch size and the synthetic images (on the device).
+// run), batch size and one batch of its synthetic images (on the device).
 struct BenchCase {
   Precision precision = Precision::kFp32;
   int64_t batch = 0;
