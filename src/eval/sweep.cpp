@@ -131,7 +131,7 @@ Table sweep_table(const std::vector<MeasuredSweepRow>& rows, int64_t batch,
     table.add_row({r.sweep.tau, r.sweep.top1, r.sweep.top5, r.sweep.gmacs,
                    util::join_fixed(r.sweep.stop_share, 3), util::join_fixed(r.sweep.stage_top1, 3),
                    r.img_per_s, r.img_per_s_spread, r.img_per_s_formula,
-                   r.img_per_s_formula > 0 ? Table::Cell(r.img_per_s / r.img_per_s_formula)
+                   r.img_per_s_formula > 0 ? Table::Cell(r.measured_over_formula)
                                            : Table::Cell(std::string("-")),
                    util::join_fixed(r.timed_reach, 3), batch, device, precision,
                    static_cast<int64_t>(threads)});

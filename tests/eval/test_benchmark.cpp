@@ -40,6 +40,21 @@ TEST(Benchmark, InterleavedRoundsRotateTheOrder) {
   }
 }
 
+// Measured over formula, paired per round: each round's formula time over that round's time.
+TEST(Benchmark, MeasuredOverFormulaPairsTheRounds) {
+  const auto timing = [](std::vector<double> ms) {
+    eval::Timing t;
+    t.round_ms = std::move(ms);
+    return t;
+  };
+  // Round 2 is a slow round for everything: paired, it gives the same ratio as the others.
+  const std::vector<eval::Timing> stages = {timing({10, 10, 20}), timing({40, 40, 80})};
+  // Rounds: formula 10 + 0.5 * 40 = 30 ms against 32 and 33 ms, then 60 against 60.
+  const auto elastic = timing({32, 33, 60});
+  EXPECT_DOUBLE_EQ(eval::measured_over_formula({1.0, 0.5}, stages, elastic), 30.0 / 32);
+  EXPECT_DOUBLE_EQ(eval::measured_over_formula({1.0, 0.0}, stages, timing({5, 20, 20})), 1.0);
+}
+
 // The threshold for a stop share lets exactly that share of the entropies below it.
 TEST(Benchmark, TauForAShareStopsThatShare) {
   const auto entropy = torch::tensor({0.5, 0.1, 0.9, 0.3}, torch::kDouble);
@@ -204,8 +219,11 @@ TEST(Benchmark, ElasticRowsRegroupAStreamAndCarryTheFormula) {
   const auto ratio =
       std::find(columns.begin(), columns.end(), "measured_over_formula") - columns.begin();
   ASSERT_LT(ratio, static_cast<long>(columns.size()));
-  EXPECT_DOUBLE_EQ(std::get<double>(table.rows()[3][ratio]),
-                   regrouped.images_per_s / regrouped.formula_images_per_s);
+  EXPECT_DOUBLE_EQ(std::get<double>(table.rows()[3][ratio]), regrouped.measured_over_formula);
+  // One round (reps 1): the paired ratio is the quotient of the two rates.
+  EXPECT_NEAR(regrouped.measured_over_formula,
+              regrouped.images_per_s / regrouped.formula_images_per_s,
+              1e-9 * regrouped.measured_over_formula);
   EXPECT_EQ(std::get<std::string>(table.rows()[0][ratio]), "-");
   options.stream = 0;
   expect_error([&] { eval::run_benchmark(*model, options); }, {"stream", "> 0", "found 0"});

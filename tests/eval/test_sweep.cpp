@@ -275,6 +275,7 @@ TEST(Sweep, TableHasOneRowPerThresholdAndTheRunOnEveryRow) {
   row.timed_reach = {1.0, 0.75};
   auto timed = row;
   timed.img_per_s_formula = 1000;
+  timed.measured_over_formula = 1.2345;
   const auto table = eval::sweep_table({timed, row}, 64, "cpu: test", "fp32", 2);
   ASSERT_EQ(table.rows().size(), 2u);
   EXPECT_EQ(table.columns().front(), "tau");

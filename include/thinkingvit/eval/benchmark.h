@@ -53,6 +53,7 @@ struct BenchOptions {
 // Milliseconds per call of one timed configuration.
 struct Timing {
   double median_ms = 0, min_ms = 0, max_ms = 0;
+  std::vector<double> round_ms;  // every timed call, in round order
 };
 
 struct BenchRow {
@@ -68,6 +69,9 @@ struct BenchRow {
   // Elastic rows: the released formula 1 / sum_i (reach_i / T_i) from the stage rows' rates T_i
   // of the same batch and precision, timed in the same rounds.
   double formula_images_per_s = 0;
+  // Elastic rows: eval::measured_over_formula of the row and the stage rows (paired per round;
+  // close to images_per_s / formula_images_per_s).
+  double measured_over_formula = 0;
   std::vector<double> reach;  // share of images each stage ran on
   // Multiply-accumulates per image that the row does: every stage an image ran (its matmuls,
   // convolution and recycling projection; LayerNorm, softmax and GELU not counted), times the
@@ -102,6 +106,14 @@ Timing time_calls(const std::function<void()>& fn, int warmup, int reps, const c
 std::vector<Timing> time_interleaved(const std::vector<std::function<void()>>& fns, int warmup,
                                      int reps, const c10::Device& device,
                                      const std::function<void(int)>& round_done = {});
+
+// Measured over predicted for an elastic call timed in the same rounds as every stage alone
+// (time_interleaved; stage s's timing is stage_timings[s]): the median over the rounds of the
+// formula's time, sum over s of reach[s] times stage s's time in the round, over the elastic
+// call's time in that round. Paired within a round, so that a drift in the machine's speed
+// between rounds cancels.
+double measured_over_formula(const std::vector<double>& reach,
+                             const std::vector<Timing>& stage_timings, const Timing& elastic);
 
 // How elastic inference runs a stream of batches.
 enum class ElasticMode {

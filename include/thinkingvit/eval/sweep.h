@@ -52,10 +52,11 @@ std::vector<EntropyBin> entropy_histogram(const StageRecords& records, models::E
 // A threshold's row with what was measured for it: batched early exit, timed.
 struct MeasuredSweepRow {
   SweepRow sweep;
-  double img_per_s = 0;             // median over the repetitions
-  double img_per_s_spread = 0;      // fastest minus slowest repetition
-  double img_per_s_formula = 0;     // the released formula from the standalone stage throughputs
-  std::vector<double> timed_reach;  // share of the timed images that ran each stage
+  double img_per_s = 0;              // median over the repetitions
+  double img_per_s_spread = 0;       // fastest minus slowest repetition
+  double img_per_s_formula = 0;      // the released formula from the standalone stage throughputs
+  double measured_over_formula = 0;  // paired per timing round (eval::measured_over_formula)
+  std::vector<double> timed_reach;   // share of the timed images that ran each stage
 };
 
 // Budget mode: the threshold with the best top-1 on `choose` among those within the budget
