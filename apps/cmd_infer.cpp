@@ -46,6 +46,12 @@ at::Tensor read_images(const std::string& path, const models::ModelOptions& o) {
   return images;
 }
 
+// The answers on the CPU, so that the device holds only the queues.
+models::ExitedImages to_cpu(const models::ExitedImages& e) {
+  if (e.size() == 0) return e;
+  return {e.ids.cpu(), e.logits.cpu(), e.exit_stage.cpu(), e.entropy.cpu()};
+}
+
 struct LoadedModel {
   models::ModelOptions options;
   std::shared_ptr<models::ElasticModel> model;
@@ -101,11 +107,11 @@ void run_infer(const InferArgs& args) {
     }
     if (!queues) continue;
     queues->push(chunk, torch::arange(start, end, torch::dtype(torch::kLong).device(device)));
-    exited.push_back(queues->take_exited());
+    exited.push_back(to_cpu(queues->take_exited()));
   }
   if (queues) {
     queues->drain();
-    exited.push_back(queues->take_exited());
+    exited.push_back(to_cpu(queues->take_exited()));
   }
 
   io::TensorMap out;
@@ -124,9 +130,8 @@ void run_infer(const InferArgs& args) {
     out["exit_stage"] = torch::empty({batch}, torch::kLong);
     for (const auto& e : exited) {
       if (e.size() == 0) continue;
-      const auto ids = e.ids.cpu();
-      out["logits"].index_copy_(0, ids, e.logits.cpu().to(out["logits"].scalar_type()));
-      out["exit_stage"].index_copy_(0, ids, e.exit_stage.cpu());
+      out["logits"].index_copy_(0, e.ids, e.logits.to(out["logits"].scalar_type()));
+      out["exit_stage"].index_copy_(0, e.ids, e.exit_stage);
     }
     metadata["threshold"] = std::to_string(*args.threshold);
     auto counts = at::bincount(out["exit_stage"], {}, num_stages);

@@ -220,7 +220,7 @@ void run_predict(const PredictArgs& args) {
   // Early exit regrouped across batches: an image's id is its file's index, and the table is
   // written in file order once every image has exited.
   models::ElasticQueues queues(*p.model, args.tau, args.batch_size, rule);
-  std::vector<models::ExitedImages> exited;
+  std::vector<Prediction> predictions;
   std::vector<size_t> kept;
   for (size_t start = 0; start < files.size(); start += args.batch_size) {
     const size_t end = std::min(files.size(), start + static_cast<size_t>(args.batch_size));
@@ -230,12 +230,10 @@ void run_predict(const PredictArgs& args) {
     if (kept.empty()) continue;
     const auto ids = torch::tensor(std::vector<int64_t>(kept.begin(), kept.end()), torch::kLong);
     queues.push(batch.to(device), ids.to(device));
-    exited.push_back(queues.take_exited());
+    append_predictions(queues.take_exited(), k, predictions);  // to the CPU at once
   }
   queues.drain();
-  exited.push_back(queues.take_exited());
-  std::vector<Prediction> predictions;
-  for (const auto& e : exited) append_predictions(e, k, predictions);
+  append_predictions(queues.take_exited(), k, predictions);
   std::sort(predictions.begin(), predictions.end(),
             [](const Prediction& a, const Prediction& b) { return a.file < b.file; });
   for (const auto& pred : predictions) {

@@ -67,6 +67,7 @@ Throughput measure_throughput(const EvalSetup& setup, const eval::StageRecords& 
                               const std::vector<double>& taus, models::EntropyRule rule, int reps) {
   torch::NoGradGuard no_grad;
   const auto& mo = setup.config.model.options;
+  TVIT_CHECK(!timing.empty(), "sweep: no validation batch was kept for timing");
   std::vector<at::Tensor> batches;
   for (int64_t i = 0; i < std::max<int64_t>(stream, 1); ++i)
     batches.push_back(timing[i % timing.size()]);

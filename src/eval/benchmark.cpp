@@ -75,6 +75,14 @@ Timing time_calls(const std::function<void()>& fn, int warmup, int reps,
 
 double measured_over_formula(const std::vector<double>& reach, const std::vector<Timing>& timings,
                              const Timing& elastic) {
+  TVIT_CHECK(reach.size() <= timings.size() && !elastic.round_ms.empty(),
+             "measured over formula: needs a timing per stage (", reach.size(), ", found ",
+             timings.size(), ") and at least one round");
+  for (size_t s = 0; s < reach.size(); ++s) {
+    TVIT_CHECK(timings[s].round_ms.size() == elastic.round_ms.size(),
+               "measured over formula: stage ", s, " was timed in ", timings[s].round_ms.size(),
+               " rounds, the elastic call in ", elastic.round_ms.size());
+  }
   std::vector<double> ratios;
   for (size_t r = 0; r < elastic.round_ms.size(); ++r) {
     double formula_ms = 0;
@@ -222,12 +230,13 @@ std::vector<double> case_taus(models::ElasticModel& model, const std::vector<at:
                               const BenchOptions& options) {
   auto taus = options.taus;
   if (options.stop_shares.empty()) return taus;
-  std::vector<at::Tensor> entropies;  // of each distinct batch once
+  // The stage-0 entropies of the stream's images, each distinct batch computed once.
+  std::vector<at::Tensor> distinct, entropies;
   for (size_t i = 0; i < stream.size(); ++i) {
     if (i > 0 && stream[i].is_same(stream[0])) break;  // the cycle starts again
-    entropies.push_back(
-        models::entropy(model.forward_stage(0, stream[i], {}).logits, options.rule));
+    distinct.push_back(models::entropy(model.forward_stage(0, stream[i], {}).logits, options.rule));
   }
+  for (size_t i = 0; i < stream.size(); ++i) entropies.push_back(distinct[i % distinct.size()]);
   const auto entropy = at::cat(entropies);
   for (const double share : options.stop_shares) taus.push_back(tau_for_share(entropy, share));
   return taus;

@@ -31,12 +31,29 @@ void ElasticQueues::push(const at::Tensor& images, const at::Tensor& ids) {
   for (int64_t s = 0; s < num_stages(); ++s) {
     while (queues_[s].size >= batch_) run(s, batch_);
   }
+  compact();
+}
+
+void ElasticQueues::compact() {
+  // A queued view (the rest of a split chunk, or a pushed slice) would keep its whole storage
+  // alive: copy it, so that the queues hold only what they count.
+  const auto own = [](at::Tensor& t) {
+    if (t.defined() && t.storage().nbytes() > static_cast<size_t>(t.nbytes())) t = t.clone();
+  };
+  for (auto& q : queues_) {
+    for (auto& c : q.chunks) {
+      own(c.images);
+      own(c.tokens);
+      own(c.ids);
+    }
+  }
 }
 
 void ElasticQueues::run_oldest(int64_t stage) {
   TVIT_CHECK(stage >= 0 && stage < num_stages(), "elastic queues: stage ", stage,
              " out of range [0, ", num_stages(), ")");
   if (queues_[stage].size > 0) run(stage, std::min(batch_, queues_[stage].size));
+  compact();
 }
 
 void ElasticQueues::drain() {

@@ -1,8 +1,10 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <thread>
 #include "../test_util.h"
 
 #include "thinkingvit/eval/benchmark.h"
@@ -53,6 +55,30 @@ TEST(Benchmark, MeasuredOverFormulaPairsTheRounds) {
   const auto elastic = timing({32, 33, 60});
   EXPECT_DOUBLE_EQ(eval::measured_over_formula({1.0, 0.5}, stages, elastic), 30.0 / 32);
   EXPECT_DOUBLE_EQ(eval::measured_over_formula({1.0, 0.0}, stages, timing({5, 20, 20})), 1.0);
+}
+
+// round_ms[r] is every function's call in round r: in round 1 each call sleeps 30 ms, in the
+// others none, whatever the rotated order within the round.
+TEST(Benchmark, RoundTimesKeepTheirRound) {
+  int round = -1;  // the warm-up round is -1
+  std::vector<std::function<void()>> fns;
+  for (int i = 0; i < 3; ++i) {
+    fns.push_back([&round] {
+      if (round == 1) std::this_thread::sleep_for(std::chrono::milliseconds(30));
+    });
+  }
+  const auto timings = eval::time_interleaved(fns, /*warmup=*/1, /*reps=*/3, c10::Device(c10::kCPU),
+                                              [&](int done) { round = done; });
+  // The callback runs after each round: before the first timed round `round` is still -1.
+  for (const auto& t : timings) {
+    ASSERT_EQ(t.round_ms.size(), 3u);
+    EXPECT_LT(t.round_ms[0], 30.0);
+    EXPECT_GE(t.round_ms[1], 30.0);
+    EXPECT_LT(t.round_ms[2], 30.0);
+  }
+  eval::Timing empty;
+  expect_error([&] { eval::measured_over_formula({1.0}, {timings[0]}, empty); },
+               {"at least one round"});
 }
 
 // The threshold for a stop share lets exactly that share of the entropies below it.
@@ -225,6 +251,20 @@ TEST(Benchmark, ElasticRowsRegroupAStreamAndCarryTheFormula) {
               regrouped.images_per_s / regrouped.formula_images_per_s,
               1e-9 * regrouped.measured_over_formula);
   EXPECT_EQ(std::get<std::string>(table.rows()[0][ratio]), "-");
+  // Regrouped, stages 1 and 2 run full batches of four: fewer forwards (linears) per call than
+  // batch by batch, where each batch's few undecided images run alone.
+  options.profile_calls = 1;
+  const auto profiled = [&] {
+    KernelPolicyScope aten(models::cpu::KernelPolicy::kAten);  // at::linear, counted below
+    return eval::run_benchmark(*model, options);
+  }();
+  const auto linears = [](const eval::BenchRow& row) {
+    for (const auto& op : row.profile.ops)
+      if (op.name == "aten::linear") return op.calls;
+    return -1.0;
+  };
+  EXPECT_LT(linears(profiled[3]), linears(profiled[4]));
+  options.profile_calls = 0;
   options.stream = 0;
   expect_error([&] { eval::run_benchmark(*model, options); }, {"stream", "> 0", "found 0"});
 }

@@ -9,6 +9,7 @@
 
 #include "../test_util.h"
 #include "thinkingvit/models/elastic_queue.h"
+#include "thinkingvit/util/device.h"
 
 namespace thinkingvit::testing {
 
@@ -180,6 +181,38 @@ TEST_P(ElasticQueuesTest, BadArgumentsAreOneClearError) {
                {"B x C x H x W", "found 3 dimensions"});
   expect_error([&] { queues.run_oldest(7); }, {"stage 7 out of range"});
   expect_error([&] { models::forward_elastic_regrouped(*model_, {}, tau_, 4); }, {"no batches"});
+}
+
+// Under bf16 autocast the stages answer in bf16: the queues carry those answers as they are.
+TEST_P(ElasticQueuesTest, Bf16AutocastMatchesForwardElasticUnderAutocast) {
+  torch::NoGradGuard no_grad;
+  models::ElasticOutput want, got;
+  {
+    compat::AutocastGuard autocast(c10::kCPU, at::kBFloat16);
+    want = model_->forward_elastic(images_, tau_);
+    got = models::forward_elastic_regrouped(
+        *model_, {images_.narrow(0, 0, 17), images_.narrow(0, 17, 23)}, tau_, /*batch=*/8);
+  }
+  EXPECT_EQ(got.logits.scalar_type(), at::kBFloat16);
+  EXPECT_EQ(got.logits.scalar_type(), want.logits.scalar_type());
+  EXPECT_EQ(got.samples_per_stage[0], images_.size(0));
+  // bf16 kernels at another batch size: the exits agree but for entropies near tau.
+  int64_t agree = 0;
+  for (int64_t i = 0; i < images_.size(0); ++i)
+    agree += got.exit_stage[i].item<int64_t>() == want.exit_stage[i].item<int64_t>();
+  EXPECT_GE(agree, images_.size(0) - 3);
+}
+
+// One stage: every image exits at stage 0, in full batches but the last.
+TEST(ElasticQueues, OneStageExitsEverythingAtStageZero) {
+  torch::NoGradGuard no_grad;
+  auto model = tiny_model({2});
+  const auto images = tiny_images(10);
+  const auto out = models::forward_elastic_regrouped(*model, {images}, 0.5, /*batch=*/4);
+  const auto want = model->forward_elastic(images, 0.5);
+  EXPECT_TRUE(torch::equal(out.exit_stage, torch::zeros({10}, torch::kLong)));
+  EXPECT_TRUE(close_scaled(out.logits, want.logits, 1e-4));
+  EXPECT_EQ(out.samples_per_stage, std::vector<int64_t>{10});
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, ElasticQueuesTest, ::testing::Values(0, 1),

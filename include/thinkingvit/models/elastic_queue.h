@@ -59,9 +59,10 @@ class ElasticQueues {
   // Images waiting at `stage`, and at every stage.
   int64_t queued(int64_t stage) const;
   int64_t queued() const;
-  // Bytes the queues hold: images, recycled tokens and ids. Bounded by (batch - 1) images and
-  // their tokens per stage between pushes, plus the images of the push in progress. (The answers
-  // not yet taken, K logits and a few values per image run, are not counted.)
+  // Bytes the queues hold: images, recycled tokens and ids (a queued view of a larger tensor is
+  // copied when a push or run_oldest returns, so these are all they keep alive). Between pushes
+  // at most (batch - 1) images per stage, with their tokens. (The answers not yet taken, K
+  // logits and a few values per image run, are not counted.)
   int64_t queued_bytes() const;
   // Per stage: forwards run and the images they ran on, since construction.
   const std::vector<StageFill>& fill() const { return fill_; }
@@ -79,6 +80,7 @@ class ElasticQueues {
   };
   // The first `n` images of a queue, removed from it (views where one chunk holds them).
   Chunk pop(Queue& queue, int64_t n);
+  void compact();
   void run(int64_t stage, int64_t n);
   // One stage forward's answers, until take_exited selects the rows that stopped.
   struct Run {
