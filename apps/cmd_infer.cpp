@@ -52,33 +52,6 @@ models::ExitedImages to_cpu(const models::ExitedImages& e) {
   return {e.ids.cpu(), e.logits.cpu(), e.exit_stage.cpu(), e.entropy.cpu()};
 }
 
-struct LoadedModel {
-  models::ModelOptions options;
-  std::shared_ptr<models::ElasticModel> model;
-};
-
-// The model the weights describe (or --config / --preset), loaded, on `device`, in eval mode.
-LoadedModel load_model(const InferArgs& args, const c10::Device& device) {
-  const auto weights = io::read_weights(args.weights);
-  LoadedModel out{resolve_model(args.model, &weights), nullptr};
-  spdlog::info("model: {}", out.options.describe());
-  models::check_fits_in_memory(out.options, 1, "model", 0, false, device);
-  out.model = models::make_model(out.options);
-  io::LoadOptions load;
-  load.strict = args.strict;
-  const auto report = io::load_state_dict(*out.model, weights.tensors, weights.path, load);
-  spdlog::info("weights '{}': {}", weights.path, report.summary());
-  for (const auto& t : report.tensors) {
-    if (t.status != io::TensorStatus::kLoaded) {
-      spdlog::warn("  {} {} (file {}, model {})", io::to_string(t.status), t.name,
-                   shape_str(t.file_shape), shape_str(t.model_shape));
-    }
-  }
-  out.model->to(device);
-  out.model->eval();
-  return out;
-}
-
 void run_infer(const InferArgs& args) {
   check_output_folder(args.output, "--output");
   std::error_code error;
@@ -87,7 +60,7 @@ void run_infer(const InferArgs& args) {
   set_threads(args.threads);
   const auto device = use_device(args.device, "--device");
   const auto rule = models::parse_entropy_rule(args.entropy_rule, "--entropy");
-  const auto [options, model] = load_model(args, device);
+  const auto [options, model] = load_model(args.weights, args.model, args.strict, device);
   torch::NoGradGuard no_grad;
 
   const auto images = read_images(args.input, options);

@@ -1,6 +1,7 @@
 #include "common.h"
 
 #include <ATen/Parallel.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <cctype>
@@ -150,6 +151,28 @@ std::string with_commas(int64_t value) {
     out += digits[i];
   }
   return value < 0 ? "-" + out : out;
+}
+
+LoadedModel load_model(const std::string& weights_path, const ModelChoice& choice, bool strict,
+                       const c10::Device& device) {
+  const auto weights = io::read_weights(weights_path);
+  LoadedModel out{resolve_model(choice, &weights), nullptr};
+  spdlog::info("model: {}", out.options.describe());
+  models::check_fits_in_memory(out.options, 1, "model", 0, false, device);
+  out.model = models::make_model(out.options);
+  io::LoadOptions load;
+  load.strict = strict;
+  const auto report = io::load_state_dict(*out.model, weights.tensors, weights.path, load);
+  spdlog::info("weights '{}': {}", weights.path, report.summary());
+  for (const auto& t : report.tensors) {
+    if (t.status != io::TensorStatus::kLoaded) {
+      spdlog::warn("  {} {} (file {}, model {})", io::to_string(t.status), t.name,
+                   shape_str(t.file_shape), shape_str(t.model_shape));
+    }
+  }
+  out.model->to(device);
+  out.model->eval();
+  return out;
 }
 
 }  // namespace thinkingvit::apps

@@ -4,10 +4,12 @@
 #include <c10/core/Device.h>
 #include <CLI/CLI.hpp>
 
+#include <memory>
 #include <optional>
 #include <string>
 
 #include "thinkingvit/io/checkpoint.h"
+#include "thinkingvit/models/elastic_model.h"
 #include "thinkingvit/models/model_options.h"
 
 #include "thinkingvit/eval/table.h"
@@ -24,6 +26,15 @@ struct ModelChoice {
 
 // --preset / --config win; else the folder's config.json; else deduced from the tensors.
 models::ModelOptions resolve_model(const ModelChoice& choice, const io::WeightsSource* weights);
+
+// A model with its weights: the architecture as resolve_model finds it, every tensor loaded (a
+// warning per tensor that did not load exactly; `strict`: an error), on `device`, in eval mode.
+struct LoadedModel {
+  models::ModelOptions options;
+  std::shared_ptr<models::ElasticModel> model;
+};
+LoadedModel load_model(const std::string& weights, const ModelChoice& choice, bool strict,
+                       const c10::Device& device);
 
 // --device: auto (the current GPU when one is visible, else the CPU), cpu, cuda or cuda:N.
 void add_device_flag(CLI::App& app, std::string& device);

@@ -26,6 +26,9 @@ void add_eval_command(CLI::App& root);
 void add_sweep_command(CLI::App& root);
 void add_predict_command(CLI::App& root);
 void add_data_bench_command(CLI::App& root);
+#ifdef THINKINGVIT_HAVE_SERVE
+void add_serve_command(CLI::App& root);
+#endif
 }  // namespace thinkingvit::apps
 
 int main(int argc, char** argv) {
@@ -49,6 +52,9 @@ int main(int argc, char** argv) {
   thinkingvit::apps::add_predict_command(app);
   thinkingvit::apps::add_bench_command(app);
   thinkingvit::apps::add_data_bench_command(app);
+#ifdef THINKINGVIT_HAVE_SERVE
+  thinkingvit::apps::add_serve_command(app);
+#endif
   if (argc > 1 && argv[1][0] != '-') {
     std::string names;
     bool known = false;

@@ -25,7 +25,7 @@ CACHE=${THINKINGVIT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/thinkingvit}
 PACKAGES=(
   build-essential cmake ninja-build ccache zlib1g-dev python3-venv
   libopencv-dev libjpeg-dev libyaml-cpp-dev libspdlog-dev libcli11-dev libgtest-dev nlohmann-json3-dev
-  gnuplot-nox dataset-fashion-mnist shellcheck slurm-wlm munge
+  gnuplot-nox dataset-fashion-mnist shellcheck slurm-wlm munge libcpp-httplib-dev curl
 )
 
 missing=()

@@ -39,7 +39,7 @@ std::future<ElasticAnswer> ElasticScheduler::submit(const at::Tensor& images, do
   request->remaining = n;
   auto future = request->promise.get_future();
   std::lock_guard<std::mutex> lock(mutex_);
-  TVIT_CHECK(!finishing_, "scheduler: shutting down, no new requests");
+  if (finishing_) throw ShuttingDown("shutting down: no new requests");
   if (admitted_images_ + n > options_.max_queued_images) {
     ++stats_.refused;
     throw Overloaded("the queue holds " + std::to_string(admitted_images_) + " of " +

@@ -43,6 +43,11 @@ struct Overloaded : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// Thrown by submit once finish() has begun.
+struct ShuttingDown : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 // Counters for a /metrics page: totals since start, and the queues now.
 struct SchedulerStats {
   int64_t requests = 0, images = 0, refused = 0, deadline_drains = 0;
@@ -62,8 +67,8 @@ class ElasticScheduler {
   ElasticScheduler& operator=(const ElasticScheduler&) = delete;
 
   // Queues N x C x H x W float32 `images` (any device) at threshold `tau`. The future holds the
-  // answer, or the error the model raised. Throws Overloaded when full, and std::runtime_error
-  // once finish() has begun.
+  // answer, or the error the model raised. Throws Overloaded when full, and ShuttingDown once
+  // finish() has begun.
   std::future<ElasticAnswer> submit(const at::Tensor& images, double tau);
   // Stops admitting, answers every admitted request (draining the queues), then returns.
   void finish();
