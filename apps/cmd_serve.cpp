@@ -33,10 +33,10 @@ struct ServeArgs {
   std::string weights, host = "127.0.0.1", name = "thinkingvit", entropy_rule = "top10";
   std::string device = "auto";
   ModelChoice model;
-  int port = 8000, threads = 0, http_threads = 8;
+  int port = 8000, threads = 0, http_threads = 64;
   double threshold = 1.0, max_delay_ms = 10, max_body_mb = 64;
   int64_t max_batch = 64, max_queue = 4096;
-  bool cuda_graphs = false;
+  bool cuda_graphs = false, no_regroup = false;
 };
 
 // A request the client got wrong: its HTTP status and one message.
@@ -147,8 +147,14 @@ InferRequest parse_infer(const httplib::Request& req, const models::ModelOptions
     json_size = v;
   }
   json body;
+  // Images nest four deep inside inputs: deeper bodies are refused while parsing (a deep one
+  // would exhaust the stack of whatever walks it).
+  const json::parser_callback_t shallow = [](int depth, json::parse_event_t, json&) {
+    if (depth > 12) refuse(400, "request JSON nests deeper than 12 levels");
+    return true;
+  };
   try {
-    body = json::parse(req.body.begin(), req.body.begin() + static_cast<long>(json_size));
+    body = json::parse(req.body.begin(), req.body.begin() + static_cast<long>(json_size), shallow);
   } catch (const json::exception& e) {
     refuse(400, std::string("malformed JSON: ") + e.what());
   }
@@ -169,6 +175,15 @@ InferRequest parse_infer(const httplib::Request& req, const models::ModelOptions
   const auto shape = input.value("shape", json());
   const int64_t count = checked_count(shape, o, args.max_queue);
   const std::string binary = req.body.substr(json_size);
+  // Nothing is allocated for more values than the body can hold: 4 bytes each in binary, at
+  // least 2 characters each in JSON.
+  const bool in_binary = input.value("parameters", json::object()).contains("binary_data_size");
+  const auto room = static_cast<int64_t>(in_binary ? binary.size() / 4 : json_size / 2);
+  if (count > room) {
+    refuse(400, "input 'images': shape " + shape.dump() + " holds " + std::to_string(count) +
+                    " values, more than the body's " + std::to_string(req.body.size()) +
+                    " bytes can carry");
+  }
   size_t offset = 0;
   out.images = read_images(input, binary, offset, count, shape);
   out.tau = args.threshold;
@@ -325,6 +340,8 @@ void handle_infer(const httplib::Request& req, httplib::Response& res, const Ser
     reply_answer(res, request, answer, args.name);
   } catch (const BadRequest& e) {
     reply_error(res, e.status, e.message);
+  } catch (const json::exception& e) {
+    reply_error(res, 400, std::string("request: ") + e.what());
   } catch (const eval::Overloaded& e) {
     res.set_header("Retry-After", "1");
     reply_error(res, 503, std::string("overloaded: ") + e.what());
@@ -367,6 +384,7 @@ void add_routes(httplib::Server& server, const ServeArgs& args, const models::Mo
     res.set_content(metrics.text(scheduler.stats(), args.max_batch), "text/plain; version=0.0.4");
   });
   server.set_payload_max_length(static_cast<size_t>(args.max_body_mb * 1024 * 1024));
+  server.set_keep_alive_timeout(1);  // an idle connection delays a drain by at most 1 s
   // The errors cpp-httplib answers by itself (no route, a body over the limit) get a message.
   server.set_error_handler([&](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;
@@ -395,6 +413,7 @@ void run_serve(const ServeArgs& args) {
   so.max_delay_ms = args.max_delay_ms;
   so.max_queued_images = args.max_queue;
   so.rule = models::parse_entropy_rule(args.entropy_rule, "--entropy");
+  so.regroup = !args.no_regroup;
   const auto [options, model] = load_model(args.weights, args.model, /*strict=*/false, device);
   TVIT_CHECK(!args.cuda_graphs || device.is_cuda(), "--cuda-graphs: needs a CUDA device, found '",
              device.str(), "'");
@@ -416,16 +435,21 @@ void run_serve(const ServeArgs& args) {
     spdlog::info("{}: draining in-flight requests, then exiting", strsignal(signal));
     draining = true;
     scheduler.finish();  // answers every admitted request now, refuses new ones (503)
-    server.stop();       // stops accepting; the handlers in flight finish first
+    // stop() acts only on a running server: a signal during start-up waits for it to run.
+    while (!ended && !server.is_running())
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    server.stop();  // stops accepting; the handlers in flight finish first
   });
   spdlog::info("serving '{}' on http://{}:{} (tau {}, batch {}, max delay {} ms, queue {} images)",
                args.name, args.host, args.port, args.threshold, args.max_batch, args.max_delay_ms,
                args.max_queue);
-  server.listen_after_bind();
+  const bool listened = draining || server.listen_after_bind();
   ended = true;
   if (!draining) pthread_kill(stopper.native_handle(), SIGTERM);
   stopper.join();
   scheduler.finish();
+  TVIT_CHECK(listened, "--host ", args.host, " --port ", args.port,
+             ": the server stopped accepting");
   spdlog::info("stopped: {} requests answered", scheduler.stats().requests);
 }
 
@@ -467,6 +491,8 @@ void add_serve_command(CLI::App& root) {
   cmd->add_option("--http-threads", args->http_threads, "connections served at once")
       ->check(at_least(1))
       ->capture_default_str();
+  cmd->add_flag("--no-regroup", args->no_regroup,
+                "run each request's early exit alone, in batches of --max-batch (for comparison)");
   cmd->add_flag("--cuda-graphs", args->cuda_graphs,
                 "replay CUDA graphs of the stage forwards at the batch sizes the queues run (GPU)");
   add_device_flag(*cmd, args->device);

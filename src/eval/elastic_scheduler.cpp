@@ -20,6 +20,8 @@ ElasticScheduler::ElasticScheduler(models::ElasticModel& model, const c10::Devic
              options_.max_queued_images);
   model_.eval();
   stats_.fill.resize(model.num_stages());
+  alone_fill_.resize(model.num_stages());
+  retired_fill_.resize(model.num_stages());
   stats_.exits.assign(model.num_stages(), 0);
   worker_ = std::thread([this] { run(); });
 }
@@ -102,10 +104,15 @@ void ElasticScheduler::run() {
       finishing = finishing_;
     }
     try {
-      for (auto& request : arrived) admit(std::move(request));
+      while (!arrived.empty()) {
+        auto request = std::move(arrived.front());
+        arrived.pop_front();
+        admit(std::move(request));
+      }
       drain_due(finishing ? Clock::time_point::max() : Clock::now());
+      retire_idle();
     } catch (...) {
-      fail_all(std::current_exception());
+      fail_all(std::current_exception(), arrived);
     }
     if (finishing) {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -116,6 +123,7 @@ void ElasticScheduler::run() {
 
 void ElasticScheduler::admit(std::shared_ptr<Request> request) {
   const int64_t n = request->images.size(0);
+  if (!options_.regroup) return answer_alone(std::move(request));
   request->first_id = next_id_;
   next_id_ += n;
   by_first_id_[request->first_id] = request;
@@ -133,6 +141,50 @@ void ElasticScheduler::admit(std::shared_ptr<Request> request) {
   tq.queues->push(request->images.to(device_), ids);
   request->images = at::Tensor();  // the queues hold what they need
   collect(tq);
+}
+
+void ElasticScheduler::answer_alone(std::shared_ptr<Request> request) {
+  try {
+    run_alone(*request);
+  } catch (...) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      admitted_images_ -= request->remaining;
+      stats_.queued_images = admitted_images_;
+    }
+    request->promise.set_exception(std::current_exception());
+  }
+}
+
+void ElasticScheduler::run_alone(Request& r) {
+  auto* request = &r;
+  const auto images = request->images.to(device_);
+  const int64_t n = images.size(0);
+  std::vector<at::Tensor> logits, stages, entropy;
+  std::vector<int64_t> exits(model_.num_stages(), 0);
+  for (int64_t start = 0; start < n; start += options_.max_batch) {
+    const auto out =
+        model_.forward_elastic(images.narrow(0, start, std::min(options_.max_batch, n - start)),
+                               request->tau, options_.rule);
+    logits.push_back(out.logits.to(at::kFloat).cpu());
+    stages.push_back(out.exit_stage.cpu());
+    entropy.push_back(out.entropy.cpu());
+    for (int64_t s = 0; s < model_.num_stages(); ++s) {
+      if (out.samples_per_stage[s] == 0) continue;
+      alone_fill_[s].calls += 1;
+      alone_fill_[s].images += out.samples_per_stage[s];
+    }
+  }
+  const auto stage = at::cat(stages);
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const auto* st = stage.data_ptr<int64_t>();
+    for (int64_t j = 0; j < n; ++j) ++stats_.exits[st[j]];
+    admitted_images_ -= n;
+    stats_.queued_images = admitted_images_;
+    stats_.fill = alone_fill_;
+  }
+  request->promise.set_value({at::cat(logits), stage, at::cat(entropy)});
 }
 
 void ElasticScheduler::collect(TauQueues& tq) {
@@ -177,16 +229,36 @@ void ElasticScheduler::collect(TauQueues& tq) {
     for (int64_t j = 0; j < exited.size(); ++j) ++stats_.exits[s[j]];
     admitted_images_ -= finished;
     stats_.queued_images = admitted_images_;
-    std::vector<models::StageFill> fill(model_.num_stages());
-    for (const auto& [tau, q] : queues_) {
-      for (size_t k = 0; k < fill.size(); ++k) {
-        fill[k].calls += q.queues->fill()[k].calls;
-        fill[k].images += q.queues->fill()[k].images;
-      }
-    }
-    stats_.fill = std::move(fill);
+    stats_.fill = total_fill();
   }
   for (auto& request : done) request->promise.set_value(std::move(request->answer));
+}
+
+std::vector<models::StageFill> ElasticScheduler::total_fill() const {
+  auto fill = retired_fill_;
+  for (const auto& [tau, q] : queues_) {
+    for (size_t k = 0; k < fill.size(); ++k) {
+      fill[k].calls += q.queues->fill()[k].calls;
+      fill[k].images += q.queues->fill()[k].images;
+    }
+  }
+  return fill;
+}
+
+void ElasticScheduler::retire_idle() {
+  // A threshold's queues go once they hold nothing (a client may send many thresholds); their
+  // counts stay in the totals.
+  for (auto it = queues_.begin(); it != queues_.end();) {
+    if (!it->second.waiting.empty() || it->second.queues->queued() > 0) {
+      ++it;
+      continue;
+    }
+    for (size_t k = 0; k < retired_fill_.size(); ++k) {
+      retired_fill_[k].calls += it->second.queues->fill()[k].calls;
+      retired_fill_[k].images += it->second.queues->fill()[k].images;
+    }
+    it = queues_.erase(it);
+  }
 }
 
 void ElasticScheduler::drain_due(Clock::time_point now) {
@@ -212,16 +284,32 @@ void ElasticScheduler::drain_due(Clock::time_point now) {
   }
 }
 
-void ElasticScheduler::fail_all(const std::exception_ptr& error) {
-  auto failed = std::move(by_first_id_);
+void ElasticScheduler::fail_all(const std::exception_ptr& error,
+                                std::deque<std::shared_ptr<Request>>& not_admitted) {
+  // Every request in the queues shares the failed forward's fate; those not yet admitted too.
+  std::vector<std::shared_ptr<Request>> failed;
+  for (auto& [first, request] : by_first_id_) failed.push_back(request);
+  for (auto& request : not_admitted) failed.push_back(std::move(request));
+  not_admitted.clear();
   by_first_id_.clear();
+  retire_idle();
+  for (auto& [tau, q] : queues_) {
+    for (size_t k = 0; k < retired_fill_.size(); ++k) {
+      retired_fill_[k].calls += q.queues->fill()[k].calls;
+      retired_fill_[k].images += q.queues->fill()[k].images;
+    }
+  }
   queues_.clear();  // what they held belonged to the failed requests
+  int64_t images = 0;
+  for (const auto& request : failed)
+    images += request->answer.exit_stage.defined() ? request->answer.exit_stage.size(0)
+                                                   : request->remaining;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    admitted_images_ = 0;
-    stats_.queued_images = 0;
+    admitted_images_ -= images;
+    stats_.queued_images = admitted_images_;
   }
-  for (auto& [first, request] : failed) request->promise.set_exception(error);
+  for (auto& request : failed) request->promise.set_exception(error);
 }
 
 }  // namespace thinkingvit::eval

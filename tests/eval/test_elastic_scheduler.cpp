@@ -79,6 +79,21 @@ TEST_F(Scheduler, RequestsShareTheStageQueues) {
   EXPECT_EQ(stats.queued_images, 0);
 }
 
+// Without regrouping each request runs alone: one stage-0 forward per request of three.
+TEST_F(Scheduler, WithoutRegroupingEachRequestRunsAlone) {
+  auto o = options(8, 300);
+  o.regroup = false;
+  eval::ElasticScheduler scheduler(*model_, c10::Device(c10::kCPU), o);
+  std::vector<std::future<eval::ElasticAnswer>> answers;
+  for (int64_t r = 0; r < 4; ++r)
+    answers.push_back(scheduler.submit(images_.narrow(0, 3 * r, 3), tau_));
+  for (int64_t r = 0; r < 4; ++r) expect_answer(answers[r].get(), 3 * r);
+  const auto stats = scheduler.stats();
+  EXPECT_EQ(stats.fill[0].calls, 4);
+  EXPECT_EQ(stats.fill[0].images, 12);
+  EXPECT_EQ(stats.queued_images, 0);
+}
+
 // Concurrent clients of uneven sizes, answered in their own order, equal to forward_elastic.
 TEST_F(Scheduler, ConcurrentClientsGetTheirOwnAnswers) {
   eval::ElasticScheduler scheduler(*model_, c10::Device(c10::kCPU), options(5, 20));

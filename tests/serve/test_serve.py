@@ -190,7 +190,7 @@ bad = [
     (b"{not json", 400, "malformed JSON"),
     (json.dumps({"inputs": [{"name": "images", "datatype": "FP64", "shape": [1, 3, 8, 8], "data": [0] * 192}]}).encode(), 400, "datatype must be FP32"),
     (json.dumps({"inputs": [{"name": "images", "datatype": "FP32", "shape": [1, 3, 9, 9], "data": [0] * 243}]}).encode(), 400, "the model expects [N, 3, 8, 8]"),
-    (json.dumps({"inputs": [{"name": "images", "datatype": "FP32", "shape": [2, 3, 8, 8], "data": [0] * 192}]}).encode(), 400, "'data' holds 192"),
+    (json.dumps({"inputs": [{"name": "images", "datatype": "FP32", "shape": [1, 3, 8, 8], "data": [0] * 191}]}).encode(), 400, "'data' holds 191"),
     (json.dumps({"inputs": [{"name": "images", "datatype": "FP32", "shape": [10 ** 9, 3, 8, 8], "data": []}]}).encode(), 413, "more than the server takes"),
     (json.dumps({"inputs": [{"name": "pixels", "datatype": "FP32", "shape": [1, 3, 8, 8], "data": [0] * 192}]}).encode(), 400, "named 'images'"),
     (json.dumps({"inputs": [{"name": "images", "datatype": "FP32", "shape": [1, 3, 8, 8], "data": ["x"] * 192}]}).encode(), 400, "data holds string where a number belongs"),
@@ -198,6 +198,27 @@ bad = [
 for body, want, message in bad:
     status, _, raw = request(port, "/v2/models/thinkingvit/infer", body)
     check(status == want and message in json.loads(raw)["error"], "bad body -> %d '%s': got %d %s" % (want, message, status, raw[:200]))
+deep = ("[" * 5000 + "]" * 5000).encode()
+status, _, raw = request(port, "/v2/models/thinkingvit/infer", b'{"inputs":[{"name":"images","data":' + deep + b"}]}",
+                         {"Content-Type": "application/json"})
+check(status == 400 and "nests deeper" in json.loads(raw)["error"], "deep nesting: %d %s" % (status, raw[:200]))
+claimed = json.dumps({"inputs": [{"name": "images", "datatype": "FP32", "shape": [4096, 3, 8, 8], "data": []}]}).encode()
+status, _, raw = request(port, "/v2/models/thinkingvit/infer", claimed, {"Content-Type": "application/json"})
+check(status == 400 and "bytes can carry" in json.loads(raw)["error"], "a shape the body cannot carry: %d %s" % (status, raw[:200]))
+body, headers = infer_body(pixels, shape, binary=True)
+for value in ["-1", "abc", str(len(body) + 1)]:
+    status, _, raw = request(port, "/v2/models/thinkingvit/infer", body, dict(headers, **{"Inference-Header-Content-Length": value}))
+    check(status == 400 and "Inference-Header-Content-Length" in json.loads(raw)["error"], "header length %s: %d %s" % (value, status, raw[:200]))
+status, _, raw = request(port, "/v2/models/thinkingvit/infer", body[:-4], headers)
+check(status == 400 and "can carry" in json.loads(raw)["error"], "a truncated binary part: %d %s" % (status, raw[:200]))
+typed = json.dumps({"inputs": [{"name": "images", "datatype": "FP32", "shape": [1, 3, 8, 8], "data": [0] * 192}],
+                    "outputs": [{"name": "logits", "parameters": {"binary_data": "yes"}}]}).encode()
+status, _, raw = request(port, "/v2/models/thinkingvit/infer", typed, {"Content-Type": "application/json"})
+check(status == 400, "a wrongly typed field is a 400: %d %s" % (status, raw[:200]))
+# Many thresholds: each gets its queues, which go once idle; every answer is right.
+for i in range(30):
+    _, stages = answer(*request(port, "/v2/models/thinkingvit/infer", *infer_body(pixels, shape, params={"threshold": 3.0 + i / 100})))
+    check(stages == [0] * n, "threshold %g" % (3.0 + i / 100))
 status, _, raw = request(port, "/v2/models/other/infer", *infer_body(pixels, shape))
 check(status == 404 and "this server serves 'thinkingvit'" in json.loads(raw)["error"], "unknown model: %d %s" % (status, raw))
 status, _, raw = request(port, "/v2/models/thinkingvit/infer", infer_body(pixels, shape)[0])  # form-encoded
@@ -205,8 +226,44 @@ check(status == 413 and "application/json" in json.loads(raw)["error"], "a form-
 status, _, raw = request(port, "/v2/nothing")
 check(status == 404 and "no route GET /v2/nothing" in json.loads(raw)["error"], "no route: %d %s" % (status, raw))
 check(request(port, "/v2/health/live")[0] == 200, "still up after bad bodies")
+# scripts/loadgen.py: closed loop and Poisson, stopping by themselves, with a report.
+loadgen = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts", "loadgen.py")
+for mode in (["--concurrency", "3", "--requests", "20"], ["--rate", "100", "--duration", "1"]):
+    r = subprocess.run([sys.executable, loadgen, "--url", "http://127.0.0.1:%d" % port, "--warmup", "0"] + mode,
+                       capture_output=True, text=True, timeout=120)
+    check(r.returncode == 0, "loadgen %s: %s" % (mode, r.stderr))
+    if r.returncode == 0:
+        rep = json.loads(r.stdout)
+        check(rep["codes"] == {"200": rep["requests"]} and rep["requests"] > 0, "loadgen %s codes: %s" % (mode, rep))
+        check(0 < rep["p50_ms"] <= rep["p99_ms"] and rep["img_per_s"] > 0, "loadgen %s latency: %s" % (mode, rep))
+        if "--requests" in mode:
+            check(rep["requests"] == 20, "loadgen stops after --requests: %s" % rep)
+r = subprocess.run([sys.executable, loadgen, "--url", "http://10.1.2.3:80"], capture_output=True, text=True)
+check(r.returncode != 0 and "loopback http only" in r.stderr, "loadgen refuses other hosts: %s" % r.stderr)
 proc.send_signal(signal.SIGTERM)
 check(proc.wait(timeout=30) == 0, "server A exits 0 on SIGTERM")
+
+# SIGTERM during start-up (once the model is being loaded, before the server listens): the
+# server stops as soon as it runs, and exits 0.
+port_early = free_port()
+early = subprocess.Popen([BIN, "serve", "--weights", WEIGHTS, "--head-dim", "4", "--port", str(port_early)],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+for line in early.stdout:
+    if "model:" in line:
+        break
+early.send_signal(signal.SIGTERM)
+try:
+    check(early.wait(timeout=30) == 0, "SIGTERM during start-up exits 0")
+except subprocess.TimeoutExpired:
+    early.kill()
+    check(False, "SIGTERM during start-up: still running after 30 s")
+
+# --no-regroup: each request's early exit alone; the same answers.
+proc, port, log = start("--max-batch", "4", "--no-regroup")
+logits, stages = answer(*request(port, "/v2/models/thinkingvit/infer", *infer_body(pixels, shape)))
+check(stages == ref_stage and all(close(x, y) for x, y in zip(logits, ref_logits)), "--no-regroup answers")
+proc.send_signal(signal.SIGTERM)
+check(proc.wait(timeout=30) == 0, "the --no-regroup server exits 0")
 
 # Server B: a queue of 8 images and a long delay: the first request waits, the second overflows;
 # SIGTERM then answers the one in flight and exits 0. A body over --max-body-mb is refused.

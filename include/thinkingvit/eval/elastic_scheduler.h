@@ -29,6 +29,9 @@ struct SchedulerOptions {
   double max_delay_ms = 10;          // an image's whole stay, through every stage queue
   int64_t max_queued_images = 4096;  // admitted but not finished; past it submit refuses
   models::EntropyRule rule = models::EntropyRule::kTop10;
+  // false: each request's early exit runs alone (forward_elastic over the request in batches of
+  // max_batch), as a server without regrouping would; for comparison.
+  bool regroup = true;
 };
 
 // One request's answers, row i for image i.
@@ -92,9 +95,14 @@ class ElasticScheduler {
   void run();
   void admit(std::shared_ptr<Request> request);
   void collect(TauQueues& tq);
+  void answer_alone(std::shared_ptr<Request> request);
+  void run_alone(Request& request);
   void drain_due(Clock::time_point now);
   Clock::time_point next_deadline() const;
-  void fail_all(const std::exception_ptr& error);
+  void fail_all(const std::exception_ptr& error,
+                std::deque<std::shared_ptr<Request>>& not_admitted);
+  void retire_idle();
+  std::vector<models::StageFill> total_fill() const;
 
   models::ElasticModel& model_;
   c10::Device device_;
@@ -109,7 +117,9 @@ class ElasticScheduler {
   std::map<double, TauQueues> queues_;
   std::map<int64_t, std::shared_ptr<Request>> by_first_id_;
   int64_t next_id_ = 0;
-  double drain_ms_ = 0;  // how long a deadline drain took, smoothed
+  double drain_ms_ = 0;                          // how long a deadline drain took, smoothed
+  std::vector<models::StageFill> alone_fill_;    // without regrouping
+  std::vector<models::StageFill> retired_fill_;  // of the queues retire_idle removed
   std::thread worker_;
 };
 
