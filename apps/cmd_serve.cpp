@@ -13,6 +13,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstring>
+#include <iomanip>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -21,6 +22,7 @@
 
 #include "common.h"
 #include "thinkingvit/eval/elastic_scheduler.h"
+#include "thinkingvit/util/build_info.h"
 #include "thinkingvit/util/error.h"
 
 namespace thinkingvit::apps {
@@ -60,6 +62,7 @@ struct InferRequest {
   at::Tensor images;  // N x C x H x W float32
   double tau = 0;
   bool binary_logits = false, binary_exit_stage = false;
+  bool want_logits = true, want_exit_stage = true;  // `outputs` may name only some
 };
 
 int64_t checked_count(const json& shape, const models::ModelOptions& o, int64_t max_images) {
@@ -193,10 +196,24 @@ InferRequest parse_infer(const httplib::Request& req, const models::ModelOptions
     out.tau = params["threshold"].get<double>();
   }
   if (params.contains("budget")) refuse(400, "parameter 'budget': not supported yet");
-  for (const auto& o2 : body.value("outputs", json::array())) {
-    const bool binary_out = o2.value("parameters", json::object()).value("binary_data", false);
-    if (o2.value("name", "") == "logits") out.binary_logits = binary_out;
-    if (o2.value("name", "") == "exit_stage") out.binary_exit_stage = binary_out;
+  // parameters.binary_data_output: every output binary (tritonclient's way when it lists none).
+  const bool all_binary = params.value("binary_data_output", false);
+  out.binary_logits = out.binary_exit_stage = all_binary;
+  const auto outputs = body.value("outputs", json::array());
+  if (!outputs.is_array()) refuse(400, "'outputs': expected a list");
+  if (!outputs.empty()) out.want_logits = out.want_exit_stage = false;
+  for (const auto& o2 : outputs) {
+    const auto name = o2.value("name", "");
+    const bool binary_out = o2.value("parameters", json::object()).value("binary_data", all_binary);
+    if (name == "logits") {
+      out.want_logits = true;
+      out.binary_logits = binary_out;
+    } else if (name == "exit_stage") {
+      out.want_exit_stage = true;
+      out.binary_exit_stage = binary_out;
+    } else {
+      refuse(400, "output '" + name + "': this model's outputs are 'logits' and 'exit_stage'");
+    }
   }
   return out;
 }
@@ -221,17 +238,23 @@ void reply_answer(httplib::Response& res, const InferRequest& request,
   };
   json body = {{"model_name", name}};
   if (!request.id.empty()) body["id"] = request.id;
-  body["outputs"] = {
-      output("logits", "FP32", {n, k}, logits.data_ptr<float>(), n * k * 4, request.binary_logits,
-             [&] {
-               return std::vector<float>(logits.data_ptr<float>(),
-                                         logits.data_ptr<float>() + n * k);
-             }),
-      output("exit_stage", "INT32", {n}, stages.data_ptr<int>(), n * 4, request.binary_exit_stage,
-             [&] { return std::vector<int>(stages.data_ptr<int>(), stages.data_ptr<int>() + n); })};
+  body["outputs"] = json::array();
+  if (request.want_logits) {
+    body["outputs"].push_back(output(
+        "logits", "FP32", {n, k}, logits.data_ptr<float>(), n * k * 4, request.binary_logits, [&] {
+          return std::vector<float>(logits.data_ptr<float>(), logits.data_ptr<float>() + n * k);
+        }));
+  }
+  if (request.want_exit_stage) {
+    body["outputs"].push_back(output(
+        "exit_stage", "INT32", {n}, stages.data_ptr<int>(), n * 4, request.binary_exit_stage,
+        [&] { return std::vector<int>(stages.data_ptr<int>(), stages.data_ptr<int>() + n); }));
+  }
   const auto header = body.dump();
   res.status = 200;
-  if (binary.empty()) {
+  const bool any_binary = (request.want_logits && request.binary_logits) ||
+                          (request.want_exit_stage && request.binary_exit_stage);
+  if (!any_binary) {
     res.set_content(header, "application/json");
     return;
   }
@@ -264,7 +287,8 @@ class Metrics {
           << buckets_[b] << "\n";
     }
     out << "thinkingvit_request_duration_seconds_bucket{le=\"+Inf\"} " << count_ << "\n"
-        << "thinkingvit_request_duration_seconds_sum " << sum_ << "\n"
+        << "thinkingvit_request_duration_seconds_sum " << std::setprecision(12) << sum_
+        << std::setprecision(6) << "\n"
         << "thinkingvit_request_duration_seconds_count " << count_ << "\n";
     out << "# HELP thinkingvit_stage_batch_fill Mean share of a stage batch filled.\n"
         << "# TYPE thinkingvit_stage_batch_fill gauge\n";
@@ -360,6 +384,13 @@ void handle_infer(const httplib::Request& req, httplib::Response& res, const Ser
 void add_routes(httplib::Server& server, const ServeArgs& args, const models::ModelOptions& o,
                 eval::ElasticScheduler& scheduler, Metrics& metrics,
                 const std::atomic<bool>& draining) {
+  server.Get("/v2", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(json{{"name", "thinkingvit"},
+                         {"version", util::kVersion},
+                         {"extensions", {"binary_tensor_data"}}}
+                        .dump(),
+                    "application/json");
+  });
   server.Get("/v2/health/live", [](const httplib::Request&, httplib::Response& res) {
     res.set_content("{}", "application/json");
   });

@@ -49,8 +49,8 @@ std::future<ElasticAnswer> ElasticScheduler::submit(const at::Tensor& images, do
   }
   request->arrival = Clock::now();
   if (n == 0) {
-    request->promise.set_value(
-        {torch::empty({0, 0}), torch::empty({0}, torch::kLong), torch::empty({0})});
+    request->promise.set_value({torch::empty({0, model_.model_options().num_classes()}),
+                                torch::empty({0}, torch::kLong), torch::empty({0})});
     return future;
   }
   admitted_images_ += n;

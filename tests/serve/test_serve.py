@@ -157,6 +157,24 @@ for binary, outputs_binary in [(False, False), (True, True), (True, False)]:
     check(stages == ref_stage, "exit stages (binary %s/%s): %s vs %s" % (binary, outputs_binary, stages, ref_stage))
     check(all(close(a, b) for a, b in zip(logits, ref_logits)), "logits (binary %s/%s)" % (binary, outputs_binary))
 
+# Only the outputs asked for; parameters.binary_data_output makes every output binary.
+body = json.loads(infer_body(pixels, shape)[0])
+body["outputs"] = [{"name": "exit_stage"}]
+status, headers, raw = request(port, "/v2/models/thinkingvit/infer", json.dumps(body).encode(), {"Content-Type": "application/json"})
+outs = json.loads(raw)["outputs"] if status == 200 else []
+check([o["name"] for o in outs] == ["exit_stage"] and outs[0]["data"] == ref_stage, "only exit_stage: %s" % raw[:300])
+body = json.loads(infer_body(pixels, shape)[0])
+body["parameters"] = {"binary_data_output": True}
+logits, stages = answer(*request(port, "/v2/models/thinkingvit/infer", json.dumps(body).encode(), {"Content-Type": "application/json"}))
+check(stages == ref_stage and all(close(a, b) for a, b in zip(logits, ref_logits)), "binary_data_output")
+body["outputs"] = [{"name": "scores"}]
+status, _, raw = request(port, "/v2/models/thinkingvit/infer", json.dumps(body).encode(), {"Content-Type": "application/json"})
+check(status == 400 and "outputs are 'logits' and 'exit_stage'" in json.loads(raw)["error"], "an unknown output: %d %s" % (status, raw))
+status, _, raw = request(port, "/v2")
+check(status == 200 and "binary_tensor_data" in json.loads(raw)["extensions"], "server metadata: %s" % raw)
+status, _, raw = request(port, "/v2/models/thinkingvit/infer", *infer_body([], [0, 3, 8, 8]))
+check(status == 200 and json.loads(raw)["outputs"][0]["shape"] == [0, 12], "an empty request: %d %s" % (status, raw))
+
 # parameters.threshold: above ln 10 every image stops at stage 0.
 _, stages = answer(*request(port, "/v2/models/thinkingvit/infer", *infer_body(pixels, shape, params={"threshold": 3.0})))
 check(stages == [0] * n, "threshold 3 stops everything at stage 0: %s" % stages)
