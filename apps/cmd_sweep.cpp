@@ -91,9 +91,8 @@ Throughput measure_throughput(const EvalSetup& setup, const eval::StageRecords& 
     row.img_per_s = 1000.0 * images / t.median_ms;
     row.img_per_s_spread = 1000.0 * images / t.min_ms - 1000.0 * images / t.max_ms;
     row.img_per_s_formula = eval::predicted_throughput(calls.reach(i), out.stage_ips);
-    row.measured_over_formula = eval::measured_over_formula(
-        calls.reach(i),
-        std::vector<eval::Timing>(timings.begin(), timings.begin() + mo.num_stages()), t);
+    // The stages' timings come first in `timings`, as bench passes them.
+    row.measured_over_formula = eval::measured_over_formula(calls.reach(i), timings, t);
     row.timed_reach = calls.reach(i);
     out.rows.push_back(std::move(row));
   }

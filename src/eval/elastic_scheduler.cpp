@@ -156,16 +156,14 @@ void ElasticScheduler::answer_alone(std::shared_ptr<Request> request) {
   }
 }
 
-void ElasticScheduler::run_alone(Request& r) {
-  auto* request = &r;
-  const auto images = request->images.to(device_);
+void ElasticScheduler::run_alone(Request& request) {
+  const auto images = request.images.to(device_);
   const int64_t n = images.size(0);
   std::vector<at::Tensor> logits, stages, entropy;
-  std::vector<int64_t> exits(model_.num_stages(), 0);
   for (int64_t start = 0; start < n; start += options_.max_batch) {
     const auto out =
         model_.forward_elastic(images.narrow(0, start, std::min(options_.max_batch, n - start)),
-                               request->tau, options_.rule);
+                               request.tau, options_.rule);
     logits.push_back(out.logits.to(at::kFloat).cpu());
     stages.push_back(out.exit_stage.cpu());
     entropy.push_back(out.entropy.cpu());
@@ -184,7 +182,7 @@ void ElasticScheduler::run_alone(Request& r) {
     stats_.queued_images = admitted_images_;
     stats_.fill = alone_fill_;
   }
-  request->promise.set_value({at::cat(logits), stage, at::cat(entropy)});
+  request.promise.set_value({at::cat(logits), stage, at::cat(entropy)});
 }
 
 void ElasticScheduler::collect(TauQueues& tq) {
@@ -234,14 +232,20 @@ void ElasticScheduler::collect(TauQueues& tq) {
   for (auto& request : done) request->promise.set_value(std::move(request->answer));
 }
 
+namespace {
+
+void add_fill(std::vector<models::StageFill>& total, const std::vector<models::StageFill>& more) {
+  for (size_t k = 0; k < total.size(); ++k) {
+    total[k].calls += more[k].calls;
+    total[k].images += more[k].images;
+  }
+}
+
+}  // namespace
+
 std::vector<models::StageFill> ElasticScheduler::total_fill() const {
   auto fill = retired_fill_;
-  for (const auto& [tau, q] : queues_) {
-    for (size_t k = 0; k < fill.size(); ++k) {
-      fill[k].calls += q.queues->fill()[k].calls;
-      fill[k].images += q.queues->fill()[k].images;
-    }
-  }
+  for (const auto& [tau, q] : queues_) add_fill(fill, q.queues->fill());
   return fill;
 }
 
@@ -253,10 +257,7 @@ void ElasticScheduler::retire_idle() {
       ++it;
       continue;
     }
-    for (size_t k = 0; k < retired_fill_.size(); ++k) {
-      retired_fill_[k].calls += it->second.queues->fill()[k].calls;
-      retired_fill_[k].images += it->second.queues->fill()[k].images;
-    }
+    add_fill(retired_fill_, it->second.queues->fill());
     it = queues_.erase(it);
   }
 }
@@ -292,13 +293,7 @@ void ElasticScheduler::fail_all(const std::exception_ptr& error,
   for (auto& request : not_admitted) failed.push_back(std::move(request));
   not_admitted.clear();
   by_first_id_.clear();
-  retire_idle();
-  for (auto& [tau, q] : queues_) {
-    for (size_t k = 0; k < retired_fill_.size(); ++k) {
-      retired_fill_[k].calls += q.queues->fill()[k].calls;
-      retired_fill_[k].images += q.queues->fill()[k].images;
-    }
-  }
+  for (auto& [tau, q] : queues_) add_fill(retired_fill_, q.queues->fill());
   queues_.clear();  // what they held belonged to the failed requests
   int64_t images = 0;
   for (const auto& request : failed)
