@@ -136,6 +136,30 @@ at::Tensor read_images(const json& input, const std::string& binary, size_t& off
                       shape[3].get<int64_t>()});
 }
 
+// Which outputs come back, and which of them binary: those the request's `outputs` name (all
+// when it names none); parameters.binary_data_output makes every output binary (tritonclient's
+// way when it lists none).
+void choose_outputs(const json& body, const json& params, InferRequest& out) {
+  const bool all_binary = params.value("binary_data_output", false);
+  out.binary_logits = out.binary_exit_stage = all_binary;
+  const auto outputs = body.value("outputs", json::array());
+  if (!outputs.is_array()) refuse(400, "'outputs': expected a list");
+  if (!outputs.empty()) out.want_logits = out.want_exit_stage = false;
+  for (const auto& o2 : outputs) {
+    const auto name = o2.value("name", "");
+    const bool binary_out = o2.value("parameters", json::object()).value("binary_data", all_binary);
+    if (name == "logits") {
+      out.want_logits = true;
+      out.binary_logits = binary_out;
+    } else if (name == "exit_stage") {
+      out.want_exit_stage = true;
+      out.binary_exit_stage = binary_out;
+    } else {
+      refuse(400, "output '" + name + "': this model's outputs are 'logits' and 'exit_stage'");
+    }
+  }
+}
+
 InferRequest parse_infer(const httplib::Request& req, const models::ModelOptions& o,
                          const ServeArgs& args) {
   size_t json_size = req.body.size();
@@ -196,25 +220,7 @@ InferRequest parse_infer(const httplib::Request& req, const models::ModelOptions
     out.tau = params["threshold"].get<double>();
   }
   if (params.contains("budget")) refuse(400, "parameter 'budget': not supported yet");
-  // parameters.binary_data_output: every output binary (tritonclient's way when it lists none).
-  const bool all_binary = params.value("binary_data_output", false);
-  out.binary_logits = out.binary_exit_stage = all_binary;
-  const auto outputs = body.value("outputs", json::array());
-  if (!outputs.is_array()) refuse(400, "'outputs': expected a list");
-  if (!outputs.empty()) out.want_logits = out.want_exit_stage = false;
-  for (const auto& o2 : outputs) {
-    const auto name = o2.value("name", "");
-    const bool binary_out = o2.value("parameters", json::object()).value("binary_data", all_binary);
-    if (name == "logits") {
-      out.want_logits = true;
-      out.binary_logits = binary_out;
-    } else if (name == "exit_stage") {
-      out.want_exit_stage = true;
-      out.binary_exit_stage = binary_out;
-    } else {
-      refuse(400, "output '" + name + "': this model's outputs are 'logits' and 'exit_stage'");
-    }
-  }
+  choose_outputs(body, params, out);
   return out;
 }
 
