@@ -56,11 +56,13 @@ void reply_error(httplib::Response& res, int status, const std::string& message)
   res.set_content(json{{"error", message}}.dump(), "application/json");
 }
 
-// What an infer request asks for: its images, threshold, and which outputs come back binary.
+// What an infer request asks for: its images, threshold, budget, and which outputs come back
+// binary.
 struct InferRequest {
   std::string id;
   at::Tensor images;  // N x C x H x W float32
   double tau = 0;
+  int64_t stages = -1;  // the stages its images may run (-1: all)
   bool binary_logits = false, binary_exit_stage = false;
   bool want_logits = true, want_exit_stage = true;  // `outputs` may name only some
 };
@@ -160,6 +162,35 @@ void choose_outputs(const json& body, const json& params, InferRequest& out) {
   }
 }
 
+// GMACs of one image that stops at each stage: every stage up to it (released convention).
+std::vector<double> cumulative_gmacs(const models::ModelOptions& o) {
+  std::vector<double> out;
+  double sum = 0;
+  for (int64_t s = 0; s < o.num_stages(); ++s) {
+    sum += static_cast<double>(o.stage_macs(s).total(models::MacConvention::kReleased)) / 1e9;
+    out.push_back(sum);
+  }
+  return out;
+}
+
+// parameters.budget: the most GMACs any image of the request may cost. Its images run the
+// stages that fit, the last of them deciding the rest (whatever their entropy).
+int64_t stages_within(const json& budget, const models::ModelOptions& o) {
+  if (!budget.is_number()) refuse(400, "parameter 'budget': expected GMACs per image, a number");
+  const double gmacs = budget.get<double>();
+  const auto cost = cumulative_gmacs(o);
+  int64_t stages = 0;
+  // A budget written as a stage's own total (5.85 for 3H->6H) admits that stage.
+  while (stages < o.num_stages() && cost[stages] <= gmacs * (1 + 1e-9)) ++stages;
+  if (stages == 0) {
+    std::ostringstream message;
+    message << "parameter 'budget': " << gmacs << " GMACs per image is below stage 0's "
+            << std::setprecision(4) << cost[0] << " GMACs";
+    refuse(400, message.str());
+  }
+  return stages;
+}
+
 InferRequest parse_infer(const httplib::Request& req, const models::ModelOptions& o,
                          const ServeArgs& args) {
   size_t json_size = req.body.size();
@@ -219,7 +250,7 @@ InferRequest parse_infer(const httplib::Request& req, const models::ModelOptions
     if (!params["threshold"].is_number()) refuse(400, "parameter 'threshold': expected a number");
     out.tau = params["threshold"].get<double>();
   }
-  if (params.contains("budget")) refuse(400, "parameter 'budget': not supported yet");
+  if (params.contains("budget")) out.stages = stages_within(params["budget"], o);
   choose_outputs(body, params, out);
   return out;
 }
@@ -348,6 +379,7 @@ json metadata(const ServeArgs& args, const models::ModelOptions& o) {
             {{"name", "exit_stage"}, {"datatype", "INT32"}, {"shape", {-1}}}}},
           {"parameters",
            {{"stages", stages},
+            {"stage_gmacs", cumulative_gmacs(o)},
             {"threshold", args.threshold},
             {"entropy", args.entropy_rule},
             {"max_batch", args.max_batch},
@@ -366,7 +398,7 @@ void handle_infer(const httplib::Request& req, httplib::Response& res, const Ser
                       args.name + "'");
     auto request = parse_infer(req, o, args);
     images = request.images.size(0);
-    const auto answer = scheduler.submit(request.images, request.tau).get();
+    const auto answer = scheduler.submit(request.images, request.tau, request.stages).get();
     reply_answer(res, request, answer, args.name);
   } catch (const BadRequest& e) {
     reply_error(res, e.status, e.message);

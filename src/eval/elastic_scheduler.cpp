@@ -28,16 +28,21 @@ ElasticScheduler::ElasticScheduler(models::ElasticModel& model, const c10::Devic
 
 ElasticScheduler::~ElasticScheduler() { finish(); }
 
-std::future<ElasticAnswer> ElasticScheduler::submit(const at::Tensor& images, double tau) {
+std::future<ElasticAnswer> ElasticScheduler::submit(const at::Tensor& images, double tau,
+                                                    int64_t stages) {
   TVIT_CHECK(images.dim() == 4 && images.scalar_type() == at::kFloat,
              "scheduler: images must be float32 N x C x H x W, found ", images.sizes(), " ",
              images.scalar_type());
+  TVIT_CHECK(stages == -1 || (stages >= 1 && stages <= model_.num_stages()),
+             "scheduler: stages must be -1 (all) or in [1, ", model_.num_stages(), "], found ",
+             stages);
   const int64_t n = images.size(0);
   TVIT_CHECK(n <= options_.max_queued_images, "scheduler: a request of ", n,
              " images is larger than the queue (", options_.max_queued_images, " images)");
   auto request = std::make_shared<Request>();
   request->images = images;
   request->tau = tau;
+  request->stages = stages;
   request->remaining = n;
   auto future = request->promise.get_future();
   std::lock_guard<std::mutex> lock(mutex_);
@@ -80,7 +85,7 @@ ElasticScheduler::Clock::time_point ElasticScheduler::next_deadline() const {
   auto deadline = Clock::time_point::max();
   const auto budget = std::chrono::duration_cast<Clock::duration>(
       std::chrono::duration<double, std::milli>(std::max(0.0, options_.max_delay_ms - drain_ms_)));
-  for (const auto& [tau, tq] : queues_) {
+  for (const auto& [key, tq] : queues_) {
     if (!tq.waiting.empty()) deadline = std::min(deadline, tq.waiting.front()->arrival + budget);
   }
   return deadline;
@@ -130,10 +135,10 @@ void ElasticScheduler::admit(std::shared_ptr<Request> request) {
   const auto& o = model_.model_options();
   request->answer = {torch::empty({n, o.num_classes()}), torch::empty({n}, torch::kLong),
                      torch::empty({n})};
-  auto& tq = queues_[request->tau];
+  auto& tq = queues_[{request->tau, request->stages}];
   if (!tq.queues) {
     tq.queues = std::make_unique<models::ElasticQueues>(model_, request->tau, options_.max_batch,
-                                                        options_.rule);
+                                                        options_.rule, request->stages);
   }
   tq.waiting.push_back(request);
   const auto ids = torch::arange(request->first_id, request->first_id + n,
@@ -163,7 +168,7 @@ void ElasticScheduler::run_alone(Request& request) {
   for (int64_t start = 0; start < n; start += options_.max_batch) {
     const auto out =
         model_.forward_elastic(images.narrow(0, start, std::min(options_.max_batch, n - start)),
-                               request.tau, options_.rule);
+                               request.tau, options_.rule, request.stages);
     logits.push_back(out.logits.to(at::kFloat).cpu());
     stages.push_back(out.exit_stage.cpu());
     entropy.push_back(out.entropy.cpu());
@@ -245,7 +250,7 @@ void add_fill(std::vector<models::StageFill>& total, const std::vector<models::S
 
 std::vector<models::StageFill> ElasticScheduler::total_fill() const {
   auto fill = retired_fill_;
-  for (const auto& [tau, q] : queues_) add_fill(fill, q.queues->fill());
+  for (const auto& [key, q] : queues_) add_fill(fill, q.queues->fill());
   return fill;
 }
 
@@ -265,7 +270,7 @@ void ElasticScheduler::retire_idle() {
 void ElasticScheduler::drain_due(Clock::time_point now) {
   const auto budget =
       std::chrono::duration<double, std::milli>(std::max(0.0, options_.max_delay_ms - drain_ms_));
-  for (auto& [tau, tq] : queues_) {
+  for (auto& [key, tq] : queues_) {
     if (tq.waiting.empty()) continue;
     const bool due =
         now == Clock::time_point::max() ||
@@ -293,7 +298,7 @@ void ElasticScheduler::fail_all(const std::exception_ptr& error,
   for (auto& request : not_admitted) failed.push_back(std::move(request));
   not_admitted.clear();
   by_first_id_.clear();
-  for (auto& [tau, q] : queues_) add_fill(retired_fill_, q.queues->fill());
+  for (auto& [key, q] : queues_) add_fill(retired_fill_, q.queues->fill());
   queues_.clear();  // what they held belonged to the failed requests
   int64_t images = 0;
   for (const auto& request : failed)

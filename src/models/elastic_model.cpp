@@ -129,20 +129,24 @@ std::string recycle_projection_name(int64_t transition) {
   return transition == 0 ? "proj_layer" : "proj_layer" + std::to_string(transition + 1);
 }
 
-ElasticOutput ElasticModel::forward_elastic(const at::Tensor& images, double tau,
-                                            EntropyRule rule) {
+ElasticOutput ElasticModel::forward_elastic(const at::Tensor& images, double tau, EntropyRule rule,
+                                            int64_t stages) {
   const int64_t batch = images.size(0);
   const int64_t num_stages = this->num_stages();
+  TVIT_CHECK(stages == -1 || (stages >= 1 && stages <= num_stages),
+             "elastic inference: stages must be -1 (all) or in [1, ", num_stages, "], found ",
+             stages);
+  const int64_t last = stages == -1 ? num_stages - 1 : stages - 1;
   const auto device = images.device();
   ElasticOutput out;
-  out.exit_stage = torch::full({batch}, num_stages - 1, torch::dtype(torch::kLong).device(device));
+  out.exit_stage = torch::full({batch}, last, torch::dtype(torch::kLong).device(device));
   out.entropy = torch::empty({batch}, torch::dtype(torch::kFloat).device(device));
   out.stage_entropy = torch::full({num_stages, batch}, std::numeric_limits<float>::quiet_NaN(),
                                   torch::dtype(torch::kFloat).device(device));
 
   auto active = torch::arange(batch, torch::dtype(torch::kLong).device(device));  // sample ids
   at::Tensor tokens;
-  for (int64_t s = 0; s < num_stages && active.size(0) > 0; ++s) {
+  for (int64_t s = 0; s <= last && active.size(0) > 0; ++s) {
     const bool everyone = active.size(0) == batch;
     auto x = everyone ? images : images.index_select(0, active);
     auto stage_out = run_stage(s, x, tokens);
@@ -154,7 +158,7 @@ ElasticOutput ElasticModel::forward_elastic(const at::Tensor& images, double tau
     out.stage_entropy[s].index_copy_(0, active, h);
 
     // Decided samples keep this stage's answer; the last stage decides everyone left.
-    auto stop = s + 1 == num_stages ? torch::ones_like(h, torch::kBool) : h < tau;  // A
+    auto stop = s == last ? torch::ones_like(h, torch::kBool) : h < tau;  // A
     auto stop_idx = stop.nonzero().squeeze(1);
     auto done = active.index_select(0, stop_idx);
     out.logits.index_copy_(0, done, stage_out.logits.index_select(0, stop_idx));

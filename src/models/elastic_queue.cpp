@@ -8,14 +8,14 @@
 
 namespace thinkingvit::models {
 
-ElasticQueues::ElasticQueues(ElasticModel& model, double tau, int64_t batch, EntropyRule rule)
-    : model_(model),
-      tau_(tau),
-      batch_(batch),
-      rule_(rule),
-      queues_(model.num_stages()),
-      fill_(model.num_stages()) {
+ElasticQueues::ElasticQueues(ElasticModel& model, double tau, int64_t batch, EntropyRule rule,
+                             int64_t stages)
+    : model_(model), tau_(tau), batch_(batch), rule_(rule), fill_(model.num_stages()) {
   TVIT_CHECK(batch > 0, "elastic queues: the batch must be > 0, found ", batch);
+  TVIT_CHECK(stages == -1 || (stages >= 1 && stages <= model.num_stages()),
+             "elastic queues: stages must be -1 (all) or in [1, ", model.num_stages(), "], found ",
+             stages);
+  queues_.resize(stages == -1 ? model.num_stages() : stages);
 }
 
 void ElasticQueues::push(const at::Tensor& images, const at::Tensor& ids) {
@@ -166,9 +166,10 @@ int64_t ElasticQueues::queued_bytes() const {
 }
 
 ElasticOutput forward_elastic_regrouped(ElasticModel& model, const std::vector<at::Tensor>& batches,
-                                        double tau, int64_t batch, EntropyRule rule) {
+                                        double tau, int64_t batch, EntropyRule rule,
+                                        int64_t stages) {
   TVIT_CHECK(!batches.empty(), "elastic inference: no batches");
-  ElasticQueues queues(model, tau, batch, rule);
+  ElasticQueues queues(model, tau, batch, rule, stages);
   const auto device = batches.front().device();
   int64_t total = 0;
   for (const auto& images : batches) total += images.size(0);

@@ -79,6 +79,35 @@ TEST_F(Scheduler, RequestsShareTheStageQueues) {
   EXPECT_EQ(stats.queued_images, 0);
 }
 
+// A stage limit per request (serve's parameters.budget): requests with and without one, at one
+// tau, get queues of their own; the limited ones exit by the last allowed stage, the others as
+// forward_elastic does. With and without regrouping.
+TEST_F(Scheduler, AStageLimitCapsOnlyTheRequestsThatAskForIt) {
+  for (const bool regroup : {true, false}) {
+    auto o = options(4, 300);
+    o.regroup = regroup;
+    eval::ElasticScheduler scheduler(*model_, c10::Device(c10::kCPU), o);
+    std::vector<std::future<eval::ElasticAnswer>> capped, free;
+    for (int64_t r = 0; r < 6; ++r) {
+      capped.push_back(scheduler.submit(images_.narrow(0, 8 * r, 8), tau_, /*stages=*/1));
+      free.push_back(scheduler.submit(images_.narrow(0, 8 * r, 8), tau_));
+    }
+    torch::NoGradGuard no_grad;
+    const auto want = model_->forward_elastic(images_, tau_, models::EntropyRule::kTop10, 1);
+    for (int64_t r = 0; r < 6; ++r) {
+      expect_answer(free[r].get(), 8 * r);
+      const auto a = capped[r].get();
+      const auto rows = want.exit_stage.narrow(0, 8 * r, 8);
+      EXPECT_TRUE(torch::equal(a.exit_stage, rows)) << "regroup " << regroup << " request " << r;
+      EXPECT_TRUE(close_scaled(a.logits, want.logits.narrow(0, 8 * r, 8), 1e-4));
+    }
+    EXPECT_TRUE(torch::equal(want.exit_stage, torch::zeros_like(want.exit_stage)));
+    EXPECT_GT(reference_.samples_per_stage[1], 0) << "the test needs images the cap stops";
+    expect_error([&] { scheduler.submit(images_.narrow(0, 0, 1), tau_, 4); },
+                 {"stages must be -1 (all) or in [1, 3]", "found 4"});
+  }
+}
+
 // Without regrouping each request runs alone: one stage-0 forward per request of three.
 TEST_F(Scheduler, WithoutRegroupingEachRequestRunsAlone) {
   auto o = options(8, 300);

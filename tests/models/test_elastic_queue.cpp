@@ -169,6 +169,50 @@ TEST_P(ElasticQueuesTest, RegroupedStreamEqualsForwardElasticInInputOrder) {
     expect_matches(i, out.logits[i], out.exit_stage[i].item<int64_t>());
 }
 
+// A stage limit (a request's compute budget): the last allowed stage decides everyone left.
+// Closed form against the unlimited reference: an image exits at min(its stage, limit - 1), with
+// the reference's logits where it stopped earlier and that stage's own logits where it was cut.
+TEST_P(ElasticQueuesTest, StageLimitStopsEveryoneAtTheLastAllowedStage) {
+  torch::NoGradGuard no_grad;
+  const int64_t all = model_->num_stages();
+  for (int64_t limit = 1; limit < all; ++limit) {
+    // The stage `limit - 1` logits of every image, by running the stages one after another.
+    at::Tensor tokens, cut_logits;
+    for (int64_t s = 0; s < limit; ++s) {
+      const auto out = model_->forward_stage(s, images_, tokens);
+      tokens = out.tokens;
+      cut_logits = out.logits;
+    }
+    const auto alone = model_->forward_elastic(images_, tau_, models::EntropyRule::kTop10, limit);
+    const auto queued = models::forward_elastic_regrouped(
+        *model_, {images_.narrow(0, 0, 13), images_.narrow(0, 13, 27)}, tau_, /*batch=*/4,
+        models::EntropyRule::kTop10, limit);
+    for (int64_t i = 0; i < images_.size(0); ++i) {
+      const int64_t want = std::min(reference_.exit_stage[i].item<int64_t>(), limit - 1);
+      for (const auto* got : {&alone, &queued}) {
+        ASSERT_EQ(got->exit_stage[i].item<int64_t>(), want) << "limit " << limit << " image " << i;
+        const auto& logits = want < limit - 1 ? reference_.logits[i] : cut_logits[i];
+        EXPECT_TRUE(close_scaled(got->logits[i], logits, 1e-4))
+            << "limit " << limit << " image " << i;
+      }
+    }
+    EXPECT_EQ(alone.samples_per_stage.size(), static_cast<size_t>(all));
+    for (int64_t s = limit; s < all; ++s) {
+      EXPECT_EQ(alone.samples_per_stage[s], 0) << "stage " << s << " is past the limit";
+      EXPECT_EQ(queued.samples_per_stage[s], 0) << "stage " << s << " is past the limit";
+    }
+  }
+  // -1 and the model's own count mean every stage.
+  const auto full = model_->forward_elastic(images_, tau_, models::EntropyRule::kTop10, all);
+  EXPECT_TRUE(torch::equal(full.exit_stage, reference_.exit_stage));
+  expect_error(
+      [&] { (void)models::ElasticQueues(*model_, tau_, 4, models::EntropyRule::kTop10, 0); },
+      {"stages must be -1 (all) or in [1, " + std::to_string(all) + "]", "found 0"});
+  expect_error(
+      [&] { model_->forward_elastic(images_, tau_, models::EntropyRule::kTop10, all + 1); },
+      {"stages must be -1 (all)", "found " + std::to_string(all + 1)});
+}
+
 TEST_P(ElasticQueuesTest, BadArgumentsAreOneClearError) {
   expect_error([&] { (void)models::ElasticQueues(*model_, tau_, 0); },
                {"batch must be > 0", "found 0"});

@@ -179,6 +179,21 @@ check(status == 200 and json.loads(raw)["outputs"][0]["shape"] == [0, 12], "an e
 _, stages = answer(*request(port, "/v2/models/thinkingvit/infer", *infer_body(pixels, shape, params={"threshold": 3.0})))
 check(stages == [0] * n, "threshold 3 stops everything at stage 0: %s" % stages)
 
+# parameters.budget, GMACs per image: the stages whose cumulative cost fits run, the last decides.
+cost = meta["parameters"]["stage_gmacs"]
+check(len(cost) == 3 and 0 < cost[0] < cost[1] < cost[2], "metadata stage_gmacs: %s" % cost)
+stage0_logits, _ = answer(*request(port, "/v2/models/thinkingvit/infer", *infer_body(pixels, shape, params={"threshold": 3.0})))
+logits, stages = answer(*request(port, "/v2/models/thinkingvit/infer", *infer_body(pixels, shape, params={"budget": cost[0]})))
+check(stages == [0] * n and all(close(a, b) for a, b in zip(logits, stage0_logits)), "budget of stage 0: %s" % stages)
+_, stages = answer(*request(port, "/v2/models/thinkingvit/infer", *infer_body(pixels, shape, params={"budget": (cost[1] + cost[2]) / 2})))
+check(stages == [min(s, 1) for s in ref_stage], "budget between stages 1 and 2: %s vs %s" % (stages, ref_stage))
+logits, stages = answer(*request(port, "/v2/models/thinkingvit/infer", *infer_body(pixels, shape, params={"budget": cost[2]})))
+check(stages == ref_stage and all(close(a, b) for a, b in zip(logits, ref_logits)), "budget of every stage")
+for budget, message in [(cost[0] / 2, "below stage 0's"), ("big", "expected GMACs per image")]:
+    status, _, raw = request(port, "/v2/models/thinkingvit/infer", *infer_body(pixels, shape, params={"budget": budget}))
+    check(status == 400 and "parameter 'budget'" in json.loads(raw)["error"] and message in json.loads(raw)["error"],
+          "budget %r: %d %s" % (budget, status, raw))
+
 # Concurrent clients, one image each: answers are their own, and the requests share batches.
 before = request(port, "/metrics")[2].decode()
 results = [None] * 12

@@ -69,10 +69,11 @@ class ElasticScheduler {
   ElasticScheduler(const ElasticScheduler&) = delete;
   ElasticScheduler& operator=(const ElasticScheduler&) = delete;
 
-  // Queues N x C x H x W float32 `images` (any device) at threshold `tau`. The future holds the
-  // answer, or the error the model raised. Throws Overloaded when full, and ShuttingDown once
-  // finish() has begun.
-  std::future<ElasticAnswer> submit(const at::Tensor& images, double tau);
+  // Queues N x C x H x W float32 `images` (any device) at threshold `tau`, running at most the
+  // first `stages` stages (-1: all; a compute budget). The future holds the answer, or the error
+  // the model raised. Throws Overloaded when full, and ShuttingDown once finish() has begun.
+  // Requests share queues when they share `tau` and `stages`.
+  std::future<ElasticAnswer> submit(const at::Tensor& images, double tau, int64_t stages = -1);
   // Stops admitting, answers every admitted request (draining the queues), then returns.
   void finish();
   SchedulerStats stats() const;
@@ -83,6 +84,7 @@ class ElasticScheduler {
   struct Request {
     at::Tensor images;
     double tau = 0;
+    int64_t stages = -1;
     Clock::time_point arrival;
     int64_t first_id = 0, remaining = 0;
     ElasticAnswer answer;
@@ -114,7 +116,7 @@ class ElasticScheduler {
   int64_t admitted_images_ = 0;  // guarded by mutex_: queued and not finished
   SchedulerStats stats_;         // guarded by mutex_
   // Worker thread only:
-  std::map<double, TauQueues> queues_;
+  std::map<std::pair<double, int64_t>, TauQueues> queues_;  // by (tau, stages)
   std::map<int64_t, std::shared_ptr<Request>> by_first_id_;
   int64_t next_id_ = 0;
   double drain_ms_ = 0;                          // how long a deadline drain took, smoothed

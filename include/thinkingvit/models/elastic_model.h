@@ -58,9 +58,11 @@ class ElasticModel : public torch::nn::Module {
   // Every stage on every sample, each recycling the previous one (training, evaluation).
   std::vector<StageOutput> forward_all(const at::Tensor& images);
   // Progressive inference: stage 0 on the batch, each later stage only on the samples whose
-  // entropy is not below tau (gather, run, scatter back). A sample stops when H < tau.
+  // entropy is not below tau (gather, run, scatter back). A sample stops when H < tau. Only
+  // the first `stages` stages run (-1: all), the last of them deciding everyone left (a
+  // compute budget); samples_per_stage and stage_entropy still cover every stage.
   ElasticOutput forward_elastic(const at::Tensor& images, double tau,
-                                EntropyRule rule = EntropyRule::kTop10);
+                                EntropyRule rule = EntropyRule::kTop10, int64_t stages = -1);
 
   MacBreakdown stage_macs(int64_t stage) const { return model_options().stage_macs(stage); }
   int64_t stage_parameter_count(int64_t stage) const {

@@ -36,10 +36,10 @@ struct StageFill {
 class ElasticQueues {
  public:
   // Stage batches of `batch` images; a sample stops at the first stage whose entropy is below
-  // `tau` (the last stage decides everyone left). The model stays in whatever mode it is in;
-  // use under no-grad.
+  // `tau`. Only the first `stages` stages run (-1: all), the last of them deciding everyone
+  // left. The model stays in whatever mode it is in; use under no-grad.
   ElasticQueues(ElasticModel& model, double tau, int64_t batch,
-                EntropyRule rule = EntropyRule::kTop10);
+                EntropyRule rule = EntropyRule::kTop10, int64_t stages = -1);
 
   // Queues B x C x H x W `images` (on the model's device) with their `ids` (B, int64: any
   // values the caller can tell apart) at stage 0, then runs every stage whose queue holds a
@@ -53,6 +53,7 @@ class ElasticQueues {
   // The images that exited since the last call (none: ids undefined, size() 0).
   ExitedImages take_exited();
 
+  // The stages these queues run (at most the model's).
   int64_t num_stages() const { return static_cast<int64_t>(queues_.size()); }
   int64_t batch() const { return batch_; }
   double tau() const { return tau_; }
@@ -64,7 +65,7 @@ class ElasticQueues {
   // at most (batch - 1) images per stage, with their tokens. (The answers not yet taken, K
   // logits and a few values per image run, are not counted.)
   int64_t queued_bytes() const;
-  // Per stage: forwards run and the images they ran on, since construction.
+  // Per stage of the model: forwards run and the images they ran on, since construction.
   const std::vector<StageFill>& fill() const { return fill_; }
 
  private:
@@ -104,6 +105,7 @@ class ElasticQueues {
 // stage ran.
 ElasticOutput forward_elastic_regrouped(ElasticModel& model, const std::vector<at::Tensor>& batches,
                                         double tau, int64_t batch,
-                                        EntropyRule rule = EntropyRule::kTop10);
+                                        EntropyRule rule = EntropyRule::kTop10,
+                                        int64_t stages = -1);
 
 }  // namespace thinkingvit::models
