@@ -110,6 +110,7 @@ void run_bench(const BenchArgs& args) {
   } else {
     // The profile folder appears whole or not at all: its traces are written into a temp folder.
     util::write_folder_atomic(args.profile, [&](const std::filesystem::path& dir) {
+      const util::RemoveOnSignal cleanup(dir);  // a kill mid-profile leaves no temp folder
       options.trace_dir = dir.string();
       rows = eval::run_benchmark(*model, options, log, extra);
       std::vector<std::pair<std::string, eval::Profile>> profiles;

@@ -2,6 +2,8 @@
 // threshold, with measured elastic throughput (real batched early exit) beside the released
 // formula's prediction, CSV / JSON / markdown outputs and a PNG figure.
 
+#include <unistd.h>
+
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
@@ -178,7 +180,16 @@ void run_sweep(const SweepArgs& args) {
       args.output_dir.empty()
           ? (args.source.run.empty() ? "sweep" : (fs::path(args.source.run) / "sweep").string())
           : args.output_dir;
-  if (setup.is_main()) fs::create_directories(out_dir);
+  // The folder is made only when the tables are written, so a sweep killed during its pass
+  // leaves none; that it can be made is checked now, before the pass.
+  if (setup.is_main()) {
+    auto existing = fs::absolute(out_dir);
+    while (!fs::exists(existing) && existing.has_parent_path() && existing != existing.root_path())
+      existing = existing.parent_path();
+    TVIT_CHECK(fs::is_directory(existing) && ::access(existing.c_str(), W_OK) == 0,
+               "--output-dir '", out_dir, "': cannot create it: '", existing.string(),
+               "' is not a writable folder");
+  }
 
   // One pass: what every sample needs at every stage; timing batches kept in memory.
   std::vector<at::Tensor> timing;
@@ -202,6 +213,7 @@ void run_sweep(const SweepArgs& args) {
   }
   const auto measured =
       measure_throughput(setup, records, timing, args.timing_stream, taus, rule, args.reps);
+  fs::create_directories(out_dir);
   write_tables(args, setup, records, measured, rule, out_dir);
   report_budget(args, setup, records, measured);
   draw_figure(args, out_dir);

@@ -11,9 +11,29 @@
 # Swin instead (this project's preset thinkingvit_swin_*, the released swin_transformer.py; there
 # is no eager baseline for Swin, so only ours and the released code).
 #
+# --peers compares with CPU inference runtimes instead of PyTorch (scripts/bench_peers.py):
+# OpenVINO and ONNX Runtime on this project's 3H->6H exported to ONNX (opset 17: each stage with
+# a dynamic batch, and the all-stage graph), on the same weights (--weights W, default random),
+# interleaved (ours, OpenVINO, ORT, ours, ...) at the same batch, threads and precision (ORT has
+# no bf16 CPU path: n/a). Rows: each stage alone, tau 0 (the peers: the all-stage graph) and
+# elastic where the --stop-shares (0.5,0.875) stop at stage 0, set as `bench --stop-shares` sets
+# them; the peers glue their stage graphs with numpy, regrouping the undecided images into full
+# stage-1 batches as bench does (--per-batch adds rows where each batch's undecided images run
+# alone; OpenVINO compiled at each exact reduced batch). --stream N: batches per call (16, as
+# bench). Ratio: ours / the faster peer. It prints each peer's configuration as compiled, the
+# kernels it chose, and its logits against `thinkingvit infer` on the same images (max
+# |peer - ours| / max |ours|; tolerance 1e-3 in fp32, 5e-2 in bf16; exit status 1 past it).
+# openvino, onnxruntime and onnx (pinned: PEERS_PACKAGES) are installed once from PyPI into a
+# venv of their own, $PEERS_VENV (default $THINKINGVIT_CACHE/peers-venv, i.e.
+# ~/.cache/thinkingvit/peers-venv), made from the torch Python's interpreter: the export runs on
+# the torch Python with that venv on its path.
+#
 #   scripts/bench_compare.sh [--released PATH] [--compile] [--graphs] [--pairs 5] [--batch 16]
 #       [--threads 1] [--precision fp32|bf16] [--taus 0] [--device cpu] [--reps 10] [--warmup 2]
 #       [--max-seconds S] [--model vit|swin-t|swin-s|swin-b]
+#   scripts/bench_compare.sh --peers [--stop-shares 0.5,0.875] [--per-batch] [--stream 16]
+#       [--weights W.safetensors] [--pairs 5] [--batch 16] [--threads 1] [--precision fp32|bf16]
+#       [--taus 0] [--reps 10] [--warmup 2] [--max-seconds S]
 #
 # THINKINGVIT_BIN: the binary (default build/thinkingvit); OURS_FLAGS: extra flags for its bench
 # (e.g. "--cuda-graphs" on a GPU).
@@ -24,8 +44,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 released="" model=vit compile=0 graphs=0 max_seconds=0 pairs=5 batch=16 threads=1 precision=fp32 taus=0 device=cpu reps=10 warmup=2
+peers=0 stop_shares=0.5,0.875 per_batch=0 stream=16 weights=""
 while (($#)); do
   case $1 in
+    --peers) peers=1; shift ;;
+    --stop-shares) stop_shares=$2; shift 2 ;;
+    --per-batch) per_batch=1; shift ;;
+    --stream) stream=$2; shift 2 ;;
+    --weights) weights=$2; shift 2 ;;
     --released) released=$2; shift 2 ;;
     --model) model=$2; shift 2 ;;
     --compile) compile=1; shift ;;
@@ -56,6 +82,14 @@ if [[ $model != vit ]]; then
   ((compile == 0)) || { echo "bench_compare: --compile: there is no eager Swin to compile (--model $model)" >&2; exit 2; }
 fi
 [[ -z $released || -d $released ]] || { echo "bench_compare: --released '$released' is not a folder" >&2; exit 2; }
+if ((peers)); then
+  [[ -z $released && $compile == 0 && $graphs == 0 && $model == vit && $device == cpu ]] ||
+    { echo "bench_compare: --peers compares ThinkingViT 3H->6H on the CPU only (no --released, --compile, --graphs, --model, --device)" >&2; exit 2; }
+  [[ $stream =~ ^[1-9][0-9]*$ ]] || { echo "bench_compare: --stream expects a count >= 1, found '$stream'" >&2; exit 2; }
+  [[ -z $weights || -f $weights ]] || { echo "bench_compare: --weights '$weights' is not a file" >&2; exit 2; }
+elif [[ $stop_shares != 0.5,0.875 || $per_batch == 1 || $stream != 16 || -n $weights ]]; then
+  echo "bench_compare: --stop-shares, --per-batch, --stream and --weights go with --peers" >&2; exit 2
+fi
 bin=${THINKINGVIT_BIN:-build/thinkingvit}
 read -r -a ours_flags <<< "${OURS_FLAGS:-}"
 [[ -x $bin ]] || { echo "bench_compare: $bin not found; run scripts/setup.sh" >&2; exit 2; }
@@ -67,6 +101,92 @@ fi
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 export OMP_NUM_THREADS=$threads
+if ((peers)); then
+  peers_venv=${PEERS_VENV:-${THINKINGVIT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/thinkingvit}/peers-venv}
+  read -r -a peer_pkgs <<< "${PEERS_PACKAGES:-openvino==2026.4.1 onnxruntime==1.32.0 onnx==1.23.2}"
+  peers_py=$peers_venv/bin/python
+  # Imports the runtimes, at the pinned versions?
+  peers_ok() {
+    "$peers_py" - "${peer_pkgs[@]}" <<'PY' 2>/dev/null
+import importlib.metadata as md, sys
+import numpy, onnx, onnxruntime, openvino  # noqa: F401
+sys.exit(any(v and md.version(n) != v for n, _, v in (s.partition("==") for s in sys.argv[1:])))
+PY
+  }
+  if [[ ! -f $peers_venv/.complete ]] || ! peers_ok; then
+    [[ ! -e $peers_venv || -f $peers_venv/pyvenv.cfg ]] ||
+      { echo "bench_compare: $peers_venv exists and is no venv: set PEERS_VENV" >&2; exit 1; }
+    echo "bench_compare: installing ${peer_pkgs[*]} into $peers_venv (once; later runs reuse it)" >&2
+    rm -rf "$peers_venv"
+    # The torch Python's own interpreter: the export imports onnx from this venv beside torch.
+    base_py=$("$py" -c 'import sys; print(sys._base_executable)')
+    "$base_py" -m venv "$peers_venv" > "$out/pip.log" 2>&1 ||
+      { echo "bench_compare: '$base_py -m venv $peers_venv' failed: $(tail -1 "$out/pip.log")" >&2; exit 1; }
+    for pkg in numpy "${peer_pkgs[@]}"; do
+      "$peers_py" -m pip install --quiet --disable-pip-version-check "$pkg" > "$out/pip.log" 2>&1 ||
+        { echo "bench_compare: pip could not install $pkg into $peers_venv: $(grep -m1 -i error "$out/pip.log" || tail -1 "$out/pip.log")" >&2; exit 1; }
+    done
+    peers_ok || { echo "bench_compare: $peers_venv does not import openvino, onnxruntime and onnx at ${peer_pkgs[*]}" >&2; exit 1; }
+    touch "$peers_venv/.complete"
+  fi
+  exp=$out/export
+  export_py=("$py")
+  if "$peers_py" -c 'import torch' 2>/dev/null; then
+    export_py=("$peers_py")
+  else
+    site=$("$peers_py" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    [[ $("$py" -c 'import sys; print(sys.version_info[:2])') == $("$peers_py" -c 'import sys; print(sys.version_info[:2])') ]] ||
+      { echo "bench_compare: $py and $peers_venv run different Python versions: remove $peers_venv" >&2; exit 1; }
+    export_py=(env "PYTHONPATH=$site${PYTHONPATH:+:$PYTHONPATH}" "$py")
+  fi
+  weights_flag=()
+  [[ -n $weights ]] && weights_flag=(--weights "$weights")
+  "${export_py[@]}" scripts/bench_peers.py export --out "$exp" "${weights_flag[@]}" 2> "$out/export.log" ||
+    { echo "bench_compare: the ONNX export failed: $(tail -1 "$out/export.log")" >&2; exit 1; }
+  "$bin" infer --weights "$exp/weights.safetensors" --preset thinkingvit_3h_6h --strict \
+    --input "$exp/check_images.safetensors" --output "$exp/ours_logits.safetensors" \
+    --threads "$threads" --device cpu 2> "$out/infer.log" ||
+    { echo "bench_compare: thinkingvit infer failed: $(tail -1 "$out/infer.log")" >&2; exit 1; }
+  pb=()
+  ((per_batch)) && pb=(--per-batch)
+  ours=("$bin" bench --preset thinkingvit_3h_6h --weights "$exp/weights.safetensors"
+        --batch-sizes "$batch" --threads "$threads" --precision "$precision" --taus "$taus"
+        --stop-shares "$stop_shares" --stream "$stream" "${pb[@]}" --device cpu --reps "$reps"
+        --warmup "$warmup" "${ours_flags[@]}" --format csv)
+  peer=("$peers_py" scripts/bench_peers.py run --dir "$exp" --batch "$batch" --threads "$threads"
+        --precision "$precision" --taus "$taus" --stop-shares "$stop_shares" --stream "$stream"
+        "${pb[@]}" --reps "$reps" --warmup "$warmup")
+  runtimes=(openvino onnxruntime)
+  if [[ $precision == bf16 ]]; then
+    runtimes=(openvino)
+    echo "bench_compare: ONNX Runtime has no bf16 CPU path: n/a" >&2
+  fi
+  start=$SECONDS longest=0 done_rounds=0
+  for ((r = 0; r < pairs; r++)); do
+    if ((max_seconds > 0 && r > 0 && SECONDS - start + longest > max_seconds)); then
+      echo "bench_compare: stopping after $r of $pairs rounds (--max-seconds $max_seconds)" >&2
+      break
+    fi
+    echo "bench_compare: round $((r + 1)) of $pairs" >&2
+    round_start=$SECONDS
+    "${ours[@]}" > "$out/ours.$r.csv" 2> "$out/ours.log" ||
+      { echo "bench_compare: thinkingvit bench exited with status $?: $(grep -m1 error: "$out/ours.log" || tail -1 "$out/ours.log")" >&2; exit 1; }
+    for rt in "${runtimes[@]}"; do
+      first=()
+      ((r == 0)) && first=(--reference "$exp/ours_logits.safetensors" --info "$out/info_$rt.json")
+      "${peer[@]}" --runtime "$rt" "${first[@]}" > "$out/$rt.$r.csv" 2> "$out/$rt.log" ||
+        { echo "bench_compare: $rt exited with status $?: $(grep -v '^\s*$' "$out/$rt.log" | tail -1)" >&2; exit 1; }
+    done
+    longest=$((SECONDS - round_start > longest ? SECONDS - round_start : longest))
+    done_rounds=$((r + 1))
+  done
+  echo "bench_compare: $done_rounds round(s) in $((SECONDS - start)) s" >&2
+  info=()
+  for rt in "${runtimes[@]}"; do info+=("$out/info_$rt.json"); done
+  "$peers_py" scripts/bench_peers.py summary --out "$out" --rounds "$done_rounds" --taus "$taus" \
+    --stop-shares "$stop_shares" --info "${info[@]}"
+  exit
+fi
 common=(--batch "$batch" --threads "$threads" --precision "$precision" --taus "$taus" --device "$device"
         --reps "$reps" --warmup "$warmup" --train)
 ours=("$bin" bench --preset "$preset" --batch-sizes "$batch" --threads "$threads"

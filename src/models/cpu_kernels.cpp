@@ -14,6 +14,7 @@
 #include <mutex>
 #include <optional>
 
+#include "thinkingvit/models/gemm_attention.h"
 #include "thinkingvit/util/error.h"
 
 namespace thinkingvit::models::cpu {
@@ -23,6 +24,7 @@ namespace {
 struct Choice {
   bool onednn_linear = false;
   bool matmul_attention = false;
+  bool gemm_attention = false;  // inference: models/gemm_attention.h
 };
 
 struct State {
@@ -99,6 +101,35 @@ bool clearly_faster(const std::function<void()>& candidate,
   return best_candidate < 0.95 * best_reference;
 }
 
+// Whether oneDNN's linear runs in `dtype` here: it refuses bfloat16 on CPUs (or under an ISA cap)
+// without AVX-512, and where it refuses, ATen's linear is taken. Probed once per dtype on a tiny
+// problem.
+bool onednn_linear_runs(at::ScalarType dtype) {
+  static std::mutex mutex;
+  static std::map<at::ScalarType, bool> runs;
+  std::lock_guard<std::mutex> lock(mutex);
+  const auto it = runs.find(dtype);
+  if (it != runs.end()) return it->second;
+  bool ok = at::hasMKLDNN();
+  if (ok) {
+    try {
+      at::NoGradGuard no_grad;
+      const c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::DispatchKey::AutocastCPU);
+      const auto x = at::full({2, 8}, 0.5, at::TensorOptions().dtype(dtype));
+      ok = onednn_linear(x, at::full({4, 8}, 0.25, x.options()), at::Tensor())
+               .to(at::kFloat)
+               .sub(1.0)
+               .abs()
+               .max()
+               .item<double>() < 1e-2;
+    } catch (const std::exception&) {
+      ok = false;
+    }
+  }
+  runs[dtype] = ok;
+  return ok;
+}
+
 // The kernels for `dtype`. Linear: oneDNN's, never measurably slower than ATen's where measured
 // (AMD Zen 4, float32: 5-30 % faster than MKL, which runs its AVX2 code there; in bfloat16 ATen's
 // CPU linear is oneDNN's matmul already, without the fused epilogue), so not measured: a
@@ -106,15 +137,30 @@ bool clearly_faster(const std::function<void()>& candidate,
 // the flash kernel in float32; in lower precision batched matmuls where they are clearly faster on
 // a ViT-Small-sized problem (4 images of 197 tokens, 6 heads of 64; constant operands: the speed
 // does not depend on the values, and the random generators are left alone).
+//
+// Inference attention: the GEMM kernel (models/gemm_attention.h) where it is clearly faster than
+// the choice above on the same problem, from the qkv projection's output to the heads side by
+// side (the layout change the other kernels need is timed with them).
 Choice measure(at::ScalarType dtype) {
   Choice choice;
-  choice.onednn_linear = true;
-  if (dtype == at::kFloat) return choice;
+  choice.onednn_linear = onednn_linear_runs(dtype);
   at::NoGradGuard no_grad;
   const c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::DispatchKey::AutocastCPU);
   const auto q = at::full({4, 6, 197, 64}, 0.1, at::TensorOptions().dtype(dtype));
-  choice.matmul_attention = clearly_faster([&] { matmul_attention(q, q, q); },
-                                           [&] { at::scaled_dot_product_attention(q, q, q); });
+  if (dtype != at::kFloat) {
+    choice.matmul_attention = clearly_faster([&] { matmul_attention(q, q, q); },
+                                             [&] { at::scaled_dot_product_attention(q, q, q); });
+  }
+  const auto qkv = at::full({4, 197, 3 * 384}, 0.1, at::TensorOptions().dtype(dtype));
+  if (gemm_attention_supported(qkv, 6)) {
+    const auto other = [&] {
+      const auto t = qkv.view({4, 197, 3, 6, 64}).permute({2, 0, 3, 1, 4});  // 3 x B x H x N x Dh
+      const auto o = choice.matmul_attention ? matmul_attention(t[0], t[1], t[2])
+                                             : at::scaled_dot_product_attention(t[0], t[1], t[2]);
+      return o.transpose(1, 2).reshape({4, 197, 384});  // B x H x N x Dh -> B x N x k
+    };
+    choice.gemm_attention = clearly_faster([&] { gemm_attention(qkv, 6); }, other);
+  }
   return choice;
 }
 
@@ -122,7 +168,9 @@ Choice choice_for(at::ScalarType dtype) {
   auto& s = state();
   std::lock_guard<std::mutex> lock(s.mutex);
   if (!s.policy) s.policy = policy_from_env();
-  if (*s.policy == KernelPolicy::kOneDnn) return {true, true};
+  if (*s.policy == KernelPolicy::kOneDnn) {
+    return {onednn_linear_runs(dtype), true, gemm_attention_available()};
+  }
   if (*s.policy == KernelPolicy::kAten) return {};
   auto it = s.measured.find(dtype);
   if (it == s.measured.end()) it = s.measured.emplace(dtype, measure(dtype)).first;
@@ -174,6 +222,11 @@ bool attention_applies(const at::Tensor& q) {
 }
 
 bool applies(const at::Tensor& x) { return !at::GradMode::is_enabled() && attention_applies(x); }
+
+bool gemm_attention_applies(const at::Tensor& qkv, int64_t heads) {
+  return applies(qkv) && compute_type(qkv) == qkv.scalar_type() &&
+         gemm_attention_supported(qkv, heads) && choice_for(qkv.scalar_type()).gemm_attention;
+}
 
 at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, bool gelu) {
   const auto dtype = compute_type(x);
@@ -245,7 +298,8 @@ struct OneDnnLinearBias : public torch::autograd::Function<OneDnnLinearBias> {
 
 bool training_applies(const at::Tensor& x, const at::Tensor& w) {
   return at::GradMode::is_enabled() && attention_applies(x) && compute_type(x) == at::kFloat &&
-         x.scalar_type() == at::kFloat && w.scalar_type() == at::kFloat;
+         x.scalar_type() == at::kFloat && w.scalar_type() == at::kFloat &&
+         onednn_linear_runs(at::kFloat);
 }
 
 at::Tensor dense(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, bool gelu) {
@@ -281,10 +335,13 @@ std::string describe() {
   if (*s.policy == KernelPolicy::kOneDnn) return "linear onednn, attention matmul (forced)";
   std::string out;
   for (const auto& [dtype, choice] : s.measured) {
-    out += std::string(out.empty() ? "" : "; ") + "linear " +
-           (choice.onednn_linear ? "onednn" : "aten") + ", attention " +
-           (choice.matmul_attention ? "matmul" : "flash") + " (" +
-           (dtype == at::kBFloat16 ? "bfloat16" : "float32") + ")";
+    out +=
+        std::string(out.empty() ? "" : "; ") + "linear " +
+        (choice.onednn_linear ? "onednn" : "aten") + ", attention " +
+        (choice.matmul_attention ? "matmul" : "flash") +
+        (choice.gemm_attention ? std::string(", inference attention gemm/") + gemm_attention_isa()
+                               : std::string()) +
+        " (" + (dtype == at::kBFloat16 ? "bfloat16" : "float32") + ")";
   }
   return out.empty() ? "auto (nothing measured yet)" : out;
 }

@@ -727,6 +727,12 @@ std::string to_yaml(const TrainConfig& config) {
     }
     out << YAML::Key << name << YAML::Value;
     field.write(out, config);
+    if (field.key == "schedule.cooldown_epochs" && config.schedule.cooldown_epochs > 0) {
+      // The released recipe's cooldown comes on top of `epochs`: say what the run trains.
+      out << YAML::Comment(
+          "the run trains epochs + cooldown_epochs = " +
+          std::to_string(config.schedule.epochs + config.schedule.cooldown_epochs) + " epochs");
+    }
   }
   for (; !open.empty(); open.pop_back()) out << YAML::EndMap;
   out << YAML::EndMap;

@@ -316,6 +316,12 @@ class Trainer {
       metrics_.open(paths_.metrics, std::ios::app);
     }
     total_epochs_ = config_.schedule.epochs + config_.schedule.cooldown_epochs;
+    if (dist_->is_main() && config_.schedule.cooldown_epochs > 0) {
+      spdlog::info(
+          "training {} epochs: schedule.epochs {} on the cosine, then schedule.cooldown_epochs {} "
+          "at min_lr (the released recipe's cooldown; set it to 0 to train exactly epochs)",
+          total_epochs_, config_.schedule.epochs, config_.schedule.cooldown_epochs);
+    }
   }
 
   // Rank 0 chooses the checkpoint (LAST, else the newest that loads) and every other rank
@@ -848,7 +854,7 @@ class Trainer {
     data::Batch batch;  // on the host
     data::BatchUpload images;
   };
-  std::optional<StagedBatch> staged_;  // the next batch, on its way to the device
+  std::optional<StagedBatch> staged_;         // the next batch, on its way to the device
   std::optional<StepLosses> pending_losses_;  // a step's losses not yet read back
   at::Tensor nonfinite_since_flags_;  // a job's: any non-finite loss since the last step flags
   std::string nonfinite_message_;     // this rank's first non-finite loss, for the error

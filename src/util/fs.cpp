@@ -1,10 +1,13 @@
 #include "thinkingvit/util/fs.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>  // renameat2, RENAME_EXCHANGE
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -96,6 +99,63 @@ void write_folder_atomic(const std::string& path,
   fs::rename(target, old);
   fs::rename(tmp, target);
   fs::remove_all(old);
+}
+
+namespace {
+
+char g_remove_path[4096];
+struct sigaction g_previous[3];
+constexpr int kRemoveSignals[3] = {SIGTERM, SIGINT, SIGHUP};
+
+// Unlinks every entry of the folder g_remove_path, then the folder: open, getdents64, unlinkat
+// and rmdir are all system calls, safe in a signal handler.
+void remove_flat_folder() {
+  const int fd = ::open(g_remove_path, O_RDONLY | O_DIRECTORY);
+  if (fd >= 0) {
+    alignas(8) char buffer[8192];
+    for (;;) {
+      const long n = ::syscall(SYS_getdents64, fd, buffer, sizeof buffer);
+      if (n <= 0) break;
+      for (long at = 0; at < n;) {
+        struct Entry {
+          uint64_t ino;
+          int64_t off;
+          unsigned short reclen;
+          unsigned char type;
+          char name[1];
+        };
+        const auto* e = reinterpret_cast<const Entry*>(buffer + at);
+        const bool dot =
+            e->name[0] == '.' && (e->name[1] == 0 || (e->name[1] == '.' && e->name[2] == 0));
+        if (!dot) ::unlinkat(fd, e->name, 0);
+        at += e->reclen;
+      }
+    }
+    ::close(fd);
+  }
+  ::rmdir(g_remove_path);
+}
+
+void remove_and_reraise(int sig) {
+  remove_flat_folder();
+  ::signal(sig, SIG_DFL);
+  ::raise(sig);
+}
+
+}  // namespace
+
+RemoveOnSignal::RemoveOnSignal(const std::filesystem::path& path) {
+  const auto text = std::filesystem::absolute(path).string();
+  TVIT_CHECK(text.size() < sizeof g_remove_path, "path too long to guard: ", text);
+  std::memcpy(g_remove_path, text.c_str(), text.size() + 1);
+  struct sigaction action = {};
+  action.sa_handler = remove_and_reraise;
+  sigemptyset(&action.sa_mask);
+  for (int i = 0; i < 3; ++i) ::sigaction(kRemoveSignals[i], &action, &g_previous[i]);
+}
+
+RemoveOnSignal::~RemoveOnSignal() {
+  for (int i = 0; i < 3; ++i) ::sigaction(kRemoveSignals[i], &g_previous[i], nullptr);
 }
 
 }  // namespace thinkingvit::util

@@ -17,6 +17,7 @@
 #include "thinkingvit/io/safetensors.h"
 #include "thinkingvit/util/build_info.h"
 #include "thinkingvit/util/device.h"
+#include "thinkingvit/util/text.h"
 
 namespace thinkingvit::testing {
 
@@ -213,6 +214,16 @@ TEST(Cli, BenchProfilesEveryRow) {
   EXPECT_NE(r.err.find("--profile-calls: expected a number >= 1, found '0'"), std::string::npos)
       << r.err;
   EXPECT_FALSE(std::filesystem::exists(dir.file("p2")));
+  // SIGTERM while profiling ends the run as SIGTERM does, and leaves no temp folder behind.
+  const std::string killed =
+      std::string(THINKINGVIT_BIN) + " bench --config " + dir.file("tiny.yaml") +
+      " --batch-sizes 2 --reps 1000000 --warmup 0 --threads 1 --profile " + dir.file("p3") + " >" +
+      dir.file("p3.log") + " 2>&1 & pid=$!; sleep 3; kill -TERM $pid; " + "wait $pid; echo $? > " +
+      dir.file("p3.code");
+  ASSERT_EQ(std::system(killed.c_str()), 0);
+  EXPECT_EQ(util::trim(slurp(dir.file("p3.code"))), "143") << slurp(dir.file("p3.log"));
+  EXPECT_FALSE(std::filesystem::exists(dir.file(".tmp-p3")));
+  EXPECT_FALSE(std::filesystem::exists(dir.file("p3")));
 }
 
 TEST(Cli, AKilledRunKeepsItsLogLines) {
@@ -319,6 +330,20 @@ TEST(Cli, TrainEvalSweepOnASyntheticSet) {
   EXPECT_EQ(slurp(run_dir + "/sweep/sweep.png.args"),
             run_dir + "/sweep/sweep.csv\n" + run_dir + "/sweep/stages.csv\n" + run_dir +
                 "/sweep/sweep.png\n" + run_dir + "/sweep/entropy_hist.csv\n");
+  // A sweep killed during its pass leaves no output folder (it is made when the tables are
+  // written); one that cannot make it says so before the pass.
+  const std::string killed =
+      std::string(THINKINGVIT_BIN) + " sweep --run " + run_dir + " --output-dir " +
+      dir.file("killed") + " --set data.synthetic_size=200000 --taus 0 --reps 1 --no-plot >" +
+      dir.file("killed.log") + " 2>&1 & pid=$!; sleep 3; kill -TERM $pid; " + "wait $pid";
+  EXPECT_NE(std::system(killed.c_str()), 0) << "the sweep should still be in its pass after 3 s";
+  EXPECT_FALSE(std::filesystem::exists(dir.file("killed"))) << slurp(dir.file("killed.log"));
+  std::ofstream(dir.file("plain")) << "a file\n";
+  r = run(dir, "sweep --run " + run_dir + " --output-dir " + dir.file("plain") + "/out --no-plot");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("--output-dir '" + dir.file("plain") + "/out': cannot create it"),
+            std::string::npos)
+      << r.err;
   // best/ names its classes for `predict`.
   const auto best = nlohmann::json::parse(slurp(run_dir + "/best/config.json"));
   EXPECT_EQ(best["label_names"].size(), 12u);

@@ -341,6 +341,18 @@ TEST(ConfigOverrides, ErrorsNameTheOverride) {
                       {"precision.dtype=fp8"});
 }
 
+// The released recipe's cooldown comes on top of schedule.epochs: the resolved config says how
+// many epochs the run trains, in a comment that leaves it parseable.
+TEST(ConfigRoundTrip, TheResolvedConfigSaysHowManyEpochsTrain) {
+  const auto c = parse(kSmallConfig, {"schedule.epochs=1", "schedule.cooldown_epochs=10"});
+  const auto text = to_yaml(c);
+  EXPECT_NE(text.find("# the run trains epochs + cooldown_epochs = 11 epochs"), std::string::npos)
+      << text;
+  EXPECT_EQ(to_yaml(config_from_yaml_text(text, "resolved.yaml")), text);
+  const auto none = to_yaml(parse(kSmallConfig, {"schedule.cooldown_epochs=0"}));
+  EXPECT_EQ(none.find("the run trains"), std::string::npos) << none;
+}
+
 TEST(ConfigRoundTrip, ToYamlReadsBackToTheSameConfig) {
   const auto c = parse(
       kSmallConfig, {"model.attention=small", "model.init_strict=true",

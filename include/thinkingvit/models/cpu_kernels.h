@@ -8,7 +8,8 @@
 // inference takes oneDNN's fused linear wherever LibTorch has oneDNN. For attention at ViT
 // lengths the flash kernel wins in float32, while in bfloat16 batched matmuls win on CPUs
 // without AMX (1.5x on Zen 4) and may lose with it: that choice is measured once per process and
-// dtype on a ViT-sized problem (a few milliseconds) and kept.
+// dtype on a ViT-sized problem (a few milliseconds) and kept. Inference attention may take this
+// project's GEMM kernel (models/gemm_attention.h) instead, measured the same way.
 //
 // The fused linears are used where no gradient is recorded (inference under no-grad); float32
 // training takes oneDNN's GEMM for the forward and the input's gradient; the attention choice
@@ -62,6 +63,12 @@ at::Tensor dense(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, 
 // are recorded (batched matmuls and softmax differentiate as they are; in bfloat16 without AMX
 // their forward and backward take 2.4x less time than the flash kernel's).
 bool attention_applies(const at::Tensor& q);
+
+// True when inference attention on a B x N x 3k `qkv` takes models::gemm_attention: as
+// applies(qkv), qkv already in the compute dtype, gemm_attention_supported, and (policy kAuto)
+// measured clearly faster than the kernel attention() would take, once per dtype; always under
+// kOneDnn where the CPU runs it.
+bool gemm_attention_applies(const at::Tensor& qkv, int64_t heads);
 
 // softmax(q kᵀ · Dh^-0.5 + mask) v for q, k, v: B x H x N x Dh (any strides) and an optional
 // additive float mask broadcastable to B x H x N x N (Swin's relative position bias and shift

@@ -28,4 +28,16 @@ void write_file_atomic(const std::string& path, const std::function<void(std::os
 void write_folder_atomic(const std::string& path,
                          const std::function<void(const std::filesystem::path&)>& fill);
 
+// While alive, SIGTERM, SIGINT and SIGHUP first remove the flat folder `path` (its files, then
+// the folder; with async-signal-safe system calls only), then end the process as the signal
+// would. For long fills of write_folder_atomic in commands that have no graceful stop of their
+// own (bench --profile); one at a time.
+class RemoveOnSignal {
+ public:
+  explicit RemoveOnSignal(const std::filesystem::path& path);
+  ~RemoveOnSignal();
+  RemoveOnSignal(const RemoveOnSignal&) = delete;
+  RemoveOnSignal& operator=(const RemoveOnSignal&) = delete;
+};
+
 }  // namespace thinkingvit::util

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include "thinkingvit/models/cpu_kernels.h"
+#include "thinkingvit/models/gemm_attention.h"
 #include "thinkingvit/models/layers.h"
 #include "thinkingvit/models/small_attention.h"
 
@@ -24,6 +25,9 @@ at::Tensor attention(const at::Tensor& x, const BlockWeights& w, int64_t heads,
   auto qkv = cpu::dense(x, w.qkv_w, w.qkv_b);  // B x N x 3k
   if (backend == AttentionBackend::kSmall && small_attention_supported(qkv, heads)) {
     return cpu::dense(small_attention(qkv, heads), w.proj_w, w.proj_b);  // B x N x k
+  }
+  if (backend != AttentionBackend::kExplicit && cpu::gemm_attention_applies(qkv, heads)) {
+    return cpu::dense(gemm_attention(qkv, heads), w.proj_w, w.proj_b);  // B x N x k
   }
   qkv = qkv.reshape({batch, tokens, 3, heads, width / heads}).permute({2, 0, 3, 1, 4});
   auto q = qkv[0], k = qkv[1], v = qkv[2];  // B x H x N x Dh
