@@ -4,9 +4,9 @@
 // LibTorch's CPU flash attention calls, here over the whole sequence at once), with the softmax
 // vectorised in between and its normalisation folded into O's rows. q and v are read in place
 // from the qkv projection and the heads are written side by side, so no permute, transpose of
-// the output or per-block rescaling is done. At ViT lengths (197 tokens, heads of 64) on AMD
-// Zen 4 this runs 1.4x faster than LibTorch's flash kernel in float32: the flash kernel's tiles
-// are small and it rescales its accumulators per key block.
+// the output or per-block rescaling is done (the flash kernel works in small tiles and rescales
+// its accumulators per key block). Whether it is faster than LibTorch's kernels depends on the
+// CPU, so cpu_kernels measures it once per dtype (docs/benchmarks.md has the figures).
 //
 // bfloat16 inputs are computed in float32 inside (oneDNN's bf16 brgemm needs AMX; without it,
 // float32 here is faster than LibTorch's bf16 flash kernel) and returned in bfloat16.
