@@ -82,6 +82,15 @@ if [[ $model != vit ]]; then
   ((compile == 0)) || { echo "bench_compare: --compile: there is no eager Swin to compile (--model $model)" >&2; exit 2; }
 fi
 [[ -z $released || -d $released ]] || { echo "bench_compare: --released '$released' is not a folder" >&2; exit 2; }
+# Whether round r (0-based) may start: under --max-seconds, only if the longest round so far still
+# fits (start, longest: set by the round loop); says which round starts, or why none does.
+next_round_fits() {
+  if ((max_seconds > 0 && $1 > 0 && SECONDS - start + longest > max_seconds)); then
+    echo "bench_compare: stopping after $1 of $pairs rounds (--max-seconds $max_seconds)" >&2
+    return 1
+  fi
+  echo "bench_compare: round $(($1 + 1)) of $pairs" >&2
+}
 if ((peers)); then
   [[ -z $released && $compile == 0 && $graphs == 0 && $model == vit && $device == cpu ]] ||
     { echo "bench_compare: --peers compares ThinkingViT 3H->6H on the CPU only (no --released, --compile, --graphs, --model, --device)" >&2; exit 2; }
@@ -163,11 +172,7 @@ PY
   fi
   start=$SECONDS longest=0 done_rounds=0
   for ((r = 0; r < pairs; r++)); do
-    if ((max_seconds > 0 && r > 0 && SECONDS - start + longest > max_seconds)); then
-      echo "bench_compare: stopping after $r of $pairs rounds (--max-seconds $max_seconds)" >&2
-      break
-    fi
-    echo "bench_compare: round $((r + 1)) of $pairs" >&2
+    next_round_fits "$r" || break
     round_start=$SECONDS
     "${ours[@]}" > "$out/ours.$r.csv" 2> "$out/ours.log" ||
       { echo "bench_compare: thinkingvit bench exited with status $?: $(grep -m1 error: "$out/ours.log" || tail -1 "$out/ours.log")" >&2; exit 1; }
@@ -194,11 +199,7 @@ ours=("$bin" bench --preset "$preset" --batch-sizes "$batch" --threads "$threads
       --train "${ours_flags[@]}" --format csv)
 start=$SECONDS longest=0 done_rounds=0
 for ((r = 0; r < pairs; r++)); do
-  if ((max_seconds > 0 && r > 0 && SECONDS - start + longest > max_seconds)); then
-    echo "bench_compare: stopping after $r of $pairs rounds (--max-seconds $max_seconds)" >&2
-    break
-  fi
-  echo "bench_compare: round $((r + 1)) of $pairs" >&2
+  next_round_fits "$r" || break
   round_start=$SECONDS
   "${ours[@]}" > "$out/ours.$r.csv" 2> "$out/ours.log"
   ((graphs)) && "${ours[@]}" --cuda-graphs > "$out/graphs.$r.csv" 2> "$out/graphs.log"
